@@ -1,0 +1,242 @@
+"""The queue backend contract: a small ABC that stores, leases, delays and settles jobs.
+
+Backends never decide outcomes (retry, backoff, dead-lettering): the shared dispatcher in
+:mod:`lssm_jobs.worker` does, for every backend alike. A backend owns its consumption loop because the
+three kinds differ in who drives delivery:
+
+* **pull** backends (memory, sqlite, Redis) lease jobs with a visibility timeout; subclass
+  :class:`PullBackend` and the shared pull consumer gives you concurrency, heartbeats and graceful stop;
+* **push** backends (Cloud Tasks) receive jobs over HTTP and settle by their response;
+* **stream** backends (Pub/Sub streaming pull) receive messages with ack deadlines.
+
+All three hand each job to the same ``dispatch(delivery)`` callable and settle it through the
+:class:`Delivery` they created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar, Literal
+
+import attrs
+
+from lssm_jobs.jobs import JobStatus
+
+DeliveryKind = Literal["pull", "push", "stream"]
+
+
+@attrs.frozen(kw_only=True)
+class BackendCapabilities:
+    """What a backend supports; the conformance suite skips the tests of what it does not."""
+
+    delivery: DeliveryKind = "pull"
+    delay: bool = True  # run_at / delay_ms honoured
+    priority: bool = True  # higher priority leased first among ready jobs of a queue
+    dedupe: bool = True  # a live dedupe_key returns the existing job
+    leases: bool = True  # a job whose worker died is delivered again after its lease expires
+    native_dlq: bool = False  # the service itself keeps dead letters (e.g. a Pub/Sub dead-letter topic)
+    durable: bool = True  # survives a process restart
+    shared: bool = True  # several processes can produce and consume on it
+
+
+@attrs.frozen(kw_only=True)
+class OutgoingJob:
+    """A job on its way into a backend: routing fields plus the serialized envelope (``body``)."""
+
+    id: str
+    type: str
+    queue: str
+    priority: int
+    run_at: float
+    created_at: float
+    dedupe_key: str | None
+    body: bytes
+
+
+@attrs.frozen(kw_only=True)
+class PushResult:
+    """The outcome of pushing one job. ``created`` is False when a live job with the same dedupe key
+    existed; then ``id`` is that job's id and nothing new was stored."""
+
+    id: str
+    created: bool
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """What a backend knows about a job. ``attempts`` counts deliveries so far (leases included)."""
+
+    id: str
+    type: str
+    queue: str
+    status: JobStatus
+    attempts: int
+    priority: int
+    run_at: float
+    created_at: float
+    updated_at: float
+    dedupe_key: str | None
+    last_error: str | None
+    body: bytes
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetter:
+    """A job in the dead letter queue, with why it is there. ``body`` is kept verbatim, even when it could
+    not be decoded, so nothing is lost and it can be inspected or replayed after a fix."""
+
+    id: str
+    type: str
+    queue: str
+    reason: str
+    error: str | None
+    traceback: str | None
+    attempts: int
+    failed_at: float
+    body: bytes
+
+
+class Delivery(ABC):
+    """One job handed to the dispatcher. The dispatcher calls exactly one of ``ack``, ``retry``,
+    ``dead_letter`` or ``release``; until then it may call ``extend`` to keep the lease.
+
+    ``attempt`` is 1-based and counts this delivery, so a job whose worker was killed comes back with a
+    higher attempt. ``lease_ms`` is None for deliveries without a lease to extend.
+    """
+
+    id: str
+    attempt: int
+    body: bytes
+    queue: str
+    lease_ms: int | None = None
+
+    @abstractmethod
+    async def ack(self) -> None:
+        """The job completed. Keep it as completed (for its retention) or delete it."""
+
+    @abstractmethod
+    async def retry(self, *, run_at: float, error: str) -> None:
+        """Schedule the job to run again at ``run_at`` (epoch seconds), keeping its attempt count."""
+
+    @abstractmethod
+    async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
+        """Move the job to the dead letter queue, keeping its body verbatim."""
+
+    @abstractmethod
+    async def release(self) -> None:
+        """Give the job back unrun (graceful stop): ready again at once, this delivery not counted."""
+
+    async def extend(self, lease_ms: int) -> bool:
+        """Push the lease expiry to ``lease_ms`` from now.
+
+        :returns: False when the lease was already lost (another worker may hold the job now).
+        """
+        return True
+
+
+Dispatch = Callable[[Delivery], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class ConsumeOptions:
+    """How a worker consumes.
+
+    :param queues: queue names to consume, or None for every queue.
+    :param concurrency: most jobs run at once by this worker.
+    :param lease_ms: visibility timeout of a lease; running jobs extend it every ``lease_ms / 3``.
+    :param prefetch: most jobs a pull backend may lease ahead of free slots (0: lease only for free slots).
+    :param shutdown_timeout: on stop, how long in-flight jobs may finish before being released.
+    :param poll_interval: longest a pull backend waits for work before checking again (backends with a
+        notification mechanism wake earlier).
+    """
+
+    queues: Sequence[str] | None = None
+    concurrency: int = 10
+    lease_ms: int = 30_000
+    prefetch: int = 0
+    shutdown_timeout: float = 30.0
+    poll_interval: float = 1.0
+
+
+class QueueBackend(ABC):
+    """Stores, leases, delays and settles jobs. Created by a plugin's factory, opened once, closed once.
+
+    All methods are coroutines and must not block the event loop (run blocking drivers in a thread).
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
+        """Connect and create what the backend needs. Called once before any other method.
+
+        :raises ConnectionError: the service cannot be reached.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
+        """Release connections. The backend is not used afterwards."""
+
+    @abstractmethod
+    async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        """Store ``jobs`` (ready at their ``run_at``), atomically per job; results are in the same order.
+
+        A job whose ``dedupe_key`` matches a live (scheduled, pending or active) job is not stored; its
+        result names the live job.
+        """
+
+    @abstractmethod
+    async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
+        """Deliver jobs to ``dispatch`` until ``stopping`` is set, then return once every delivery in
+        flight has been settled or released (within ``options.shutdown_timeout``)."""
+
+    @abstractmethod
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None when unknown (or pruned after its retention)."""
+
+    @abstractmethod
+    async def counts(self) -> dict[str, dict[JobStatus, int]]:
+        """Number of jobs per queue and status (dead letters under :attr:`JobStatus.DEAD`)."""
+
+    @abstractmethod
+    async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """Dead letters, most recent first."""
+
+    @abstractmethod
+    async def get_dead(self, job_id: str) -> DeadLetter | None:
+        """One dead letter, or None."""
+
+    @abstractmethod
+    async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
+        """Move a dead letter back into its queue with its attempts reset.
+
+        :returns: False when there is no such dead letter.
+        """
+
+    @abstractmethod
+    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete the given dead letters (all when None). :returns: how many were deleted."""
+
+    def wake(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
+        """Interrupt any wait for work, so a stop is prompt. Called from the event loop."""
+
+
+class PullBackend(QueueBackend):
+    """A backend consumed by leasing. Implement :meth:`lease`; the shared pull consumer does the rest."""
+
+    @abstractmethod
+    async def lease(self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float) -> list[
+        Delivery
+    ]:
+        """Lease up to ``limit`` ready jobs, highest priority first, then oldest ``run_at`` first.
+
+        Atomically marks each active with a lease expiring ``lease_ms`` from now and counts the attempt.
+        Jobs whose lease expired are ready again. When none is ready, waits up to ``wait`` seconds for one
+        (returning early on :meth:`QueueBackend.wake`) and may return an empty list.
+        """
+
+    async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
+        from lssm_jobs.worker import run_pull_consumer
+
+        await run_pull_consumer(self, dispatch, options, stopping)

@@ -1,0 +1,93 @@
+"""Exceptions raised by lssm-jobs, and the ones handlers raise to steer retries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+
+class LssmJobsError(Exception):
+    """Base class of every error lssm-jobs raises."""
+
+
+@attrs.frozen(kw_only=True)
+class FieldError:
+    """One invalid field of a payload: where it is (``$.items[0].sku``) and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class JobValidationError(LssmJobsError, ValueError):
+    """A payload does not match its job type; raised at enqueue, so nothing was stored.
+
+    ``errors`` names every bad field with its path from the payload root (``$``).
+    """
+
+    def __init__(self, job_type: str, errors: Sequence[FieldError]) -> None:
+        self.job_type = job_type
+        self.errors = list(errors)
+        lines = "; ".join(str(error) for error in self.errors)
+        super().__init__(f"invalid payload for job type {job_type!r}: {lines}")
+
+
+class JobTypeConflictError(LssmJobsError):
+    """The same job type name and version was defined twice with different payload classes."""
+
+
+class SerializationError(LssmJobsError):
+    """A job envelope could not be encoded or decoded."""
+
+
+class PluginError(LssmJobsError):
+    """A plugin is broken: it failed to load, or registered something invalid."""
+
+
+class DuplicateRegistrationError(PluginError):
+    """Two plugins registered the same name for the same kind of thing."""
+
+
+class BackendNotFoundError(LssmJobsError, LookupError):
+    """The backend asked for is not installed, or its plugin failed to load."""
+
+
+class QueueClosedError(LssmJobsError, RuntimeError):
+    """The queue was used after ``close()``, or before it could be opened."""
+
+
+class JobTimeoutError(LssmJobsError, TimeoutError):
+    """A handler ran longer than its job's ``timeout_ms``."""
+
+
+class PermanentJobError(LssmJobsError):
+    """Raise from a handler to fail the job at once, without retries (it goes to the dead letter queue).
+
+    Example::
+
+        if not user_exists(job.payload.user_id):
+            raise PermanentJobError("user was deleted; retrying will not help")
+    """
+
+
+#: Dramatiq and Taskiq users know this name; it is the same exception.
+DoNotRetry = PermanentJobError
+
+
+class RetryJob(LssmJobsError):
+    """Raise from a handler to retry after exactly ``delay_ms`` (still counts as an attempt).
+
+    Example::
+
+        except RateLimited as error:
+            raise RetryJob(delay_ms=error.retry_after_ms) from error
+    """
+
+    def __init__(self, message: str = "retry requested", *, delay_ms: int) -> None:
+        if delay_ms < 0:
+            raise ValueError("delay_ms must be >= 0")
+        self.delay_ms = delay_ms
+        super().__init__(message)

@@ -1,0 +1,205 @@
+"""Typed job definitions: options, job types, the catalog that resolves type names, and the Job record."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+
+from lssm_jobs.errors import JobTypeConflictError
+
+P = TypeVar("P")
+
+BackoffKind = Literal["exponential", "fixed", "linear"]
+
+#: Upgrades a payload (as plain JSON data) written by version ``v`` of a job type to version ``v + 1``.
+PayloadUpgrader = Callable[[Any], Any]
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. ``str`` valued so it prints and serializes as its name."""
+
+    SCHEDULED = "scheduled"  # waiting for its run_at (delayed, or backing off before a retry)
+    PENDING = "pending"  # ready to run
+    ACTIVE = "active"  # leased by a worker
+    COMPLETED = "completed"
+    FAILED = "failed"  # kept by backends that record failure separately from the dead letter queue
+    DEAD = "dead"  # in the dead letter queue
+
+
+LIVE_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.ACTIVE})
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: int | float | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class JobOptions:
+    """How a job runs: retries, backoff, timeout, queue and priority.
+
+    Backoff before retry ``n`` (1-based) is ``backoff_ms`` for ``fixed``, ``backoff_ms * n`` for
+    ``linear`` and ``backoff_ms * 2 ** (n - 1)`` for ``exponential``, capped at ``max_backoff_ms``, then
+    spread by ``jitter`` (a fraction: 0.1 means +/-10%) so retries of many jobs do not arrive together.
+    """
+
+    max_retries: int = attrs.field(default=3, validator=_non_negative)
+    backoff_ms: int = attrs.field(default=1000, validator=_non_negative)
+    backoff: BackoffKind = "exponential"
+    max_backoff_ms: int = attrs.field(default=3_600_000, validator=_non_negative)
+    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    timeout_ms: int | None = attrs.field(default=None, validator=_non_negative)
+    queue: str = "default"
+    priority: int = 0
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+
+DEFAULT_OPTIONS = JobOptions()
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class JobType(Generic[P]):
+    """A named, versioned kind of job with a typed payload. Create with :func:`define_job_type`."""
+
+    type: str
+    version: int
+    payload: type[P] | None
+    options: JobOptions = DEFAULT_OPTIONS
+    upgraders: Mapping[int, PayloadUpgrader] = attrs.field(factory=dict)
+    description: str = ""
+
+    def __repr__(self) -> str:
+        payload = self.payload.__qualname__ if self.payload is not None else "Any"
+        return f"JobType({self.type!r}, version={self.version}, payload={payload})"
+
+
+class JobCatalog:
+    """Resolves job type names to their definitions (validation and typed payloads).
+
+    :func:`define_job_type` records into :data:`default_catalog`; pass your own catalog to a queue to keep
+    separate applications (or tests) apart.
+    """
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType[Any]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, job_type: JobType[Any]) -> None:
+        """Record ``job_type``; a newer version replaces an older one under the same name.
+
+        :raises JobTypeConflictError: the same name and version is already defined with another payload.
+        """
+        with self._lock:
+            known = self._types.get(job_type.type)
+            if known is not None and known.version == job_type.version:
+                same = _qualified(known.payload) == _qualified(job_type.payload)
+                if not same:
+                    raise JobTypeConflictError(
+                        f"job type {job_type.type!r} version {job_type.version} is already defined with "
+                        f"payload {_qualified(known.payload)}, not {_qualified(job_type.payload)}"
+                    )
+            if known is None or job_type.version >= known.version:
+                self._types[job_type.type] = job_type
+
+    def get(self, name: str) -> JobType[Any] | None:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+
+def _qualified(payload: type[Any] | None) -> str:
+    return "Any" if payload is None else f"{payload.__module__}.{payload.__qualname__}"
+
+
+default_catalog = JobCatalog()
+
+
+def define_job_type(
+    *,
+    type: str,
+    version: int = 1,
+    payload: type[P] | None = None,
+    options: JobOptions = DEFAULT_OPTIONS,
+    upgraders: Mapping[int, PayloadUpgrader] | None = None,
+    description: str = "",
+    catalog: JobCatalog | None = None,
+) -> JobType[P]:
+    """Define a job type and record it in the catalog, so its name resolves to it.
+
+    :param type: the job type's name, e.g. ``"email.send"``.
+    :param version: the payload schema version, carried on every envelope.
+    :param payload: an attrs class, dataclass or TypedDict; payloads are structured and validated by cattrs.
+    :param options: defaults for retries, backoff, timeout, queue and priority.
+    :param upgraders: ``{old_version: fn}``; ``fn`` turns a version ``old_version`` payload (plain data) into
+        a version ``old_version + 1`` payload, so jobs enqueued before a deploy still run after it.
+    :raises ValueError: the name is empty or the version is below 1.
+    :raises JobTypeConflictError: the name and version are already defined with another payload class.
+    """
+    if not type or not isinstance(type, str):
+        raise ValueError("a job type needs a non-empty string name")
+    if version < 1:
+        raise ValueError(f"job type version must be >= 1, got {version}")
+    job_type: JobType[P] = JobType(
+        type=type,
+        version=version,
+        payload=payload,
+        options=options,
+        upgraders=dict(upgraders or {}),
+        description=description,
+    )
+    (catalog if catalog is not None else default_catalog).add(job_type)
+    return job_type
+
+
+def utc_datetime(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+@attrs.frozen(kw_only=True)
+class Job(Generic[P]):
+    """A job as users see it: what ``enqueue`` and ``get`` return and what handlers receive.
+
+    ``payload`` is an instance of the job type's payload class when the type is known, else plain data.
+    ``attempt`` is 1 on the first run, 2 on the first retry, and so on (0 before it first ran).
+    Times are seconds since the epoch (UTC); ``run_at_datetime`` and friends give aware datetimes.
+    """
+
+    id: str
+    type: str
+    version: int
+    payload: P
+    queue: str
+    status: JobStatus
+    attempt: int
+    max_retries: int
+    priority: int
+    run_at: float
+    created_at: float
+    dedupe_key: str | None = None
+    last_error: str | None = None
+    options: JobOptions = DEFAULT_OPTIONS
+    meta: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def run_at_datetime(self) -> datetime:
+        return utc_datetime(self.run_at)
+
+    @property
+    def created_at_datetime(self) -> datetime:
+        return utc_datetime(self.created_at)
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_retries + 1 - self.attempt)

@@ -1,0 +1,262 @@
+"""The job envelope, the cattrs converters that validate payloads, and the built-in JSON serializer.
+
+Following cattrs' preconf layout, each converter has a ``configure_*`` function that adds our hooks to a
+converter you own and a ``make_*`` function that builds a fresh, configured one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from lssm_jobs.errors import FieldError, JobValidationError, SerializationError
+from lssm_jobs.jobs import DEFAULT_OPTIONS, JobOptions, JobType
+
+ENVELOPE_FORMAT = 1  # bumped when the envelope's own shape changes incompatibly
+
+
+@attrs.frozen(kw_only=True)
+class Envelope:
+    """Everything a worker needs to run a job, as stored by backends (after the serializer encodes it)."""
+
+    id: str
+    type: str
+    version: int
+    payload: Any
+    queue: str = "default"
+    priority: int = 0
+    options: JobOptions = DEFAULT_OPTIONS
+    dedupe_key: str | None = None
+    created_at: float
+    run_at: float
+    meta: Mapping[str, str] = attrs.field(factory=dict)
+    format: int = ENVELOPE_FORMAT
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Payload converter: strict, so a payload that "almost" fits is rejected at enqueue rather than coerced.
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strict_int(value: Any, _: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _strict_float(value: Any, _: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _strict_bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 datetime string, got {type(value).__name__}")
+    return datetime.fromisoformat(value)
+
+
+def _structure_date(value: Any, _: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 date string, got {type(value).__name__}")
+    return date.fromisoformat(value)
+
+
+def _structure_uuid(value: Any, _: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected a UUID string, got {type(value).__name__}")
+    return uuid.UUID(value)
+
+
+def _structure_decimal(value: Any, _: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+    return Decimal(value)
+
+
+def _structure_bytes(value: Any, _: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected base64 text, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"invalid base64: {error}") from error
+
+
+def configure_payload_converter(converter: cattrs.Converter) -> None:
+    """Make ``converter`` strict about primitives and able to carry datetimes, dates, UUIDs, decimals and
+    bytes through JSON (as ISO 8601 text, UUID text, decimal text and base64)."""
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
+    converter.register_structure_hook(date, _structure_date)
+    converter.register_unstructure_hook(date, lambda value: value.isoformat())
+    converter.register_structure_hook(uuid.UUID, _structure_uuid)
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_structure_hook(Decimal, _structure_decimal)
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(bytes, _structure_bytes)
+    converter.register_unstructure_hook(bytes, lambda value: base64.b64encode(value).decode("ascii"))
+
+
+def make_payload_converter() -> cattrs.Converter:
+    """A new strict payload converter: unknown keys are errors, and every error names its field path."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    configure_payload_converter(converter)
+    return converter
+
+
+payload_converter = make_payload_converter()
+
+
+def _field_errors(error: BaseException) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if isinstance(error, (ClassValidationError, IterableValidationError)):
+        for message in cattrs.transform_error(error, path="$"):
+            text, _, path = message.rpartition(" @ ")
+            errors.append(FieldError(path=path or "$", message=text or message))
+    else:
+        errors.append(FieldError(path="$", message=f"{type(error).__name__}: {error}"))
+    return errors
+
+
+def structure_payload(job_type: JobType[Any], data: Any, converter: cattrs.Converter | None = None) -> Any:
+    """Turn plain data into the job type's payload class, or raise :class:`JobValidationError`."""
+    if job_type.payload is None:
+        return data
+    converter = converter or payload_converter
+    try:
+        return converter.structure(data, job_type.payload)
+    except Exception as error:
+        raise JobValidationError(job_type.type, _field_errors(error)) from error
+
+
+def validate_payload(
+    job_type: JobType[Any], payload: Any, converter: cattrs.Converter | None = None
+) -> tuple[Any, Any]:
+    """Check ``payload`` (a payload instance or plain data) against ``job_type``.
+
+    :returns: ``(data, typed)``: the plain JSON-ready data to store and the typed payload instance.
+    :raises JobValidationError: naming every bad field and its path; nothing is stored.
+    """
+    converter = converter or payload_converter
+    if job_type.payload is None:
+        return payload, payload
+    if isinstance(payload, job_type.payload):
+        data = converter.unstructure(payload)
+    else:
+        data = payload
+    typed = structure_payload(job_type, data, converter)
+    return converter.unstructure(typed), typed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Envelope converter and serializers.
+
+
+def configure_envelope_converter(converter: cattrs.Converter) -> None:
+    """Teach ``converter`` the envelope's shape (payload stays plain data; it is validated separately)."""
+    converter.register_structure_hook(Mapping[str, str], lambda value, _: dict(value or {}))
+
+
+def make_envelope_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(omit_if_default=True)
+    configure_envelope_converter(converter)
+    return converter
+
+
+envelope_converter = make_envelope_converter()
+
+
+def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
+    data: dict[str, Any] = envelope_converter.unstructure(envelope)
+    # Always write the fields a reader needs to route the job, even when they equal their defaults.
+    data["id"], data["type"], data["version"] = envelope.id, envelope.type, envelope.version
+    data["payload"] = envelope.payload
+    return data
+
+
+def envelope_from_dict(data: Any) -> Envelope:
+    if not isinstance(data, Mapping):
+        raise SerializationError(f"envelope must be an object, got {type(data).__name__}")
+    try:
+        return envelope_converter.structure(data, Envelope)
+    except Exception as error:
+        details = "; ".join(str(e) for e in _field_errors(error))
+        raise SerializationError(f"malformed envelope: {details}") from error
+
+
+class Serializer(ABC):
+    """Turns envelopes (as plain data) into bytes and back. Plugins add more through the serializers hook.
+
+    Implementations must never execute code found in the data (no pickle, no eval).
+    """
+
+    name: str
+    content_type: str
+
+    @abstractmethod
+    def encode(self, data: Mapping[str, Any]) -> bytes:
+        """:raises SerializationError: the data cannot be represented."""
+
+    @abstractmethod
+    def decode(self, raw: bytes) -> Any:
+        """:raises SerializationError: the bytes are not valid in this format."""
+
+    def dumps(self, envelope: Envelope) -> bytes:
+        return self.encode(envelope_to_dict(envelope))
+
+    def loads(self, raw: bytes) -> Envelope:
+        return envelope_from_dict(self.decode(raw))
+
+
+class JsonSerializer(Serializer):
+    """Compact UTF-8 JSON; the default."""
+
+    name = "json"
+    content_type = "application/json"
+
+    def encode(self, data: Mapping[str, Any]) -> bytes:
+        try:
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as error:
+            raise SerializationError(f"payload is not JSON-serializable: {error}") from error
+
+    def decode(self, raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise SerializationError(f"not valid JSON: {error}") from error
