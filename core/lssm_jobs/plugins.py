@@ -39,7 +39,7 @@ DISABLE_ENV = "LSSM_JOBS_DISABLE_PLUGINS"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "lssm_jobs.backends.memory"),
     ("sqlite", "lssm_jobs.backends.sqlite"),
-    ("json", "lssm_jobs.builtin_plugins"),
+    ("builtins", "lssm_jobs.builtin_plugins"),
 )
 
 # hook name -> (record type, registry kind shown to users)

@@ -189,7 +189,9 @@ def validate_payload(
 
 def configure_envelope_converter(converter: cattrs.Converter) -> None:
     """Teach ``converter`` the envelope's shape (payload stays plain data; it is validated separately)."""
-    converter.register_structure_hook(Mapping[str, str], lambda value, _: dict(value or {}))
+    converter.register_structure_hook_func(
+        lambda cls: cls == Mapping[str, str], lambda value, _: {str(k): str(v) for k, v in (value or {}).items()}
+    )
 
 
 def make_envelope_converter() -> cattrs.Converter:

@@ -1,0 +1,483 @@
+"""The user-facing queue: enqueue typed jobs, register handlers, run workers, inspect and replay.
+
+``JobQueue`` wraps any backend; ``open_queue(name, **options)`` finds the backend by its plugin name
+(``"memory"``, ``"sqlite"``, ``"redis"``, ...), and ``MemoryJobQueue()`` is the in-process shortcut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+import attrs
+
+from lssm_jobs.backends.base import ConsumeOptions, DeadLetter, OutgoingJob, QueueBackend
+from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
+from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
+from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobOptions, JobStatus, JobType, default_catalog
+from lssm_jobs.plugins import PluginRegistry, get_plugins
+from lssm_jobs.serialization import Envelope, Serializer, validate_payload
+from lssm_jobs.worker import Dispatcher, Handler
+
+log = logging.getLogger("lssm_jobs.queue")
+
+H = TypeVar("H", bound=Handler)
+
+#: ``open_queue`` options that configure the queue itself; every other keyword goes to the backend factory.
+QUEUE_OPTIONS = frozenset(
+    {"serializer", "catalog", "concurrency", "queues", "lease_ms", "prefetch", "shutdown_timeout",
+     "poll_interval", "default_timeout_ms", "sinks", "executor", "plugins"}
+)
+
+
+@attrs.frozen(kw_only=True)
+class EnqueueRequest:
+    """One job for :meth:`JobQueue.enqueue_many`; the fields mean what ``enqueue``'s arguments mean."""
+
+    job_type: str | JobType[Any]
+    payload: Any = None
+    delay_ms: int | None = None
+    run_at: datetime | float | None = None
+    priority: int | None = None
+    dedupe_key: str | None = None
+    queue: str | None = None
+    max_retries: int | None = None
+    timeout_ms: int | None = None
+    meta: Mapping[str, str] | None = None
+
+
+class DeadLetters:
+    """The dead letter queue of a :class:`JobQueue`: ``queue.dead_letters``."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+
+    async def list(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """Dead letters, most recent first, with reason, error, traceback and the envelope kept verbatim."""
+        backend = await self._queue._opened()
+        return await backend.list_dead(limit=limit, offset=offset)
+
+    async def get(self, job_id: str) -> DeadLetter | None:
+        backend = await self._queue._opened()
+        return await backend.get_dead(job_id)
+
+    async def replay(self, job_id: str, *, delay_ms: int = 0) -> bool:
+        """Put a dead letter back in its queue with its attempts reset (after you fixed the cause).
+
+        :returns: False when no dead letter has that id.
+        """
+        backend = await self._queue._opened()
+        dead = await backend.get_dead(job_id)
+        if dead is None:
+            return False
+        replayed = await backend.replay_dead(job_id, run_at=time.time() + delay_ms / 1000)
+        if replayed:
+            await self._queue.events.emit(
+                JobReplayed(timestamp=time.time(), job_id=job_id, job_type=dead.type, queue=dead.queue, attempt=0)
+            )
+        return replayed
+
+    async def replay_all(self) -> int:
+        """Replay every dead letter. :returns: how many were replayed."""
+        replayed = 0
+        while True:
+            batch = await self.list(limit=500)
+            if not batch:
+                return replayed
+            for dead in batch:
+                replayed += await self.replay(dead.id)
+
+    async def purge(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete the given dead letters, or all of them. :returns: how many were deleted."""
+        backend = await self._queue._opened()
+        return await backend.purge_dead(job_ids)
+
+
+class JobQueue:
+    """Enqueue, process and inspect jobs on one backend.
+
+    :param backend: an unopened backend; the queue opens it on first use and closes it in :meth:`close`.
+    :param serializer: a serializer name (plugin-provided) or instance; JSON by default.
+    :param catalog: resolves job type names to definitions; the global catalog by default.
+    :param concurrency: most jobs this process runs at once.
+    :param queues: queue names to consume (None: all).
+    :param lease_ms: visibility timeout; running jobs keep extending it, so it bounds how long a dead worker's
+        job waits before running elsewhere, not how long a job may run.
+    :param shutdown_timeout: seconds in-flight jobs get to finish on :meth:`stop` before being released.
+    :param default_timeout_ms: timeout for job types without their own ``timeout_ms``.
+    :param sinks: event sink names (plugins) or instances; ``["logging"]`` by default.
+    :param executor: thread pool for plain-function handlers (the loop's default executor if None).
+    """
+
+    def __init__(
+        self,
+        backend: QueueBackend,
+        *,
+        serializer: str | Serializer = "json",
+        catalog: JobCatalog | None = None,
+        concurrency: int = 10,
+        queues: Sequence[str] | None = None,
+        lease_ms: int = 30_000,
+        prefetch: int = 0,
+        shutdown_timeout: float = 30.0,
+        poll_interval: float = 1.0,
+        default_timeout_ms: int | None = None,
+        sinks: Sequence[str | EventSink] = ("logging",),
+        executor: Executor | None = None,
+        plugins: PluginRegistry | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.backend = backend
+        self.plugins = plugins or get_plugins()
+        self.serializer = (
+            self.plugins.serializer(serializer).factory() if isinstance(serializer, str) else serializer
+        )
+        self.catalog = catalog if catalog is not None else default_catalog
+        self.consume_options = ConsumeOptions(
+            queues=tuple(queues) if queues else None, concurrency=concurrency, lease_ms=lease_ms,
+            prefetch=prefetch, shutdown_timeout=shutdown_timeout, poll_interval=poll_interval,
+        )
+        self.default_timeout_ms = default_timeout_ms
+        self.executor = executor
+        self.events = EventBus()
+        for sink in sinks:
+            self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
+        self.handlers: dict[str, Handler] = {}
+        self.dead_letters = DeadLetters(self)
+        self._open_lock: asyncio.Lock | None = None
+        self._state = "new"  # new -> open -> closed
+        self._stopping: asyncio.Event | None = None
+        self._consumer: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the backend (idempotent). Called for you on first use."""
+        await self._opened()
+
+    async def _opened(self) -> QueueBackend:
+        if self._state == "open":
+            return self.backend
+        if self._state == "closed":
+            raise QueueClosedError("this queue was closed")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._state == "new":
+                await self.backend.open()
+                self._state = "open"
+        return self.backend
+
+    async def close(self) -> None:
+        """Stop the worker if running, then close the backend and the event sinks."""
+        if self._state == "closed":
+            return
+        await self.stop()
+        if self._state == "open":
+            await self.backend.close()
+        await self.events.close()
+        self._state = "closed"
+
+    async def __aenter__(self) -> JobQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- producing ------------------------------------------------------------------------------------------
+
+    def _build(self, request: EnqueueRequest, now: float) -> tuple[OutgoingJob, Envelope, Any]:
+        job_type = request.job_type
+        if isinstance(job_type, JobType):
+            definition: JobType[Any] | None = job_type
+            name = job_type.type
+        else:
+            name = job_type
+            definition = self.catalog.get(name)
+        if definition is not None:
+            data, typed = validate_payload(definition, request.payload)
+            options, version = definition.options, definition.version
+        else:
+            data = typed = request.payload
+            options, version = DEFAULT_OPTIONS, 1
+        if request.max_retries is not None or request.timeout_ms is not None:
+            options = attrs.evolve(
+                options,
+                max_retries=options.max_retries if request.max_retries is None else request.max_retries,
+                timeout_ms=options.timeout_ms if request.timeout_ms is None else request.timeout_ms,
+            )
+        if request.delay_ms is not None and request.run_at is not None:
+            raise ValueError("pass delay_ms or run_at, not both")
+        if request.delay_ms is not None:
+            if request.delay_ms < 0:
+                raise ValueError("delay_ms must be >= 0")
+            run_at = now + request.delay_ms / 1000
+        elif isinstance(request.run_at, datetime):
+            if request.run_at.tzinfo is None:
+                raise ValueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
+            run_at = request.run_at.timestamp()
+        elif request.run_at is not None:
+            run_at = float(request.run_at)
+        else:
+            run_at = now
+        envelope = Envelope(
+            id=uuid.uuid4().hex,
+            type=name,
+            version=version,
+            payload=data,
+            queue=request.queue or options.queue,
+            priority=options.priority if request.priority is None else request.priority,
+            options=options,
+            dedupe_key=request.dedupe_key,
+            created_at=now,
+            run_at=run_at,
+            meta=dict(request.meta or {}),
+        )
+        outgoing = OutgoingJob(
+            id=envelope.id, type=name, queue=envelope.queue, priority=envelope.priority, run_at=run_at,
+            created_at=now, dedupe_key=envelope.dedupe_key, body=self.serializer.dumps(envelope),
+        )
+        return outgoing, envelope, typed
+
+    async def enqueue(
+        self,
+        job_type: str | JobType[Any],
+        payload: Any = None,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[Any]:
+        """Validate and store one job.
+
+        :param job_type: a :class:`JobType` or a type name (validated when the catalog knows it).
+        :param payload: a payload instance or plain data.
+        :param delay_ms: run no earlier than this many milliseconds from now (or ``run_at``: an aware
+            datetime or epoch seconds).
+        :param priority: higher runs first among ready jobs of the same queue.
+        :param dedupe_key: while a job with this key is scheduled, pending or active, enqueueing another
+            returns that job instead.
+        :returns: the stored job (or the live duplicate).
+        :raises JobValidationError: the payload does not fit the job type; nothing was stored.
+        """
+        jobs = await self.enqueue_many(
+            [EnqueueRequest(job_type=job_type, payload=payload, delay_ms=delay_ms, run_at=run_at,
+                            priority=priority, dedupe_key=dedupe_key, queue=queue, max_retries=max_retries,
+                            timeout_ms=timeout_ms, meta=meta)]
+        )
+        return jobs[0]
+
+    async def enqueue_many(
+        self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]
+    ) -> list[Job[Any]]:
+        """Validate every job, then store them all in one backend call (pipelined where the backend can).
+
+        :raises JobValidationError: for the first invalid payload (its paths prefixed with ``[index]``);
+            nothing was stored.
+        """
+        now = time.time()
+        built = []
+        for index, request in enumerate(requests):
+            if not isinstance(request, EnqueueRequest):
+                request = EnqueueRequest(job_type=request[0], payload=request[1])
+            try:
+                built.append(self._build(request, now))
+            except JobValidationError as error:
+                if index == 0 and not built:
+                    raise
+                raise JobValidationError(
+                    error.job_type,
+                    [FieldError(path=f"[{index}]{e.path[1:]}", message=e.message) for e in error.errors],
+                ) from error
+        if not built:
+            return []
+        backend = await self._opened()
+        results = await backend.push([outgoing for outgoing, _, _ in built])
+        jobs: list[Job[Any]] = []
+        want_events = self.events.wants(JobEnqueued.name)
+        for (outgoing, envelope, typed), result in zip(built, results):
+            if result.created:
+                job = self._job(envelope, typed, JobStatus.SCHEDULED if envelope.run_at > now else JobStatus.PENDING)
+            else:
+                existing = await self.get(result.id)
+                job = existing if existing is not None else self._job(envelope, typed, JobStatus.PENDING)
+            jobs.append(job)
+            if want_events:
+                await self.events.emit(
+                    JobEnqueued(timestamp=now, job_id=job.id, job_type=job.type, queue=job.queue, attempt=0,
+                                run_at=job.run_at, priority=job.priority, deduplicated=not result.created)
+                )
+        return jobs
+
+    @staticmethod
+    def _job(envelope: Envelope, typed: Any, status: JobStatus, *, attempt: int = 0,
+             last_error: str | None = None) -> Job[Any]:
+        return Job(
+            id=envelope.id, type=envelope.type, version=envelope.version, payload=typed, queue=envelope.queue,
+            status=status, attempt=attempt, max_retries=envelope.options.max_retries,
+            priority=envelope.priority, run_at=envelope.run_at, created_at=envelope.created_at,
+            dedupe_key=envelope.dedupe_key, last_error=last_error, options=envelope.options,
+            meta=envelope.meta,
+        )
+
+    # -- inspecting -----------------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job[Any] | None:
+        """The job with its current status, or None (unknown, or pruned after its retention).
+
+        :raises SerializationError: the stored envelope cannot be decoded (it is in the dead letter queue's
+            care once a worker sees it).
+        """
+        backend = await self._opened()
+        record = await backend.get(job_id)
+        if record is None:
+            return None
+        envelope = self.serializer.loads(record.body)
+        payload: Any = envelope.payload
+        definition = self.catalog.get(envelope.type)
+        if definition is not None and envelope.version == definition.version:
+            try:
+                _, payload = validate_payload(definition, envelope.payload)
+            except JobValidationError:
+                payload = envelope.payload
+        job = self._job(envelope, payload, record.status, attempt=record.attempts, last_error=record.last_error)
+        return attrs.evolve(job, run_at=record.run_at)
+
+    async def counts(self) -> dict[str, dict[JobStatus, int]]:
+        """Jobs per queue and status."""
+        backend = await self._opened()
+        return await backend.counts()
+
+    def on(self, event: str, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(event)`` on each lifecycle event named ``event`` (``"*"`` for all).
+
+        :returns: a function that unsubscribes.
+        """
+        return self.events.on(event, callback)
+
+    # -- consuming ------------------------------------------------------------------------------------------
+
+    @overload
+    def register(self, job_type: str | JobType[Any], handler: H) -> H: ...
+
+    @overload
+    def register(self, job_type: str | JobType[Any], handler: None = None) -> Callable[[H], H]: ...
+
+    def register(self, job_type: str | JobType[Any], handler: H | None = None) -> H | Callable[[H], H]:
+        """Register the handler of a job type; usable as a decorator (``@queue.register("email.send")``).
+
+        Async handlers are awaited on the loop; plain functions run in the thread pool.
+        :raises ValueError: a handler is already registered for that type.
+        """
+        name = job_type.type if isinstance(job_type, JobType) else job_type
+        if isinstance(job_type, JobType):
+            self.catalog.add(job_type)
+
+        def add(function: H) -> H:
+            if name in self.handlers and self.handlers[name] is not function:
+                raise ValueError(f"a handler for job type {name!r} is already registered")
+            self.handlers[name] = function
+            return function
+
+        return add(handler) if handler is not None else add
+
+    @property
+    def running(self) -> bool:
+        return self._consumer is not None and not self._consumer.done()
+
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher that runs this queue's jobs (push backends call it from their own loop)."""
+        return Dispatcher(
+            handlers=self.handlers, catalog=self.catalog, serializer=self.serializer, events=self.events,
+            executor=self.executor, default_timeout_ms=self.default_timeout_ms,
+        )
+
+    async def start(self) -> None:
+        """Begin processing in the background. :raises LssmJobsError: already running."""
+        if self.running:
+            raise LssmJobsError("this queue is already processing")
+        backend = await self._opened()
+        self._stopping = asyncio.Event()
+        self._consumer = asyncio.create_task(
+            backend.consume(self.dispatcher(), self.consume_options, self._stopping),
+            name=f"lssm-jobs consumer ({type(backend).__name__})",
+        )
+        self._consumer.add_done_callback(_report_crash)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully: no new leases; in-flight jobs finish within the shutdown timeout or are released
+        for another worker. Nothing is lost."""
+        if self._consumer is None or self._stopping is None:
+            return
+        self._stopping.set()
+        self.backend.wake()
+        consumer, self._consumer = self._consumer, None
+        wait = None if timeout is None else timeout + 5
+        try:
+            await asyncio.wait_for(asyncio.shield(consumer), wait)
+        except asyncio.TimeoutError:
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+        except Exception:
+            log.exception("the consumer failed")
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Process until ``stopping`` is set, then stop gracefully (what ``lssm-jobs worker`` runs)."""
+        await self.start()
+        consumer = self._consumer
+        assert consumer is not None
+        stop_task = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({stop_task, consumer}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+        if consumer.done() and consumer.exception() is not None:
+            raise consumer.exception()  # type: ignore[misc]
+        await self.stop()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the job consumer stopped with an error", exc_info=task.exception())
+
+
+class MemoryJobQueue(JobQueue):
+    """A :class:`JobQueue` on the in-memory backend, for development and tests. Not durable."""
+
+    def __init__(self, **options: Any) -> None:
+        from lssm_jobs.backends.memory import MemoryBackend
+
+        store = options.pop("store", None)
+        super().__init__(MemoryBackend(store=store), **options)
+
+
+def open_queue(name: str, **options: Any) -> JobQueue:
+    """Open a queue on the backend registered as ``name`` by any installed plugin.
+
+    Queue options (``concurrency``, ``serializer``, ``sinks``, ...; see :class:`JobQueue`) are taken out;
+    every other keyword goes to the backend's factory, e.g. ``open_queue("sqlite", path="jobs.db")``.
+
+    :raises BackendNotFoundError: no such backend, or its plugin failed to load (the message says which and
+        lists the available backends).
+    :raises TypeError: the backend does not accept one of the options.
+    """
+    plugins = options.get("plugins") or get_plugins()
+    spec = plugins.queue_backend(name)
+    queue_options = {key: value for key, value in options.items() if key in QUEUE_OPTIONS}
+    backend_options = {key: value for key, value in options.items() if key not in QUEUE_OPTIONS}
+    try:
+        backend = spec.factory(**backend_options)
+    except TypeError as error:
+        raise TypeError(f"backend {name!r} rejected its options {sorted(backend_options)}: {error}") from error
+    return JobQueue(backend, **queue_options)

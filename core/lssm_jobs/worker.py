@@ -1,0 +1,451 @@
+"""The shared dispatcher, which decides every job's outcome, and the consumer loop of pull backends.
+
+One dispatcher for every backend keeps semantics identical everywhere: decode, find the handler, validate
+(and upgrade) the payload, run with a timeout, then settle: ack, retry at backoff, or dead-letter. Jobs that
+cannot run at all (undecodable, unknown type, invalid payload) are dead-lettered with the reason: never
+dropped, never a crashed worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import time
+import traceback as traceback_module
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+import attrs
+
+from lssm_jobs.backends.base import ConsumeOptions, Delivery, PullBackend
+from lssm_jobs.errors import JobTimeoutError, JobValidationError, PermanentJobError, RetryJob
+from lssm_jobs.events import (
+    EventBus,
+    JobCompleted,
+    JobDeadLettered,
+    JobFailed,
+    JobRetrying,
+    JobStarted,
+    JobTimedOut,
+)
+from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
+from lssm_jobs.retry import backoff_delay_ms
+from lssm_jobs.serialization import Envelope, Serializer, structure_payload
+
+log = logging.getLogger("lssm_jobs.worker")
+
+Handler = Callable[[Job[Any]], Any]
+
+#: A job whose worker died (lease expired) is delivered again even without retries left, this many extra
+#: times; past that it is treated as a poison job (it keeps killing its worker) and dead-lettered.
+LOST_WORKER_GRACE = 2
+_MAX_ERROR_CHARS = 2_000
+_MAX_TRACEBACK_CHARS = 16_000
+
+
+def _describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return text[:_MAX_ERROR_CHARS]
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback_module.format_exception(error))[-_MAX_TRACEBACK_CHARS:]
+
+
+@attrs.frozen(kw_only=True)
+class _Prepared:
+    envelope: Envelope
+    job: Job[Any]
+    handler: Handler
+    is_async: bool
+
+
+class Dispatcher:
+    """Runs one delivery to its outcome. Backends call it (as ``dispatch(delivery)``); it never raises,
+    except ``CancelledError`` after releasing the delivery when the worker is stopping."""
+
+    def __init__(
+        self,
+        *,
+        handlers: Mapping[str, Handler],
+        catalog: JobCatalog,
+        serializer: Serializer,
+        events: EventBus,
+        executor: Executor | None = None,
+        default_timeout_ms: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.handlers = handlers
+        self.catalog = catalog
+        self.serializer = serializer
+        self.events = events
+        self.executor = executor
+        self.default_timeout_ms = default_timeout_ms
+        self.clock = clock
+        self._is_async: dict[Handler, bool] = {}
+
+    async def __call__(self, delivery: Delivery) -> None:
+        try:
+            prepared = await self._prepare(delivery)
+            if prepared is not None:
+                await self._run(delivery, prepared)
+        except asyncio.CancelledError:
+            await _settle(delivery.release, delivery, "release")
+            raise
+        except Exception:  # a bug in a backend's settle path must not kill the consumer
+            log.exception("dispatching job %s failed unexpectedly", delivery.id)
+
+    # -- before running: decode, route, validate --------------------------------------------------------
+
+    async def _prepare(self, delivery: Delivery) -> _Prepared | None:
+        try:
+            envelope = self.serializer.loads(delivery.body)
+        except Exception as error:
+            await self._dead_letter(delivery, "?", f"undecodable envelope ({self.serializer.name}): {error}")
+            return None
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            await self._dead_letter(
+                delivery, envelope.type, f"no handler registered for job type {envelope.type!r}"
+            )
+            return None
+        max_attempts = envelope.options.max_retries + 1
+        if delivery.attempt > max_attempts + LOST_WORKER_GRACE:
+            await self._dead_letter(
+                delivery,
+                envelope.type,
+                f"delivered {delivery.attempt} times without settling (max {max_attempts} attempts): its "
+                "worker keeps dying (killed, out of memory, lost connection); treated as a poison job",
+            )
+            return None
+        job_type = self.catalog.get(envelope.type)
+        try:
+            payload = self._typed_payload(job_type, envelope) if job_type is not None else envelope.payload
+        except (JobValidationError, _VersionError) as error:
+            await self._dead_letter(delivery, envelope.type, f"invalid payload: {error}")
+            return None
+        job: Job[Any] = Job(
+            id=envelope.id,
+            type=envelope.type,
+            version=envelope.version if job_type is None else job_type.version,
+            payload=payload,
+            queue=envelope.queue,
+            status=JobStatus.ACTIVE,
+            attempt=delivery.attempt,
+            max_retries=envelope.options.max_retries,
+            priority=envelope.priority,
+            run_at=envelope.run_at,
+            created_at=envelope.created_at,
+            dedupe_key=envelope.dedupe_key,
+            options=envelope.options,
+            meta=envelope.meta,
+        )
+        is_async = self._is_async.get(handler)
+        if is_async is None:
+            is_async = self._is_async[handler] = _is_async_callable(handler)
+        return _Prepared(envelope=envelope, job=job, handler=handler, is_async=is_async)
+
+    def _typed_payload(self, job_type: JobType[Any], envelope: Envelope) -> Any:
+        data = envelope.payload
+        if envelope.version > job_type.version:
+            raise _VersionError(
+                f"payload version {envelope.version} is newer than this worker's {job_type.type!r} "
+                f"version {job_type.version}; deploy the newer worker, then replay"
+            )
+        for version in range(envelope.version, job_type.version):
+            upgrade = job_type.upgraders.get(version)
+            if upgrade is None:
+                raise _VersionError(
+                    f"payload version {envelope.version} cannot be upgraded to {job_type.version}: no "
+                    f"upgrader from version {version}"
+                )
+            data = upgrade(data)
+        return structure_payload(job_type, data)
+
+    # -- running and settling -----------------------------------------------------------------------------
+
+    async def _run(self, delivery: Delivery, prepared: _Prepared) -> None:
+        job, envelope = prepared.job, prepared.envelope
+        events = self.events
+        started_wall = self.clock()
+        if events.wants(JobStarted.name):
+            await events.emit(
+                JobStarted(
+                    timestamp=started_wall,
+                    job_id=job.id,
+                    job_type=job.type,
+                    queue=job.queue,
+                    attempt=job.attempt,
+                    wait_ms=max(0.0, (started_wall - max(envelope.run_at, envelope.created_at)) * 1000),
+                )
+            )
+        started = time.perf_counter()
+        timeout_ms = envelope.options.timeout_ms or self.default_timeout_ms
+        try:
+            if prepared.is_async:
+                outcome = prepared.handler(job)
+            else:
+                outcome = self._run_in_thread(prepared.handler, job)
+            if timeout_ms:
+                await asyncio.wait_for(_awaitable(outcome), timeout_ms / 1000)
+            elif inspect.isawaitable(outcome):
+                await outcome
+        except asyncio.CancelledError:
+            raise
+        except asyncio.TimeoutError:
+            duration_ms = (time.perf_counter() - started) * 1000
+            if events.wants(JobTimedOut.name):
+                await events.emit(
+                    JobTimedOut(
+                        timestamp=self.clock(),
+                        job_id=job.id,
+                        job_type=job.type,
+                        queue=job.queue,
+                        attempt=job.attempt,
+                        timeout_ms=int(timeout_ms or 0),
+                    )
+                )
+            error = JobTimeoutError(f"job {job.type!r} ran longer than its timeout of {timeout_ms} ms")
+            await self._failed(delivery, job, error, duration_ms)
+            return
+        except Exception as error:
+            await self._failed(delivery, job, error, (time.perf_counter() - started) * 1000)
+            return
+        duration_ms = (time.perf_counter() - started) * 1000
+        await _settle(delivery.ack, delivery, "ack")
+        if events.wants(JobCompleted.name):
+            await events.emit(
+                JobCompleted(
+                    timestamp=self.clock(),
+                    job_id=job.id,
+                    job_type=job.type,
+                    queue=job.queue,
+                    attempt=job.attempt,
+                    duration_ms=duration_ms,
+                )
+            )
+
+    def _run_in_thread(self, handler: Handler, job: Job[Any]) -> Awaitable[Any]:
+        # Plain functions run in a thread pool so a blocking handler never stalls the event loop;
+        # copy_context keeps contextvars (request ids, tracing) visible inside the handler.
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, handler, job)
+        return loop.run_in_executor(self.executor, call)
+
+    async def _failed(self, delivery: Delivery, job: Job[Any], error: BaseException, duration_ms: float) -> None:
+        description = _describe(error)
+        permanent = isinstance(error, PermanentJobError)
+        if not permanent and job.attempt < job.max_retries + 1:
+            if isinstance(error, RetryJob):
+                delay_ms = error.delay_ms
+            else:
+                delay_ms = backoff_delay_ms(job.options, job.attempt)
+            retry_at = self.clock() + delay_ms / 1000
+            await _settle(
+                functools.partial(delivery.retry, run_at=retry_at, error=description), delivery, "retry"
+            )
+            log.info("job %s (%s) attempt %d failed, retrying in %d ms: %s",
+                     job.id, job.type, job.attempt, delay_ms, description)
+            if self.events.wants(JobRetrying.name):
+                await self.events.emit(
+                    JobRetrying(
+                        timestamp=self.clock(),
+                        job_id=job.id,
+                        job_type=job.type,
+                        queue=job.queue,
+                        attempt=job.attempt,
+                        error=description,
+                        delay_ms=delay_ms,
+                        retry_at=retry_at,
+                        duration_ms=duration_ms,
+                    )
+                )
+            return
+        reason = (
+            f"permanent failure on attempt {job.attempt}"
+            if permanent
+            else f"failed after {job.attempt} attempt{'s' if job.attempt != 1 else ''}"
+        )
+        trace = _traceback(error)
+        await _settle(
+            functools.partial(delivery.dead_letter, reason=reason, error=description, traceback=trace),
+            delivery,
+            "dead-letter",
+        )
+        now = self.clock()
+        await self.events.emit(
+            JobFailed(
+                timestamp=now,
+                job_id=job.id,
+                job_type=job.type,
+                queue=job.queue,
+                attempt=job.attempt,
+                error=description,
+                traceback=trace,
+                duration_ms=duration_ms,
+            )
+        )
+        await self.events.emit(
+            JobDeadLettered(
+                timestamp=now,
+                job_id=job.id,
+                job_type=job.type,
+                queue=job.queue,
+                attempt=job.attempt,
+                reason=reason,
+                error=description,
+            )
+        )
+
+    async def _dead_letter(self, delivery: Delivery, job_type: str, reason: str) -> None:
+        log.warning("job %s dead-lettered before running: %s", delivery.id, reason)
+        await _settle(
+            functools.partial(delivery.dead_letter, reason=reason, error=None, traceback=None),
+            delivery,
+            "dead-letter",
+        )
+        await self.events.emit(
+            JobDeadLettered(
+                timestamp=self.clock(),
+                job_id=delivery.id,
+                job_type=job_type,
+                queue=delivery.queue,
+                attempt=delivery.attempt,
+                reason=reason,
+            )
+        )
+
+
+class _VersionError(Exception):
+    pass
+
+
+def _is_async_callable(handler: Callable[..., Any]) -> bool:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
+async def _awaitable(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+_SETTLE_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0)
+
+
+async def _settle(operation: Callable[[], Awaitable[None]], delivery: Delivery, what: str) -> None:
+    """Run a settle operation, retrying briefly on connection errors (a backend restarting). If it still
+    fails, the job is not lost: its lease expires and it is delivered again (at-least-once)."""
+    last: BaseException | None = None
+    for delay in (0.0, *_SETTLE_DELAYS):
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await operation()
+            return
+        except (ConnectionError, OSError, TimeoutError) as error:
+            last = error
+        except Exception as error:
+            last = error
+            break
+    log.error(
+        "could not %s job %s: %s; it will be delivered again after its lease expires",
+        what, delivery.id, _describe(last) if last else "unknown error",
+    )
+
+
+async def _wait_or_stop(stopping: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(stopping.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _heartbeat(in_flight: dict[asyncio.Task[None], Delivery], lease_ms: int) -> None:
+    """Extend the leases of every running job every third of the lease, in one loop for all of them."""
+    interval = max(lease_ms / 3000, 0.01)
+    while True:
+        await asyncio.sleep(interval)
+        deliveries = [delivery for delivery in in_flight.values() if delivery.lease_ms]
+        if not deliveries:
+            continue
+        results = await asyncio.gather(
+            *(delivery.extend(lease_ms) for delivery in deliveries), return_exceptions=True
+        )
+        for delivery, result in zip(deliveries, results):
+            if isinstance(result, BaseException):
+                log.warning("could not extend the lease of job %s: %s", delivery.id, _describe(result))
+            elif result is False:
+                log.warning(
+                    "lost the lease of job %s (it ran longer than its lease without a heartbeat getting "
+                    "through); another worker may run it too",
+                    delivery.id,
+                )
+
+
+async def run_pull_consumer(
+    backend: PullBackend,
+    dispatch: Callable[[Delivery], Awaitable[None]],
+    options: ConsumeOptions,
+    stopping: asyncio.Event,
+) -> None:
+    """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
+    its own task, keep their leases alive, and on stop finish or release what is in flight."""
+    in_flight: dict[asyncio.Task[None], Delivery] = {}
+    heartbeat = asyncio.create_task(_heartbeat(in_flight, options.lease_ms))
+    failures = 0
+    queues = list(options.queues) if options.queues else None
+    try:
+        while not stopping.is_set():
+            free = options.concurrency - len(in_flight)
+            if free <= 0:
+                stop_waiter = asyncio.ensure_future(stopping.wait())
+                await asyncio.wait({*in_flight, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+                stop_waiter.cancel()
+                continue
+            try:
+                deliveries = await backend.lease(
+                    queues=queues, limit=free + options.prefetch, lease_ms=options.lease_ms,
+                    wait=options.poll_interval,
+                )
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures += 1
+                delay = min(0.1 * 2 ** min(failures, 7), 10.0)
+                log.error("leasing jobs failed (%s); retrying in %.1fs", _describe(error), delay)
+                await _wait_or_stop(stopping, delay)
+                continue
+            for delivery in deliveries:
+                if stopping.is_set():
+                    await _settle(delivery.release, delivery, "release")
+                    continue
+                task = asyncio.create_task(dispatch(delivery))
+                in_flight[task] = delivery
+                task.add_done_callback(_forget(in_flight))
+    finally:
+        if in_flight:
+            _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
+            for task in pending:
+                log.warning("job %s did not finish within the shutdown timeout; releasing it", in_flight[task].id)
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+
+
+def _forget(in_flight: dict[asyncio.Task[None], Delivery]) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        in_flight.pop(task, None)
+
+    return done
