@@ -1,0 +1,54 @@
+"""Small helpers for testing with lssm-jobs: running coroutines from sync tests, polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_async(timeout: float = 60.0) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., T]]:
+    """Turn an ``async def`` test into a plain one that runs it in a fresh event loop, bounded by ``timeout``.
+
+    Needs no pytest async plugin, so the conformance suite runs anywhere pytest does.
+    """
+
+    def decorate(test: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+        @functools.wraps(test)
+        def run(*args: Any, **kwargs: Any) -> T:
+            async def bounded() -> T:
+                return await asyncio.wait_for(test(*args, **kwargs), timeout)
+
+            return asyncio.run(bounded())
+
+        return run
+
+    return decorate
+
+
+async def wait_until(
+    predicate: Callable[[], Any | Awaitable[Any]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    message: str = "condition",
+) -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy; return that value.
+
+    :raises TimeoutError: not true within ``timeout`` seconds (the message says what was awaited).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{message} not reached within {timeout}s")
+        await asyncio.sleep(interval)
