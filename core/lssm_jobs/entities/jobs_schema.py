@@ -1,0 +1,178 @@
+"""The persistence entities of lssm-jobs: jobs, dead letters, scheduler state and the schema version.
+
+This is the real schema: the sqlite backend creates its tables by rendering it, and ``lssm-jobs schema``
+renders it for Prisma or SQL so an application can keep these tables in its own migrations.
+
+Bump :data:`JOBS_SCHEMA_VERSION` whenever these entities change, and ship the matching migration step
+(see :mod:`lssm_jobs.backends.sqlite_schema`).
+"""
+
+from __future__ import annotations
+
+from lssm_jobs.entities.model import Entity, Field, FieldType, Index, Relation, SchemaContribution
+
+#: The version of the entities below. Version 1 had no ``finished_at`` column, no retention index and no
+#: scheduler tables; version 2 added them.
+JOBS_SCHEMA_VERSION = 2
+
+JOBS_TABLE = "lssm_jobs"
+DEAD_LETTERS_TABLE = "lssm_dead_letters"
+SCHEDULES_TABLE = "lssm_schedules"
+SCHEDULE_CLAIMS_TABLE = "lssm_schedule_claims"
+SCHEMA_VERSION_TABLE = "lssm_schema_version"
+
+TEXT, INTEGER, FLOAT = FieldType.TEXT, FieldType.INTEGER, FieldType.FLOAT
+BOOLEAN, BYTES = FieldType.BOOLEAN, FieldType.BYTES
+
+job_entity = Entity(
+    name="LssmJob",
+    table=JOBS_TABLE,
+    doc=(
+        "Jobs that are waiting, running or recently completed. Stored status: 'scheduled' (run_at in the "
+        "future when written), 'pending', 'active' (leased until lease_until) or 'completed' (kept until "
+        "finished_at + the completed retention). Dead jobs move to lssm_dead_letters."
+    ),
+    fields=(
+        Field(name="id", type=TEXT, doc="job id (a UUID unless the producer chose one)"),
+        Field(name="type", type=TEXT, doc="job type name, e.g. email.send"),
+        Field(name="queue", type=TEXT, default="default"),
+        Field(name="status", type=TEXT, default="pending", doc="scheduled | pending | active | completed"),
+        Field(name="attempts", type=INTEGER, default=0, doc="deliveries so far, this one included"),
+        Field(name="priority", type=INTEGER, default=0, doc="higher runs first among ready jobs"),
+        Field(name="run_at", type=FLOAT, doc="epoch seconds when the job becomes ready"),
+        Field(name="created_at", type=FLOAT, doc="epoch seconds"),
+        Field(name="updated_at", type=FLOAT, doc="epoch seconds of the last change"),
+        Field(name="dedupe_key", type=TEXT, nullable=True, doc="at most one live job per key"),
+        Field(name="last_error", type=TEXT, nullable=True, doc="error of the last failed attempt"),
+        Field(
+            name="lease_until", type=FLOAT, nullable=True, doc="while active: epoch seconds the lease ends"
+        ),
+        Field(name="lease_token", type=TEXT, nullable=True, doc="while active: the holder's token"),
+        Field(name="finished_at", type=FLOAT, nullable=True, doc="when completed (retention pruning)"),
+        Field(name="body", type=BYTES, doc="the serialized envelope, stored verbatim"),
+    ),
+    primary_key=("id",),
+    indexes=(
+        Index(
+            name="lssm_jobs_lease_idx",
+            fields=("queue", "status", "priority", "run_at", "created_at"),
+            descending={"priority"},
+            doc="lease from given queues: ready jobs, highest priority first, then oldest run_at",
+        ),
+        Index(
+            name="lssm_jobs_lease_any_queue_idx",
+            fields=("status", "priority", "run_at", "created_at"),
+            descending={"priority"},
+            doc="lease from every queue in priority order without sorting",
+        ),
+        Index(
+            name="lssm_jobs_due_idx",
+            fields=("status", "run_at"),
+            doc="scheduled jobs whose time has come, and the next one due",
+        ),
+        Index(
+            name="lssm_jobs_lease_expiry_idx",
+            fields=("status", "lease_until"),
+            doc="active jobs whose lease expired (their worker died), and the next expiry",
+        ),
+        Index(name="lssm_jobs_dedupe_idx", fields=("dedupe_key",), doc="live job lookup by dedupe key"),
+        Index(
+            name="lssm_jobs_retention_idx",
+            fields=("status", "finished_at"),
+            doc="prune completed jobs past their retention",
+        ),
+    ),
+)
+
+dead_letter_entity = Entity(
+    name="LssmDeadLetter",
+    table=DEAD_LETTERS_TABLE,
+    doc=(
+        "The dead letter queue: jobs that failed for good, with why, kept (body verbatim) until purged or "
+        "replayed. A separate table keeps the job table and its lease indexes small."
+    ),
+    fields=(
+        Field(name="id", type=TEXT, doc="the job's id"),
+        Field(name="type", type=TEXT),
+        Field(name="queue", type=TEXT),
+        Field(name="priority", type=INTEGER, default=0),
+        Field(name="run_at", type=FLOAT, doc="the last run_at the job had"),
+        Field(name="created_at", type=FLOAT),
+        Field(name="dedupe_key", type=TEXT, nullable=True, doc="restored on replay"),
+        Field(name="attempts", type=INTEGER, default=0),
+        Field(name="reason", type=TEXT, doc="why: retries exhausted, permanent error, undecodable, ..."),
+        Field(name="error", type=TEXT, nullable=True),
+        Field(name="traceback", type=TEXT, nullable=True),
+        Field(name="failed_at", type=FLOAT, doc="epoch seconds"),
+        Field(name="body", type=BYTES, doc="the serialized envelope, verbatim even when undecodable"),
+    ),
+    primary_key=("id",),
+    indexes=(
+        Index(name="lssm_dead_letters_failed_at_idx", fields=("failed_at",), doc="most recent first"),
+        Index(name="lssm_dead_letters_queue_idx", fields=("queue",), doc="counts per queue"),
+    ),
+)
+
+schedule_entity = Entity(
+    name="LssmSchedule",
+    table=SCHEDULES_TABLE,
+    doc="Scheduler state: one row per schedule name, with the last tick fired and the next one due.",
+    fields=(
+        Field(name="name", type=TEXT, doc="the schedule's unique name"),
+        Field(name="last_tick", type=FLOAT, nullable=True, doc="epoch seconds of the last tick fired"),
+        Field(name="next_tick", type=FLOAT, nullable=True, doc="epoch seconds of the next tick due"),
+        Field(name="paused", type=BOOLEAN, default=False),
+        Field(name="updated_at", type=FLOAT),
+    ),
+    primary_key=("name",),
+)
+
+schedule_claim_entity = Entity(
+    name="LssmScheduleClaim",
+    table=SCHEDULE_CLAIMS_TABLE,
+    doc=(
+        "One row per fired tick: the primary key (schedule, tick) lets exactly one scheduler instance "
+        "claim a tick. The schedule's row in lssm_schedules must exist first (foreign key)."
+    ),
+    fields=(
+        Field(name="schedule", type=TEXT, doc="lssm_schedules.name"),
+        Field(name="tick", type=FLOAT, doc="epoch seconds of the tick"),
+        Field(name="claimed_by", type=TEXT, doc="the scheduler instance that fired it"),
+        Field(name="claimed_at", type=FLOAT, doc="epoch seconds"),
+    ),
+    primary_key=("schedule", "tick"),
+    indexes=(
+        Index(name="lssm_schedule_claims_claimed_at_idx", fields=("claimed_at",), doc="prune old claims"),
+    ),
+    relations=(
+        Relation(
+            name="schedule_entry",
+            fields=("schedule",),
+            target="LssmSchedule",
+            target_fields=("name",),
+            back_name="claims",
+            on_delete="cascade",
+            constraint="lssm_schedule_claims_schedule_fkey",
+        ),
+    ),
+)
+
+schema_version_entity = Entity(
+    name="LssmSchemaVersion",
+    table=SCHEMA_VERSION_TABLE,
+    doc="Schema versions applied to this database, one row each; the current version is the highest.",
+    fields=(
+        Field(name="version", type=INTEGER),
+        Field(name="applied_at", type=FLOAT, doc="epoch seconds"),
+        Field(name="description", type=TEXT, default=""),
+    ),
+    primary_key=("version",),
+)
+
+#: What lssm-jobs contributes to a schema: ``compose_schema({"modules": [jobs_schema_contribution]})``.
+jobs_schema_contribution = SchemaContribution(
+    name="lssm_jobs",
+    version=JOBS_SCHEMA_VERSION,
+    doc="lssm-jobs: job queue, dead letters, scheduler state",
+    entities=(job_entity, dead_letter_entity, schedule_entity, schedule_claim_entity, schema_version_entity),
+)
