@@ -394,6 +394,14 @@ class JobQueue:
 
         return add(handler) if handler is not None else add
 
+    def include(self, handlers: Iterable[tuple[str | JobType[Any], Handler]]) -> None:
+        """Register every handler of a :class:`~lssm_jobs.handlers.Handlers` set (or ``(type, handler)`` pairs).
+
+        :raises ValueError: one of the types already has a different handler here.
+        """
+        for job_type, handler in handlers:
+            self.register(job_type, handler)
+
     @property
     def running(self) -> bool:
         return self._consumer is not None and not self._consumer.done()

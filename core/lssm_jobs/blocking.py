@@ -1,0 +1,111 @@
+"""A blocking facade so synchronous code (a Flask or Django view, a script) can enqueue and inspect jobs
+without an event loop of its own.
+
+The queue lives on a private event loop in a daemon thread; every call is handed to it and waited for.
+Safe to share between threads (e.g. one per web process)::
+
+    from lssm_jobs.blocking import open_blocking_queue
+    jobs = open_blocking_queue("sqlite", path="jobs.db")
+
+    def signup_view(request):
+        jobs.enqueue("email.send", {"to": request.email, "subject": "Welcome", "body": "..."})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from lssm_jobs.backends.base import DeadLetter
+from lssm_jobs.errors import QueueClosedError
+from lssm_jobs.jobs import Job, JobStatus, JobType
+from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
+
+T = TypeVar("T")
+
+
+class BlockingQueue:
+    """Synchronous methods mirroring :class:`~lssm_jobs.queue.JobQueue`'s producer and inspection API.
+
+    :param timeout: seconds a call may take before ``TimeoutError`` (the call may still complete).
+    """
+
+    def __init__(self, queue: JobQueue, *, timeout: float = 30.0) -> None:
+        self.queue = queue
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="lssm-jobs-blocking", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coroutine.close()
+            raise QueueClosedError("this blocking queue was closed")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout)
+
+    def enqueue(
+        self,
+        job_type: str | JobType[Any],
+        payload: Any = None,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[Any]:
+        """See :meth:`JobQueue.enqueue`. :raises JobValidationError: invalid payload; nothing stored."""
+        return self._call(
+            self.queue.enqueue(
+                job_type, payload, delay_ms=delay_ms, run_at=run_at, priority=priority, dedupe_key=dedupe_key,
+                queue=queue, max_retries=max_retries, timeout_ms=timeout_ms, meta=meta,
+            )
+        )
+
+    def enqueue_many(self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]) -> list[Job[Any]]:
+        return self._call(self.queue.enqueue_many(list(requests)))
+
+    def get(self, job_id: str) -> Job[Any] | None:
+        return self._call(self.queue.get(job_id))
+
+    def counts(self) -> dict[str, dict[JobStatus, int]]:
+        return self._call(self.queue.counts())
+
+    def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        return self._call(self.queue.dead_letters.list(limit=limit, offset=offset))
+
+    def replay_dead(self, job_id: str) -> bool:
+        return self._call(self.queue.dead_letters.replay(job_id))
+
+    def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        return self._call(self.queue.dead_letters.purge(job_ids))
+
+    def close(self) -> None:
+        """Close the queue and stop the private loop."""
+        if self._closed:
+            return
+        try:
+            self._call(self.queue.close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+
+    def __enter__(self) -> BlockingQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_blocking_queue(name: str, *, timeout: float = 30.0, **options: Any) -> BlockingQueue:
+    """:func:`~lssm_jobs.queue.open_queue` behind a :class:`BlockingQueue`."""
+    return BlockingQueue(open_queue(name, **options), timeout=timeout)

@@ -1,0 +1,366 @@
+"""The ``lssm-jobs`` command line. Bad arguments give one clear error line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from lssm_jobs.cli.app import UsageError, build_queue, load_object
+from lssm_jobs.cli.progress import Progress
+from lssm_jobs.errors import LssmJobsError
+from lssm_jobs.jobs import JobStatus
+from lssm_jobs.queue import JobQueue
+
+log = logging.getLogger("lssm_jobs.cli")
+
+
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("backend (flags win over LSSM_JOBS_BACKEND / LSSM_JOBS_URL)")
+    group.add_argument("--backend", "-b", help="backend plugin name (default: sqlite)")
+    group.add_argument("--url", help="backend URL, e.g. redis://127.0.0.1:6379/0 or sqlite:///jobs.db")
+    group.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra backend option (value parsed as JSON when it can be); repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lssm-jobs", description="Typed background jobs and scheduler.")
+    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    worker = commands.add_parser("worker", help="process jobs until SIGTERM/SIGINT (graceful drain)")
+    worker.add_argument("app", metavar="APP", help="module:attribute of a JobQueue, Handlers set or JobScheduler")
+    worker.add_argument("--concurrency", "-c", type=_positive_int, help="jobs run at once (default 10)")
+    worker.add_argument("--queues", "-q", type=_csv, help="comma-separated queue names (default: all)")
+    worker.add_argument("--with-scheduler", nargs="?", const="", metavar="SCHEDULER",
+                        help="also run a scheduler: APP itself if it is a JobScheduler, else module:attribute")
+    worker.add_argument("--no-progress", action="store_true", help="do not print live progress")
+    _add_backend_flags(worker)
+
+    scheduler = commands.add_parser("scheduler", help="run a JobScheduler until SIGTERM/SIGINT")
+    scheduler.add_argument("app", metavar="APP", help="module:attribute of a JobScheduler")
+    scheduler.add_argument("--no-progress", action="store_true")
+
+    enqueue = commands.add_parser("enqueue", help="enqueue one job")
+    enqueue.add_argument("type", metavar="TYPE")
+    enqueue.add_argument("--payload", "-p", default="{}", help="JSON payload (default {})")
+    enqueue.add_argument("--delay-ms", type=_non_negative_int)
+    enqueue.add_argument("--priority", type=int)
+    enqueue.add_argument("--queue")
+    enqueue.add_argument("--dedupe-key")
+    enqueue.add_argument("--app", help="module:attribute to import first, so TYPE is validated by its definition")
+    _add_backend_flags(enqueue)
+
+    status = commands.add_parser("status", help="job counts per queue and state")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _add_backend_flags(status)
+
+    dlq = commands.add_parser("dlq", help="inspect and manage the dead letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
+    dlq_commands.required = True
+    dlq_list = dlq_commands.add_parser("list", help="list dead letters, most recent first")
+    dlq_list.add_argument("--limit", type=_positive_int, default=50)
+    dlq_list.add_argument("--json", action="store_true")
+    _add_backend_flags(dlq_list)
+    dlq_show = dlq_commands.add_parser("show", help="show one dead letter with its error and traceback")
+    dlq_show.add_argument("job_id", metavar="JOB_ID")
+    _add_backend_flags(dlq_show)
+    dlq_replay = dlq_commands.add_parser("replay", help="put dead letters back in their queues")
+    dlq_replay.add_argument("job_ids", metavar="JOB_ID", nargs="*")
+    dlq_replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    _add_backend_flags(dlq_replay)
+    dlq_purge = dlq_commands.add_parser("purge", help="delete dead letters")
+    dlq_purge.add_argument("job_ids", metavar="JOB_ID", nargs="*")
+    dlq_purge.add_argument("--all", action="store_true", help="delete every dead letter")
+    _add_backend_flags(dlq_purge)
+
+    plugins = commands.add_parser("plugins", help="list plugins, what they provide, and failures")
+    plugins.add_argument("--json", action="store_true")
+
+    schema = commands.add_parser("schema", help="print the persistence schema")
+    schema.add_argument("--format", choices=["prisma", "sql"], default="sql")
+    schema.add_argument("--dialect", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="SQL dialect (with --format sql; Prisma's datasource provider with prisma)")
+
+    demo = commands.add_parser("demo", help="run a realistic demo on a fresh sqlite database")
+    demo.add_argument("--path", default="lssm-jobs-demo.db", help="database file (default lssm-jobs-demo.db)")
+    demo.add_argument("--keep", action="store_true", help="keep the database for 'status' and 'dlq list'")
+    demo.add_argument("--jobs", type=_positive_int, default=200, help="how many jobs to enqueue (default 200)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _csv(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("needs at least one queue name")
+    return names
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- commands -------------------------------------------------------------------------------------------------
+
+
+def _stop_on_signals(stopping: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def handle(signum: int) -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            print(f"\nlssm-jobs: {signal.Signals(signum).name} received, draining (again to exit at once)",
+                  file=sys.stderr)
+            stopping.set()
+        else:
+            print("lssm-jobs: exiting now; unfinished jobs run again after their lease expires", file=sys.stderr)
+            raise SystemExit(130)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handle, signum)
+
+
+async def _run_worker(args: argparse.Namespace) -> int:
+    from lssm_jobs.scheduler import JobScheduler
+
+    target = load_object(args.app)
+    scheduler: Any = None
+    if isinstance(target, JobScheduler):
+        scheduler, target = target, target.queue
+    queue = build_queue(args.backend, args.url, args.option, app=target,
+                        queue_options={"concurrency": args.concurrency, "queues": args.queues})
+    if args.with_scheduler is not None:
+        if args.with_scheduler:
+            scheduler = load_object(args.with_scheduler)
+        if not isinstance(scheduler, JobScheduler):
+            raise UsageError("--with-scheduler needs a JobScheduler: make APP one, or pass module:attribute")
+    elif scheduler is not None:
+        scheduler = None  # APP named a scheduler only to find its queue; run it with --with-scheduler
+    if not queue.handlers:
+        raise UsageError(f"{args.app} registers no job handlers; nothing to run")
+    stopping = asyncio.Event()
+    _stop_on_signals(stopping)
+    progress = None if args.no_progress else Progress(queue, label="worker")
+    print(f"lssm-jobs worker: {type(queue.backend).__name__}, concurrency "
+          f"{queue.consume_options.concurrency}, queues {', '.join(queue.consume_options.queues or ['(all)'])}, "
+          f"handlers {', '.join(sorted(queue.handlers))}", file=sys.stderr)
+    try:
+        if progress:
+            progress.start()
+        if scheduler is not None:
+            await scheduler.start()
+        await queue.run(stopping)
+    finally:
+        if scheduler is not None:
+            await scheduler.stop()
+        if progress:
+            await progress.stop()
+        await queue.close()
+    return 0
+
+
+async def _run_scheduler(args: argparse.Namespace) -> int:
+    from lssm_jobs.scheduler import JobScheduler
+
+    scheduler = load_object(args.app)
+    if callable(scheduler) and not isinstance(scheduler, JobScheduler):
+        scheduler = scheduler()
+    if not isinstance(scheduler, JobScheduler):
+        raise UsageError(f"{args.app} is a {type(scheduler).__name__}, not a JobScheduler")
+    stopping = asyncio.Event()
+    _stop_on_signals(stopping)
+    progress = None if args.no_progress else Progress(scheduler.queue, label="scheduler")
+    try:
+        if progress:
+            progress.start()
+        await scheduler.start()
+        await stopping.wait()
+    finally:
+        await scheduler.stop()
+        if progress:
+            await progress.stop()
+        await scheduler.queue.close()
+    return 0
+
+
+async def _enqueue(args: argparse.Namespace) -> int:
+    if args.app:
+        load_object(args.app)  # importing defines the job types, so the payload is validated
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as error:
+        raise UsageError(f"--payload is not valid JSON: {error}") from error
+    queue = build_queue(args.backend, args.url, args.option)
+    try:
+        job = await queue.enqueue(args.type, payload, delay_ms=args.delay_ms, priority=args.priority,
+                                  queue=args.queue, dedupe_key=args.dedupe_key)
+    finally:
+        await queue.close()
+    print(json.dumps({"id": job.id, "type": job.type, "queue": job.queue, "status": job.status.value,
+                      "run_at": _when(job.run_at)}))
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    queue = build_queue(args.backend, args.url, args.option)
+    try:
+        counts = await queue.counts()
+    finally:
+        await queue.close()
+    print_counts(counts, as_json=args.json)
+    return 0
+
+
+def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = False) -> None:
+    columns = [JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.ACTIVE, JobStatus.COMPLETED,
+               JobStatus.FAILED, JobStatus.DEAD]
+    if as_json:
+        print(json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())}))
+        return
+    width = max([5, *(len(name) for name in counts)])
+    print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
+    for name in sorted(counts):
+        print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
+    if not counts:
+        print("(no jobs)")
+
+
+async def _dlq(args: argparse.Namespace) -> int:
+    queue = build_queue(args.backend, args.url, args.option)
+    try:
+        return await _dlq_action(queue, args)
+    finally:
+        await queue.close()
+
+
+async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
+    if args.dlq_command == "list":
+        dead = await queue.dead_letters.list(limit=args.limit)
+        if args.json:
+            print(json.dumps([{"id": d.id, "type": d.type, "queue": d.queue, "reason": d.reason,
+                               "error": d.error, "attempts": d.attempts, "failed_at": d.failed_at} for d in dead]))
+        elif not dead:
+            print("(dead letter queue is empty)")
+        for d in [] if args.json else dead:
+            print(f"{d.id}  {_when(d.failed_at)}  {d.type}  [{d.queue}]  attempts={d.attempts}  {d.reason}"
+                  + (f": {d.error}" if d.error else ""))
+        return 0
+    if args.dlq_command == "show":
+        found = await queue.dead_letters.get(args.job_id)
+        if found is None:
+            raise UsageError(f"no dead letter with id {args.job_id}")
+        print(f"id:        {found.id}\ntype:      {found.type}\nqueue:     {found.queue}\n"
+              f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\nreason:    {found.reason}\n"
+              f"error:     {found.error or '-'}")
+        try:
+            body = found.body.decode()
+        except UnicodeDecodeError:
+            body = repr(found.body)
+        print(f"envelope:  {body}")
+        if found.traceback:
+            print("traceback:\n" + found.traceback.rstrip())
+        return 0
+    if args.dlq_command == "replay":
+        if args.all == bool(args.job_ids):
+            raise UsageError("give JOB_IDs or --all (not both)")
+        if args.all:
+            print(f"replayed {await queue.dead_letters.replay_all()} dead letters")
+            return 0
+        missing = [job_id for job_id in args.job_ids if not await queue.dead_letters.replay(job_id)]
+        print(f"replayed {len(args.job_ids) - len(missing)} dead letters")
+        if missing:
+            print(f"lssm-jobs: error: no dead letter with id {', '.join(missing)}", file=sys.stderr)
+            return 1
+        return 0
+    if args.all == bool(args.job_ids):
+        raise UsageError("give JOB_IDs or --all (not both)")
+    purged = await queue.dead_letters.purge(None if args.all else args.job_ids)
+    print(f"purged {purged} dead letters")
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from lssm_jobs.plugins import get_plugins
+
+    registry = get_plugins()
+    if args.json:
+        print(json.dumps({
+            "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version,
+                         "builtin": p.builtin, "provides": p.provides} for p in registry.plugins()],
+            "failed": [{"name": f.name, "distribution": f.distribution, "error": f.error}
+                       for f in registry.failures()],
+        }))
+        return 0
+    for info in registry.plugins():
+        origin = "built in" if info.builtin else f"{info.distribution} {info.version}"
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
+        print(f"{info.name:<12} {origin:<28} {provides}")
+    for failure in registry.failures():
+        print(f"{failure.name:<12} FAILED ({failure.distribution or '?'}): {failure.error}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from lssm_jobs.entities import compose_schema, jobs_schema_contribution, render_prisma, render_sql
+
+    schema = compose_schema({"modules": [jobs_schema_contribution]})
+    if args.format == "prisma":
+        print(render_prisma(schema, provider=args.dialect))
+    else:
+        print(render_sql(schema, dialect=args.dialect))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        parser.error(f"unknown --log-level {args.log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "plugins":
+            return _plugins(args)
+        if args.command == "schema":
+            return _schema(args)
+        runners = {"worker": _run_worker, "scheduler": _run_scheduler, "enqueue": _enqueue, "status": _status,
+                   "dlq": _dlq}
+        if args.command == "demo":
+            from lssm_jobs.cli.demo import run_demo
+
+            return asyncio.run(run_demo(path=args.path, keep=args.keep, jobs=args.jobs))
+        return asyncio.run(runners[args.command](args))
+    except UsageError as error:
+        print(f"lssm-jobs: error: {error}", file=sys.stderr)
+        return 2
+    except (LssmJobsError, ValueError, TypeError, OSError, ConnectionError) as error:
+        if args.debug:
+            raise
+        print(f"lssm-jobs: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,59 @@
+"""A set of job handlers that is not yet tied to a queue, so one app module can run on any backend.
+
+Example (``myapp/jobs.py``)::
+
+    handlers = Handlers()
+
+    @handlers.register(SendEmailJob)
+    async def send_email(job): ...
+
+Then ``lssm-jobs worker myapp.jobs:handlers --backend redis --url redis://127.0.0.1:6379/0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
+
+from lssm_jobs.jobs import JobType
+from lssm_jobs.worker import Handler
+
+H = TypeVar("H", bound=Handler)
+
+
+class Handlers:
+    """Job type name -> handler, registered like ``JobQueue.register`` and attached with
+    ``queue.include(handlers)``."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, tuple[str | JobType[Any], Handler]] = {}
+
+    @overload
+    def register(self, job_type: str | JobType[Any], handler: H) -> H: ...
+
+    @overload
+    def register(self, job_type: str | JobType[Any], handler: None = None) -> Callable[[H], H]: ...
+
+    def register(self, job_type: str | JobType[Any], handler: H | None = None) -> H | Callable[[H], H]:
+        """Register ``handler`` for ``job_type``; usable as a decorator.
+
+        :raises ValueError: a handler is already registered for that type.
+        """
+        name = job_type.type if isinstance(job_type, JobType) else job_type
+
+        def add(function: H) -> H:
+            if name in self._handlers:
+                raise ValueError(f"a handler for job type {name!r} is already registered")
+            self._handlers[name] = (job_type, function)
+            return function
+
+        return add(handler) if handler is not None else add
+
+    def __iter__(self) -> Iterator[tuple[str | JobType[Any], Handler]]:
+        return iter(self._handlers.values())
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def types(self) -> list[str]:
+        return sorted(self._handlers)
