@@ -369,8 +369,12 @@ async def _wait_or_stop(stopping: asyncio.Event, timeout: float) -> None:
         pass
 
 
-async def _heartbeat(in_flight: dict[asyncio.Task[None], Delivery], lease_ms: int) -> None:
-    """Extend the leases of every running job every third of the lease, in one loop for all of them."""
+async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) -> None:
+    """Extend the leases of every running job every third of the lease, in one loop for all of them.
+
+    Runs until cancelled. Backends that own their consumption loop (push, stream) can run it over their own
+    map of in-flight deliveries.
+    """
     interval = max(lease_ms / 3000, 0.01)
     while True:
         await asyncio.sleep(interval)
@@ -400,7 +404,7 @@ async def run_pull_consumer(
     """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
     its own task, keep their leases alive, and on stop finish or release what is in flight."""
     in_flight: dict[asyncio.Task[None], Delivery] = {}
-    heartbeat = asyncio.create_task(_heartbeat(in_flight, options.lease_ms))
+    heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
     failures = 0
     queues = list(options.queues) if options.queues else None
     try:
