@@ -1,0 +1,63 @@
+"""Developer tasks: `nox -s tests` (the README's test command), lint, typecheck, bench, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(path for path in (ROOT / "plugins").glob("*") if (path / "pyproject.toml").exists())
+PLUGIN_TESTS = [str(path / "tests") for path in PLUGINS if (path / "tests").is_dir()]
+EXAMPLE_PLUGIN = ROOT / "tests" / "example_plugin"
+
+
+def _install_everything(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    for plugin in PLUGINS:
+        extras = "[test]" if "test" in (plugin / "pyproject.toml").read_text() else ""
+        session.install("-e", f"{plugin}{extras}")
+    session.install("-e", str(EXAMPLE_PLUGIN))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite: core, conformance over every backend, plugins (real servers started by fixtures)."""
+    _install_everything(session)
+    session.run("pytest", "tests", *PLUGIN_TESTS, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "core", "tests", "plugins", "bench", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    _install_everything(session)
+    session.install("mypy>=1.10", "types-croniter")
+    session.run("mypy", "core/lssm_jobs")
+    for plugin in PLUGINS:
+        packages = [str(child) for child in plugin.iterdir() if child.name.startswith("lssm_jobs_")]
+        if packages:
+            session.run("mypy", "--strict", *packages)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    session.install(".")
+    session.run("lssm-jobs", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput and latency, side by side with peer libraries, on one local redis-server."""
+    _install_everything(session)
+    requirements = ROOT / "bench" / "requirements.txt"
+    if requirements.exists():
+        session.install("-r", str(requirements))
+    session.run("python", "bench/run.py", *session.posargs)
