@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, is_typeddict
 
 import attrs
 import cattrs
@@ -175,7 +175,7 @@ def validate_payload(
     converter = converter or payload_converter
     if job_type.payload is None:
         return payload, payload
-    if isinstance(payload, job_type.payload):
+    if not is_typeddict(job_type.payload) and isinstance(payload, job_type.payload):
         data = converter.unstructure(payload)
     else:
         data = payload
