@@ -1,0 +1,793 @@
+"""The sqlite backend: a durable queue in one file, shared by every process on the machine that opens it.
+
+* Storage: the tables of :mod:`lssm_jobs.entities` (created or upgraded on open), WAL journal.
+* Concurrency: each backend instance does all its sqlite work on one dedicated thread with its own
+  connection, never on the event loop. Every write is a short ``BEGIN IMMEDIATE`` transaction, so producers
+  and workers in several processes serialize on sqlite's write lock: a job is leased by one worker at a
+  time, and a settle carrying a stale lease token (the lease expired and someone else took the job) changes
+  nothing.
+* Waiting: ``lease(wait=...)`` sleeps on an in-process notification that pushes (from any backend instance
+  on the same file in this process) set at once; otherwise it sleeps until the next scheduled job or lease
+  expiry is due, or ``wait`` ends. Pushes from other processes are seen at the latest when ``wait`` ends
+  (the worker's ``poll_interval``). Nothing polls faster than that while idle.
+* Retention: completed jobs stay readable for ``completed_retention`` seconds, then are pruned in small
+  batches by the workers.
+
+Open it with ``open_queue("sqlite", path="jobs.db")`` (or ``url="sqlite:///jobs.db"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import attrs
+
+from lssm_jobs.backends.base import (
+    BackendCapabilities,
+    DeadLetter,
+    Delivery,
+    JobRecord,
+    OutgoingJob,
+    PullBackend,
+    PushResult,
+)
+from lssm_jobs.backends.sqlite_connection import (
+    HAS_RETURNING,
+    Synchronous,
+    connect,
+    immediate_transaction,
+    read_transaction,
+)
+from lssm_jobs.backends.sqlite_schema import ensure_schema
+from lssm_jobs.errors import QueueClosedError
+from lssm_jobs.hookspecs import hookimpl
+from lssm_jobs.jobs import JobStatus
+from lssm_jobs.registrations import QueueBackendSpec
+
+log = logging.getLogger("lssm_jobs.backends.sqlite")
+
+T = TypeVar("T")
+
+_JOB_COLUMNS = (
+    "id, type, queue, status, attempts, priority, run_at, created_at, updated_at, "
+    "dedupe_key, last_error, body"
+)
+_DEAD_COLUMNS = (
+    "id, type, queue, priority, run_at, created_at, dedupe_key, attempts, reason, error, "
+    "traceback, failed_at, body"
+)
+_LIVE = "('scheduled', 'pending', 'active')"
+#: Most rows one pruning transaction deletes, so it never holds the write lock for long.
+PRUNE_BATCH = 2_000
+#: Most ids bound in one statement (sqlite's historical limit is 999 variables).
+_ID_CHUNK = 500
+
+
+def parse_sqlite_url(url: str) -> str:
+    """``sqlite:///relative/jobs.db`` -> ``relative/jobs.db``; ``sqlite:////var/lib/jobs.db`` ->
+    ``/var/lib/jobs.db`` (SQLAlchemy's convention).
+
+    :raises ValueError: not a ``sqlite:///`` URL, or it carries a query string.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"expected a URL like sqlite:///jobs.db or sqlite:////abs/path/jobs.db, got {url!r}")
+    path = url[len(prefix) :]
+    if "?" in path or "#" in path:
+        raise ValueError(f"sqlite URLs take no query string; pass options as keywords: {url!r}")
+    return path
+
+
+class _WakeupHub:
+    """In-process notifications for one database file: every lease waiting on the file (in any backend
+    instance and any event loop of this process) is woken when a job becomes ready."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
+
+    def subscribe(self, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._waiters[event] = loop
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        with self._lock:
+            self._waiters.pop(event, None)
+
+    def notify(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters.items())
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for event, loop in waiters:
+            if loop is current:
+                event.set()
+                continue
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed; its lease is gone
+                self.unsubscribe(event)
+
+
+_hubs: dict[str, _WakeupHub] = {}
+_hubs_lock = threading.Lock()
+
+
+def _hub_for(path: str) -> _WakeupHub:
+    key = os.path.realpath(path)
+    with _hubs_lock:
+        hub = _hubs.get(key)
+        if hub is None:
+            hub = _hubs[key] = _WakeupHub()
+        return hub
+
+
+def _waiting_status(run_at: float, now: float) -> str:
+    return "scheduled" if run_at > now else "pending"
+
+
+def _queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+    if queues is None:
+        return "", ()
+    return f" AND queue IN ({', '.join('?' * len(queues))})", tuple(queues)
+
+
+class SqliteBackend(PullBackend):
+    """A queue in a sqlite file. See the module docstring for guarantees, and ``docs/sqlite.md``.
+
+    :param path: the database file (created if missing; its directory must exist).
+    :param url: alternatively ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (the CLI's ``--url``).
+    :param busy_timeout: seconds to wait for another process's write lock before an operation fails.
+    :param completed_retention: seconds completed jobs stay readable with ``get``; 0 deletes them on ack.
+    :param prune_interval: seconds between prunes of expired completed jobs (done by leasing workers).
+    :param synchronous: ``"normal"`` (default; survives process crashes) or ``"full"`` (also power loss).
+    :raises ValueError: neither or both of ``path`` and ``url``, an in-memory database, or a bad option.
+    """
+
+    name = "sqlite"
+    capabilities = BackendCapabilities()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        busy_timeout: float = 5.0,
+        completed_retention: float = 3600.0,
+        prune_interval: float = 60.0,
+        synchronous: Synchronous = "normal",
+    ) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("the sqlite backend needs exactly one of path= or url=")
+        target = os.fspath(path) if path is not None else parse_sqlite_url(url or "")
+        if target == ":memory:" or target.startswith("file::memory:") or not target:
+            raise ValueError(
+                "the sqlite backend needs a database file (workers and producers share it); for an in-memory "
+                "queue use the 'memory' backend"
+            )
+        for option, value in (("busy_timeout", busy_timeout), ("completed_retention", completed_retention)):
+            if value < 0:
+                raise ValueError(f"{option} must be >= 0, got {value!r}")
+        if prune_interval <= 0:
+            raise ValueError(f"prune_interval must be > 0, got {prune_interval!r}")
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
+        self.path = target
+        self.busy_timeout = float(busy_timeout)
+        self.completed_retention = float(completed_retention)
+        self.prune_interval = float(prune_interval)
+        self.synchronous: Synchronous = synchronous
+        #: False forces the pre-3.35 lease path (select, then update) even where RETURNING exists.
+        self.use_returning = HAS_RETURNING
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None  # touched only on the executor's thread
+        self._closed = False
+        self._hub = _hub_for(target)
+        self._waiters: set[asyncio.Event] = set()
+        self._wake_generation = 0
+        self._next_prune = 0.0
+
+    def __repr__(self) -> str:
+        return f"SqliteBackend(path={self.path!r})"
+
+    # -- the database thread -----------------------------------------------------------------------------
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` on this instance's database thread."""
+        executor = self._executor
+        if executor is None or self._closed:
+            raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        connection = self._connection
+        if connection is None:
+            raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
+        return connection
+
+    async def run_in_connection(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``function(connection)`` on this backend's database thread, with its connection.
+
+        For components that keep their own state in the same file (e.g. a scheduler store). The connection
+        is in autocommit mode: write inside
+        :func:`~lssm_jobs.backends.sqlite_connection.immediate_transaction`.
+
+        :raises QueueClosedError: the backend is not open.
+        """
+        return await self._run(lambda: function(self._db))
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file, switch it to WAL, and create or upgrade the tables.
+
+        :raises ConnectionError: the file cannot be opened.
+        :raises SchemaVersionError: the file was written by a newer lssm-jobs, or is not an lssm-jobs
+            database.
+        """
+        if self._executor is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lssm-jobs-sqlite")
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    def _open_sync(self) -> None:
+        connection = connect(self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous)
+        try:
+            previous = ensure_schema(connection)
+        except BaseException:
+            connection.close()
+            raise
+        if previous > 0:
+            log.info("upgraded the lssm-jobs schema of %s from version %d", self.path, previous)
+        self._connection = connection
+
+    async def close(self) -> None:
+        """Close the connection; waiting leases return at once. Safe to call twice."""
+        executor = self._executor
+        if executor is None or self._closed:
+            return
+        self.wake()
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+        finally:
+            self._closed = True
+            self._executor = None
+            executor.shutdown(wait=False)
+
+    def _close_sync(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- producing ---------------------------------------------------------------------------------------
+
+    async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        if not jobs:
+            return []
+        results = await self._run(self._push_sync, list(jobs))
+        if any(result.created for result in results):
+            self._hub.notify()
+        return results
+
+    def _push_sync(self, jobs: list[OutgoingJob]) -> list[PushResult]:
+        db, now = self._db, time.time()
+        results = []
+        with immediate_transaction(db):
+            for job in jobs:
+                if job.dedupe_key is not None:
+                    live = db.execute(
+                        f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} LIMIT 1",
+                        (job.dedupe_key,),
+                    ).fetchone()
+                    if live is not None:
+                        results.append(PushResult(id=live[0], created=False))
+                        continue
+                if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
+                    results.append(PushResult(id=job.id, created=False))  # already pushed, and died
+                    continue
+                inserted = db.execute(
+                    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    (
+                        job.id,
+                        job.type,
+                        job.queue,
+                        _waiting_status(job.run_at, now),
+                        job.priority,
+                        job.run_at,
+                        job.created_at,
+                        now,
+                        job.dedupe_key,
+                        job.body,
+                    ),
+                )
+                results.append(PushResult(id=job.id, created=inserted.rowcount == 1))
+        return results
+
+    # -- consuming ---------------------------------------------------------------------------------------
+
+    async def lease(
+        self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
+    ) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        if queues is not None and not queues:
+            raise ValueError("queues must be None (every queue) or a non-empty list of queue names")
+        names = tuple(queues) if queues is not None else None
+        deadline = time.monotonic() + max(wait, 0.0)
+        generation = self._wake_generation
+        loop = asyncio.get_running_loop()
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        self._hub.subscribe(waiter, loop)
+        try:
+            while True:
+                waiter.clear()  # before looking, so a push that lands meanwhile still wakes the wait below
+                future = loop.run_in_executor(
+                    self._executor_or_raise(), functools.partial(self._lease_sync, names, limit, lease_ms)
+                )
+                try:
+                    rows, next_due = await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    future.add_done_callback(self._release_abandoned)
+                    raise
+                if rows:
+                    return [_SqliteDelivery(self, row, lease_ms) for row in rows]
+                if self._wake_generation != generation or self._closed:
+                    return []
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return []
+                if next_due is not None:
+                    timeout = min(timeout, max(next_due - time.time(), 0.001))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), timeout)
+                if self._wake_generation != generation or self._closed:
+                    return []
+        finally:
+            self._hub.unsubscribe(waiter)
+            self._waiters.discard(waiter)
+
+    def _executor_or_raise(self) -> ThreadPoolExecutor:
+        if self._executor is None or self._closed:
+            raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
+        return self._executor
+
+    def _release_abandoned(self, future: asyncio.Future[tuple[list[_LeasedRow], float | None]]) -> None:
+        """A lease call was cancelled after its transaction ran: give its jobs back instead of leaving them
+        active until their lease expires."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        rows, _ = future.result()
+        executor = self._executor
+        if rows and executor is not None and not self._closed:
+            for row in rows:
+                executor.submit(self._release_sync, row.id, row.token)
+
+    def _lease_sync(
+        self, queues: tuple[str, ...] | None, limit: int, lease_ms: int
+    ) -> tuple[list[_LeasedRow], float | None]:
+        db, now = self._db, time.time()
+        if now >= self._next_prune:
+            self._prune_sync(now)
+        if not self._has_work(db, queues, now):
+            return [], self._next_due(db)
+        token = uuid.uuid4().hex
+        with immediate_transaction(db):
+            # Scheduled jobs whose time has come become pending; jobs whose worker died become pending again.
+            db.execute(
+                "UPDATE lssm_jobs SET status = 'pending', updated_at = ? "
+                "WHERE status = 'scheduled' AND run_at <= ?",
+                (now, now),
+            )
+            db.execute(
+                "UPDATE lssm_jobs SET status = 'pending', lease_until = NULL, lease_token = NULL, "
+                "updated_at = ? WHERE status = 'active' AND lease_until <= ?",
+                (now, now),
+            )
+            where, params = _queue_filter(queues)
+            pick = (
+                f"SELECT id FROM lssm_jobs WHERE status = 'pending' AND run_at <= ?{where} "
+                "ORDER BY priority DESC, run_at, created_at LIMIT ?"
+            )
+            assign = (
+                "UPDATE lssm_jobs SET status = 'active', attempts = attempts + 1, lease_until = ?, "
+                "lease_token = ?, updated_at = ?"
+            )
+            returned = "id, queue, attempts, priority, run_at, created_at, body"
+            lease_until = now + lease_ms / 1000
+            if self.use_returning:
+                rows = db.execute(
+                    f"{assign} WHERE id IN ({pick}) RETURNING {returned}",
+                    (lease_until, token, now, now, *params, limit),
+                ).fetchall()
+            else:
+                ids = [row[0] for row in db.execute(pick, (now, *params, limit)).fetchall()]
+                marks = ", ".join("?" * len(ids))
+                rows = []
+                if ids:
+                    db.execute(f"{assign} WHERE id IN ({marks})", (lease_until, token, now, *ids))
+                    rows = db.execute(
+                        f"SELECT {returned} FROM lssm_jobs WHERE id IN ({marks})", ids
+                    ).fetchall()
+        leased = [
+            _LeasedRow(
+                id=r[0],
+                queue=r[1],
+                attempts=r[2],
+                priority=r[3],
+                run_at=r[4],
+                created_at=r[5],
+                body=bytes(r[6]),
+                token=token,
+            )
+            for r in rows
+        ]
+        if not leased:  # the work seen was in other queues (now promoted or reclaimed for them)
+            return [], self._next_due(db)
+        leased.sort(key=lambda row: (-row.priority, row.run_at, row.created_at))
+        return leased, None
+
+    @staticmethod
+    def _has_work(db: sqlite3.Connection, queues: tuple[str, ...] | None, now: float) -> bool:
+        """A read-only look before taking the write lock, so idle workers do not queue for it."""
+        where, params = _queue_filter(queues)
+        row = db.execute(
+            f"SELECT EXISTS (SELECT 1 FROM lssm_jobs WHERE status = 'pending' AND run_at <= ?{where}) "
+            "OR EXISTS (SELECT 1 FROM lssm_jobs WHERE status = 'scheduled' AND run_at <= ?) "
+            "OR EXISTS (SELECT 1 FROM lssm_jobs WHERE status = 'active' AND lease_until <= ?)",
+            (now, *params, now, now),
+        ).fetchone()
+        return bool(row[0])
+
+    @staticmethod
+    def _next_due(db: sqlite3.Connection) -> float | None:
+        """When something may next become ready: the earliest scheduled run_at or lease expiry."""
+        row = db.execute(
+            "SELECT (SELECT min(run_at) FROM lssm_jobs WHERE status = 'scheduled'), "
+            "(SELECT min(lease_until) FROM lssm_jobs WHERE status = 'active')"
+        ).fetchone()
+        times = [value for value in row if value is not None]
+        return min(times) if times else None
+
+    def wake(self) -> None:
+        self._wake_generation += 1
+        for waiter in list(self._waiters):
+            waiter.set()
+
+    # -- settling (called by deliveries; each returns False when the lease was lost) ---------------------
+
+    def _settle(self, sql: str, params: tuple[Any, ...]) -> bool:
+        with immediate_transaction(self._db) as db:
+            return db.execute(sql, params).rowcount == 1
+
+    _HELD = "id = ? AND lease_token = ? AND status = 'active'"
+
+    def _ack_sync(self, job_id: str, token: str) -> bool:
+        now = time.time()
+        if self.completed_retention <= 0:
+            return self._settle(f"DELETE FROM lssm_jobs WHERE {self._HELD}", (job_id, token))
+        return self._settle(
+            "UPDATE lssm_jobs SET status = 'completed', finished_at = ?, updated_at = ?, "
+            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+            (now, now, job_id, token),
+        )
+
+    def _retry_sync(self, job_id: str, token: str, run_at: float, error: str) -> bool:
+        now = time.time()
+        return self._settle(
+            "UPDATE lssm_jobs SET status = ?, run_at = ?, last_error = ?, updated_at = ?, "
+            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+            (_waiting_status(run_at, now), run_at, error, now, job_id, token),
+        )
+
+    def _release_sync(self, job_id: str, token: str) -> bool:
+        return self._settle(
+            "UPDATE lssm_jobs SET status = 'pending', attempts = max(attempts - 1, 0), "
+            f"updated_at = ?, lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+            (time.time(), job_id, token),
+        )
+
+    def _extend_sync(self, job_id: str, token: str, lease_ms: int) -> bool:
+        return self._settle(
+            f"UPDATE lssm_jobs SET lease_until = ? WHERE {self._HELD}",
+            (time.time() + lease_ms / 1000, job_id, token),
+        )
+
+    def _dead_letter_sync(
+        self, job_id: str, token: str, reason: str, error: str | None, traceback: str | None
+    ) -> bool:
+        with immediate_transaction(self._db) as db:
+            copied = db.execute(
+                f"INSERT OR REPLACE INTO lssm_dead_letters ({_DEAD_COLUMNS}) "
+                "SELECT id, type, queue, priority, run_at, created_at, dedupe_key, attempts, "
+                f"?, ?, ?, ?, body FROM lssm_jobs WHERE {self._HELD}",
+                (reason, error, traceback, time.time(), job_id, token),
+            )
+            if copied.rowcount != 1:
+                return False
+            db.execute("DELETE FROM lssm_jobs WHERE id = ?", (job_id,))
+            return True
+
+    # -- inspection --------------------------------------------------------------------------------------
+
+    def _expired_completed(self, now: float) -> tuple[str, float]:
+        """A condition hiding completed jobs past their retention that were not pruned yet."""
+        return "status = 'completed' AND finished_at <= ?", now - self.completed_retention
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self._run(self._get_sync, job_id)
+
+    def _get_sync(self, job_id: str) -> JobRecord | None:
+        now = time.time()
+        expired, cutoff = self._expired_completed(now)
+        with read_transaction(self._db) as db:
+            row = db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM lssm_jobs WHERE id = ? AND NOT ({expired})", (job_id, cutoff)
+            ).fetchone()
+            if row is not None:
+                status = row[3]
+                if status in ("scheduled", "pending"):
+                    status = _waiting_status(row[6], now)
+                return JobRecord(
+                    id=row[0],
+                    type=row[1],
+                    queue=row[2],
+                    status=JobStatus(status),
+                    attempts=row[4],
+                    priority=row[5],
+                    run_at=row[6],
+                    created_at=row[7],
+                    updated_at=row[8],
+                    dedupe_key=row[9],
+                    last_error=row[10],
+                    body=bytes(row[11]),
+                )
+            dead = db.execute(
+                f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE id = ?", (job_id,)
+            ).fetchone()
+        if dead is None:
+            return None
+        return JobRecord(
+            id=dead[0],
+            type=dead[1],
+            queue=dead[2],
+            status=JobStatus.DEAD,
+            attempts=dead[7],
+            priority=dead[3],
+            run_at=dead[4],
+            created_at=dead[5],
+            updated_at=dead[11],
+            dedupe_key=dead[6],
+            last_error=dead[9],
+            body=bytes(dead[12]),
+        )
+
+    async def counts(self) -> dict[str, dict[JobStatus, int]]:
+        return await self._run(self._counts_sync)
+
+    def _counts_sync(self) -> dict[str, dict[JobStatus, int]]:
+        now = time.time()
+        expired, cutoff = self._expired_completed(now)
+        counts: dict[str, dict[JobStatus, int]] = {}
+        with read_transaction(self._db) as db:
+            jobs = db.execute(
+                "SELECT \"queue\", CASE WHEN \"status\" IN ('scheduled', 'pending') THEN "
+                "(CASE WHEN run_at > ? THEN 'scheduled' ELSE 'pending' END) ELSE status END AS state, "
+                f"count(*) FROM lssm_jobs WHERE NOT ({expired}) GROUP BY queue, state",
+                (now, cutoff),
+            ).fetchall()
+            dead = db.execute(
+                "SELECT queue, 'dead', count(*) FROM lssm_dead_letters GROUP BY queue"
+            ).fetchall()
+        for queue, state, count in [*jobs, *dead]:
+            per_queue = counts.setdefault(queue, {})
+            per_queue[JobStatus(state)] = per_queue.get(JobStatus(state), 0) + count
+        return counts
+
+    async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        return await self._run(self._list_dead_sync, limit, offset)
+
+    def _list_dead_sync(self, limit: int, offset: int) -> list[DeadLetter]:
+        rows = self._db.execute(
+            f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters ORDER BY failed_at DESC, id DESC "
+            "LIMIT ? OFFSET ?",
+            (max(limit, 0), max(offset, 0)),
+        ).fetchall()
+        return [_dead_letter(row) for row in rows]
+
+    async def get_dead(self, job_id: str) -> DeadLetter | None:
+        return await self._run(self._get_dead_sync, job_id)
+
+    def _get_dead_sync(self, job_id: str) -> DeadLetter | None:
+        row = self._db.execute(
+            f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE id = ?", (job_id,)
+        ).fetchone()
+        return _dead_letter(row) if row is not None else None
+
+    async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
+        replayed = await self._run(self._replay_dead_sync, job_id, run_at)
+        if replayed:
+            self._hub.notify()
+        return replayed
+
+    def _replay_dead_sync(self, job_id: str, run_at: float) -> bool:
+        now = time.time()
+        with immediate_transaction(self._db) as db:
+            row = db.execute(
+                "SELECT type, queue, priority, created_at, dedupe_key, error, body "
+                "FROM lssm_dead_letters WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            job_type, queue, priority, created_at, dedupe_key, error, body = row
+            # A completed run of the same id may still be retained; the replay replaces it.
+            db.execute("DELETE FROM lssm_jobs WHERE id = ?", (job_id,))
+            db.execute(
+                f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    job_type,
+                    queue,
+                    _waiting_status(run_at, now),
+                    priority,
+                    run_at,
+                    created_at,
+                    now,
+                    dedupe_key,
+                    error,
+                    body,
+                ),
+            )
+            db.execute("DELETE FROM lssm_dead_letters WHERE id = ?", (job_id,))
+        return True
+
+    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        return await self._run(self._purge_dead_sync, None if job_ids is None else list(job_ids))
+
+    def _purge_dead_sync(self, job_ids: list[str] | None) -> int:
+        with immediate_transaction(self._db) as db:
+            if job_ids is None:
+                return db.execute("DELETE FROM lssm_dead_letters").rowcount
+            purged = 0
+            for start in range(0, len(job_ids), _ID_CHUNK):
+                chunk = job_ids[start : start + _ID_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                purged += db.execute(f"DELETE FROM lssm_dead_letters WHERE id IN ({marks})", chunk).rowcount
+            return purged
+
+    # -- retention ---------------------------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Delete completed jobs past ``completed_retention`` now (workers also do it every
+        ``prune_interval``). :returns: how many were deleted."""
+        return await self._run(self._prune_sync, time.time())
+
+    def _prune_sync(self, now: float) -> int:
+        self._next_prune = now + self.prune_interval
+        expired, cutoff = self._expired_completed(now)
+        deleted = 0
+        while True:
+            with immediate_transaction(self._db) as db:
+                batch = db.execute(
+                    f"DELETE FROM lssm_jobs WHERE rowid IN (SELECT rowid FROM lssm_jobs WHERE {expired} "
+                    "LIMIT ?)",
+                    (cutoff, PRUNE_BATCH),
+                ).rowcount
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                return deleted
+
+
+@attrs.frozen(kw_only=True)
+class _LeasedRow:
+    """A job as one lease transaction returned it, with the token that proves the lease."""
+
+    id: str
+    queue: str
+    attempts: int
+    priority: int
+    run_at: float
+    created_at: float
+    body: bytes
+    token: str
+
+
+def _dead_letter(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=row[0],
+        type=row[1],
+        queue=row[2],
+        reason=row[8],
+        error=row[9],
+        traceback=row[10],
+        attempts=row[7],
+        failed_at=row[11],
+        body=bytes(row[12]),
+    )
+
+
+class _SqliteDelivery(Delivery):
+    """A leased job. Settling with a lost lease (expired, then leased by another worker) changes nothing."""
+
+    def __init__(self, backend: SqliteBackend, row: _LeasedRow, lease_ms: int) -> None:
+        self._backend = backend
+        self._token = row.token
+        self.id = row.id
+        self.attempt = row.attempts
+        self.body = row.body
+        self.queue = row.queue
+        self.lease_ms = lease_ms
+
+    def _lost(self, action: str) -> None:
+        log.warning(
+            "job %s: %s ignored, its lease had expired and the job may have been delivered again",
+            self.id,
+            action,
+        )
+
+    async def ack(self) -> None:
+        if not await self._backend._run(self._backend._ack_sync, self.id, self._token):
+            self._lost("ack")
+
+    async def retry(self, *, run_at: float, error: str) -> None:
+        if await self._backend._run(self._backend._retry_sync, self.id, self._token, run_at, error):
+            self._backend._hub.notify()
+        else:
+            self._lost("retry")
+
+    async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
+        if not await self._backend._run(
+            self._backend._dead_letter_sync, self.id, self._token, reason, error, traceback
+        ):
+            self._lost("dead-lettering")
+
+    async def release(self) -> None:
+        if await self._backend._run(self._backend._release_sync, self.id, self._token):
+            self._backend._hub.notify()
+        else:
+            self._lost("release")
+
+    async def extend(self, lease_ms: int) -> bool:
+        return await self._backend._run(self._backend._extend_sync, self.id, self._token, lease_ms)
+
+
+@hookimpl
+def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
+    return [
+        QueueBackendSpec(
+            name="sqlite",
+            factory=SqliteBackend,
+            capabilities=SqliteBackend.capabilities,
+            description="durable queue in one sqlite file (WAL), shared by processes on this machine",
+            options_help={
+                "path": "database file (created if missing)",
+                "url": "sqlite:///relative.db or sqlite:////absolute.db, instead of path",
+                "busy_timeout": "seconds to wait for another process's write lock (default 5)",
+                "completed_retention": "seconds completed jobs stay readable (default 3600; 0: delete)",
+                "prune_interval": "seconds between prunes of expired completed jobs (default 60)",
+                "synchronous": "normal (default; survives crashes) or full (also survives power loss)",
+            },
+        )
+    ]

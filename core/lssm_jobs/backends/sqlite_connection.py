@@ -1,0 +1,92 @@
+"""Opening sqlite database files the way every lssm-jobs component expects, and short write transactions.
+
+Shared by the sqlite queue backend and anything else that keeps state in the same file (the scheduler's
+sqlite store): WAL journal, a busy timeout so writers queue up instead of failing, explicit transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+Synchronous = Literal["normal", "full"]
+
+#: ``UPDATE ... RETURNING`` arrived in sqlite 3.35.0.
+HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+#: ``INSERT ... ON CONFLICT DO NOTHING`` (upsert) arrived in sqlite 3.24.0; older versions are refused.
+MIN_SQLITE_VERSION = (3, 24, 0)
+
+
+def connect(
+    path: str | os.PathLike[str], *, busy_timeout: float = 5.0, synchronous: Synchronous = "normal"
+) -> sqlite3.Connection:
+    """Open ``path`` (created if missing) in WAL mode, in autocommit mode (transactions are explicit: use
+    :func:`immediate_transaction` to write), with foreign keys enforced.
+
+    The connection belongs to the calling thread; use it from that thread only.
+
+    :param busy_timeout: seconds a statement waits for another connection's write lock before failing with
+        ``sqlite3.OperationalError: database is locked``.
+    :param synchronous: ``"normal"`` survives process crashes (SIGKILL, OOM) with no fsync per commit; a power
+        loss may drop the last commits. ``"full"`` also survives power loss, at one fsync per commit.
+    :raises ConnectionError: the file cannot be opened (missing directory, permissions, not a database),
+        or the sqlite library is older than 3.24.
+    """
+    if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        raise ConnectionError(
+            f"lssm-jobs needs sqlite {'.'.join(map(str, MIN_SQLITE_VERSION))} or newer; "
+            f"this Python has {sqlite3.sqlite_version}"
+        )
+    if synchronous not in ("normal", "full"):
+        raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
+    target = os.fspath(path)
+    try:
+        connection = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as error:
+        raise ConnectionError(f"cannot open sqlite database {target!r}: {error}") from error
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConnectionError(
+                f"sqlite database {target!r} could not switch to WAL mode (it is in {mode!r})"
+            )
+        connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        connection.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise ConnectionError(f"cannot use sqlite database {target!r}: {error}") from error
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+@contextmanager
+def immediate_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: take the write lock up front (waiting up to the busy timeout), so
+    a read-then-write sequence inside cannot be interleaved with another writer's, in any process. Rolls
+    back on any exception. Keep the body short: every other writer waits for it."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # sqlite may already have rolled back (e.g. disk full)
+            connection.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def read_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN`` ... ``COMMIT`` without writes: several reads see one consistent snapshot (WAL readers
+    do not block writers, nor wait for them)."""
+    connection.execute("BEGIN")
+    try:
+        yield connection
+    finally:
+        if connection.in_transaction:
+            connection.execute("COMMIT")
