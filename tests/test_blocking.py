@@ -6,7 +6,6 @@ import threading
 
 import attrs
 import pytest
-
 from lssm_jobs import JobValidationError, define_job_type
 from lssm_jobs.blocking import BlockingQueue, open_blocking_queue
 from lssm_jobs.errors import QueueClosedError

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from lssm_jobs.backends.base import QueueBackend
 from lssm_jobs.backends.memory import MemoryBackend, MemoryStore
 from lssm_jobs.testing import BackendConformance

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-
 from lssm_jobs.backends.base import QueueBackend
 from lssm_jobs.plugins import get_plugins
 from lssm_jobs.queue import open_queue
@@ -19,7 +18,9 @@ NAME = "example-push"
 
 def _require_installed() -> None:
     if NAME not in get_plugins().queue_backends():
-        pytest.skip("the example plugin is not installed: pip install -e tests/example_plugin (nox does this)")
+        pytest.skip(
+            "the example plugin is not installed: pip install -e tests/example_plugin (nox does this)"
+        )
 
 
 @pytest.fixture

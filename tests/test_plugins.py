@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from lssm_jobs.errors import BackendNotFoundError, DuplicateRegistrationError
 from lssm_jobs.plugins import DISABLE_ENV, load_plugins
 from lssm_jobs.queue import open_queue
@@ -28,16 +27,32 @@ def _distribution(root: Path, name: str, entry_points: dict[str, str], modules: 
 def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "site"
     root.mkdir()
-    _distribution(root, "lssm-jobs-broken", {"broken": "lssm_test_broken_plugin"},
-                  {"lssm_test_broken_plugin": "raise ImportError('needs libfoo 2.0')\n"})
-    _distribution(root, "lssm-jobs-typo", {"typo": "lssm_test_typo_plugin"}, {"lssm_test_typo_plugin": """
+    _distribution(
+        root,
+        "lssm-jobs-broken",
+        {"broken": "lssm_test_broken_plugin"},
+        {"lssm_test_broken_plugin": "raise ImportError('needs libfoo 2.0')\n"},
+    )
+    _distribution(
+        root,
+        "lssm-jobs-typo",
+        {"typo": "lssm_test_typo_plugin"},
+        {
+            "lssm_test_typo_plugin": """
         from lssm_jobs.hookspecs import hookimpl
 
         @hookimpl
         def lssm_jobs_queue_backend():  # misspelled: the spec is lssm_jobs_queue_backends
             return []
-    """})
-    _distribution(root, "lssm-jobs-shadow", {"shadow": "lssm_test_shadow_plugin"}, {"lssm_test_shadow_plugin": """
+    """
+        },
+    )
+    _distribution(
+        root,
+        "lssm-jobs-shadow",
+        {"shadow": "lssm_test_shadow_plugin"},
+        {
+            "lssm_test_shadow_plugin": """
         from lssm_jobs.hookspecs import hookimpl
         from lssm_jobs.registrations import QueueBackendSpec
         from lssm_jobs.backends.memory import MemoryBackend
@@ -46,15 +61,23 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         def lssm_jobs_queue_backends():
             return [QueueBackendSpec(name="memory", factory=MemoryBackend),
                     QueueBackendSpec(name="shadow", factory=MemoryBackend)]
-    """})
-    _distribution(root, "lssm-jobs-wrong-records", {"wrong": "lssm_test_wrong_plugin"},
-                  {"lssm_test_wrong_plugin": """
+    """
+        },
+    )
+    _distribution(
+        root,
+        "lssm-jobs-wrong-records",
+        {"wrong": "lssm_test_wrong_plugin"},
+        {
+            "lssm_test_wrong_plugin": """
         from lssm_jobs.hookspecs import hookimpl
 
         @hookimpl
         def lssm_jobs_serializers():
             return ["not a SerializerSpec"]
-    """})
+    """
+        },
+    )
     monkeypatch.syspath_prepend(str(root))
     return root
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lssm_jobs.jobs import JobOptions
 from lssm_jobs.retry import backoff_delay_ms
 
@@ -15,10 +14,16 @@ def test_exponential_doubles_and_caps() -> None:
 
 
 def test_linear_and_fixed() -> None:
-    assert [backoff_delay_ms(JobOptions(backoff="linear", backoff_ms=50, jitter=0), n) for n in (1, 2, 3)] == [
-        50, 100, 150,
+    assert [
+        backoff_delay_ms(JobOptions(backoff="linear", backoff_ms=50, jitter=0), n) for n in (1, 2, 3)
+    ] == [
+        50,
+        100,
+        150,
     ]
-    assert {backoff_delay_ms(JobOptions(backoff="fixed", backoff_ms=70, jitter=0), n) for n in (1, 5, 9)} == {70}
+    assert {backoff_delay_ms(JobOptions(backoff="fixed", backoff_ms=70, jitter=0), n) for n in (1, 5, 9)} == {
+        70
+    }
 
 
 def test_jitter_spreads_within_bounds() -> None:

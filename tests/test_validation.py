@@ -10,7 +10,6 @@ from typing import TypedDict
 
 import attrs
 import pytest
-
 from lssm_jobs import JobOptions, JobValidationError, define_job_type
 from lssm_jobs.errors import JobTypeConflictError, SerializationError
 from lssm_jobs.jobs import JobCatalog, JobStatus
@@ -54,13 +53,16 @@ async def test_every_bad_field_is_named_with_its_path() -> None:
     order = define_job_type(type="order.place", payload=Order, catalog=catalog)
     async with _queue(catalog) as queue:
         with pytest.raises(JobValidationError) as raised:
-            await queue.enqueue(order, {
-                "order_id": "not-a-uuid",
-                "placed_at": "2026-11-28T10:00:00+00:00",
-                "total": "12.50",
-                "items": [{"sku": "A", "quantity": 1}, {"sku": 7, "quantity": "2"}],
-                "coupon": "X",
-            })
+            await queue.enqueue(
+                order,
+                {
+                    "order_id": "not-a-uuid",
+                    "placed_at": "2026-11-28T10:00:00+00:00",
+                    "total": "12.50",
+                    "items": [{"sku": "A", "quantity": 1}, {"sku": 7, "quantity": "2"}],
+                    "coupon": "X",
+                },
+            )
         assert await queue.counts() == {}
     error = raised.value
     paths = {field.path for field in error.errors}
@@ -86,7 +88,9 @@ async def test_rich_types_round_trip_through_json() -> None:
     catalog = JobCatalog()
     order = define_job_type(type="order.rich", payload=Order, catalog=catalog)
     payload = Order(
-        order_id=uuid.uuid4(), placed_at=datetime(2026, 11, 28, 10, tzinfo=timezone.utc), total=Decimal("9.99"),
+        order_id=uuid.uuid4(),
+        placed_at=datetime(2026, 11, 28, 10, tzinfo=timezone.utc),
+        total=Decimal("9.99"),
         items=[Item(sku="A", quantity=2)],
     )
     async with _queue(catalog) as queue:
@@ -113,10 +117,12 @@ async def test_enqueue_many_is_all_or_nothing() -> None:
     ping = define_job_type(type="ping.many", payload=Ping, catalog=catalog)
     async with _queue(catalog) as queue:
         with pytest.raises(JobValidationError) as raised:
-            await queue.enqueue_many([
-                EnqueueRequest(job_type=ping, payload={"host": "a"}),
-                EnqueueRequest(job_type=ping, payload={"host": 2}),
-            ])
+            await queue.enqueue_many(
+                [
+                    EnqueueRequest(job_type=ping, payload={"host": "a"}),
+                    EnqueueRequest(job_type=ping, payload={"host": 2}),
+                ]
+            )
         assert raised.value.errors[0].path == "[1].host"
         assert await queue.counts() == {}
 
@@ -161,14 +167,20 @@ def test_job_type_definitions_are_checked() -> None:
 def test_options_on_the_type_are_carried_by_its_jobs() -> None:
     catalog = JobCatalog()
     report = define_job_type(
-        type="report.build", catalog=catalog,
+        type="report.build",
+        catalog=catalog,
         options=JobOptions(max_retries=7, timeout_ms=1234, queue="reports", priority=3),
     )
 
     async def main() -> None:
         async with _queue(catalog) as queue:
             job = await queue.enqueue(report, {})
-            assert (job.queue, job.priority, job.max_retries, job.options.timeout_ms) == ("reports", 3, 7, 1234)
+            assert (job.queue, job.priority, job.max_retries, job.options.timeout_ms) == (
+                "reports",
+                3,
+                7,
+                1234,
+            )
             override = await queue.enqueue(report, {}, priority=9, queue="urgent", max_retries=0)
             assert (override.queue, override.priority, override.max_retries) == ("urgent", 9, 0)
 

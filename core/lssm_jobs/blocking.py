@@ -64,12 +64,22 @@ class BlockingQueue:
         """See :meth:`JobQueue.enqueue`. :raises JobValidationError: invalid payload; nothing stored."""
         return self._call(
             self.queue.enqueue(
-                job_type, payload, delay_ms=delay_ms, run_at=run_at, priority=priority, dedupe_key=dedupe_key,
-                queue=queue, max_retries=max_retries, timeout_ms=timeout_ms, meta=meta,
+                job_type,
+                payload,
+                delay_ms=delay_ms,
+                run_at=run_at,
+                priority=priority,
+                dedupe_key=dedupe_key,
+                queue=queue,
+                max_retries=max_retries,
+                timeout_ms=timeout_ms,
+                meta=meta,
             )
         )
 
-    def enqueue_many(self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]) -> list[Job[Any]]:
+    def enqueue_many(
+        self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]
+    ) -> list[Job[Any]]:
         return self._call(self.queue.enqueue_many(list(requests)))
 
     def get(self, job_id: str) -> Job[Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 import threading
 from collections.abc import Callable, Mapping
@@ -71,7 +72,7 @@ class JobType(Generic[P]):
 
     type: str
     version: int
-    payload: type[P] | None
+    payload: builtins.type[P] | None
     options: JobOptions = DEFAULT_OPTIONS
     upgraders: Mapping[int, PayloadUpgrader] = attrs.field(factory=dict)
     description: str = ""

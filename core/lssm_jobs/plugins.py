@@ -270,7 +270,9 @@ def load_plugins(*, entry_points: bool = True, blocked: Iterable[str] | None = N
     except importlib_metadata.PackageNotFoundError:
         core_version = None
     candidates = [
-        _Candidate(name=name, load=_import(module), distribution="lssm-jobs", version=core_version, builtin=True)
+        _Candidate(
+            name=name, load=_import(module), distribution="lssm-jobs", version=core_version, builtin=True
+        )
         for name, module in BUILTIN_PLUGINS
     ]
     if entry_points:

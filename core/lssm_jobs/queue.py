@@ -20,7 +20,7 @@ import attrs
 from lssm_jobs.backends.base import ConsumeOptions, DeadLetter, OutgoingJob, QueueBackend
 from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
-from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobOptions, JobStatus, JobType, default_catalog
+from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobStatus, JobType, default_catalog
 from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.serialization import Envelope, Serializer, validate_payload
 from lssm_jobs.worker import Dispatcher, Handler
@@ -31,8 +31,20 @@ H = TypeVar("H", bound=Handler)
 
 #: ``open_queue`` options that configure the queue itself; every other keyword goes to the backend factory.
 QUEUE_OPTIONS = frozenset(
-    {"serializer", "catalog", "concurrency", "queues", "lease_ms", "prefetch", "shutdown_timeout",
-     "poll_interval", "default_timeout_ms", "sinks", "executor", "plugins"}
+    {
+        "serializer",
+        "catalog",
+        "concurrency",
+        "queues",
+        "lease_ms",
+        "prefetch",
+        "shutdown_timeout",
+        "poll_interval",
+        "default_timeout_ms",
+        "sinks",
+        "executor",
+        "plugins",
+    }
 )
 
 
@@ -79,7 +91,9 @@ class DeadLetters:
         replayed = await backend.replay_dead(job_id, run_at=time.time() + delay_ms / 1000)
         if replayed:
             await self._queue.events.emit(
-                JobReplayed(timestamp=time.time(), job_id=job_id, job_type=dead.type, queue=dead.queue, attempt=0)
+                JobReplayed(
+                    timestamp=time.time(), job_id=job_id, job_type=dead.type, queue=dead.queue, attempt=0
+                )
             )
         return replayed
 
@@ -141,8 +155,12 @@ class JobQueue:
         )
         self.catalog = catalog if catalog is not None else default_catalog
         self.consume_options = ConsumeOptions(
-            queues=tuple(queues) if queues else None, concurrency=concurrency, lease_ms=lease_ms,
-            prefetch=prefetch, shutdown_timeout=shutdown_timeout, poll_interval=poll_interval,
+            queues=tuple(queues) if queues else None,
+            concurrency=concurrency,
+            lease_ms=lease_ms,
+            prefetch=prefetch,
+            shutdown_timeout=shutdown_timeout,
+            poll_interval=poll_interval,
         )
         self.default_timeout_ms = default_timeout_ms
         self.executor = executor
@@ -242,8 +260,14 @@ class JobQueue:
             meta=dict(request.meta or {}),
         )
         outgoing = OutgoingJob(
-            id=envelope.id, type=name, queue=envelope.queue, priority=envelope.priority, run_at=run_at,
-            created_at=now, dedupe_key=envelope.dedupe_key, body=self.serializer.dumps(envelope),
+            id=envelope.id,
+            type=name,
+            queue=envelope.queue,
+            priority=envelope.priority,
+            run_at=run_at,
+            created_at=now,
+            dedupe_key=envelope.dedupe_key,
+            body=self.serializer.dumps(envelope),
         )
         return outgoing, envelope, typed
 
@@ -274,9 +298,20 @@ class JobQueue:
         :raises JobValidationError: the payload does not fit the job type; nothing was stored.
         """
         jobs = await self.enqueue_many(
-            [EnqueueRequest(job_type=job_type, payload=payload, delay_ms=delay_ms, run_at=run_at,
-                            priority=priority, dedupe_key=dedupe_key, queue=queue, max_retries=max_retries,
-                            timeout_ms=timeout_ms, meta=meta)]
+            [
+                EnqueueRequest(
+                    job_type=job_type,
+                    payload=payload,
+                    delay_ms=delay_ms,
+                    run_at=run_at,
+                    priority=priority,
+                    dedupe_key=dedupe_key,
+                    queue=queue,
+                    max_retries=max_retries,
+                    timeout_ms=timeout_ms,
+                    meta=meta,
+                )
+            ]
         )
         return jobs[0]
 
@@ -308,28 +343,49 @@ class JobQueue:
         results = await backend.push([outgoing for outgoing, _, _ in built])
         jobs: list[Job[Any]] = []
         want_events = self.events.wants(JobEnqueued.name)
-        for (outgoing, envelope, typed), result in zip(built, results):
+        for (_, envelope, typed), result in zip(built, results, strict=True):
             if result.created:
-                job = self._job(envelope, typed, JobStatus.SCHEDULED if envelope.run_at > now else JobStatus.PENDING)
+                job = self._job(
+                    envelope, typed, JobStatus.SCHEDULED if envelope.run_at > now else JobStatus.PENDING
+                )
             else:
                 existing = await self.get(result.id)
                 job = existing if existing is not None else self._job(envelope, typed, JobStatus.PENDING)
             jobs.append(job)
             if want_events:
                 await self.events.emit(
-                    JobEnqueued(timestamp=now, job_id=job.id, job_type=job.type, queue=job.queue, attempt=0,
-                                run_at=job.run_at, priority=job.priority, deduplicated=not result.created)
+                    JobEnqueued(
+                        timestamp=now,
+                        job_id=job.id,
+                        job_type=job.type,
+                        queue=job.queue,
+                        attempt=0,
+                        run_at=job.run_at,
+                        priority=job.priority,
+                        deduplicated=not result.created,
+                    )
                 )
         return jobs
 
     @staticmethod
-    def _job(envelope: Envelope, typed: Any, status: JobStatus, *, attempt: int = 0,
-             last_error: str | None = None) -> Job[Any]:
+    def _job(
+        envelope: Envelope, typed: Any, status: JobStatus, *, attempt: int = 0, last_error: str | None = None
+    ) -> Job[Any]:
         return Job(
-            id=envelope.id, type=envelope.type, version=envelope.version, payload=typed, queue=envelope.queue,
-            status=status, attempt=attempt, max_retries=envelope.options.max_retries,
-            priority=envelope.priority, run_at=envelope.run_at, created_at=envelope.created_at,
-            dedupe_key=envelope.dedupe_key, last_error=last_error, options=envelope.options,
+            id=envelope.id,
+            type=envelope.type,
+            version=envelope.version,
+            payload=typed,
+            queue=envelope.queue,
+            status=status,
+            attempt=attempt,
+            max_retries=envelope.options.max_retries,
+            priority=envelope.priority,
+            run_at=envelope.run_at,
+            created_at=envelope.created_at,
+            dedupe_key=envelope.dedupe_key,
+            last_error=last_error,
+            options=envelope.options,
             meta=envelope.meta,
         )
 
@@ -353,7 +409,9 @@ class JobQueue:
                 _, payload = validate_payload(definition, envelope.payload)
             except JobValidationError:
                 payload = envelope.payload
-        job = self._job(envelope, payload, record.status, attempt=record.attempts, last_error=record.last_error)
+        job = self._job(
+            envelope, payload, record.status, attempt=record.attempts, last_error=record.last_error
+        )
         return attrs.evolve(job, run_at=record.run_at)
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
@@ -409,8 +467,12 @@ class JobQueue:
     def dispatcher(self) -> Dispatcher:
         """The dispatcher that runs this queue's jobs (push backends call it from their own loop)."""
         return Dispatcher(
-            handlers=self.handlers, catalog=self.catalog, serializer=self.serializer, events=self.events,
-            executor=self.executor, default_timeout_ms=self.default_timeout_ms,
+            handlers=self.handlers,
+            catalog=self.catalog,
+            serializer=self.serializer,
+            events=self.events,
+            executor=self.executor,
+            default_timeout_ms=self.default_timeout_ms,
         )
 
     async def start(self) -> None:
@@ -487,5 +549,7 @@ def open_queue(name: str, **options: Any) -> JobQueue:
     try:
         backend = spec.factory(**backend_options)
     except TypeError as error:
-        raise TypeError(f"backend {name!r} rejected its options {sorted(backend_options)}: {error}") from error
+        raise TypeError(
+            f"backend {name!r} rejected its options {sorted(backend_options)}: {error}"
+        ) from error
     return JobQueue(backend, **queue_options)

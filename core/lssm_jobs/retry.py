@@ -8,7 +8,9 @@ from collections.abc import Callable
 from lssm_jobs.jobs import JobOptions
 
 
-def backoff_delay_ms(options: JobOptions, retry_number: int, rand: Callable[[], float] = random.random) -> int:
+def backoff_delay_ms(
+    options: JobOptions, retry_number: int, rand: Callable[[], float] = random.random
+) -> int:
     """Delay before retry ``retry_number`` (1 for the first retry).
 
     Jitter spreads the delay uniformly over ``[delay * (1 - jitter), delay * (1 + jitter)]`` (never above

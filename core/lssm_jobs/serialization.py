@@ -190,7 +190,8 @@ def validate_payload(
 def configure_envelope_converter(converter: cattrs.Converter) -> None:
     """Teach ``converter`` the envelope's shape (payload stays plain data; it is validated separately)."""
     converter.register_structure_hook_func(
-        lambda cls: cls == Mapping[str, str], lambda value, _: {str(k): str(v) for k, v in (value or {}).items()}
+        lambda cls: cls == Mapping[str, str],
+        lambda value, _: {str(k): str(v) for k, v in (value or {}).items()},
     )
 
 

@@ -9,6 +9,7 @@ dropped, never a crashed worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -236,7 +237,9 @@ class Dispatcher:
         call = functools.partial(contextvars.copy_context().run, handler, job)
         return loop.run_in_executor(self.executor, call)
 
-    async def _failed(self, delivery: Delivery, job: Job[Any], error: BaseException, duration_ms: float) -> None:
+    async def _failed(
+        self, delivery: Delivery, job: Job[Any], error: BaseException, duration_ms: float
+    ) -> None:
         description = _describe(error)
         permanent = isinstance(error, PermanentJobError)
         if not permanent and job.attempt < job.max_retries + 1:
@@ -248,8 +251,14 @@ class Dispatcher:
             await _settle(
                 functools.partial(delivery.retry, run_at=retry_at, error=description), delivery, "retry"
             )
-            log.info("job %s (%s) attempt %d failed, retrying in %d ms: %s",
-                     job.id, job.type, job.attempt, delay_ms, description)
+            log.info(
+                "job %s (%s) attempt %d failed, retrying in %d ms: %s",
+                job.id,
+                job.type,
+                job.attempt,
+                delay_ms,
+                description,
+            )
             if self.events.wants(JobRetrying.name):
                 await self.events.emit(
                     JobRetrying(
@@ -358,15 +367,15 @@ async def _settle(operation: Callable[[], Awaitable[None]], delivery: Delivery, 
             break
     log.error(
         "could not %s job %s: %s; it will be delivered again after its lease expires",
-        what, delivery.id, _describe(last) if last else "unknown error",
+        what,
+        delivery.id,
+        _describe(last) if last else "unknown error",
     )
 
 
 async def _wait_or_stop(stopping: asyncio.Event, timeout: float) -> None:
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stopping.wait(), timeout)
-    except asyncio.TimeoutError:
-        pass
 
 
 async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) -> None:
@@ -384,7 +393,7 @@ async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) ->
         results = await asyncio.gather(
             *(delivery.extend(lease_ms) for delivery in deliveries), return_exceptions=True
         )
-        for delivery, result in zip(deliveries, results):
+        for delivery, result in zip(deliveries, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("could not extend the lease of job %s: %s", delivery.id, _describe(result))
             elif result is False:
@@ -403,7 +412,7 @@ async def run_pull_consumer(
 ) -> None:
     """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
     its own task, keep their leases alive, and on stop finish or release what is in flight."""
-    in_flight: dict[asyncio.Task[None], Delivery] = {}
+    in_flight: dict[asyncio.Future[None], Delivery] = {}
     heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
     failures = 0
     queues = list(options.queues) if options.queues else None
@@ -411,13 +420,16 @@ async def run_pull_consumer(
         while not stopping.is_set():
             free = options.concurrency - len(in_flight)
             if free <= 0:
-                stop_waiter = asyncio.ensure_future(stopping.wait())
-                await asyncio.wait({*in_flight, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+                stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+                waiting: set[asyncio.Future[Any]] = {*in_flight, stop_waiter}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 stop_waiter.cancel()
                 continue
             try:
                 deliveries = await backend.lease(
-                    queues=queues, limit=free + options.prefetch, lease_ms=options.lease_ms,
+                    queues=queues,
+                    limit=free + options.prefetch,
+                    lease_ms=options.lease_ms,
                     wait=options.poll_interval,
                 )
                 failures = 0
@@ -433,14 +445,16 @@ async def run_pull_consumer(
                 if stopping.is_set():
                     await _settle(delivery.release, delivery, "release")
                     continue
-                task = asyncio.create_task(dispatch(delivery))
+                task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
                 in_flight[task] = delivery
                 task.add_done_callback(_forget(in_flight))
     finally:
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
             for task in pending:
-                log.warning("job %s did not finish within the shutdown timeout; releasing it", in_flight[task].id)
+                log.warning(
+                    "job %s did not finish within the shutdown timeout; releasing it", in_flight[task].id
+                )
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -448,8 +462,8 @@ async def run_pull_consumer(
         await asyncio.gather(heartbeat, return_exceptions=True)
 
 
-def _forget(in_flight: dict[asyncio.Task[None], Delivery]) -> Callable[[asyncio.Task[None]], None]:
-    def done(task: asyncio.Task[None]) -> None:
+def _forget(in_flight: dict[asyncio.Future[None], Delivery]) -> Callable[[asyncio.Future[None]], None]:
+    def done(task: asyncio.Future[None]) -> None:
         in_flight.pop(task, None)
 
     return done

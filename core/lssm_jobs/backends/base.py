@@ -226,9 +226,9 @@ class PullBackend(QueueBackend):
     """A backend consumed by leasing. Implement :meth:`lease`; the shared pull consumer does the rest."""
 
     @abstractmethod
-    async def lease(self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float) -> list[
-        Delivery
-    ]:
+    async def lease(
+        self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
+    ) -> list[Delivery]:
         """Lease up to ``limit`` ready jobs, highest priority first, then oldest ``run_at`` first.
 
         Atomically marks each active with a lease expiring ``lease_ms`` from now and counts the attempt.

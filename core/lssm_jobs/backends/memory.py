@@ -56,8 +56,13 @@ class _StoredJob:
 class MemoryStore:
     """The state shared by the memory backends of one process."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, completed_retention: float = 3600.0,
-                 completed_limit: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        completed_retention: float = 3600.0,
+        completed_limit: int = 10_000,
+    ) -> None:
         self.clock = clock
         self.completed_retention = completed_retention
         self.completed_limit = completed_limit
@@ -75,7 +80,9 @@ class MemoryStore:
 
     def make_ready(self, job: _StoredJob) -> None:
         job.status = JobStatus.PENDING
-        heapq.heappush(self.ready.setdefault(job.queue, []), (-job.priority, job.run_at, next(self.seq), job.id))
+        heapq.heappush(
+            self.ready.setdefault(job.queue, []), (-job.priority, job.run_at, next(self.seq), job.id)
+        )
 
     def schedule(self, job: _StoredJob) -> None:
         if job.run_at <= self.clock():
@@ -129,7 +136,8 @@ class MemoryStore:
 
     def prune_completed(self, now: float) -> None:
         while self.completed and (
-            self.completed[0][0] <= now - self.completed_retention or len(self.completed) > self.completed_limit
+            self.completed[0][0] <= now - self.completed_retention
+            or len(self.completed) > self.completed_limit
         ):
             _, job_id = self.completed.pop(0)
             job = self.jobs.get(job_id)
@@ -220,9 +228,16 @@ class MemoryBackend(PullBackend):
                 results.append(PushResult(id=outgoing.id, created=False))
                 continue
             job = _StoredJob(
-                id=outgoing.id, type=outgoing.type, queue=outgoing.queue, status=JobStatus.PENDING,
-                priority=outgoing.priority, run_at=outgoing.run_at, created_at=outgoing.created_at,
-                updated_at=now, dedupe_key=outgoing.dedupe_key, body=outgoing.body,
+                id=outgoing.id,
+                type=outgoing.type,
+                queue=outgoing.queue,
+                status=JobStatus.PENDING,
+                priority=outgoing.priority,
+                run_at=outgoing.run_at,
+                created_at=outgoing.created_at,
+                updated_at=now,
+                dedupe_key=outgoing.dedupe_key,
+                body=outgoing.body,
             )
             store.jobs[job.id] = job
             if job.dedupe_key is not None:
@@ -231,9 +246,9 @@ class MemoryBackend(PullBackend):
             results.append(PushResult(id=job.id, created=True))
         return results
 
-    async def lease(self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float) -> list[
-        Delivery
-    ]:
+    async def lease(
+        self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
+    ) -> list[Delivery]:
         store = self.store
         deadline = time.monotonic() + wait
         waiter = asyncio.Event()
@@ -264,8 +279,9 @@ class MemoryBackend(PullBackend):
                 wake_task = asyncio.ensure_future(self._wakeup.wait())
                 notify_task = asyncio.ensure_future(waiter.wait())
                 try:
-                    await asyncio.wait({wake_task, notify_task}, timeout=timeout,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {wake_task, notify_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     wake_task.cancel()
                     notify_task.cancel()
@@ -283,9 +299,18 @@ class MemoryBackend(PullBackend):
         if status is JobStatus.SCHEDULED and job.run_at <= self.store.clock():
             status = JobStatus.PENDING
         return JobRecord(
-            id=job.id, type=job.type, queue=job.queue, status=status, attempts=job.attempts,
-            priority=job.priority, run_at=job.run_at, created_at=job.created_at, updated_at=job.updated_at,
-            dedupe_key=job.dedupe_key, last_error=job.last_error, body=job.body,
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            status=status,
+            attempts=job.attempts,
+            priority=job.priority,
+            run_at=job.run_at,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            dedupe_key=job.dedupe_key,
+            last_error=job.last_error,
+            body=job.body,
         )
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
@@ -303,8 +328,15 @@ class MemoryBackend(PullBackend):
     @staticmethod
     def _dead_letter(job: _StoredJob) -> DeadLetter:
         return DeadLetter(
-            id=job.id, type=job.type, queue=job.queue, reason=job.reason or "", error=job.last_error,
-            traceback=job.traceback, attempts=job.attempts, failed_at=job.failed_at, body=job.body,
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            reason=job.reason or "",
+            error=job.last_error,
+            traceback=job.traceback,
+            attempts=job.attempts,
+            failed_at=job.failed_at,
+            body=job.body,
         )
 
     async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:

@@ -25,8 +25,14 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backend (flags win over LSSM_JOBS_BACKEND / LSSM_JOBS_URL)")
     group.add_argument("--backend", "-b", help="backend plugin name (default: sqlite)")
     group.add_argument("--url", help="backend URL, e.g. redis://127.0.0.1:6379/0 or sqlite:///jobs.db")
-    group.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                       help="extra backend option (value parsed as JSON when it can be); repeatable")
+    group.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra backend option (value parsed as JSON when it can be); repeatable",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     worker = commands.add_parser("worker", help="process jobs until SIGTERM/SIGINT (graceful drain)")
-    worker.add_argument("app", metavar="APP", help="module:attribute of a JobQueue, Handlers set or JobScheduler")
+    worker.add_argument(
+        "app", metavar="APP", help="module:attribute of a JobQueue, Handlers set or JobScheduler"
+    )
     worker.add_argument("--concurrency", "-c", type=_positive_int, help="jobs run at once (default 10)")
     worker.add_argument("--queues", "-q", type=_csv, help="comma-separated queue names (default: all)")
-    worker.add_argument("--with-scheduler", nargs="?", const="", metavar="SCHEDULER",
-                        help="also run a scheduler: APP itself if it is a JobScheduler, else module:attribute")
+    worker.add_argument(
+        "--with-scheduler",
+        nargs="?",
+        const="",
+        metavar="SCHEDULER",
+        help="also run a scheduler: APP itself if it is a JobScheduler, else module:attribute",
+    )
     worker.add_argument("--no-progress", action="store_true", help="do not print live progress")
     _add_backend_flags(worker)
 
@@ -56,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--priority", type=int)
     enqueue.add_argument("--queue")
     enqueue.add_argument("--dedupe-key")
-    enqueue.add_argument("--app", help="module:attribute to import first, so TYPE is validated by its definition")
+    enqueue.add_argument(
+        "--app", help="module:attribute to import first, so TYPE is validated by its definition"
+    )
     _add_backend_flags(enqueue)
 
     status = commands.add_parser("status", help="job counts per queue and state")
@@ -87,13 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the persistence schema")
     schema.add_argument("--format", choices=["prisma", "sql"], default="sql")
-    schema.add_argument("--dialect", choices=["sqlite", "postgresql"], default="sqlite",
-                        help="SQL dialect (with --format sql; Prisma's datasource provider with prisma)")
+    schema.add_argument(
+        "--dialect",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="SQL dialect (with --format sql; Prisma's datasource provider with prisma)",
+    )
 
     demo = commands.add_parser("demo", help="run a realistic demo on a fresh sqlite database")
     demo.add_argument("--path", default="lssm-jobs-demo.db", help="database file (default lssm-jobs-demo.db)")
     demo.add_argument("--keep", action="store_true", help="keep the database for 'status' and 'dlq list'")
-    demo.add_argument("--jobs", type=_positive_int, default=200, help="how many jobs to enqueue (default 200)")
+    demo.add_argument(
+        "--jobs", type=_positive_int, default=200, help="how many jobs to enqueue (default 200)"
+    )
     return parser
 
 
@@ -133,11 +154,15 @@ def _stop_on_signals(stopping: asyncio.Event) -> None:
         nonlocal received
         received += 1
         if received == 1:
-            print(f"\nlssm-jobs: {signal.Signals(signum).name} received, draining (again to exit at once)",
-                  file=sys.stderr)
+            print(
+                f"\nlssm-jobs: {signal.Signals(signum).name} received, draining (again to exit at once)",
+                file=sys.stderr,
+            )
             stopping.set()
         else:
-            print("lssm-jobs: exiting now; unfinished jobs run again after their lease expires", file=sys.stderr)
+            print(
+                "lssm-jobs: exiting now; unfinished jobs run again after their lease expires", file=sys.stderr
+            )
             raise SystemExit(130)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -151,8 +176,13 @@ async def _run_worker(args: argparse.Namespace) -> int:
     scheduler: Any = None
     if isinstance(target, JobScheduler):
         scheduler, target = target, target.queue
-    queue = build_queue(args.backend, args.url, args.option, app=target,
-                        queue_options={"concurrency": args.concurrency, "queues": args.queues})
+    queue = build_queue(
+        args.backend,
+        args.url,
+        args.option,
+        app=target,
+        queue_options={"concurrency": args.concurrency, "queues": args.queues},
+    )
     if args.with_scheduler is not None:
         if args.with_scheduler:
             scheduler = load_object(args.with_scheduler)
@@ -165,9 +195,12 @@ async def _run_worker(args: argparse.Namespace) -> int:
     stopping = asyncio.Event()
     _stop_on_signals(stopping)
     progress = None if args.no_progress else Progress(queue, label="worker")
-    print(f"lssm-jobs worker: {type(queue.backend).__name__}, concurrency "
-          f"{queue.consume_options.concurrency}, queues {', '.join(queue.consume_options.queues or ['(all)'])}, "
-          f"handlers {', '.join(sorted(queue.handlers))}", file=sys.stderr)
+    print(
+        f"lssm-jobs worker: {type(queue.backend).__name__}, concurrency "
+        f"{queue.consume_options.concurrency}, queues {', '.join(queue.consume_options.queues or ['(all)'])}, "
+        f"handlers {', '.join(sorted(queue.handlers))}",
+        file=sys.stderr,
+    )
     try:
         if progress:
             progress.start()
@@ -216,12 +249,27 @@ async def _enqueue(args: argparse.Namespace) -> int:
         raise UsageError(f"--payload is not valid JSON: {error}") from error
     queue = build_queue(args.backend, args.url, args.option)
     try:
-        job = await queue.enqueue(args.type, payload, delay_ms=args.delay_ms, priority=args.priority,
-                                  queue=args.queue, dedupe_key=args.dedupe_key)
+        job = await queue.enqueue(
+            args.type,
+            payload,
+            delay_ms=args.delay_ms,
+            priority=args.priority,
+            queue=args.queue,
+            dedupe_key=args.dedupe_key,
+        )
     finally:
         await queue.close()
-    print(json.dumps({"id": job.id, "type": job.type, "queue": job.queue, "status": job.status.value,
-                      "run_at": _when(job.run_at)}))
+    print(
+        json.dumps(
+            {
+                "id": job.id,
+                "type": job.type,
+                "queue": job.queue,
+                "status": job.status.value,
+                "run_at": _when(job.run_at),
+            }
+        )
+    )
     return 0
 
 
@@ -236,10 +284,18 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = False) -> None:
-    columns = [JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.ACTIVE, JobStatus.COMPLETED,
-               JobStatus.FAILED, JobStatus.DEAD]
+    columns = [
+        JobStatus.SCHEDULED,
+        JobStatus.PENDING,
+        JobStatus.ACTIVE,
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.DEAD,
+    ]
     if as_json:
-        print(json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())}))
+        print(
+            json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())})
+        )
         return
     width = max([5, *(len(name) for name in counts)])
     print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
@@ -261,21 +317,39 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
     if args.dlq_command == "list":
         dead = await queue.dead_letters.list(limit=args.limit)
         if args.json:
-            print(json.dumps([{"id": d.id, "type": d.type, "queue": d.queue, "reason": d.reason,
-                               "error": d.error, "attempts": d.attempts, "failed_at": d.failed_at} for d in dead]))
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": d.id,
+                            "type": d.type,
+                            "queue": d.queue,
+                            "reason": d.reason,
+                            "error": d.error,
+                            "attempts": d.attempts,
+                            "failed_at": d.failed_at,
+                        }
+                        for d in dead
+                    ]
+                )
+            )
         elif not dead:
             print("(dead letter queue is empty)")
         for d in [] if args.json else dead:
-            print(f"{d.id}  {_when(d.failed_at)}  {d.type}  [{d.queue}]  attempts={d.attempts}  {d.reason}"
-                  + (f": {d.error}" if d.error else ""))
+            print(
+                f"{d.id}  {_when(d.failed_at)}  {d.type}  [{d.queue}]  attempts={d.attempts}  {d.reason}"
+                + (f": {d.error}" if d.error else "")
+            )
         return 0
     if args.dlq_command == "show":
         found = await queue.dead_letters.get(args.job_id)
         if found is None:
             raise UsageError(f"no dead letter with id {args.job_id}")
-        print(f"id:        {found.id}\ntype:      {found.type}\nqueue:     {found.queue}\n"
-              f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\nreason:    {found.reason}\n"
-              f"error:     {found.error or '-'}")
+        print(
+            f"id:        {found.id}\ntype:      {found.type}\nqueue:     {found.queue}\n"
+            f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\nreason:    {found.reason}\n"
+            f"error:     {found.error or '-'}"
+        )
         try:
             body = found.body.decode()
         except UnicodeDecodeError:
@@ -308,16 +382,32 @@ def _plugins(args: argparse.Namespace) -> int:
 
     registry = get_plugins()
     if args.json:
-        print(json.dumps({
-            "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version,
-                         "builtin": p.builtin, "provides": p.provides} for p in registry.plugins()],
-            "failed": [{"name": f.name, "distribution": f.distribution, "error": f.error}
-                       for f in registry.failures()],
-        }))
+        print(
+            json.dumps(
+                {
+                    "plugins": [
+                        {
+                            "name": p.name,
+                            "distribution": p.distribution,
+                            "version": p.version,
+                            "builtin": p.builtin,
+                            "provides": p.provides,
+                        }
+                        for p in registry.plugins()
+                    ],
+                    "failed": [
+                        {"name": f.name, "distribution": f.distribution, "error": f.error}
+                        for f in registry.failures()
+                    ],
+                }
+            )
+        )
         return 0
     for info in registry.plugins():
         origin = "built in" if info.builtin else f"{info.distribution} {info.version}"
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
+        provides = (
+            "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
+        )
         print(f"{info.name:<12} {origin:<28} {provides}")
     for failure in registry.failures():
         print(f"{failure.name:<12} FAILED ({failure.distribution or '?'}): {failure.error}")
@@ -347,8 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(args)
         if args.command == "schema":
             return _schema(args)
-        runners = {"worker": _run_worker, "scheduler": _run_scheduler, "enqueue": _enqueue, "status": _status,
-                   "dlq": _dlq}
+        runners = {
+            "worker": _run_worker,
+            "scheduler": _run_scheduler,
+            "enqueue": _enqueue,
+            "status": _status,
+            "dlq": _dlq,
+        }
         if args.command == "demo":
             from lssm_jobs.cli.demo import run_demo
 

@@ -89,8 +89,10 @@ def build_queue(
         app = app()
     if isinstance(app, JobQueue):
         if backend or url or options:
-            raise UsageError("APP is a JobQueue with its own backend; drop --backend/--url/--option, or point APP "
-                             "at a Handlers set")
+            raise UsageError(
+                "APP is a JobQueue with its own backend; drop --backend/--url/--option, or point APP "
+                "at a Handlers set"
+            )
         for key, value in queue_options.items():
             if key in ("concurrency", "queues"):
                 app.consume_options = _evolve(app.consume_options, key, value)

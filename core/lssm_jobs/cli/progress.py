@@ -14,14 +14,23 @@ from lssm_jobs.queue import JobQueue
 class Progress:
     """Counts lifecycle events of a queue and shows them while a command runs."""
 
-    def __init__(self, queue: JobQueue, *, label: str, stream: TextIO | None = None,
-                 interval: float | None = None) -> None:
+    def __init__(
+        self, queue: JobQueue, *, label: str, stream: TextIO | None = None, interval: float | None = None
+    ) -> None:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.interval = interval if interval is not None else (0.2 if self.tty else 5.0)
         self.label = label
-        self.counts = {"enqueued": 0, "started": 0, "completed": 0, "retrying": 0, "failed": 0,
-                       "dead_lettered": 0, "timed_out": 0, "fired": 0}
+        self.counts = {
+            "enqueued": 0,
+            "started": 0,
+            "completed": 0,
+            "retrying": 0,
+            "failed": 0,
+            "dead_lettered": 0,
+            "timed_out": 0,
+            "fired": 0,
+        }
         self.started_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe = queue.on("*", self._count)

@@ -21,7 +21,7 @@ import pytest
 from lssm_jobs.backends.base import OutgoingJob, PullBackend, QueueBackend
 from lssm_jobs.errors import JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import Event
-from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, define_job_type
+from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type
 from lssm_jobs.queue import JobQueue
 from lssm_jobs.testing.helpers import run_async, wait_until
 
@@ -60,6 +60,10 @@ class _Recorder:
 
 def _no_jitter(**overrides: Any) -> JobOptions:
     return JobOptions(**{"jitter": 0.0, "backoff": "fixed", "backoff_ms": 50, **overrides})
+
+
+def _broken_callback(event: Event) -> None:
+    raise RuntimeError("a subscriber bug")
 
 
 class BackendConformance:
@@ -267,9 +271,11 @@ class BackendConformance:
     # -- failure handling -------------------------------------------------------------------------------------
 
     @run_async()
-    async def test_retries_with_backoff_then_succeeds(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+    async def test_retries_with_backoff_then_succeeds(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
         catalog = JobCatalog()
-        flaky = define_job_type(
+        flaky: JobType[Any] = define_job_type(
             type=_type_name("flaky"), options=_no_jitter(max_retries=3, backoff_ms=100), catalog=catalog
         )
         attempts: list[tuple[int, float]] = []
@@ -318,7 +324,9 @@ class BackendConformance:
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
         catalog = JobCatalog()
-        doomed = define_job_type(type=_type_name("doomed"), options=_no_jitter(max_retries=2), catalog=catalog)
+        doomed: JobType[Any] = define_job_type(
+            type=_type_name("doomed"), options=_no_jitter(max_retries=2), catalog=catalog
+        )
         recorder = _Recorder()
 
         def handler(job: Job[Any]) -> None:
@@ -448,8 +456,18 @@ class BackendConformance:
             queue.register(_type_name("any"), lambda job: None)
             now = time.time()
             await queue.backend.push(
-                [OutgoingJob(id=job_id, type="mystery", queue="default", priority=0, run_at=now,
-                             created_at=now, dedupe_key=None, body=garbage)]
+                [
+                    OutgoingJob(
+                        id=job_id,
+                        type="mystery",
+                        queue="default",
+                        priority=0,
+                        run_at=now,
+                        created_at=now,
+                        dedupe_key=None,
+                        body=garbage,
+                    )
+                ]
             )
             await queue.start()
             dead = await wait_until(lambda: queue.dead_letters.get(job_id), message="garbage dead-lettered")
@@ -463,7 +481,10 @@ class BackendConformance:
         define_job_type(type=name, version=1, catalog=old)
         new = JobCatalog()
         define_job_type(
-            type=name, version=2, payload=Greeting, catalog=new,
+            type=name,
+            version=2,
+            payload=Greeting,
+            catalog=new,
             upgraders={1: lambda data: {"name": data["full_name"], "times": 1}},
         )
         handled: list[Any] = []
@@ -511,9 +532,10 @@ class BackendConformance:
             attempts.append(job.attempt)
             await asyncio.sleep(1.0)  # several lease periods: heartbeats must keep it
 
-        async with self._queue(lssm_jobs_backend_factory, lease_ms=300) as first, self._queue(
-            lssm_jobs_backend_factory, lease_ms=300
-        ) as second:
+        async with (
+            self._queue(lssm_jobs_backend_factory, lease_ms=300) as first,
+            self._queue(lssm_jobs_backend_factory, lease_ms=300) as second,
+        ):
             first.register(name, handler)
             second.register(name, handler)
             job = await first.enqueue(name, {})
@@ -524,7 +546,9 @@ class BackendConformance:
         assert attempts == [1]
 
     @run_async()
-    async def test_graceful_stop_finishes_in_flight_jobs(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+    async def test_graceful_stop_finishes_in_flight_jobs(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
         name = _type_name("graceful")
         started = asyncio.Event()
         finished: list[str] = []
@@ -578,7 +602,7 @@ class BackendConformance:
         recorder = _Recorder()
         async with self._queue(lssm_jobs_backend_factory) as queue:
             queue.on("*", recorder.event)
-            queue.on("job.completed", lambda event: 1 / 0)  # a broken callback must not break the job
+            queue.on("job.completed", _broken_callback)  # a broken callback must not break the job
             queue.register(name, lambda job: None)
             job = await queue.enqueue(name, {})
             await queue.start()

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-
 from lssm_jobs.backends.base import (
     BackendCapabilities,
     ConsumeOptions,
@@ -89,7 +88,9 @@ class PushService:
         return due
 
     def _next_wakeup(self) -> float | None:
-        times = [t.run_at for t in self.tasks.values() if t.status in (JobStatus.PENDING, JobStatus.SCHEDULED)]
+        times = [
+            t.run_at for t in self.tasks.values() if t.status in (JobStatus.PENDING, JobStatus.SCHEDULED)
+        ]
         times += [t.deadline for t in self.tasks.values() if t.status is JobStatus.ACTIVE]
         return min(times) if times else None
 
@@ -100,8 +101,11 @@ class PushService:
             now = time.time()
             for task in self._due(now):
                 endpoint = next(
-                    (e for e in self.endpoints
-                     if e.in_flight < e.capacity and (e.queues is None or task.job.queue in e.queues)),
+                    (
+                        e
+                        for e in self.endpoints
+                        if e.in_flight < e.capacity and (e.queues is None or task.job.queue in e.queues)
+                    ),
                     None,
                 )
                 if endpoint is None:
@@ -122,9 +126,11 @@ class PushService:
             request.cancel()
 
     async def _post(self, endpoint: _Endpoint, task: _Task, token: int) -> None:
-        headers = (f"POST /jobs HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
-                   f"X-Job-Id: {task.job.id}\r\nX-Job-Queue: {task.job.queue}\r\nX-Attempt: {task.attempts}\r\n"
-                   f"X-Token: {token}\r\nContent-Length: {len(task.job.body)}\r\nConnection: close\r\n\r\n")
+        headers = (
+            f"POST /jobs HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
+            f"X-Job-Id: {task.job.id}\r\nX-Job-Queue: {task.job.queue}\r\nX-Attempt: {task.attempts}\r\n"
+            f"X-Token: {token}\r\nContent-Length: {len(task.job.body)}\r\nConnection: close\r\n\r\n"
+        )
         try:
             reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
             try:
@@ -227,15 +233,22 @@ class HttpPushBackend(QueueBackend):
         results = []
         for job in jobs:
             duplicate = next(
-                (t for t in self.service.tasks.values()
-                 if job.dedupe_key is not None and t.job.dedupe_key == job.dedupe_key and t.status in LIVE_STATUSES),
+                (
+                    t
+                    for t in self.service.tasks.values()
+                    if job.dedupe_key is not None
+                    and t.job.dedupe_key == job.dedupe_key
+                    and t.status in LIVE_STATUSES
+                ),
                 None,
             )
             if duplicate is not None:
                 results.append(PushResult(id=duplicate.job.id, created=False))
                 continue
             status = JobStatus.SCHEDULED if job.run_at > time.time() else JobStatus.PENDING
-            self.service.tasks[job.id] = _Task(job=job, status=status, run_at=job.run_at, updated_at=time.time())
+            self.service.tasks[job.id] = _Task(
+                job=job, status=status, run_at=job.run_at, updated_at=time.time()
+            )
             results.append(PushResult(id=job.id, created=True))
         self.service.poke()
         return results
@@ -267,8 +280,12 @@ class HttpPushBackend(QueueBackend):
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        endpoint = _Endpoint(host="127.0.0.1", port=port, capacity=options.concurrency,
-                             queues=frozenset(options.queues) if options.queues else None)
+        endpoint = _Endpoint(
+            host="127.0.0.1",
+            port=port,
+            capacity=options.concurrency,
+            queues=frozenset(options.queues) if options.queues else None,
+        )
         heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
         self.service.attach(endpoint, options.lease_ms)
         try:
@@ -291,10 +308,20 @@ class HttpPushBackend(QueueBackend):
         status = task.status
         if status is JobStatus.SCHEDULED and task.run_at <= time.time():
             status = JobStatus.PENDING
-        return JobRecord(id=job_id, type=task.job.type, queue=task.job.queue, status=status,
-                         attempts=task.attempts, priority=task.job.priority, run_at=task.run_at,
-                         created_at=task.job.created_at, updated_at=task.updated_at,
-                         dedupe_key=task.job.dedupe_key, last_error=task.last_error, body=task.job.body)
+        return JobRecord(
+            id=job_id,
+            type=task.job.type,
+            queue=task.job.queue,
+            status=status,
+            attempts=task.attempts,
+            priority=task.job.priority,
+            run_at=task.run_at,
+            created_at=task.job.created_at,
+            updated_at=task.updated_at,
+            dedupe_key=task.job.dedupe_key,
+            last_error=task.last_error,
+            body=task.job.body,
+        )
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
@@ -311,9 +338,17 @@ class HttpPushBackend(QueueBackend):
 
     @staticmethod
     def _letter(task: _Task) -> DeadLetter:
-        return DeadLetter(id=task.job.id, type=task.job.type, queue=task.job.queue, reason=task.reason or "",
-                          error=task.last_error, traceback=task.traceback, attempts=task.attempts,
-                          failed_at=task.failed_at, body=task.job.body)
+        return DeadLetter(
+            id=task.job.id,
+            type=task.job.type,
+            queue=task.job.queue,
+            reason=task.reason or "",
+            error=task.last_error,
+            traceback=task.traceback,
+            attempts=task.attempts,
+            failed_at=task.failed_at,
+            body=task.job.body,
+        )
 
     async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
         return [self._letter(t) for t in self._dead()[offset : offset + limit]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.registrations import QueueBackendSpec
+
 from lssm_jobs_example.backend import HttpPushBackend
 
 
