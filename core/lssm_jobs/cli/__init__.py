@@ -459,3 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # never a traceback for users; --debug shows it
+        if args.debug:
+            raise
+        print(f"lssm-jobs: unexpected error: {type(error).__name__}: {error} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1

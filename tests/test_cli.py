@@ -1,0 +1,136 @@
+"""The lssm-jobs command line, run as a real subprocess on real sqlite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "lssm_jobs.cli"]
+
+APP = '''
+from lssm_jobs.handlers import Handlers
+from lssm_jobs import define_job_type, PermanentJobError
+import attrs
+
+@attrs.frozen
+class Greeting:
+    name: str
+
+GREET = define_job_type(type="cli.greet", payload=Greeting)
+handlers = Handlers()
+
+@handlers.register(GREET)
+async def greet(job):
+    if job.payload.name == "nobody":
+        raise PermanentJobError("nobody to greet")
+'''
+
+
+def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(cwd)})
+
+
+def status(cwd: Path, url: str) -> dict[str, dict[str, int]]:
+    result = run("status", "--json", "--url", url, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, dict[str, int]] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "cli_app.py").write_text(textwrap.dedent(APP))
+    return tmp_path
+
+
+def test_bad_arguments_give_one_error_line_and_no_traceback(tmp_path: Path) -> None:
+    for args, code in [
+        (["worker"], 2),
+        (["enqueue", "x", "--payload", "{nope"], 2),
+        (["status", "--backend", "nosuch"], 1),
+        (["worker", "no_such_module:app"], 2),
+        (["dlq", "replay"], 2),
+        (["enqueue", "x", "--delay-ms", "-1"], 2),
+    ]:
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
+        assert "error:" in result.stderr, args
+
+
+def test_enqueue_with_validation_status_and_dlq(app_dir: Path) -> None:
+    url = f"sqlite:///{app_dir / 'jobs.db'}"
+    bad = run("enqueue", "cli.greet", "--payload", '{"name": 5}', "--app", "cli_app:handlers", "--url", url,
+              cwd=app_dir)
+    assert bad.returncode == 1 and "$.name" in bad.stderr and "Traceback" not in bad.stderr
+    good = run("enqueue", "cli.greet", "--payload", '{"name": "Ada"}', "--url", url, cwd=app_dir)
+    assert good.returncode == 0, good.stderr
+    job = json.loads(good.stdout)
+    assert job["status"] == "pending"
+    assert status(app_dir, url) == {"default": {"pending": 1}}
+    empty = run("dlq", "list", "--url", url, cwd=app_dir)
+    assert empty.returncode == 0 and "empty" in empty.stdout
+
+
+def test_worker_runs_jobs_and_drains_on_sigterm(app_dir: Path) -> None:
+    url = f"sqlite:///{app_dir / 'jobs.db'}"
+    for name in ("Ada", "Grace", "nobody"):
+        assert run("enqueue", "cli.greet", "--payload", json.dumps({"name": name}), "--url", url,
+                   cwd=app_dir).returncode == 0
+    worker = subprocess.Popen([*CLI, "worker", "cli_app:handlers", "--url", url, "-c", "2", "--no-progress"],
+                              cwd=app_dir, env={**os.environ, "PYTHONPATH": str(app_dir)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counts = status(app_dir, url).get("default", {})
+            if counts.get("completed") == 2 and counts.get("dead") == 1:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"worker did not finish the jobs: {status(app_dir, url)}")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "draining" in stderr
+
+    listing = run("dlq", "list", "--json", "--url", url, cwd=app_dir)
+    dead = json.loads(listing.stdout)
+    assert len(dead) == 1 and "permanent" in dead[0]["reason"]
+    shown = run("dlq", "show", dead[0]["id"], "--url", url, cwd=app_dir)
+    assert "PermanentJobError" in shown.stdout and '"name":"nobody"' in shown.stdout
+    missing = run("dlq", "show", "0" * 32, "--url", url, cwd=app_dir)
+    assert missing.returncode == 2 and "no dead letter" in missing.stderr
+    assert "replayed 1" in run("dlq", "replay", dead[0]["id"], "--url", url, cwd=app_dir).stdout
+    assert status(app_dir, url)["default"].get("pending") == 1
+    assert run("dlq", "purge", "--all", "--url", url, cwd=app_dir).stdout.startswith("purged 0")
+
+
+def test_schema_command(tmp_path: Path) -> None:
+    sql = run("schema", "--format", "sql", "--dialect", "postgresql", cwd=tmp_path)
+    assert sql.returncode == 0 and "CREATE TABLE" in sql.stdout and "lssm_jobs" in sql.stdout
+    prisma = run("schema", "--format", "prisma", cwd=tmp_path)
+    assert prisma.returncode == 0 and "model " in prisma.stdout
+
+
+def test_demo_runs_on_sqlite_and_keeps_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    result = run("demo", "--path", str(database), "--keep", "--jobs", "40", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "summary" in result.stdout and "dead-lettered   1" in result.stdout
+    assert "rejected at enqueue" in result.stdout
+    assert database.exists()
+    counts = status(tmp_path, f"sqlite:///{database}")
+    assert counts["billing"]["dead"] == 1
