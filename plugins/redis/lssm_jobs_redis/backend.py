@@ -1,0 +1,644 @@
+"""The Redis queue backend: a :class:`~lssm_jobs.backends.base.PullBackend` on redis-py's asyncio client.
+
+Every state change is one Lua script (see ``lua/``), so it is atomic on the server: a lease pops ready jobs,
+counts the attempt and sets the lease expiry in one step; settling checks the lease token first, so the
+verdict of a worker that lost its lease is ignored. Expired leases are re-delivered and due delayed jobs
+promoted by every lease call (any consumer of the queue does it, no separate process is needed).
+
+Speed comes from doing per-job work once per batch: jobs are leased in batches, settled in batches
+(coalesced across concurrently finishing jobs), bulk pushes are one script call per chunk, pipelined; idle
+consumers block on a pub/sub wake-up instead of polling, and producers publish only while a consumer is
+idle.
+
+Failure behaviour: redis-py retries a command once a dropped connection is re-established; beyond that,
+every operation waits up to ``reconnect_timeout`` for Redis to come back (restart, failover), with
+exponential backoff, logging once when Redis goes away and once when it is back. Operations are safe to
+repeat: a push of an id that exists stores nothing, a repeated settle is ignored by its token, and a lease
+whose reply was lost only delays those jobs until their lease expires. Logs never show URLs with
+credentials, payloads or bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+from lssm_jobs.backends.base import (
+    BackendCapabilities,
+    DeadLetter,
+    Delivery,
+    JobRecord,
+    OutgoingJob,
+    PullBackend,
+    PushResult,
+)
+from lssm_jobs.jobs import JobStatus
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from lssm_jobs_redis.batching import Coalescer
+from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url, returns_text
+from lssm_jobs_redis.keys import KeyLayout
+from lssm_jobs_redis.scripts import LuaScript, evalsha, load_all, scripts
+from lssm_jobs_redis.wake import Waiter, WakeListener
+
+log = logging.getLogger("lssm_jobs.redis")
+
+T = TypeVar("T")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+#: Errors after which an operation is worth repeating once Redis is reachable again.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    builtins.ConnectionError,
+    builtins.TimeoutError,
+)
+
+_STATUS = {
+    b"scheduled": JobStatus.SCHEDULED,
+    b"pending": JobStatus.PENDING,
+    b"active": JobStatus.ACTIVE,
+    b"completed": JobStatus.COMPLETED,
+    b"dead": JobStatus.DEAD,
+}
+_JOB_FIELDS = ("b", "t", "q", "p", "r", "c", "u", "s", "a", "d", "e")
+
+
+@attrs.frozen(kw_only=True)
+class RedisOptions:
+    """Tuning of the Redis backend (``open_queue("redis", ...)`` keywords besides ``url`` and ``prefix``).
+
+    :param completed_ttl_ms: how long completed jobs stay readable with ``queue.get`` (0: deleted at once).
+    :param completed_max: most completed jobs kept per queue (0: no count limit).
+    :param push_chunk: jobs per script call of a bulk push (calls are pipelined); bounds how long one call
+        holds Redis.
+    :param maintenance_batch: most expired leases and due delayed jobs moved per queue and lease call.
+    :param settle_batch: most settle operations in one script call.
+    :param reconnect_timeout: seconds an operation waits for an unreachable Redis before raising
+        ``ConnectionError`` (consumers keep waiting for as long as they run).
+    """
+
+    completed_ttl_ms: int = 3_600_000
+    completed_max: int = 100_000
+    push_chunk: int = 500
+    maintenance_batch: int = 200
+    settle_batch: int = 1_000
+    reconnect_timeout: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(RedisOptions):
+            if getattr(self, field.name) < 0:
+                raise ValueError(f"{field.name} must be >= 0")
+        if self.push_chunk < 1 or self.maintenance_batch < 1 or self.settle_batch < 1:
+            raise ValueError("push_chunk, maintenance_batch and settle_batch must be >= 1")
+
+
+OPTIONS_HELP = {
+    "url": f"redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// URL (default {DEFAULT_URL})",
+    "prefix": "key prefix, also the Redis Cluster hash tag (default 'jobs:')",
+    "cluster": "treat a redis:// URL as a node of a Redis Cluster",
+    "completed_ttl_ms": "how long completed jobs stay readable (default 1 h; 0 deletes them at once)",
+    "completed_max": "most completed jobs kept per queue (default 100000; 0: no limit)",
+    "push_chunk": "jobs per script call of a bulk push (default 500)",
+    "maintenance_batch": "most expired leases / due jobs moved per lease call (default 200)",
+    "settle_batch": "most settle operations per script call (default 1000)",
+    "reconnect_timeout": "seconds an operation waits for Redis to come back (default 60)",
+    "socket_timeout": "seconds a command may take before the connection counts as broken (default 10)",
+    "max_connections": "connection pool size",
+}
+
+
+class RedisDelivery(Delivery):
+    """A leased job. Settling goes through the backend's coalescer: one script call for many jobs."""
+
+    __slots__ = ("_backend", "_token", "attempt", "body", "id", "lease_ms", "queue")
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        job_id: str,
+        queue: str,
+        attempt: int,
+        token: bytes,
+        body: bytes,
+        lease_ms: int,
+    ) -> None:
+        self._backend = backend
+        self._token = token
+        self.id = job_id
+        self.queue = queue
+        self.attempt = attempt
+        self.body = body
+        self.lease_ms = lease_ms
+
+    def _op(self, op: str, a: Any = b"", b: Any = b"", c: Any = b"") -> tuple[Any, ...]:
+        return (op, self.id, self._token, self.queue, a, b, c)
+
+    async def _apply(self, op: tuple[Any, ...]) -> bool:
+        applied = await self._backend._settle(op)
+        if not applied and op[0] != "extend":
+            log.warning(
+                "%s of job %s ignored: its lease was lost (it expired and may run elsewhere); give jobs "
+                "a longer lease_ms or keep the event loop free for heartbeats",
+                op[0],
+                self.id,
+            )
+        return applied
+
+    async def ack(self) -> None:
+        await self._apply(self._op("ack"))
+
+    async def retry(self, *, run_at: float, error: str) -> None:
+        await self._apply(self._op("retry", repr(float(run_at)), error))
+
+    async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
+        await self._apply(self._op("dead", reason, error or "", traceback or ""))
+
+    async def release(self) -> None:
+        await self._apply(self._op("release"))
+
+    async def extend(self, lease_ms: int) -> bool:
+        self.lease_ms = lease_ms
+        return await self._apply(self._op("extend", int(lease_ms)))
+
+
+class RedisBackend(PullBackend):
+    """Jobs in Redis (6.2+, Valkey, Redis Cluster, Sentinel-managed primaries).
+
+    :param url: where Redis is (see :mod:`lssm_jobs_redis.connection` for the URL forms); the backend then
+        creates, owns and closes its client.
+    :param redis: a ``redis.asyncio.Redis`` or ``RedisCluster`` client you created (``decode_responses``
+        must be False). The backend never closes it: the caller owns it.
+    :param prefix: key prefix; all keys share its hash tag (``"jobs:"`` -> ``{jobs}:...``). Different
+        prefixes are independent queues systems, and on a cluster may live on different shards.
+    :param cluster: with a ``redis://`` URL, connect to it as a Redis Cluster node.
+    :param socket_timeout, socket_connect_timeout, health_check_interval, max_connections, client_name:
+        connection settings for a client created from ``url``.
+    :param tuning: see :class:`RedisOptions`.
+    :raises ValueError: both or neither of ``url`` and ``redis`` make sense together, or a bad option.
+    """
+
+    name: ClassVar[str] = "redis"
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
+        delivery="pull",
+        delay=True,
+        priority=True,
+        dedupe=True,
+        leases=True,
+        native_dlq=False,
+        durable=True,
+        shared=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        redis: RedisClient | None = None,
+        prefix: str = "jobs:",
+        cluster: bool = False,
+        socket_timeout: float | None = 10.0,
+        socket_connect_timeout: float | None = 5.0,
+        health_check_interval: float = 15.0,
+        max_connections: int | None = None,
+        client_name: str | None = "lssm-jobs",
+        options: RedisOptions | None = None,
+        **tuning: Any,
+    ) -> None:
+        if url is not None and redis is not None:
+            raise ValueError("pass either url= or redis= (a client you own), not both")
+        if options is not None and tuning:
+            raise ValueError("pass tuning either as options= or as keywords, not both")
+        self.options = options if options is not None else RedisOptions(**tuning)
+        self.keys = KeyLayout.for_prefix(prefix)
+        self.prefix = prefix
+        self._url = url if url is not None or redis is not None else DEFAULT_URL
+        self._client_settings: dict[str, Any] = {
+            "cluster": cluster,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "health_check_interval": health_check_interval,
+            "max_connections": max_connections,
+            "client_name": client_name,
+        }
+        self._client: RedisClient | None = redis
+        self._owns_client = redis is None
+        self._scripts = scripts()
+        self._route = self.keys.queues  # routing key of every script call: the prefix's slot
+        self._wake: WakeListener | None = None
+        self._closed = False
+        self._woken = 0
+        self._outage_since: float | None = None
+        self._settler: Coalescer[tuple[Any, ...], bool] = Coalescer(
+            self._settle_many, max_batch=self.options.settle_batch
+        )
+        self._pusher: Coalescer[OutgoingJob, PushResult] = Coalescer(
+            self._push_chunk, max_batch=self.options.push_chunk
+        )
+        self._queue_names: dict[bytes, str] = {}
+
+    @classmethod
+    def from_options(cls, **options: Any) -> RedisBackend:
+        """The plugin factory: ``open_queue("redis", url=..., prefix=..., **tuning)``."""
+        return cls(**options)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> RedisClient:
+        """The redis-py client (available after :meth:`open`, or at once when passed in)."""
+        if self._client is None:
+            raise RuntimeError("the Redis backend is not open")
+        return self._client
+
+    @property
+    def location(self) -> str:
+        """Where this backend's Redis is, without credentials (for logs and status output)."""
+        if self._url is not None:
+            return redact_url(self._url)
+        return f"caller-owned {type(self._client).__name__} client"
+
+    async def open(self) -> None:
+        """Connect (when created from a URL), check the server answers, and load the scripts.
+
+        :raises ConnectionError: Redis cannot be reached (the message names the host, never credentials).
+        :raises ValueError: the client decodes responses to text (create it with ``decode_responses=False``).
+        """
+        if self._client is None:
+            assert self._url is not None
+            self._client = client_from_url(self._url, **self._client_settings)
+        if returns_text(self._client):
+            raise ValueError(
+                "the Redis client must return bytes: create it with decode_responses=False (job bodies are "
+                "binary for non-JSON serializers)"
+            )
+        try:
+            await self._client.ping()
+            await load_all(self._client)
+        except RedisError as error:
+            if self._owns_client:
+                await self._close_client()
+            raise builtins.ConnectionError(f"cannot reach Redis at {self.location}: {error}") from error
+        self._wake = WakeListener(self._client, self.keys.wake_channel)
+
+    async def close(self) -> None:
+        """Stop listening for wake-ups; close the client only when the backend created it."""
+        if self._closed:
+            return
+        self._closed = True
+        self.wake()
+        await self._settler.close()
+        await self._pusher.close()
+        if self._wake is not None:
+            await self._wake.close()
+        if self._owns_client:
+            await self._close_client()
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def wake(self) -> None:
+        self._woken += 1
+        if self._wake is not None:
+            self._wake.interrupt()
+
+    # -- calling Redis through outages ------------------------------------------------------------------
+
+    async def _call(
+        self, what: str, operation: Callable[[], Awaitable[T]], *, patience: float | None = None
+    ) -> T:
+        """Run ``operation``, repeating it through transient errors for up to ``patience`` seconds
+        (``reconnect_timeout`` by default). Every operation passed here is safe to repeat.
+
+        :raises ConnectionError: Redis stayed unreachable.
+        """
+        budget = self.options.reconnect_timeout if patience is None else patience
+        deadline = time.monotonic() + budget
+        delay = 0.05
+        while True:
+            try:
+                result = await operation()
+            except TRANSIENT_ERRORS as error:
+                self._note_outage(what, error)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    raise builtins.ConnectionError(
+                        f"Redis at {self.location} unreachable for {budget:.0f}s during {what}: {error}"
+                    ) from error
+                await asyncio.sleep(min(delay * (0.5 + random.random()), remaining))
+                delay = min(delay * 2, 2.0)
+                continue
+            if self._outage_since is not None:
+                self._note_recovery()
+            return result
+
+    def _note_outage(self, what: str, error: BaseException) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning(
+                "Redis at %s is unreachable (%s during %s); retrying with backoff",
+                self.location,
+                type(error).__name__,
+                what,
+            )
+        else:
+            log.debug("Redis still unreachable during %s: %s", what, error)
+
+    def _note_recovery(self) -> None:
+        assert self._outage_since is not None
+        log.warning(
+            "Redis at %s is reachable again after %.1fs", self.location, time.monotonic() - self._outage_since
+        )
+        self._outage_since = None
+
+    async def _script(self, script: LuaScript, args: list[Any]) -> Any:
+        return await evalsha(self.client, script, self._route, [self.keys.base, *args])
+
+    # -- producing ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _push_args(job: OutgoingJob) -> tuple[Any, ...]:
+        return (
+            job.id,
+            job.type,
+            job.queue,
+            int(job.priority),
+            repr(float(job.run_at)),
+            repr(float(job.created_at)),
+            job.dedupe_key or "",
+            job.body,
+        )
+
+    @staticmethod
+    def _push_results(reply: list[Any]) -> list[PushResult]:
+        return [PushResult(id=reply[i].decode(), created=bool(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    async def _push_chunk(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        args: list[Any] = [int(time.time() * 1000)]
+        for job in jobs:
+            args.extend(self._push_args(job))
+        reply = await self._call("push", lambda: self._script(self._scripts.push, args))
+        return self._push_results(reply)
+
+    async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;
+        single pushes made concurrently are coalesced into one call."""
+        if not jobs:
+            return []
+        if len(jobs) == 1:
+            return [await self._pusher.submit(jobs[0])]
+        chunk = self.options.push_chunk
+        if len(jobs) <= chunk:
+            return await self._push_chunk(jobs)
+        return await self._call("push", lambda: self._push_pipelined(jobs))
+
+    async def _push_pipelined(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        script = self._scripts.push
+        chunk = self.options.push_chunk
+        now_ms = int(time.time() * 1000)
+        calls: list[list[Any]] = []
+        for start in range(0, len(jobs), chunk):
+            args: list[Any] = [self.keys.base, now_ms]
+            for job in jobs[start : start + chunk]:
+                args.extend(self._push_args(job))
+            calls.append(args)
+        replies: list[Any] = await self._pipeline_scripts(script, calls)
+        results: list[PushResult] = []
+        for reply in replies:
+            results.extend(self._push_results(reply))
+        return results
+
+    async def _pipeline_scripts(self, script: LuaScript, calls: list[list[Any]]) -> list[Any]:
+        """Run ``script`` once per argument list in one pipeline (scripts loaded first when missing)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for args in calls:
+                pipe.evalsha(script.sha, 1, self._route, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            missing = [reply for reply in replies if isinstance(reply, NoScriptError)]
+            if missing and attempt == 0:
+                await self.client.script_load(script.source)
+                continue  # every script here is safe to repeat
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+        raise AssertionError("unreachable")
+
+    # -- consuming ------------------------------------------------------------------------------------------
+
+    def _queue_name(self, raw: bytes) -> str:
+        name = self._queue_names.get(raw)
+        if name is None:
+            name = self._queue_names[raw] = raw.decode()
+        return name
+
+    async def lease(
+        self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` jobs in one script call; when none is ready, wait (up to ``wait`` seconds)
+        for a pub/sub wake-up from a producer or for the next delayed job / lease expiry to come due.
+
+        An unreachable Redis makes this wait and return an empty list (the consumer calls again), logging
+        once per outage, so workers ride out restarts and failovers."""
+        deadline = time.monotonic() + max(wait, 0.0)
+        woken = self._woken
+        names = list(queues) if queues else []
+        options = self.options
+        listener = self._wake
+        while True:
+            remaining = deadline - time.monotonic()
+            waiter: Waiter | None = None
+            if remaining > 0 and listener is not None:
+                await listener.start()
+                waiter = listener.waiter(names or None)  # before the call: no wake-up can slip past
+            args = [
+                self.keys.base,
+                limit,
+                int(lease_ms),
+                int(remaining * 1000) + 2_000 if waiter is not None else 0,
+                options.maintenance_batch,
+                options.completed_ttl_ms,
+                options.completed_max,
+                *names,
+            ]
+            try:
+                reply = await evalsha(self.client, self._scripts.lease, self._route, args)
+            except TRANSIENT_ERRORS as error:
+                if waiter is not None and listener is not None:
+                    listener.discard(waiter)
+                self._note_outage("lease", error)
+                pause = min(max(remaining, 0.0), 0.5 + random.random() * 0.5)
+                if pause <= 0 or self._woken != woken or self._closed:
+                    return []
+                await self._sleep_unless_woken(pause)
+                if self._woken != woken:
+                    return []
+                continue
+            if self._outage_since is not None:
+                self._note_recovery()
+            if waiter is None or listener is None or len(reply) > 1 or self._woken != woken:
+                if waiter is not None and listener is not None:
+                    listener.discard(waiter)
+                return self._deliveries(reply, lease_ms) if len(reply) > 1 else []
+            next_due = int(reply[0])
+            timeout = remaining if next_due < 0 else min(remaining, next_due / 1000)
+            if not listener.subscribed:
+                timeout = min(timeout, 0.25)  # no wake-ups while (re)subscribing: look again soon
+            await listener.wait(waiter, timeout)
+            if self._woken != woken:
+                return []
+
+    def _deliveries(self, reply: list[Any], lease_ms: int) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        queue_name = self._queue_name
+        for i in range(1, len(reply), 5):
+            deliveries.append(
+                RedisDelivery(
+                    self,
+                    reply[i].decode(),
+                    queue_name(reply[i + 1]),
+                    int(reply[i + 2]),
+                    reply[i + 3],
+                    reply[i + 4],
+                    lease_ms,
+                )
+            )
+        return deliveries
+
+    async def _sleep_unless_woken(self, seconds: float) -> None:
+        listener = self._wake
+        if listener is None:
+            await asyncio.sleep(seconds)
+            return
+        waiter = listener.waiter(None, stop_only=True)
+        await listener.wait(waiter, seconds)
+
+    async def _settle(self, op: tuple[Any, ...]) -> bool:
+        return await self._settler.submit(op)
+
+    async def _settle_many(self, ops: Sequence[tuple[Any, ...]]) -> list[bool]:
+        args: list[Any] = [int(time.time() * 1000), self.options.completed_ttl_ms, self.options.completed_max]
+        for op in ops:
+            args.extend(op)
+        reply = await self._call("settle", lambda: self._script(self._scripts.settle, args))
+        return [bool(applied) for applied in reply]
+
+    # -- inspecting -----------------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        key = self.keys.job(job_id)
+        values: list[Any] = await self._call("get", lambda: self.client.hmget(key, _JOB_FIELDS))
+        body, type_, queue, priority, run_at, created, updated, status, attempts, dedupe, error = values
+        if body is None or status is None:
+            return None
+        return JobRecord(
+            id=job_id,
+            type=type_.decode(),
+            queue=queue.decode(),
+            status=_STATUS[status],
+            attempts=int(attempts or 0),
+            priority=int(priority or 0),
+            run_at=float(run_at),
+            created_at=float(created),
+            updated_at=float(updated),
+            dedupe_key=dedupe.decode() if dedupe is not None else None,
+            last_error=error.decode() if error is not None else None,
+            body=body,
+        )
+
+    async def counts(self) -> dict[str, dict[JobStatus, int]]:
+        options = self.options
+        reply = await self._call(
+            "counts",
+            lambda: self._script(self._scripts.counts, [options.completed_ttl_ms, options.completed_max]),
+        )
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for i in range(0, len(reply), 6):
+            counts[reply[i].decode()] = {
+                JobStatus.PENDING: int(reply[i + 1]),
+                JobStatus.SCHEDULED: int(reply[i + 2]),
+                JobStatus.ACTIVE: int(reply[i + 3]),
+                JobStatus.COMPLETED: int(reply[i + 4]),
+                JobStatus.DEAD: int(reply[i + 5]),
+            }
+        return counts
+
+    @staticmethod
+    def _dead_letters(reply: list[Any]) -> list[DeadLetter]:
+        letters = []
+        for i in range(0, len(reply), 9):
+            job_id, type_, queue, reason, error, trace, attempts, failed_at, body = reply[i : i + 9]
+            letters.append(
+                DeadLetter(
+                    id=job_id.decode(),
+                    type=type_.decode() if type_ else "",
+                    queue=queue.decode() if queue else "",
+                    reason=reason.decode() if reason else "",
+                    error=error.decode() if error else None,
+                    traceback=trace.decode() if trace else None,
+                    attempts=int(attempts or 0),
+                    failed_at=float(failed_at or 0),
+                    body=body,
+                )
+            )
+        return letters
+
+    async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        if limit <= 0:
+            return []
+        reply = await self._call(
+            "list dead letters", lambda: self._script(self._scripts.dead, ["list", max(offset, 0), limit])
+        )
+        return self._dead_letters(reply)
+
+    async def get_dead(self, job_id: str) -> DeadLetter | None:
+        reply = await self._call("get dead letter", lambda: self._script(self._scripts.dead, ["get", job_id]))
+        letters = self._dead_letters(reply)
+        return letters[0] if letters else None
+
+    async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
+        args = [int(time.time() * 1000), job_id, repr(float(run_at))]
+        reply = await self._call("replay", lambda: self._script(self._scripts.replay, args))
+        return bool(reply)
+
+    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters, in calls of at most 1000 so a large dead letter queue never blocks Redis."""
+        deleted = 0
+        if job_ids is None:
+            while True:
+                count = int(
+                    await self._call("purge", lambda: self._script(self._scripts.purge, ["oldest", 1000]))
+                )
+                deleted += count
+                if count < 1000:
+                    return deleted
+        ids = list(job_ids)
+        for start in range(0, len(ids), 1000):
+            args = ["ids", *ids[start : start + 1000]]
+            deleted += int(
+                await self._call("purge", lambda args=args: self._script(self._scripts.purge, args))  # type: ignore[misc]
+            )
+        return deleted

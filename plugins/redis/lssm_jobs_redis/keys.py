@@ -1,0 +1,102 @@
+"""Where a queue prefix keeps its data in Redis.
+
+Every key of one prefix carries the same Redis Cluster hash tag, so all of them live in one slot and every
+Lua script touches a single slot: the backend works unchanged on a cluster. The Lua scripts build the same
+names (see ``lua/prelude.lua``); :class:`KeyLayout` is the Python side of that one layout.
+
+With ``prefix="jobs:"`` the keys are::
+
+    {jobs}:j:<id>             hash   one job: body, routing fields, status, attempts, lease token
+    {jobs}:q:<queue>:ready    zset   ready jobs; score -priority, member <16 hex digits of seq><id>
+    {jobs}:q:<queue>:sched    zset   delayed jobs and retries; score due time (server ms)
+    {jobs}:q:<queue>:active   zset   leased jobs; score lease expiry (server ms)
+    {jobs}:q:<queue>:done     zset   completed jobs kept for their retention; score completion time
+    {jobs}:q:<queue>:idle     string set while a consumer waits on the queue (producers then publish)
+    {jobs}:queues             set    queue names
+    {jobs}:seq                string counter ordering ready jobs of equal priority (FIFO)
+    {jobs}:dedupe             hash   dedupe key -> id of the live job holding it
+    {jobs}:dead               zset   dead letters; score failed time
+    {jobs}:deadcount          hash   queue -> number of dead letters
+    {jobs}:wake               pub/sub channel; message: the queue that got work
+    {jobs}:sched:...          scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+def hash_tagged(prefix: str) -> str:
+    """The key prefix for ``prefix``: used verbatim when it already holds a ``{hash tag}``, else the prefix
+    without its trailing ``:`` becomes the tag (``"jobs:"`` -> ``"{jobs}:"``).
+
+    :raises ValueError: the prefix is empty, or its braces do not form a usable hash tag.
+    """
+    if not prefix:
+        raise ValueError("the Redis key prefix must not be empty")
+    start = prefix.find("{")
+    if start >= 0:
+        end = prefix.find("}", start + 1)
+        if end <= start + 1:
+            raise ValueError(
+                f"prefix {prefix!r} has a '{{' without a non-empty '{{...}}' hash tag; use e.g. '{{jobs}}:'"
+            )
+        return prefix
+    if "}" in prefix:
+        raise ValueError(f"prefix {prefix!r} has a '}}' without a '{{'")
+    tag = prefix.rstrip(":")
+    if not tag:
+        raise ValueError(f"prefix {prefix!r} needs at least one character besides ':'")
+    return "{" + tag + "}:"
+
+
+@attrs.frozen(kw_only=True)
+class KeyLayout:
+    """The names of one prefix's keys (all in one cluster slot)."""
+
+    base: str  # the hash-tagged prefix, e.g. "{jobs}:"
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> KeyLayout:
+        return cls(base=hash_tagged(prefix))
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}j:{job_id}"
+
+    def queue(self, queue: str, kind: str) -> str:
+        """``kind`` is one of ready, sched, active, done, idle."""
+        return f"{self.base}q:{queue}:{kind}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.base}queues"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.base}seq"
+
+    @property
+    def dedupe(self) -> str:
+        return f"{self.base}dedupe"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.base}dead"
+
+    @property
+    def dead_counts(self) -> str:
+        return f"{self.base}deadcount"
+
+    @property
+    def wake_channel(self) -> str:
+        return f"{self.base}wake"
+
+    def scheduler(self, name: str) -> str:
+        """Keys of the scheduler store: ``{jobs}:sched:<name>``."""
+        return f"{self.base}sched:{name}"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN/KEYS pattern matching every key of this prefix (tests, tooling)."""
+        escaped = "".join("\\" + char if char in "*?[]\\" else char for char in self.base)
+        return escaped + "*"

@@ -1,0 +1,28 @@
+-- Move a dead letter back into its queue with its attempts reset. ARGV[2]: the client's clock (ms);
+-- [3]: job id; [4]: run_at (epoch seconds). Returns 1, or 0 when there is no such dead letter.
+local client_ms = tonumber(ARGV[2])
+local id = ARGV[3]
+if redis.call('ZREM', DEAD, id) == 0 then return 0 end
+local jk = jkey(id)
+local job = redis.call('HMGET', jk, 'q', 'p', 'k', 'd')
+if not job[1] then return 0 end
+local queue = job[1]
+local now = server_ms()
+local now_text = seconds(now)
+if tonumber(redis.call('HINCRBY', DEADCOUNT, queue, -1)) <= 0 then redis.call('HDEL', DEADCOUNT, queue) end
+redis.call('HDEL', jk, 'x', 'e', 'y', 'f')
+redis.call('HSET', jk, 'a', 0, 'k', tonumber(job[3]) + 1, 'r', ARGV[4])
+if job[4] then
+  local holder = redis.call('HGET', DEDUPE, job[4])
+  if not holder or not LIVE[redis.call('HGET', jkey(holder), 's') or ''] then
+    redis.call('HSET', DEDUPE, job[4], id)
+  end
+end
+local wake = {}
+if place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms, now - client_ms, now_text) then
+  wake[queue] = true
+end
+save_seq()
+redis.call('SADD', QUEUES, queue)
+wake_queues(wake, {})
+return 1

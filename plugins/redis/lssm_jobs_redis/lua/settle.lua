@@ -1,0 +1,81 @@
+-- Settle leased jobs, many at once. ARGV[2]: the client's clock (ms); [3], [4]: completed retention (ms,
+-- count; 0 ms deletes completed jobs at once); then 7 values per operation: op, id, lease token, queue,
+-- and up to three arguments:
+--   ack                            the job completed
+--   retry   run_at  error          run again at run_at (epoch seconds), keeping the attempt count
+--   dead    reason  error  trace   move to the dead letter queue ('' for no error / traceback)
+--   release                        give back unrun: ready again in its old place, attempt not counted
+--   extend  lease_ms               push the lease expiry to lease_ms from now
+-- An operation applies only while the token is the job's current one and the job is active, or pending
+-- because its lease expired and nobody leased it since; settling moves the token on, so a late or
+-- repeated settle (a retry after a lost reply) changes nothing. Returns 1 (applied) or 0 per operation.
+local client_ms = tonumber(ARGV[2])
+local retention_ms = tonumber(ARGV[3])
+local retention_max = tonumber(ARGV[4])
+local now = server_ms()
+local offset = now - client_ms
+local now_text = seconds(now)
+local KNOWN = { ack = true, retry = true, dead = true, release = true, extend = true }
+for i = 5, #ARGV, 7 do
+  if not KNOWN[ARGV[i]] then return redis.error_reply('unknown settle operation ' .. ARGV[i]) end
+end
+local out = {}
+local completed = {}
+local wake = {}
+for i = 5, #ARGV, 7 do
+  local op, id, token, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local jk = jkey(id)
+  local job = redis.call('HMGET', jk, 'k', 's', 'n', 'p', 'd', 'a')
+  local state = job[2]
+  local applied = 0
+  if job[1] == token and (state == 'active' or state == 'pending') then
+    applied = 1
+    local active = qkey(queue, 'active')
+    if op == 'extend' then
+      if state == 'pending' then
+        -- the lease ran out but nobody took the job: the worker still has it, so take it back
+        redis.call('ZREM', qkey(queue, 'ready'), job[3])
+        redis.call('HSET', jk, 's', 'active', 'u', now_text)
+      end
+      redis.call('ZADD', active, now + tonumber(ARGV[i + 4]), id)
+    else
+      redis.call('ZREM', active, id)
+      if state == 'pending' then redis.call('ZREM', qkey(queue, 'ready'), job[3]) end
+      local next_token = tonumber(token) + 1
+      if op == 'ack' then
+        release_dedupe(job[5], id)
+        if retention_ms > 0 then
+          redis.call('HSET', jk, 's', 'completed', 'u', now_text, 'k', next_token)
+          redis.call('ZADD', qkey(queue, 'done'), now, id)
+          completed[queue] = (completed[queue] or 0) + 1
+        else
+          redis.call('DEL', jk)
+        end
+      elseif op == 'retry' then
+        redis.call('HSET', jk, 'r', ARGV[i + 4], 'e', ARGV[i + 5], 'k', next_token)
+        if place(jk, id, queue, tonumber(job[4]), to_ms(ARGV[i + 4]), client_ms, offset, now_text) then
+          wake[queue] = true
+        end
+      elseif op == 'dead' then
+        redis.call('HSET', jk, 's', 'dead', 'x', ARGV[i + 4], 'u', now_text, 'f', now_text, 'k', next_token)
+        if ARGV[i + 5] ~= '' then redis.call('HSET', jk, 'e', ARGV[i + 5]) end
+        if ARGV[i + 6] ~= '' then redis.call('HSET', jk, 'y', ARGV[i + 6]) else redis.call('HDEL', jk, 'y') end
+        redis.call('ZADD', DEAD, now, id)
+        redis.call('HINCRBY', DEADCOUNT, queue, 1)
+        release_dedupe(job[5], id)
+      else -- release
+        redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[6]) - 1, 0), 'k', next_token,
+          'u', now_text)
+        redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), job[3])
+        wake[queue] = true
+      end
+    end
+  end
+  out[#out + 1] = applied
+end
+save_seq()
+for queue, count in pairs(completed) do
+  prune_done(queue, now, retention_ms, retention_max, 2 * count + 16)
+end
+wake_queues(wake, {})
+return out

@@ -1,0 +1,33 @@
+"""The lssm-jobs plugin of this distribution (entry point ``redis`` in group ``lssm_jobs.plugins``)."""
+
+from __future__ import annotations
+
+from lssm_jobs.hookspecs import hookimpl
+from lssm_jobs.registrations import EventSinkSpec, QueueBackendSpec
+
+from lssm_jobs_redis.backend import OPTIONS_HELP, RedisBackend
+from lssm_jobs_redis.events import RedisEventSink
+
+
+@hookimpl
+def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
+    return [
+        QueueBackendSpec(
+            name="redis",
+            factory=RedisBackend.from_options,
+            capabilities=RedisBackend.capabilities,
+            description="Redis / Valkey / Redis Cluster / Sentinel: Lua-atomic leases, batched, pub/sub wake-ups",
+            options_help=OPTIONS_HELP,
+        )
+    ]
+
+
+@hookimpl
+def lssm_jobs_event_sinks() -> list[EventSinkSpec]:
+    return [
+        EventSinkSpec(
+            name="redis",
+            factory=RedisEventSink.from_options,
+            description="publishes every lifecycle event as JSON on a Redis pub/sub channel",
+        )
+    ]
