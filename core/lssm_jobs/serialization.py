@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ from lssm_jobs.errors import FieldError, JobValidationError, SerializationError
 from lssm_jobs.jobs import DEFAULT_OPTIONS, JobOptions, JobType
 
 ENVELOPE_FORMAT = 1  # bumped when the envelope's own shape changes incompatibly
+_MISSING: Any = object()
 
 
 @attrs.frozen(kw_only=True)
@@ -204,22 +206,99 @@ def make_envelope_converter() -> cattrs.Converter:
 envelope_converter = make_envelope_converter()
 
 
-def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
-    data: dict[str, Any] = envelope_converter.unstructure(envelope)
-    # Always write the fields a reader needs to route the job, even when they equal their defaults.
-    data["id"], data["type"], data["version"] = envelope.id, envelope.type, envelope.version
-    data["payload"] = envelope.payload
+@functools.lru_cache(maxsize=512)
+def _options_to_dict(options: JobOptions) -> dict[str, Any]:
+    # Job types share a handful of JobOptions instances, so each is unstructured once.
+    data: dict[str, Any] = envelope_converter.unstructure(options, JobOptions)
     return data
 
 
-def envelope_from_dict(data: Any) -> Envelope:
+_options_from_cache: dict[tuple[tuple[str, Any], ...], JobOptions] = {}
+
+
+def _options_from_dict(data: Any) -> JobOptions:
     if not isinstance(data, Mapping):
-        raise SerializationError(f"envelope must be an object, got {type(data).__name__}")
+        raise SerializationError(f"envelope options must be an object, got {type(data).__name__}")
     try:
-        return envelope_converter.structure(data, Envelope)
+        key = tuple(sorted(data.items()))
+        cached = _options_from_cache.get(key)
+    except TypeError:  # unhashable values: malformed anyway, let cattrs explain
+        key, cached = (), None
+    if cached is not None:
+        return cached
+    try:
+        options = envelope_converter.structure(data, JobOptions)
     except Exception as error:
         details = "; ".join(str(e) for e in _field_errors(error))
-        raise SerializationError(f"malformed envelope: {details}") from error
+        raise SerializationError(f"malformed envelope options: {details}") from error
+    if key and len(_options_from_cache) < 4096:
+        _options_from_cache[key] = options
+    return options
+
+
+def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
+    """Plain data for the serializer; fields equal to their defaults are left out to keep jobs small.
+
+    Written by hand rather than by cattrs because it runs once per enqueued job.
+    """
+    data: dict[str, Any] = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "version": envelope.version,
+        "payload": envelope.payload,
+        "queue": envelope.queue,
+        "priority": envelope.priority,
+        "created_at": envelope.created_at,
+        "run_at": envelope.run_at,
+    }
+    if envelope.options != DEFAULT_OPTIONS:
+        data["options"] = _options_to_dict(envelope.options)
+    if envelope.dedupe_key is not None:
+        data["dedupe_key"] = envelope.dedupe_key
+    if envelope.meta:
+        data["meta"] = dict(envelope.meta)
+    if envelope.format != ENVELOPE_FORMAT:
+        data["format"] = envelope.format
+    return data
+
+
+def _field(
+    data: Mapping[str, Any], name: str, kinds: type | tuple[type, ...], default: Any = _MISSING
+) -> Any:
+    value = data.get(name, default)
+    if value is _MISSING:
+        raise SerializationError(f"malformed envelope: field {name!r} is missing")
+    if value is default and default is not _MISSING:
+        return value
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise SerializationError(
+            f"malformed envelope: field {name!r} has the wrong type ({type(value).__name__})"
+        )
+    return value
+
+
+def envelope_from_dict(data: Any) -> Envelope:
+    """Check and build an envelope from decoded data. :raises SerializationError: naming the bad field."""
+    if not isinstance(data, Mapping):
+        raise SerializationError(f"envelope must be an object, got {type(data).__name__}")
+    options = data.get("options")
+    meta = _field(data, "meta", Mapping, None)
+    if meta is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise SerializationError("malformed envelope: field 'meta' must map strings to strings")
+    return Envelope(
+        id=_field(data, "id", str),
+        type=_field(data, "type", str),
+        version=_field(data, "version", int),
+        payload=data.get("payload"),
+        queue=_field(data, "queue", str, "default"),
+        priority=_field(data, "priority", int, 0),
+        options=DEFAULT_OPTIONS if options is None else _options_from_dict(options),
+        dedupe_key=_field(data, "dedupe_key", str, None),
+        created_at=float(_field(data, "created_at", (int, float))),
+        run_at=float(_field(data, "run_at", (int, float))),
+        meta=dict(meta) if meta else {},
+        format=_field(data, "format", int, ENVELOPE_FORMAT),
+    )
 
 
 class Serializer(ABC):
@@ -251,15 +330,17 @@ class JsonSerializer(Serializer):
 
     name = "json"
     content_type = "application/json"
+    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    _decoder = json.JSONDecoder()
 
     def encode(self, data: Mapping[str, Any]) -> bytes:
         try:
-            return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            return self._encoder.encode(data).encode()
         except (TypeError, ValueError) as error:
             raise SerializationError(f"payload is not JSON-serializable: {error}") from error
 
     def decode(self, raw: bytes) -> Any:
         try:
-            return json.loads(raw)
+            return self._decoder.decode(raw.decode())
         except (UnicodeDecodeError, ValueError) as error:
             raise SerializationError(f"not valid JSON: {error}") from error
