@@ -113,3 +113,13 @@ async def test_a_job_whose_worker_keeps_dying_is_dead_lettered_as_poison() -> No
         await queue.start()
         dead = await wait_until(lambda: queue.dead_letters.get(job.id), message="poison job dead-lettered")
     assert "poison" in dead.reason and ran == []
+
+
+def test_sinks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSSM_JOBS_SINKS", "logging")
+    assert [type(s).__name__ for s in MemoryJobQueue().events.sinks] == ["LoggingEventSink"]
+    monkeypatch.setenv("LSSM_JOBS_SINKS", "nosuch")
+    from lssm_jobs.errors import PluginNotFoundError
+
+    with pytest.raises(PluginNotFoundError, match="unknown event sink 'nosuch'"):
+        MemoryJobQueue()

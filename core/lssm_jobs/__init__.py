@@ -11,6 +11,7 @@ from lssm_jobs.errors import (
     JobValidationError,
     LssmJobsError,
     PermanentJobError,
+    PluginNotFoundError,
     RetryJob,
     SerializationError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "JobValidationError",
     "LssmJobsError",
     "PermanentJobError",
+    "PluginNotFoundError",
     "RetryJob",
     "SerializationError",
     "__version__",

@@ -51,8 +51,13 @@ class DuplicateRegistrationError(PluginError):
     """Two plugins registered the same name for the same kind of thing."""
 
 
-class BackendNotFoundError(LssmJobsError, LookupError):
-    """The backend asked for is not installed, or its plugin failed to load."""
+class PluginNotFoundError(LssmJobsError, LookupError):
+    """The backend, serializer, trigger, store or sink asked for is not installed, blocked, or its plugin
+    failed to load (the message says which, and lists what is available)."""
+
+
+class BackendNotFoundError(PluginNotFoundError):
+    """The queue backend asked for is not installed, blocked, or its plugin failed to load."""
 
 
 class QueueClosedError(LssmJobsError, RuntimeError):

@@ -21,7 +21,12 @@ import attrs
 import importlib_metadata
 import pluggy
 
-from lssm_jobs.errors import BackendNotFoundError, DuplicateRegistrationError, PluginError
+from lssm_jobs.errors import (
+    BackendNotFoundError,
+    DuplicateRegistrationError,
+    PluginError,
+    PluginNotFoundError,
+)
 from lssm_jobs.hookspecs import ENTRY_POINT_GROUP, HOOK_NAMES, PROJECT_NAME, LssmJobsSpec
 from lssm_jobs.registrations import (
     EventSinkSpec,
@@ -202,6 +207,7 @@ class PluginRegistry:
 
     def _lookup(self, hook: str, name: str) -> Any:
         kind = _KINDS[hook][1][:-1]
+        not_found = BackendNotFoundError if hook == "lssm_jobs_queue_backends" else PluginNotFoundError
         conflict = self._conflicts.get((hook, name))
         if conflict is not None:
             raise DuplicateRegistrationError(conflict)
@@ -211,12 +217,12 @@ class PluginRegistry:
         failed = [failure for failure in self._failures if failure.name == name]
         available = ", ".join(sorted(self._records[hook])) or "none"
         if failed:
-            raise BackendNotFoundError(
+            raise not_found(
                 f"{kind} {name!r} is not available: its plugin {failed[0].error}. Available: {available}"
             )
         blocked = name in _blocked_names(None)
         hint = f" (blocked by {DISABLE_ENV})" if blocked else ""
-        raise BackendNotFoundError(f"unknown {kind} {name!r}{hint}. Available: {available}")
+        raise not_found(f"unknown {kind} {name!r}{hint}. Available: {available}")
 
     def queue_backend(self, name: str) -> QueueBackendSpec:
         """:raises BackendNotFoundError: unknown, blocked, or its plugin failed to load (the error says which).

@@ -29,6 +29,9 @@ log = logging.getLogger("lssm_jobs.queue")
 
 H = TypeVar("H", bound=Handler)
 
+#: Comma-separated event sink names attached to queues created without ``sinks=``.
+SINKS_ENV = "LSSM_JOBS_SINKS"
+
 #: ``open_queue`` options that configure the queue itself; every other keyword goes to the backend factory.
 QUEUE_OPTIONS = frozenset(
     {
@@ -125,7 +128,8 @@ class JobQueue:
         job waits before running elsewhere, not how long a job may run.
     :param shutdown_timeout: seconds in-flight jobs get to finish on :meth:`stop` before being released.
     :param default_timeout_ms: timeout for job types without their own ``timeout_ms``.
-    :param sinks: event sink names (plugins) or instances; ``["logging"]`` by default.
+    :param sinks: event sink names (plugins) or instances; by default the comma-separated names in
+        ``LSSM_JOBS_SINKS``, else ``["logging"]``.
     :param executor: thread pool for plain-function handlers (the loop's default executor if None).
     """
 
@@ -142,7 +146,7 @@ class JobQueue:
         shutdown_timeout: float = 30.0,
         poll_interval: float = 1.0,
         default_timeout_ms: int | None = None,
-        sinks: Sequence[str | EventSink] = ("logging",),
+        sinks: Sequence[str | EventSink] | None = None,
         executor: Executor | None = None,
         plugins: PluginRegistry | None = None,
     ) -> None:
@@ -165,6 +169,9 @@ class JobQueue:
         self.default_timeout_ms = default_timeout_ms
         self.executor = executor
         self.events = EventBus()
+        if sinks is None:
+            configured = os.environ.get(SINKS_ENV)
+            sinks = [name.strip() for name in configured.split(",") if name.strip()] if configured else ["logging"]
         for sink in sinks:
             self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
         self.handlers: dict[str, Handler] = {}
