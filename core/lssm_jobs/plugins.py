@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "lssm_jobs.backends.memory"),
     ("sqlite", "lssm_jobs.backends.sqlite"),
     ("builtins", "lssm_jobs.builtin_plugins"),
+    ("scheduler", "lssm_jobs.scheduler.builtin"),
 )
 
 # hook name -> (record type, registry kind shown to users)

@@ -1,0 +1,246 @@
+"""The sqlite scheduler store: schedule state and tick claims in a sqlite file, shared by every scheduler
+process that opens the same file (the sqlite queue backend's file by default).
+
+Tables ``lssm_schedules`` and ``lssm_schedule_claims`` are the ones of the entity spec
+(:mod:`lssm_jobs.entities.jobs_schema`); the file's schema is created or upgraded exactly as the sqlite queue
+backend does it (:func:`lssm_jobs.backends.sqlite_schema.ensure_schema`), so a scheduler and a queue can
+open one file in any order. A claim is one ``BEGIN IMMEDIATE``
+transaction: check the schedule (exists, not paused, ``tick > last_tick``), insert the claim (primary key
+``(schedule, tick)``), move ``last_tick``; sqlite's write lock makes it exclusive across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lssm_jobs.backends.sqlite_connection import Synchronous, connect, immediate_transaction
+from lssm_jobs.backends.sqlite_schema import ensure_schema
+from lssm_jobs.entities import SCHEDULE_CLAIMS_TABLE, SCHEDULES_TABLE
+from lssm_jobs.scheduler.stores import SchedulerStore, ScheduleState, TickClaim
+
+T = TypeVar("T")
+
+
+_SELECT_STATE = f'SELECT "name", "last_tick", "next_tick", "paused", "updated_at" FROM "{SCHEDULES_TABLE}"'
+
+
+def _state(row: tuple[Any, ...]) -> ScheduleState:
+    return ScheduleState(
+        name=row[0], last_tick=row[1], next_tick=row[2], paused=bool(row[3]), updated_at=row[4]
+    )
+
+
+class SqliteSchedulerStore(SchedulerStore):
+    """A :class:`SchedulerStore` in a sqlite file (WAL mode), safe across processes on one machine.
+
+    :param path: the database file; the sqlite queue's own file is the natural choice.
+    :param busy_timeout: seconds to wait for another process's write lock before giving up.
+    :param synchronous: ``"normal"`` (survives process crashes) or ``"full"`` (also power loss).
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, synchronous: Synchronous = "normal"
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.synchronous: Synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._open_lock = threading.Lock()
+
+    # -- plumbing: one connection, used from one thread ------------------------------------------------------
+
+    async def _call(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            await self.open()
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(self._run, function))
+
+    def _run(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        if self._connection is None:
+            raise ConnectionError(f"scheduler store {self.path} is closed")
+        try:
+            return function(self._connection)
+        except sqlite3.OperationalError as error:
+            if self._connection.in_transaction:
+                self._connection.rollback()
+            raise ConnectionError(f"scheduler store {self.path}: {error}") from error
+        except BaseException:
+            if self._connection.in_transaction:
+                self._connection.rollback()
+            raise
+
+    def _connect(self) -> None:
+        connection = connect(self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous)
+        try:
+            ensure_schema(connection)
+        except sqlite3.OperationalError as error:
+            connection.close()
+            raise ConnectionError(f"cannot prepare scheduler store {self.path}: {error}") from error
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    async def open(self) -> None:
+        with self._open_lock:
+            if self._executor is not None:
+                return
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lssm-scheduler-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def disconnect() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, disconnect)
+        executor.shutdown(wait=True)
+
+    # -- the contract -----------------------------------------------------------------------------------------
+
+    async def ensure(self, name: str, *, now: float) -> ScheduleState:
+        def run(db: sqlite3.Connection) -> ScheduleState:
+            with immediate_transaction(db):
+                db.execute(
+                    f'INSERT INTO "{SCHEDULES_TABLE}" ("name", "last_tick", "next_tick", "paused", "updated_at") '
+                    'VALUES (?, ?, NULL, 0, ?) ON CONFLICT ("name") DO NOTHING',
+                    (name, now, now),
+                )
+                row = db.execute(f'{_SELECT_STATE} WHERE "name" = ?', (name,)).fetchone()
+            return _state(row)
+
+        return await self._call(run)
+
+    async def get(self, name: str) -> ScheduleState | None:
+        def run(db: sqlite3.Connection) -> ScheduleState | None:
+            row = db.execute(f'{_SELECT_STATE} WHERE "name" = ?', (name,)).fetchone()
+            return None if row is None else _state(row)
+
+        return await self._call(run)
+
+    async def states(self) -> list[ScheduleState]:
+        def run(db: sqlite3.Connection) -> list[ScheduleState]:
+            return [_state(row) for row in db.execute(f'{_SELECT_STATE} ORDER BY "name"')]
+
+        return await self._call(run)
+
+    async def claim(self, name: str, tick: float, *, owner: str, now: float, next_tick: float | None) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            with immediate_transaction(db):
+                row = db.execute(
+                    f'SELECT "last_tick", "paused" FROM "{SCHEDULES_TABLE}" WHERE "name" = ?', (name,)
+                ).fetchone()
+                if row is None or row[1] or (row[0] is not None and tick <= row[0]):
+                    return False
+                inserted = db.execute(
+                    f'INSERT INTO "{SCHEDULE_CLAIMS_TABLE}" ("schedule", "tick", "claimed_by", "claimed_at") '
+                    'VALUES (?, ?, ?, ?) ON CONFLICT ("schedule", "tick") DO NOTHING',
+                    (name, tick, owner, now),
+                ).rowcount
+                if inserted != 1:
+                    return False
+                db.execute(
+                    f'UPDATE "{SCHEDULES_TABLE}" SET "last_tick" = ?, "next_tick" = ?, "updated_at" = ? '
+                    'WHERE "name" = ?',
+                    (tick, next_tick, now, name),
+                )
+            return True
+
+        return await self._call(run)
+
+    async def advance(self, name: str, tick: float, *, now: float, next_tick: float | None) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                f'UPDATE "{SCHEDULES_TABLE}" SET "last_tick" = max(coalesce("last_tick", ?), ?), '
+                '"next_tick" = ?, "updated_at" = ? WHERE "name" = ?',
+                (tick, tick, next_tick, now, name),
+            )
+
+        await self._call(run)
+
+    async def set_paused(self, name: str, paused: bool, *, now: float) -> ScheduleState | None:
+        def run(db: sqlite3.Connection) -> ScheduleState | None:
+            with immediate_transaction(db):
+                if paused:
+                    db.execute(
+                        f'UPDATE "{SCHEDULES_TABLE}" SET "paused" = 1, "updated_at" = ? WHERE "name" = ?',
+                        (now, name),
+                    )
+                else:
+                    db.execute(
+                        f'UPDATE "{SCHEDULES_TABLE}" SET "paused" = 0, '
+                        '"last_tick" = max(coalesce("last_tick", ?), ?), "updated_at" = ? WHERE "name" = ?',
+                        (now, now, now, name),
+                    )
+                row = db.execute(f'{_SELECT_STATE} WHERE "name" = ?', (name,)).fetchone()
+            return None if row is None else _state(row)
+
+        return await self._call(run)
+
+    async def delete(self, name: str) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            with immediate_transaction(db):
+                db.execute(f'DELETE FROM "{SCHEDULE_CLAIMS_TABLE}" WHERE "schedule" = ?', (name,))
+                deleted: int = db.execute(
+                    f'DELETE FROM "{SCHEDULES_TABLE}" WHERE "name" = ?', (name,)
+                ).rowcount
+            return deleted > 0
+
+        return await self._call(run)
+
+    async def claims(self, name: str, *, limit: int = 100) -> list[TickClaim]:
+        def run(db: sqlite3.Connection) -> list[TickClaim]:
+            rows = db.execute(
+                f'SELECT "schedule", "tick", "claimed_by", "claimed_at" FROM "{SCHEDULE_CLAIMS_TABLE}" '
+                'WHERE "schedule" = ? ORDER BY "tick" DESC LIMIT ?',
+                (name, limit),
+            ).fetchall()
+            return [TickClaim(schedule=r[0], tick=r[1], claimed_by=r[2], claimed_at=r[3]) for r in rows]
+
+        return await self._call(run)
+
+    async def prune_claims(self, *, before: float) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            cursor = db.execute(f'DELETE FROM "{SCHEDULE_CLAIMS_TABLE}" WHERE "claimed_at" < ?', (before,))
+            return cursor.rowcount
+
+        return await self._call(run)
+
+
+def sqlite_store_factory(
+    backend: Any = None, path: str | os.PathLike[str] | None = None, **options: Any
+) -> SqliteSchedulerStore:
+    """SchedulerStoreSpec factory: the file given as ``path``, else the sqlite queue backend's own file."""
+    if path is None:
+        path = getattr(backend, "path", None)
+        if path is None:
+            raise ValueError(
+                "the sqlite scheduler store needs path= (or a sqlite queue whose file it shares)"
+            )
+        options.setdefault("busy_timeout", max(getattr(backend, "busy_timeout", 10.0), 10.0))
+        options.setdefault("synchronous", getattr(backend, "synchronous", "normal"))
+    return SqliteSchedulerStore(path, **options)
