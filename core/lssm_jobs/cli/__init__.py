@@ -169,6 +169,15 @@ def _stop_on_signals(stopping: asyncio.Event) -> None:
         loop.add_signal_handler(signum, handle, signum)
 
 
+def _scheduler_for(spec: str, target: Any) -> Any:
+    from lssm_jobs.scheduler import resolve_scheduler
+
+    try:
+        return resolve_scheduler(target, spec.partition(":")[0])
+    except (LookupError, TypeError) as error:
+        raise UsageError(f"{spec}: {error}") from error
+
+
 async def _run_worker(args: argparse.Namespace) -> int:
     from lssm_jobs.scheduler import JobScheduler
 
@@ -183,22 +192,24 @@ async def _run_worker(args: argparse.Namespace) -> int:
         app=target,
         queue_options={"concurrency": args.concurrency, "queues": args.queues},
     )
-    if args.with_scheduler is not None:
-        if args.with_scheduler:
-            scheduler = load_object(args.with_scheduler)
-        if not isinstance(scheduler, JobScheduler):
-            raise UsageError("--with-scheduler needs a JobScheduler: make APP one, or pass module:attribute")
-    elif scheduler is not None:
-        scheduler = None  # APP named a scheduler only to find its queue; run it with --with-scheduler
+    if args.with_scheduler is None:
+        scheduler = None  # APP may name a scheduler only to find its queue; it runs with --with-scheduler
+    elif args.with_scheduler:
+        scheduler = _scheduler_for(args.with_scheduler, load_object(args.with_scheduler))
+    elif scheduler is None:
+        scheduler = _scheduler_for(args.app, queue)
+    if scheduler is not None and scheduler.queue is not queue:
+        raise UsageError("the scheduler must be built on the worker's queue (JobScheduler(queue))")
     if not queue.handlers:
         raise UsageError(f"{args.app} registers no job handlers; nothing to run")
     stopping = asyncio.Event()
     _stop_on_signals(stopping)
     progress = None if args.no_progress else Progress(queue, label="worker")
+    queues = ", ".join(queue.consume_options.queues or ["(all)"])
     print(
-        f"lssm-jobs worker: {type(queue.backend).__name__}, concurrency "
-        f"{queue.consume_options.concurrency}, queues {', '.join(queue.consume_options.queues or ['(all)'])}, "
-        f"handlers {', '.join(sorted(queue.handlers))}",
+        f"lssm-jobs worker: {type(queue.backend).__name__}, concurrency {queue.consume_options.concurrency}, "
+        f"queues {queues}, handlers {', '.join(sorted(queue.handlers))}"
+        + (f", scheduler with {len(scheduler.list())} schedules" if scheduler is not None else ""),
         file=sys.stderr,
     )
     try:
@@ -217,23 +228,18 @@ async def _run_worker(args: argparse.Namespace) -> int:
 
 
 async def _run_scheduler(args: argparse.Namespace) -> int:
-    from lssm_jobs.scheduler import JobScheduler
+    from lssm_jobs.scheduler import run_scheduler
 
-    scheduler = load_object(args.app)
-    if callable(scheduler) and not isinstance(scheduler, JobScheduler):
-        scheduler = scheduler()
-    if not isinstance(scheduler, JobScheduler):
-        raise UsageError(f"{args.app} is a {type(scheduler).__name__}, not a JobScheduler")
+    scheduler = _scheduler_for(args.app, load_object(args.app))
     stopping = asyncio.Event()
     _stop_on_signals(stopping)
     progress = None if args.no_progress else Progress(scheduler.queue, label="scheduler")
+    print(f"lssm-jobs scheduler: {len(scheduler.list())} schedules", file=sys.stderr)
     try:
         if progress:
             progress.start()
-        await scheduler.start()
-        await stopping.wait()
+        await run_scheduler(scheduler, stopping)
     finally:
-        await scheduler.stop()
         if progress:
             await progress.stop()
         await scheduler.queue.close()
@@ -462,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # never a traceback for users; --debug shows it
         if args.debug:
             raise
-        print(f"lssm-jobs: unexpected error: {type(error).__name__}: {error} (--debug shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"lssm-jobs: unexpected error: {type(error).__name__}: {error} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
