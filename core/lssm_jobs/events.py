@@ -156,6 +156,11 @@ class EventSink(ABC):
     async def handle(self, event: Event) -> None:
         """Deliver one event. Exceptions are logged by the bus and never reach the job."""
 
+    def accepts(self, name: str) -> bool:
+        """Whether this sink wants events named ``name`` now; False lets hot paths skip building them.
+        Asked on every event, so keep it cheap."""
+        return True
+
     async def close(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
         """Flush and release resources; called when the queue closes."""
 
@@ -169,13 +174,18 @@ class LoggingEventSink(EventSink):
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or log
 
+    _LEVELS: ClassVar[dict[str, int]] = {
+        JOB_FAILED: logging.WARNING,
+        JOB_DEAD_LETTERED: logging.WARNING,
+        JOB_RETRYING: logging.INFO,
+        JOB_TIMED_OUT: logging.INFO,
+    }
+
+    def accepts(self, name: str) -> bool:
+        return self.logger.isEnabledFor(self._LEVELS.get(name, logging.DEBUG))
+
     async def handle(self, event: Event) -> None:
-        if isinstance(event, (JobFailed, JobDeadLettered)):
-            level = logging.WARNING
-        elif isinstance(event, (JobRetrying, JobTimedOut)):
-            level = logging.INFO
-        else:
-            level = logging.DEBUG
+        level = self._LEVELS.get(event.name, logging.DEBUG)
         if not self.logger.isEnabledFor(level):
             return
         fields = {k: v for k, v in attrs.asdict(event).items() if k not in ("timestamp", "traceback")}
@@ -217,7 +227,9 @@ class EventBus:
 
     def wants(self, name: str) -> bool:
         """Whether anyone listens for ``name``; lets hot paths skip building events nobody reads."""
-        return bool(self._sinks or self._callbacks.get(name) or self._callbacks.get(ANY_EVENT))
+        if self._callbacks.get(name) or self._callbacks.get(ANY_EVENT):
+            return True
+        return any(sink.accepts(name) for sink in self._sinks)
 
     async def emit(self, event: Event) -> None:
         for callback in (*self._callbacks.get(event.name, ()), *self._callbacks.get(ANY_EVENT, ())):
@@ -229,7 +241,8 @@ class EventBus:
                 log.exception("event callback %r failed on %s", callback, event.name)
         for sink in self._sinks:
             try:
-                await sink.handle(event)
+                if sink.accepts(event.name):
+                    await sink.handle(event)
             except Exception:
                 log.exception("event sink %s failed on %s", type(sink).__name__, event.name)
 
