@@ -27,6 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -122,7 +123,8 @@ class _WakeupHub:
                 self.unsubscribe(event)
 
 
-_hubs: dict[str, _WakeupHub] = {}
+# A hub lives as long as some backend on its file does.
+_hubs: weakref.WeakValueDictionary[str, _WakeupHub] = weakref.WeakValueDictionary()
 _hubs_lock = threading.Lock()
 
 
@@ -389,7 +391,10 @@ class SqliteBackend(PullBackend):
     ) -> tuple[list[_LeasedRow], float | None]:
         db, now = self._db, time.time()
         if now >= self._next_prune:
-            self._prune_sync(now)
+            try:
+                self._prune_sync(now)
+            except sqlite3.OperationalError as error:  # housekeeping must not stop leasing; next time
+                log.warning("could not prune completed jobs in %s: %s", self.path, error)
         if not self._has_work(db, queues, now):
             return [], self._next_due(db)
         token = uuid.uuid4().hex
