@@ -51,7 +51,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lssm_jobs_redis.batching import Coalescer
-from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url, returns_text
+from lssm_jobs_redis.channel import RespChannel
+from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.scripts import LuaScript, evalsha, load_all, scripts
 from lssm_jobs_redis.wake import Waiter, WakeListener
@@ -96,6 +97,8 @@ class RedisOptions:
     :param settle_batch: most settle operations in one script call.
     :param reconnect_timeout: seconds an operation waits for an unreachable Redis before raising
         ``ConnectionError`` (consumers keep waiting for as long as they run).
+    :param pipelined: send script calls over one pipelined connection of our own (single-server and
+        Sentinel clients; see :mod:`lssm_jobs_redis.channel`); False sends everything through redis-py.
     """
 
     completed_ttl_ms: int = 3_600_000
@@ -104,6 +107,7 @@ class RedisOptions:
     maintenance_batch: int = 200
     settle_batch: int = 1_000
     reconnect_timeout: float = 60.0
+    pipelined: bool = True
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(RedisOptions):
@@ -123,6 +127,7 @@ OPTIONS_HELP = {
     "maintenance_batch": "most expired leases / due jobs moved per lease call (default 200)",
     "settle_batch": "most settle operations per script call (default 1000)",
     "reconnect_timeout": "seconds an operation waits for Redis to come back (default 60)",
+    "pipelined": "script calls over one pipelined connection (default true; cluster clients never)",
     "socket_timeout": "seconds a command may take before the connection counts as broken (default 10)",
     "max_connections": "connection pool size",
 }
@@ -256,6 +261,7 @@ class RedisBackend(PullBackend):
             self._push_chunk, max_batch=self.options.push_chunk
         )
         self._queue_names: dict[bytes, str] = {}
+        self._channel: RespChannel | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> RedisBackend:
@@ -300,6 +306,10 @@ class RedisBackend(PullBackend):
                 await self._close_client()
             raise builtins.ConnectionError(f"cannot reach Redis at {self.location}: {error}") from error
         self._wake = WakeListener(self._client, self.keys.wake_channel)
+        if self.options.pipelined and not is_cluster(self._client) and RespChannel.supports(self._client):
+            pool: Any = getattr(self._client, "connection_pool", None)
+            timeout = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
+            self._channel = RespChannel(pool, reply_timeout=timeout if timeout else 30.0)
 
     async def close(self) -> None:
         """Stop listening for wake-ups; close the client only when the backend created it."""
@@ -311,6 +321,8 @@ class RedisBackend(PullBackend):
         await self._pusher.close()
         if self._wake is not None:
             await self._wake.close()
+        if self._channel is not None:
+            await self._channel.close()
         if self._owns_client:
             await self._close_client()
 
@@ -374,7 +386,18 @@ class RedisBackend(PullBackend):
         self._outage_since = None
 
     async def _script(self, script: LuaScript, args: list[Any]) -> Any:
-        return await evalsha(self.client, script, self._route, [self.keys.base, *args])
+        return await self._eval(script, [self.keys.base, *args])
+
+    async def _eval(self, script: LuaScript, args: list[Any]) -> Any:
+        """Run ``script`` (full ARGV in ``args``) over the channel when there is one, else via redis-py."""
+        channel = self._channel
+        if channel is None:
+            return await evalsha(self.client, script, self._route, args)
+        try:
+            return await channel.call("EVALSHA", script.sha, 1, self._route, *args)
+        except NoScriptError:
+            await channel.call("SCRIPT", "LOAD", script.source)
+            return await channel.call("EVALSHA", script.sha, 1, self._route, *args)
 
     # -- producing ------------------------------------------------------------------------------------------
 
@@ -424,7 +447,10 @@ class RedisBackend(PullBackend):
             for job in jobs[start : start + chunk]:
                 args.extend(self._push_args(job))
             calls.append(args)
-        replies: list[Any] = await self._pipeline_scripts(script, calls)
+        if self._channel is not None:  # concurrent calls pipeline on the channel by themselves
+            replies: list[Any] = list(await asyncio.gather(*(self._eval(script, args) for args in calls)))
+        else:
+            replies = await self._pipeline_scripts(script, calls)
         results: list[PushResult] = []
         for reply in replies:
             results.extend(self._push_results(reply))
@@ -485,7 +511,7 @@ class RedisBackend(PullBackend):
                 *names,
             ]
             try:
-                reply = await evalsha(self.client, self._scripts.lease, self._route, args)
+                reply = await self._eval(self._scripts.lease, args)
             except TRANSIENT_ERRORS as error:
                 if waiter is not None and listener is not None:
                     listener.discard(waiter)
@@ -499,10 +525,11 @@ class RedisBackend(PullBackend):
                 continue
             if self._outage_since is not None:
                 self._note_recovery()
-            if waiter is None or listener is None or len(reply) > 1 or self._woken != woken:
+            leased = len(reply) > 2 + int(reply[1])
+            if waiter is None or listener is None or leased or self._woken != woken:
                 if waiter is not None and listener is not None:
                     listener.discard(waiter)
-                return self._deliveries(reply, lease_ms) if len(reply) > 1 else []
+                return self._deliveries(reply, lease_ms) if leased else []
             next_due = int(reply[0])
             timeout = remaining if next_due < 0 else min(remaining, next_due / 1000)
             if not listener.subscribed:
@@ -512,17 +539,22 @@ class RedisBackend(PullBackend):
                 return []
 
     def _deliveries(self, reply: list[Any], lease_ms: int) -> list[Delivery]:
-        deliveries: list[Delivery] = []
+        named = int(reply[1])
         queue_name = self._queue_name
-        for i in range(1, len(reply), 5):
+        queues = [queue_name(raw) for raw in reply[2 : 2 + named]]
+        deliveries: list[Delivery] = []
+        for item in reply[2 + named :]:
+            head, _, rest = item.partition(b"\n")
+            attempt, token, index, id_length = head.split(b" ")
+            cut = int(id_length)
             deliveries.append(
                 RedisDelivery(
                     self,
-                    reply[i].decode(),
-                    queue_name(reply[i + 1]),
-                    int(reply[i + 2]),
-                    reply[i + 3],
-                    reply[i + 4],
+                    rest[:cut].decode(),
+                    queues[int(index) - 1],
+                    int(attempt),
+                    token,
+                    rest[cut:],
                     lease_ms,
                 )
             )
@@ -550,7 +582,11 @@ class RedisBackend(PullBackend):
 
     async def get(self, job_id: str) -> JobRecord | None:
         key = self.keys.job(job_id)
-        values: list[Any] = await self._call("get", lambda: self.client.hmget(key, _JOB_FIELDS))
+        channel = self._channel
+        if channel is not None:
+            values: list[Any] = await self._call("get", lambda: channel.call("HMGET", key, *_JOB_FIELDS))
+        else:
+            values = await self._call("get", lambda: self.client.hmget(key, _JOB_FIELDS))
         body, type_, queue, priority, run_at, created, updated, status, attempts, dedupe, error = values
         if body is None or status is None:
             return None

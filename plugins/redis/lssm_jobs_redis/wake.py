@@ -16,6 +16,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio import ConnectionPool, Redis
+
 log = logging.getLogger("lssm_jobs.redis")
 
 
@@ -95,8 +97,10 @@ class WakeListener:
     async def _run(self) -> None:
         delay = 0.1
         while True:
-            pubsub = self._client.pubsub()
+            pubsub: Any = None
+            node_client: Any = None
             try:
+                pubsub, node_client = self._open_pubsub()
                 await pubsub.subscribe(self._channel)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
@@ -127,8 +131,23 @@ class WakeListener:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                if node_client is not None:
+                    with contextlib.suppress(Exception):
+                        await node_client.aclose()
+
+    def _open_pubsub(self) -> tuple[Any, Any]:
+        """A pub/sub object for the wake channel, and the client made for it (to close), if any."""
+        if hasattr(self._client, "pubsub"):
+            return self._client.pubsub(), None
+        # redis-py before 6 has no asyncio cluster pub/sub: listen on the node serving the channel's slot
+        # (a cluster delivers PUBLISH to every node, so any node would do).
+        node = self._client.get_node_from_key(self._channel)
+        pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+        node_client = Redis(connection_pool=pool)
+        return node_client.pubsub(), node_client
 
     async def close(self) -> None:
         self.interrupt()

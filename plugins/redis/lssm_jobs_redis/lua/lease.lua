@@ -3,7 +3,9 @@
 -- [5]: most expired leases / due jobs to move per queue and call; [6], [7]: completed retention (ms, count);
 -- [8...]: queue names (none: every queue).
 -- Returns the ms until the next delayed job or lease comes due (-1: none; only computed when nothing was
--- leased), then 5 values per leased job: id, queue, attempt, lease token, body.
+-- leased), the number of queue names that follow, those names, then one value per leased job:
+-- "<attempt> <lease token> <index of its queue name, from 1> <length of id>\n<id><body>" (one reply
+-- element per job keeps parsing cheap for the client).
 local limit = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local idle_ms = tonumber(ARGV[4])
@@ -70,10 +72,17 @@ if limit > 0 then
 end
 
 -- 3. Lease them: count the attempt, hand out a new token, set the lease expiry.
-local out = { -1 }
+local out = { -1, 0 }
+local jobs = {}
+local queue_index = {}
 local expiry = now + lease_ms
 for _, pick in ipairs(picked) do
   local queue = pick[1]
+  if not queue_index[queue] then
+    out[#out + 1] = queue
+    out[2] = out[2] + 1
+    queue_index[queue] = out[2]
+  end
   local id = member_id(pick[2])
   local jk = jkey(id)
   local job = redis.call('HMGET', jk, 'a', 'k', 'b')
@@ -82,16 +91,13 @@ for _, pick in ipairs(picked) do
     local token = tonumber(job[2]) + 1
     redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text)
     redis.call('ZADD', qkey(queue, 'active'), expiry, id)
-    out[#out + 1] = id
-    out[#out + 1] = queue
-    out[#out + 1] = attempt
-    out[#out + 1] = token
-    out[#out + 1] = job[3]
+    jobs[#jobs + 1] = attempt .. ' ' .. token .. ' ' .. queue_index[queue] .. ' ' .. #id .. '\n' .. id .. job[3]
   end
 end
+for _, job in ipairs(jobs) do out[#out + 1] = job end
 
 -- 4. Nothing to do: tidy up, tell the caller when to look again, and ask producers for a wake-up.
-if #out == 1 then
+if #jobs == 0 then
   local retention_ms = tonumber(ARGV[6])
   local retention_max = tonumber(ARGV[7])
   local next_due = nil
