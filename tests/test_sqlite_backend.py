@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -397,6 +398,29 @@ async def test_lease_wakes_when_a_delayed_job_is_due_and_on_wake(database: Path)
         await asyncio.sleep(0.05)
         backend.wake()
         assert await asyncio.wait_for(waiting, 2) == []
+
+
+@run_async()
+async def test_a_cancelled_lease_gives_its_jobs_back(database: Path) -> None:
+    async with _Opened(SqliteBackend(database)) as backend:
+        job = _job()
+        await backend.push([job])
+        gate = threading.Event()
+        # Hold the database thread, so the lease's transaction runs only after its caller was cancelled.
+        blocker = asyncio.ensure_future(backend.run_in_connection(lambda connection: gate.wait(10)))
+        leasing = asyncio.ensure_future(backend.lease(queues=None, limit=1, lease_ms=60_000, wait=0))
+        await asyncio.sleep(0.05)
+        leasing.cancel()
+        gate.set()
+        await blocker
+        with pytest.raises(asyncio.CancelledError):
+            await leasing
+
+        async def released() -> bool:
+            record = await backend.get(job.id)
+            return record is not None and record.status is JobStatus.PENDING and record.attempts == 0
+
+        await wait_until(released, message="the job leased for a cancelled caller is pending again")
 
 
 @run_async()
