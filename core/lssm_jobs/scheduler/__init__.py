@@ -28,6 +28,7 @@ from lssm_jobs.scheduler.job_scheduler import (
     ScheduleExistsError,
     ScheduleInfo,
     ScheduleNotFoundError,
+    current_tick,
     tick_key,
 )
 from lssm_jobs.scheduler.memory_store import MemorySchedulerStore
@@ -62,6 +63,7 @@ __all__ = [
     "SystemClock",
     "TickClaim",
     "Trigger",
+    "current_tick",
     "parse_interval",
     "resolve_scheduler",
     "run_scheduler",

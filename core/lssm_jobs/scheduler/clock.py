@@ -42,7 +42,7 @@ class SystemClock(Clock):
 class ManualClock(Clock):
     """A clock that only moves when told to: ``advance(seconds)`` or ``set(when)``.
 
-    Sleepers whose deadline is reached wake at once. Use it from the event loop's thread.
+    Every move wakes the sleepers at once. Use it from the event loop's thread.
 
     Example::
 
@@ -59,11 +59,14 @@ class ManualClock(Clock):
         return self._now
 
     def set(self, when: float | datetime) -> None:
-        """Jump to ``when`` (backwards too: a wall clock can be stepped back)."""
+        """Jump to ``when`` (backwards too: a wall clock can be stepped back).
+
+        Every sleeper wakes, not only those whose deadline passed, so a scheduler checks once after each
+        move and a test can wait for that check (a ``scheduler.tick`` event stamped with the new time).
+        """
         self._now = when.timestamp() if isinstance(when, datetime) else float(when)
-        for deadline, reached in self._sleepers:
-            if deadline <= self._now:
-                reached.set()
+        for _, reached in self._sleepers:
+            reached.set()
 
     def advance(self, seconds: float) -> None:
         """Move forward by ``seconds``."""

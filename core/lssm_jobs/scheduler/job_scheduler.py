@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -48,6 +49,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _UNSET: Any = object()
 _NAME_LIMIT = 200
+
+_current_tick: contextvars.ContextVar[datetime | None] = contextvars.ContextVar(
+    "lssm_jobs_tick", default=None
+)
+
+
+def current_tick() -> datetime | None:
+    """The tick the running scheduled callable was fired for (in its schedule's time zone), or None outside a
+    scheduled run. Handy for idempotency: "process the hour ending at the tick", not "the hour before now"."""
+    return _current_tick.get()
 
 
 class ScheduleNotFoundError(LssmJobsError, LookupError):
@@ -109,6 +120,7 @@ class _Schedule:
     running: set[asyncio.Task[None]] = attrs.field(factory=set)
     fired: int = 0
     last_error: str | None = None
+    run_counter: int = 0
 
     def advance_to(self, tick: float) -> None:
         if self.cursor is None or tick > self.cursor:
@@ -689,11 +701,21 @@ class JobScheduler:
             if first is None or first > now:
                 return 0
         cursor = entry.cursor
+        if entry.func is not None and entry.overlap == "skip" and entry.running:
+            # Runs started by an earlier check are still going: this check's ticks are skipped. (Ticks fired
+            # within one check, e.g. a catch-up, run one after another instead; see _start_run.)
+            latest = entry.trigger.latest_fire(cursor, now)
+            if latest is not None:
+                await self._settle(
+                    entry, latest, now, reason="the previous run is still going (overlap skip)"
+                )
+            return 0
         if now - first <= self.misfire_threshold:
             return await self._fire_through(entry, now)
-        threshold = now - self.misfire_threshold
-        if entry.misfire == "skip":
-            last_missed = entry.trigger.latest_fire(cursor, threshold)
+        if entry.misfire == "skip":  # missed: more than the threshold late
+            last_missed = entry.trigger.latest_fire(
+                cursor, math.nextafter(now - self.misfire_threshold, -math.inf)
+            )
             if last_missed is not None:
                 await self._settle(entry, last_missed, now, reason="missed (misfire policy skip)")
             return await self._fire_through(entry, now)
@@ -743,13 +765,6 @@ class JobScheduler:
         )
 
     async def _fire(self, entry: _Schedule, tick: float, now: float) -> int:
-        if entry.func is not None and entry.overlap == "skip" and entry.running:
-            entry.advance_to(tick)
-            await self.store.advance(entry.name, tick, now=now, next_tick=entry.due)
-            log.warning(
-                "schedule %r: tick %s skipped, the previous run is still going", entry.name, tick_key(tick)
-            )
-            return 0
         next_tick = entry.trigger.next_fire(tick)
         won = await self.store.claim(entry.name, tick, owner=self.instance_id, now=now, next_tick=next_tick)
         entry.advance_to(tick)
@@ -759,9 +774,7 @@ class JobScheduler:
         entry.fired += 1
         job_id = None
         if entry.func is not None:
-            task = asyncio.create_task(self._call(entry, tick), name=f"lssm-jobs schedule {entry.name}")
-            entry.running.add(task)
-            task.add_done_callback(entry.running.discard)
+            self._start_run(entry, tick)
         else:
             job_id = await self._enqueue(entry, tick)
         await self.events.emit(
@@ -769,8 +782,24 @@ class JobScheduler:
         )
         return 1
 
-    async def _call(self, entry: _Schedule, tick: float) -> None:
+    def _start_run(self, entry: _Schedule, tick: float) -> None:
+        # With overlap "skip", runs fired by one check (a catch-up of missed ticks) go one after another.
+        after = None
+        if entry.overlap == "skip" and entry.running:
+            after = max(entry.running, key=lambda task: task.get_name())
+        entry.run_counter += 1
+        task = asyncio.create_task(
+            self._call(entry, tick, after=after),
+            name=f"lssm-jobs schedule {entry.name} #{entry.run_counter:09d}",
+        )
+        entry.running.add(task)
+        task.add_done_callback(entry.running.discard)
+
+    async def _call(self, entry: _Schedule, tick: float, *, after: asyncio.Task[None] | None = None) -> None:
         assert entry.func is not None
+        if after is not None:
+            await asyncio.wait({after})
+        _current_tick.set(datetime.fromtimestamp(tick, entry.trigger.tz))  # this task's own context
         try:
             if entry.is_async:
                 await entry.func(*entry.args, **entry.kwargs)
