@@ -60,10 +60,10 @@ def test_store_methods_and_scheduler_parameters_are_documented() -> None:
     assert not [name for name in schedule if name not in text]
 
 
-def _day(expression: str, *day: int) -> list[str]:
+def _day(expression: str, year: int, month: int, day: int) -> list[str]:
     trigger = CronTrigger(expression, tz=BERLIN)
-    start = datetime(*day, tzinfo=BERLIN).timestamp()
-    end = datetime(day[0], day[1], day[2] + 1, tzinfo=BERLIN).timestamp()
+    start = datetime(year, month, day, tzinfo=BERLIN).timestamp()
+    end = datetime(year, month, day + 1, tzinfo=BERLIN).timestamp()
     out, at = [], start
     while (tick := trigger.next_fire(at)) is not None and tick < end:
         out.append(datetime.fromtimestamp(tick, BERLIN).strftime("%H:%M %Z"))
