@@ -560,6 +560,7 @@ class JobScheduler:
         if self._owns_store and self._store_open:
             self._store_open = False
             await self.store.close()
+        self._stop_requested.clear()  # stopped: run_due() and start() work again
         if runner is not None:
             log.info("scheduler %s stopped", self.instance_id)
 
