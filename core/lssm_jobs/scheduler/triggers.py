@@ -277,18 +277,15 @@ class CronTrigger(Trigger):
                     stop = _naive(best + self._offset_bounds(best)[0])
 
 
-_INTERVAL_UNITS: dict[str, float] = {}
-for _names, _seconds in (
+_UNIT_NAMES: tuple[tuple[tuple[str, ...], float], ...] = (
     (("ms", "msec", "msecs", "millisecond", "milliseconds"), 0.001),
     (("s", "sec", "secs", "second", "seconds"), 1.0),
     (("m", "min", "mins", "minute", "minutes"), 60.0),
     (("h", "hr", "hrs", "hour", "hours"), 3600.0),
     (("d", "day", "days"), 86400.0),
     (("w", "week", "weeks"), 604800.0),
-):
-    for _name in _names:
-        _INTERVAL_UNITS[_name] = _seconds
-
+)
+_INTERVAL_UNITS: dict[str, float] = {name: seconds for names, seconds in _UNIT_NAMES for name in names}
 _INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)?\s*([a-z]+)")
 _INTERVAL_SEPARATORS = re.compile(r"(?:\s*,\s*|\s+and\s+|\s+)")
 
