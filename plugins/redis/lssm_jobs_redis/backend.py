@@ -6,9 +6,10 @@ verdict of a worker that lost its lease is ignored. Expired leases are re-delive
 promoted by every lease call (any consumer of the queue does it, no separate process is needed).
 
 Speed comes from doing per-job work once per batch: jobs are leased in batches, settled in batches
-(coalesced across concurrently finishing jobs), bulk pushes are one script call per chunk, pipelined; idle
-consumers block on a pub/sub wake-up instead of polling, and producers publish only while a consumer is
-idle.
+(coalesced across concurrently finishing jobs), bulk pushes are one script call per chunk, pipelined. An
+idle consumer registers itself and blocks (BLPOP) on its own hand-off list; a producer whose job finds an
+idle consumer leases the job to it inside the push script and hands it over in that list, so the job
+arrives with the wake-up (one hop, no lease round trip) and nobody polls.
 
 Failure behaviour: redis-py retries a command once a dropped connection is re-established; beyond that,
 every operation waits up to ``reconnect_timeout`` for Redis to come back (restart, failover), with
@@ -25,14 +26,17 @@ import builtins
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import attrs
 from lssm_jobs.backends.base import (
     BackendCapabilities,
+    ConsumeOptions,
     DeadLetter,
     Delivery,
+    Dispatch,
     JobRecord,
     OutgoingJob,
     PullBackend,
@@ -55,7 +59,6 @@ from lssm_jobs_redis.channel import RespChannel
 from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.scripts import LuaScript, evalsha, load_all, scripts
-from lssm_jobs_redis.wake import Waiter, WakeListener
 
 log = logging.getLogger("lssm_jobs.redis")
 
@@ -82,7 +85,7 @@ _STATUS = {
     b"completed": JobStatus.COMPLETED,
     b"dead": JobStatus.DEAD,
 }
-_JOB_FIELDS = ("b", "t", "q", "p", "r", "c", "u", "s", "a", "d", "e")
+_JOB_FIELDS = ("t", "q", "p", "r", "c", "u", "s", "a", "d", "e")
 
 
 @attrs.frozen(kw_only=True)
@@ -250,7 +253,11 @@ class RedisBackend(PullBackend):
         self._owns_client = redis is None
         self._scripts = scripts()
         self._route = self.keys.queues  # routing key of every script call: the prefix's slot
-        self._wake: WakeListener | None = None
+        self.consumer_id = uuid.uuid4().hex[:16]
+        self._handoff = self.keys.handoff(self.consumer_id)
+        self._consumed = False
+        self._blocker: RespChannel | None = None
+        self._max_block = 5.0
         self._closed = False
         self._woken = 0
         self._outage_since: float | None = None
@@ -261,6 +268,7 @@ class RedisBackend(PullBackend):
             self._push_chunk, max_batch=self.options.push_chunk
         )
         self._queue_names: dict[bytes, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._channel: RespChannel | None = None
 
     @classmethod
@@ -305,11 +313,13 @@ class RedisBackend(PullBackend):
             if self._owns_client:
                 await self._close_client()
             raise builtins.ConnectionError(f"cannot reach Redis at {self.location}: {error}") from error
-        self._wake = WakeListener(self._client, self.keys.wake_channel)
+        socket_timeout = _socket_timeout(self._client)
+        # a blocking wait must end before redis-py's socket timeout would call the connection broken
+        self._max_block = max(0.1, socket_timeout - 2.0) if socket_timeout else 30.0
         if self.options.pipelined and not is_cluster(self._client) and RespChannel.supports(self._client):
             pool: Any = getattr(self._client, "connection_pool", None)
-            timeout = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
-            self._channel = RespChannel(pool, reply_timeout=timeout if timeout else 30.0)
+            self._channel = RespChannel(pool, reply_timeout=socket_timeout or 30.0)
+            self._blocker = RespChannel(pool, reply_timeout=None)
 
     async def close(self) -> None:
         """Stop listening for wake-ups; close the client only when the backend created it."""
@@ -319,10 +329,11 @@ class RedisBackend(PullBackend):
         self.wake()
         await self._settler.close()
         await self._pusher.close()
-        if self._wake is not None:
-            await self._wake.close()
-        if self._channel is not None:
-            await self._channel.close()
+        if self._consumed and self._client is not None:
+            await self._retire()
+        for channel in (self._channel, self._blocker):
+            if channel is not None:
+                await channel.close()
         if self._owns_client:
             await self._close_client()
 
@@ -332,9 +343,49 @@ class RedisBackend(PullBackend):
             await client.aclose()
 
     def wake(self) -> None:
+        """Interrupt a blocked wait: an empty entry in this consumer's hand-off list ends its BLPOP."""
         self._woken += 1
-        if self._wake is not None:
-            self._wake.interrupt()
+        if self._consumed and self._client is not None:
+            task = asyncio.get_running_loop().create_task(self._poke())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _poke(self) -> None:
+        try:
+            if self._channel is not None:
+                await asyncio.gather(
+                    self._channel.call("RPUSH", self._handoff, ""),
+                    self._channel.call("PEXPIRE", self._handoff, 60_000),
+                )
+            else:
+                await self.client.rpush(self._handoff, "")
+                await self.client.pexpire(self._handoff, 60_000)
+        except (RedisError, builtins.ConnectionError, builtins.TimeoutError) as error:
+            log.debug("could not wake the blocked consumer: %s", error)
+
+    async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
+        """The shared pull consumer, then: give back jobs handed to this consumer that it never took."""
+        try:
+            await super().consume(dispatch, options, stopping)
+        finally:
+            if self._consumed and not self._closed:
+                await self._retire()
+
+    async def _retire(self) -> None:
+        try:
+            returned = await self._call(
+                "retire", lambda: self._script(self._scripts.retire, [self.consumer_id]), patience=5.0
+            )
+        except builtins.ConnectionError as error:
+            log.warning(
+                "could not deregister consumer %s: %s (its hand-offs return when their leases expire)",
+                self.consumer_id,
+                error,
+            )
+            return
+        self._consumed = False
+        if returned:
+            log.info("gave back %d job(s) handed to this consumer after it stopped taking work", returned)
 
     # -- calling Redis through outages ------------------------------------------------------------------
 
@@ -493,18 +544,17 @@ class RedisBackend(PullBackend):
         woken = self._woken
         names = list(queues) if queues else []
         options = self.options
-        listener = self._wake
+        self._consumed = True
         while True:
             remaining = deadline - time.monotonic()
-            waiter: Waiter | None = None
-            if remaining > 0 and listener is not None:
-                await listener.start()
-                waiter = listener.waiter(names or None)  # before the call: no wake-up can slip past
+            block = min(remaining, self._max_block) if remaining > 0 and self._woken == woken else 0.0
             args = [
                 self.keys.base,
                 limit,
                 int(lease_ms),
-                int(remaining * 1000) + 2_000 if waiter is not None else 0,
+                self.consumer_id,
+                # registered as idle a little longer than it blocks, so no hand-off misses it
+                int(block * 1000) + 500 if block > 0 else 0,
                 options.maintenance_batch,
                 options.completed_ttl_ms,
                 options.completed_max,
@@ -512,61 +562,75 @@ class RedisBackend(PullBackend):
             ]
             try:
                 reply = await self._eval(self._scripts.lease, args)
+                if len(reply) > 1:
+                    if self._outage_since is not None:
+                        self._note_recovery()
+                    return self._deliveries(reply[1:], lease_ms)
+                if block <= 0 or self._woken != woken:
+                    if self._outage_since is not None:
+                        self._note_recovery()
+                    return []
+                next_due = int(reply[0])
+                timeout = block if next_due < 0 else min(block, next_due / 1000)
+                entry = await self._block(max(timeout, 0.01))
             except TRANSIENT_ERRORS as error:
-                if waiter is not None and listener is not None:
-                    listener.discard(waiter)
                 self._note_outage("lease", error)
                 pause = min(max(remaining, 0.0), 0.5 + random.random() * 0.5)
                 if pause <= 0 or self._woken != woken or self._closed:
                     return []
-                await self._sleep_unless_woken(pause)
-                if self._woken != woken:
-                    return []
+                await asyncio.sleep(pause)
                 continue
             if self._outage_since is not None:
                 self._note_recovery()
-            leased = len(reply) > 2 + int(reply[1])
-            if waiter is None or listener is None or leased or self._woken != woken:
-                if waiter is not None and listener is not None:
-                    listener.discard(waiter)
-                return self._deliveries(reply, lease_ms) if leased else []
-            next_due = int(reply[0])
-            timeout = remaining if next_due < 0 else min(remaining, next_due / 1000)
-            if not listener.subscribed:
-                timeout = min(timeout, 0.25)  # no wake-ups while (re)subscribing: look again soon
-            await listener.wait(waiter, timeout)
-            if self._woken != woken:
-                return []
+            if entry:
+                return self._deliveries([entry], lease_ms)
+            if self._woken != woken or (entry is None and time.monotonic() >= deadline):
+                return []  # woken to stop, or waited long enough (a late hand-off waits in the list)
 
-    def _deliveries(self, reply: list[Any], lease_ms: int) -> list[Delivery]:
-        named = int(reply[1])
+    async def _block(self, timeout: float) -> bytes | None:
+        """Wait up to ``timeout`` seconds for an entry in this consumer's hand-off list.
+
+        :returns: the entry (a delivery, or b"" when woken without a job), or None on timeout.
+        """
+        seconds = f"{timeout:.3f}"
+        if self._blocker is not None:
+            try:
+                reply = await asyncio.wait_for(
+                    self._blocker.call("BLPOP", self._handoff, seconds), timeout + 10
+                )
+            except asyncio.TimeoutError:
+                self._blocker.reset(RedisTimeoutError("no reply to BLPOP"))
+                raise RedisTimeoutError(
+                    f"no reply to a {timeout:.1f}s BLPOP within {timeout + 10:.1f}s"
+                ) from None
+        else:
+            reply = await self.client.blpop([self._handoff], timeout=float(seconds))
+        if reply is None:
+            return None
+        entry: bytes = reply[1]
+        return entry
+
+    def _deliveries(self, entries: list[bytes], lease_ms: int) -> list[Delivery]:
+        """Parse deliveries: ``b"<attempt> <token> <id length> <queue length>\\n<id><queue><body>"``."""
         queue_name = self._queue_name
-        queues = [queue_name(raw) for raw in reply[2 : 2 + named]]
         deliveries: list[Delivery] = []
-        for item in reply[2 + named :]:
-            head, _, rest = item.partition(b"\n")
-            attempt, token, index, id_length = head.split(b" ")
-            cut = int(id_length)
+        for entry in entries:
+            head, _, rest = entry.partition(b"\n")
+            attempt, token, id_length, queue_length = head.split(b" ")
+            id_end = int(id_length)
+            queue_end = id_end + int(queue_length)
             deliveries.append(
                 RedisDelivery(
                     self,
-                    rest[:cut].decode(),
-                    queues[int(index) - 1],
+                    rest[:id_end].decode(),
+                    queue_name(rest[id_end:queue_end]),
                     int(attempt),
                     token,
-                    rest[cut:],
+                    rest[queue_end:],
                     lease_ms,
                 )
             )
         return deliveries
-
-    async def _sleep_unless_woken(self, seconds: float) -> None:
-        listener = self._wake
-        if listener is None:
-            await asyncio.sleep(seconds)
-            return
-        waiter = listener.waiter(None, stop_only=True)
-        await listener.wait(waiter, seconds)
 
     async def _settle(self, op: tuple[Any, ...]) -> bool:
         return await self._settler.submit(op)
@@ -582,11 +646,26 @@ class RedisBackend(PullBackend):
 
     async def get(self, job_id: str) -> JobRecord | None:
         key = self.keys.job(job_id)
+        body_key = self.keys.body(job_id)
         channel = self._channel
         if channel is not None:
-            values: list[Any] = await self._call("get", lambda: channel.call("HMGET", key, *_JOB_FIELDS))
+            fields, body = await self._call(
+                "get",
+                lambda: asyncio.gather(
+                    channel.call("HMGET", key, *_JOB_FIELDS), channel.call("GET", body_key)
+                ),
+            )
         else:
-            values = await self._call("get", lambda: self.client.hmget(key, _JOB_FIELDS))
+
+            async def read() -> list[Any]:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hmget(key, _JOB_FIELDS)
+                pipe.get(body_key)
+                result: list[Any] = await pipe.execute()
+                return result
+
+            fields, body = await self._call("get", read)
+        values = [body, *fields]
         body, type_, queue, priority, run_at, created, updated, status, attempts, dedupe, error = values
         if body is None or status is None:
             return None
@@ -678,3 +757,14 @@ class RedisBackend(PullBackend):
                 await self._call("purge", lambda args=args: self._script(self._scripts.purge, args))  # type: ignore[misc]
             )
         return deleted
+
+
+def _socket_timeout(client: Any) -> float | None:
+    """The socket timeout the client's connections use (None: none or unknown)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) if pool is not None else {}
+    if not kwargs:
+        manager = getattr(client, "nodes_manager", None)
+        kwargs = getattr(manager, "connection_kwargs", {}) or {}
+    value = kwargs.get("socket_timeout")
+    return float(value) if value else None

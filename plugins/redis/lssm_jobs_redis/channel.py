@@ -303,6 +303,10 @@ class RespChannel:
             asyncio.get_running_loop().create_task(_quietly(connection.disconnect()))
         return connection
 
+    def reset(self, error: Exception) -> None:
+        """Drop the connection (failing outstanding calls with ``error``); the next call reconnects."""
+        self._broken(error)
+
     async def close(self) -> None:
         self._closed = True
         if self._watchdog is not None:

@@ -6,18 +6,20 @@ names (see ``lua/prelude.lua``); :class:`KeyLayout` is the Python side of that o
 
 With ``prefix="jobs:"`` the keys are::
 
-    {jobs}:j:<id>             hash   one job: body, routing fields, status, attempts, lease token
+    {jobs}:j:<id>             hash   one job: routing fields, status, attempts, lease token (small: a listpack)
+    {jobs}:b:<id>             string the job's serialized envelope, verbatim
     {jobs}:q:<queue>:ready    zset   ready jobs; score -priority, member <16 hex digits of seq><id>
     {jobs}:q:<queue>:sched    zset   delayed jobs and retries; score due time (server ms)
     {jobs}:q:<queue>:active   zset   leased jobs; score lease expiry (server ms)
     {jobs}:q:<queue>:done     zset   completed jobs kept for their retention; score completion time
-    {jobs}:q:<queue>:idle     string set while a consumer waits on the queue (producers then publish)
+    {jobs}:q:<queue>:idlers   zset   consumers blocked waiting for this queue; score: registered until (ms)
+    {jobs}:idlers             zset   the same, for consumers of every queue
+    {jobs}:h:<consumer>       list   jobs handed (already leased) to a blocked consumer; it BLPOPs here
     {jobs}:queues             set    queue names
     {jobs}:seq                string counter ordering ready jobs of equal priority (FIFO)
     {jobs}:dedupe             hash   dedupe key -> id of the live job holding it
     {jobs}:dead               zset   dead letters; score failed time
     {jobs}:deadcount          hash   queue -> number of dead letters
-    {jobs}:wake               pub/sub channel; message: the queue that got work
     {jobs}:sched:...          scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
 """
 
@@ -63,8 +65,14 @@ class KeyLayout:
     def job(self, job_id: str) -> str:
         return f"{self.base}j:{job_id}"
 
+    def body(self, job_id: str) -> str:
+        return f"{self.base}b:{job_id}"
+
+    def handoff(self, consumer: str) -> str:
+        return f"{self.base}h:{consumer}"
+
     def queue(self, queue: str, kind: str) -> str:
-        """``kind`` is one of ready, sched, active, done, idle."""
+        """``kind`` is one of ready, sched, active, done, idlers."""
         return f"{self.base}q:{queue}:{kind}"
 
     @property
@@ -88,8 +96,8 @@ class KeyLayout:
         return f"{self.base}deadcount"
 
     @property
-    def wake_channel(self) -> str:
-        return f"{self.base}wake"
+    def idlers(self) -> str:
+        return f"{self.base}idlers"
 
     def scheduler(self, name: str) -> str:
         """Keys of the scheduler store: ``{jobs}:sched:<name>``."""

@@ -45,6 +45,7 @@ class Scripts:
     purge: LuaScript = attrs.field(factory=lambda: LuaScript.load("purge"))
     dead: LuaScript = attrs.field(factory=lambda: LuaScript.load("dead"))
     counts: LuaScript = attrs.field(factory=lambda: LuaScript.load("counts"))
+    retire: LuaScript = attrs.field(factory=lambda: LuaScript.load("retire"))
 
     def all(self) -> list[LuaScript]:
         return [getattr(self, field.name) for field in attrs.fields(Scripts)]

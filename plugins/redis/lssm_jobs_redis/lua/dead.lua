@@ -12,10 +12,12 @@ else
 end
 local out = {}
 for _, id in ipairs(ids) do
-  local job = redis.call('HMGET', jkey(id), 't', 'q', 'x', 'e', 'y', 'a', 'f', 'b')
-  if job[8] then
+  local job = redis.call('HMGET', jkey(id), 't', 'q', 'x', 'e', 'y', 'a', 'f')
+  local body = redis.call('GET', bkey(id))
+  if body then
     out[#out + 1] = id
-    for j = 1, 8 do out[#out + 1] = job[j] end
+    for j = 1, 7 do out[#out + 1] = job[j] end
+    out[#out + 1] = body
   end
 end
 return out

@@ -1,22 +1,53 @@
--- Lease ready jobs. ARGV[2]: most jobs to lease; [3]: lease ms; [4]: ms the caller will wait when none is
--- ready (0: it will not; else the queues are flagged idle for that long, so producers publish a wake-up);
--- [5]: most expired leases / due jobs to move per queue and call; [6], [7]: completed retention (ms, count);
--- [8...]: queue names (none: every queue).
--- Returns the ms until the next delayed job or lease comes due (-1: none; only computed when nothing was
--- leased), the number of queue names that follow, those names, then one value per leased job:
--- "<attempt> <lease token> <index of its queue name, from 1> <length of id>\n<id><body>" (one reply
--- element per job keeps parsing cheap for the client).
+-- Lease ready jobs. ARGV[2]: most jobs to lease; [3]: lease ms; [4]: the caller's consumer id (16
+-- characters); [5]: ms the caller will block waiting for a hand-off when nothing is ready (0: it will not;
+-- else it is registered as idle for that long); [6]: most expired leases / due jobs to move per queue;
+-- [7], [8]: completed retention (ms, count); [9...]: queue names (none: every queue).
+-- Returns the ms until the next delayed job or lease comes due (-1: none; computed only when nothing was
+-- leased), then one delivery (see prelude) per leased job, hand-offs that reached the caller first.
 local limit = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
-local idle_ms = tonumber(ARGV[4])
-local batch = tonumber(ARGV[5])
+local consumer = ARGV[4]
+local block_ms = tonumber(ARGV[5])
+local batch = tonumber(ARGV[6])
 local now = server_ms()
 local now_text = seconds(now)
+local expiry = now + lease_ms
 local queues = {}
-if #ARGV >= 8 then
-  for i = 8, #ARGV do queues[#queues + 1] = ARGV[i] end
-else
+local every = #ARGV < 9
+if every then
   queues = redis.call('SMEMBERS', QUEUES)
+else
+  for i = 9, #ARGV do queues[#queues + 1] = ARGV[i] end
+end
+local out = { -1 }
+local me = consumer .. lease_ms
+
+-- 0. This consumer is not idle while it is here: drop its registrations (step 4 registers it again).
+if every then
+  redis.call('ZREM', ANY_IDLERS, me)
+else
+  for _, queue in ipairs(queues) do redis.call('ZREM', qkey(queue, 'idlers'), me) end
+end
+
+--    Jobs handed to this consumer while it was not blocked (its wait had just ended): still its own when
+--    their token is unchanged, with the lease renewed from now.
+local list = handoff_key(consumer)
+local handed = redis.call('LRANGE', list, 0, -1)
+if #handed > 0 then
+  redis.call('DEL', list)
+  for _, entry in ipairs(handed) do
+    if entry ~= '' then
+      local token, id_length, queue_length, start = string.match(entry, '^%d+ (%d+) (%d+) (%d+)\n()')
+      local id = string.sub(entry, start, start + id_length - 1)
+      local queue = string.sub(entry, start + id_length, start + id_length + queue_length - 1)
+      local job = redis.call('HMGET', jkey(id), 'k', 's')
+      if job[1] == token and job[2] == 'active' then
+        redis.call('ZADD', qkey(queue, 'active'), expiry, id)
+        out[#out + 1] = entry
+        limit = limit - 1
+      end
+    end
+  end
 end
 
 -- 1. Jobs whose lease expired (their worker died) are ready again, in their old place; due delayed jobs
@@ -30,7 +61,7 @@ for _, queue in ipairs(queues) do
     local job = redis.call('HMGET', jk, 'n', 'p', 's')
     if job[1] and job[3] == 'active' then
       redis.call('HSET', jk, 's', 'pending', 'u', now_text)
-      redis.call('ZADD', ready, -tonumber(job[2]), job[1])
+      redis.call('ZADD', ready, -tonumber(job[2]), ready_member(tonumber(job[1]), id))
     end
   end
   local sched = qkey(queue, 'sched')
@@ -38,11 +69,7 @@ for _, queue in ipairs(queues) do
     redis.call('ZREM', sched, id)
     local jk = jkey(id)
     local job = redis.call('HMGET', jk, 'p', 's')
-    if job[1] and job[2] == 'scheduled' then
-      local member = ready_member(next_seq(), id)
-      redis.call('HSET', jk, 's', 'pending', 'n', member, 'u', now_text)
-      redis.call('ZADD', ready, -tonumber(job[1]), member)
-    end
+    if job[1] and job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1]), now_text) end
   end
 end
 save_seq()
@@ -72,46 +99,46 @@ if limit > 0 then
 end
 
 -- 3. Lease them: count the attempt, hand out a new token, set the lease expiry.
-local out = { -1, 0 }
-local jobs = {}
-local queue_index = {}
-local expiry = now + lease_ms
 for _, pick in ipairs(picked) do
   local queue = pick[1]
-  if not queue_index[queue] then
-    out[#out + 1] = queue
-    out[2] = out[2] + 1
-    queue_index[queue] = out[2]
-  end
   local id = member_id(pick[2])
   local jk = jkey(id)
-  local job = redis.call('HMGET', jk, 'a', 'k', 'b')
-  if job[3] then
+  local job = redis.call('HMGET', jk, 'a', 'k')
+  local body = redis.call('GET', bkey(id))
+  if job[1] and body then
     local attempt = tonumber(job[1]) + 1
     local token = tonumber(job[2]) + 1
     redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text)
     redis.call('ZADD', qkey(queue, 'active'), expiry, id)
-    jobs[#jobs + 1] = attempt .. ' ' .. token .. ' ' .. queue_index[queue] .. ' ' .. #id .. '\n' .. id .. job[3]
+    out[#out + 1] = delivery(attempt, token, id, queue, body)
   end
 end
-for _, job in ipairs(jobs) do out[#out + 1] = job end
 
--- 4. Nothing to do: tidy up, tell the caller when to look again, and ask producers for a wake-up.
-if #jobs == 0 then
-  local retention_ms = tonumber(ARGV[6])
-  local retention_max = tonumber(ARGV[7])
-  local next_due = nil
+if #out > 1 then
+  -- jobs this call made ready but could not take: offer them to other idle consumers
   for _, queue in ipairs(queues) do
-    prune_done(queue, now, retention_ms, retention_max, batch)
-    for _, kind in ipairs({ 'sched', 'active' }) do
-      local first = redis.call('ZRANGE', qkey(queue, kind), 0, 0, 'WITHSCORES')
-      if first[2] then
-        local due = tonumber(first[2]) - now
-        if next_due == nil or due < next_due then next_due = due end
-      end
-    end
-    if idle_ms > 0 then redis.call('SET', qkey(queue, 'idle'), 1, 'PX', idle_ms) end
+    if redis.call('EXISTS', qkey(queue, 'ready')) == 1 then offer(queue, now, now_text) end
   end
-  if next_due ~= nil then out[1] = math.max(next_due, 0) end
+  return out
 end
+
+-- 4. Nothing to do: tidy up, register as idle when the caller will block, and say when to look again.
+local retention_ms = tonumber(ARGV[7])
+local retention_max = tonumber(ARGV[8])
+local next_due = nil
+for _, queue in ipairs(queues) do
+  prune_done(queue, now, retention_ms, retention_max, batch)
+  for _, kind in ipairs({ 'sched', 'active' }) do
+    local first = redis.call('ZRANGE', qkey(queue, kind), 0, 0, 'WITHSCORES')
+    if first[2] then
+      local due = tonumber(first[2]) - now
+      if next_due == nil or due < next_due then next_due = due end
+    end
+  end
+  if block_ms > 0 and not every then
+    redis.call('ZADD', qkey(queue, 'idlers'), now + block_ms, me)
+  end
+end
+if block_ms > 0 and every then redis.call('ZADD', ANY_IDLERS, now + block_ms, me) end
+if next_due ~= nil then out[1] = math.max(next_due, 0) end
 return out

@@ -7,10 +7,17 @@ local SEQ = P .. 'seq'
 local DEDUPE = P .. 'dedupe'
 local DEAD = P .. 'dead'
 local DEADCOUNT = P .. 'deadcount'
-local WAKE = P .. 'wake'
+local ANY_IDLERS = P .. 'idlers'
 
+-- A job is a small hash (kept small so Redis stores it compactly as a listpack) plus its body:
+--   j:<id>  t type, q queue, p priority, r run_at, c created_at, u updated_at (epoch seconds as text),
+--           s status, a attempts, k lease token, n ready sequence number, d dedupe key, e last error,
+--           x dead-letter reason, y traceback, f failed_at
+--   b:<id>  the serialized envelope, verbatim
 local function jkey(id) return P .. 'j:' .. id end
+local function bkey(id) return P .. 'b:' .. id end
 local function qkey(queue, kind) return P .. 'q:' .. queue .. ':' .. kind end
+local function handoff_key(consumer) return P .. 'h:' .. consumer end
 
 -- Server time in milliseconds: leases and due times use one clock, whatever the clients' clocks say.
 local function server_ms()
@@ -25,25 +32,19 @@ local function to_ms(text) return math.floor(tonumber(text) * 1000) end
 
 local LIVE = { scheduled = true, pending = true, active = true }
 
--- Ready-set member: a fixed-width sequence number first, so jobs of equal priority (equal score) leave in
--- the order they became ready; the job id follows from character 17 on.
+-- Ready-set member: the sequence number in fixed-width hex first, so jobs of equal priority (equal score)
+-- leave in the order they became ready; the job id follows from character 17 on.
 local function ready_member(seq, id) return string.format('%016x', seq) .. id end
 local function member_id(member) return string.sub(member, 17) end
+
+-- One leased job as handed to a client: "<attempt> <token> <id length> <queue length>\n<id><queue><body>".
+local function delivery(attempt, token, id, queue, body)
+  return attempt .. ' ' .. token .. ' ' .. #id .. ' ' .. #queue .. '\n' .. id .. queue .. body
+end
 
 -- Forget a dedupe key if it still points at this job (it may have been taken over by a newer job).
 local function release_dedupe(key, id)
   if key and redis.call('HGET', DEDUPE, key) == id then redis.call('HDEL', DEDUPE, key) end
-end
-
--- Tell consumers waiting on these queues (idle flag set by their empty lease) that work arrived.
-local function wake_queues(queues, force)
-  for queue, _ in pairs(queues) do
-    local idle = qkey(queue, 'idle')
-    if force[queue] or redis.call('EXISTS', idle) == 1 then
-      redis.call('DEL', idle)
-      redis.call('PUBLISH', WAKE, queue)
-    end
-  end
 end
 
 -- The ready-order counter, read at most once per script and written back once at the end (save_seq).
@@ -60,21 +61,94 @@ local function save_seq()
   if seqbox.value ~= seqbox.start then redis.call('SET', SEQ, seqbox.value) end
 end
 
--- Schedule job `id` (hash `jk`, priority `prio`) to be ready at client time `run_ms`: ready now when it is
--- not in the future by the client's clock, else delayed (converted to server time with `offset`). Returns
--- true when it became ready or the first due of its delayed set, so consumers waiting longer should re-check.
+-- Make job `id` ready in `queue` with priority `prio`, at the end of its priority's line.
+local function make_ready(jk, id, queue, prio, now_text)
+  local seq = next_seq()
+  redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text)
+  redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
+end
+
+-- Idle consumers block on their own hand-off list (BLPOP) after registering in an idlers set (score: until
+-- when, member: 16-character consumer id followed by its lease ms). Giving them ready jobs here, leased
+-- in the same atomic step, saves them a round trip: the job travels in the reply to their BLPOP.
+local function hand_over(queue, member, idler, now, now_text)
+  local consumer = string.sub(idler, 1, 16)
+  local lease_ms = tonumber(string.sub(idler, 17))
+  local id = member_id(member)
+  local jk = jkey(id)
+  local job = redis.call('HMGET', jk, 'a', 'k')
+  local body = redis.call('GET', bkey(id))
+  if not job[1] or not body then return end -- purged meanwhile
+  local attempt = tonumber(job[1]) + 1
+  local token = tonumber(job[2]) + 1
+  redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text)
+  redis.call('ZADD', qkey(queue, 'active'), now + lease_ms, id)
+  local list = handoff_key(consumer)
+  redis.call('RPUSH', list, delivery(attempt, token, id, queue, body))
+  redis.call('PEXPIRE', list, lease_ms + 60000)
+end
+
+-- Give ready jobs of `queue` to its idle consumers (those of this queue, then those of every queue),
+-- one job each, best first.
+local function offer(queue, now, now_text)
+  local ready = qkey(queue, 'ready')
+  for _, idlers in ipairs({ qkey(queue, 'idlers'), ANY_IDLERS }) do
+    if redis.call('EXISTS', idlers) == 1 then
+      redis.call('ZREMRANGEBYSCORE', idlers, '-inf', now - 1)
+      while true do
+        local idler = redis.call('ZPOPMIN', idlers)
+        if #idler == 0 then break end
+        local best = redis.call('ZPOPMIN', ready)
+        if #best == 0 then
+          redis.call('ZADD', idlers, idler[2], idler[1])
+          return
+        end
+        hand_over(queue, best[1], idler[1], now, now_text)
+      end
+    end
+  end
+end
+
+-- Wake the idle consumers of `queue` without giving them a job (a delayed job now comes due sooner than
+-- they planned to look again): an empty entry in their hand-off lists.
+local function wake_idlers(queue, now)
+  for _, idlers in ipairs({ qkey(queue, 'idlers'), ANY_IDLERS }) do
+    if redis.call('EXISTS', idlers) == 1 then
+      for _, idler in ipairs(redis.call('ZRANGEBYSCORE', idlers, now, '+inf')) do
+        local list = handoff_key(string.sub(idler, 1, 16))
+        redis.call('RPUSH', list, '')
+        redis.call('PEXPIRE', list, 60000)
+      end
+      redis.call('DEL', idlers)
+    end
+  end
+end
+
+-- Schedule job `id` to be ready at client time `run_ms`: ready now when it is not in the future by the
+-- client's clock, else delayed (converted to server time with `offset`). Returns 'ready', 'first' (it
+-- is now the first delayed job of its queue to come due) or 'later'.
 local function place(jk, id, queue, prio, run_ms, client_ms, offset, now_text)
   if run_ms <= client_ms then
-    local member = ready_member(next_seq(), id)
-    redis.call('HSET', jk, 's', 'pending', 'n', member, 'u', now_text)
-    redis.call('ZADD', qkey(queue, 'ready'), -prio, member)
-    return true
+    make_ready(jk, id, queue, prio, now_text)
+    return 'ready'
   end
   local sched = qkey(queue, 'sched')
   redis.call('HSET', jk, 's', 'scheduled', 'u', now_text)
   redis.call('ZADD', sched, run_ms + offset, id)
-  local first = redis.call('ZRANGE', sched, 0, 0)
-  return first[1] == id
+  if redis.call('ZRANGE', sched, 0, 0)[1] == id then return 'first' end
+  return 'later'
+end
+
+-- After jobs became ready or delayed: hand ready ones to idle consumers, wake idle consumers whose
+-- queue got an earlier delayed job.
+local function notify(changes, now, now_text)
+  for queue, change in pairs(changes) do
+    if change == 'ready' then offer(queue, now, now_text) else wake_idlers(queue, now) end
+  end
+end
+local function note(changes, queue, change)
+  if change == 'ready' then changes[queue] = 'ready'
+  elseif change == 'first' and changes[queue] == nil then changes[queue] = 'first' end
 end
 
 -- Delete completed jobs of `queue` past their retention (older than `retention_ms`, or beyond the newest
@@ -90,7 +164,7 @@ local function prune_done(queue, now, retention_ms, retention_max, budget)
     end
   end
   for _, id in ipairs(old) do
-    redis.call('DEL', jkey(id))
+    redis.call('DEL', jkey(id), bkey(id))
     redis.call('ZREM', done, id)
   end
 end

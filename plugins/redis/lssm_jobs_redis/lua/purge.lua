@@ -13,7 +13,7 @@ for _, id in ipairs(ids) do
   if redis.call('ZREM', DEAD, id) == 1 then
     local jk = jkey(id)
     local queue = redis.call('HGET', jk, 'q')
-    redis.call('DEL', jk)
+    redis.call('DEL', jk, bkey(id))
     if queue and tonumber(redis.call('HINCRBY', DEADCOUNT, queue, -1)) <= 0 then
       redis.call('HDEL', DEADCOUNT, queue)
     end

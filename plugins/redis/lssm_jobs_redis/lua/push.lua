@@ -8,8 +8,8 @@ local now = server_ms()
 local offset = now - client_ms
 local now_text = seconds(now)
 local out = {}
-local touched = {}
-local wake = {}
+local queues = {}
+local changes = {}
 for i = 3, #ARGV, 8 do
   local id, queue, prio, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
   local holder = nil
@@ -25,38 +25,31 @@ for i = 3, #ARGV, 8 do
     out[#out + 1] = id
     out[#out + 1] = 1
   else
+    redis.call('SET', bkey(id), ARGV[i + 7])
     local run_ms = to_ms(run_at)
-    local score = -tonumber(prio)
     if run_ms <= client_ms then
-      local member = ready_member(next_seq(), id)
-      redis.call('HSET', jk, 'b', ARGV[i + 7], 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at,
-        'c', ARGV[i + 5], 'u', now_text, 's', 'pending', 'a', 0, 'k', 0, 'n', member)
-      redis.call('ZADD', qkey(queue, 'ready'), score, member)
-      wake[queue] = true
+      local seq = next_seq()
+      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
+        'u', now_text, 's', 'pending', 'a', 0, 'k', 0, 'n', seq)
+      redis.call('ZADD', qkey(queue, 'ready'), -tonumber(prio), ready_member(seq, id))
+      changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
-      redis.call('HSET', jk, 'b', ARGV[i + 7], 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at,
-        'c', ARGV[i + 5], 'u', now_text, 's', 'scheduled', 'a', 0, 'k', 0)
+      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
+        'u', now_text, 's', 'scheduled', 'a', 0, 'k', 0)
       redis.call('ZADD', sched, run_ms + offset, id)
-      if not wake[queue] and redis.call('ZRANGE', sched, 0, 0)[1] == id then wake[queue] = true end
+      if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
     end
     if dedupe ~= '' then
       redis.call('HSET', jk, 'd', dedupe)
       redis.call('HSET', DEDUPE, dedupe, id)
     end
-    touched[queue] = true
+    queues[queue] = true
     out[#out + 1] = id
     out[#out + 1] = 1
   end
 end
 save_seq()
-local force = {}
-for queue, _ in pairs(touched) do
-  if redis.call('SADD', QUEUES, queue) == 1 then
-    -- a new queue: consumers of "every queue" do not watch it yet, so always tell them
-    force[queue] = true
-    wake[queue] = true
-  end
-end
-wake_queues(wake, force)
+for queue, _ in pairs(queues) do redis.call('SADD', QUEUES, queue) end
+notify(changes, now, now_text)
 return out

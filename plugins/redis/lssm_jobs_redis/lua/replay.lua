@@ -18,11 +18,9 @@ if job[4] then
     redis.call('HSET', DEDUPE, job[4], id)
   end
 end
-local wake = {}
-if place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms, now - client_ms, now_text) then
-  wake[queue] = true
-end
+local changes = {}
+note(changes, queue, place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms, now - client_ms, now_text))
 save_seq()
 redis.call('SADD', QUEUES, queue)
-wake_queues(wake, {})
+notify(changes, now, now_text)
 return 1

@@ -9,19 +9,19 @@
 -- An operation applies only while the token is the job's current one and the job is active, or pending
 -- because its lease expired and nobody leased it since; settling moves the token on, so a late or
 -- repeated settle (a retry after a lost reply) changes nothing. Returns 1 (applied) or 0 per operation.
+local KNOWN = { ack = true, retry = true, dead = true, release = true, extend = true }
+for i = 5, #ARGV, 7 do
+  if not KNOWN[ARGV[i]] then return redis.error_reply('unknown settle operation ' .. ARGV[i]) end
+end
 local client_ms = tonumber(ARGV[2])
 local retention_ms = tonumber(ARGV[3])
 local retention_max = tonumber(ARGV[4])
 local now = server_ms()
 local offset = now - client_ms
 local now_text = seconds(now)
-local KNOWN = { ack = true, retry = true, dead = true, release = true, extend = true }
-for i = 5, #ARGV, 7 do
-  if not KNOWN[ARGV[i]] then return redis.error_reply('unknown settle operation ' .. ARGV[i]) end
-end
 local out = {}
 local completed = {}
-local wake = {}
+local changes = {}
 for i = 5, #ARGV, 7 do
   local op, id, token, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local jk = jkey(id)
@@ -31,16 +31,17 @@ for i = 5, #ARGV, 7 do
   if job[1] == token and (state == 'active' or state == 'pending') then
     applied = 1
     local active = qkey(queue, 'active')
+    local member = job[3] and ready_member(tonumber(job[3]), id)
     if op == 'extend' then
       if state == 'pending' then
         -- the lease ran out but nobody took the job: the worker still has it, so take it back
-        redis.call('ZREM', qkey(queue, 'ready'), job[3])
+        redis.call('ZREM', qkey(queue, 'ready'), member)
         redis.call('HSET', jk, 's', 'active', 'u', now_text)
       end
       redis.call('ZADD', active, now + tonumber(ARGV[i + 4]), id)
     else
       redis.call('ZREM', active, id)
-      if state == 'pending' then redis.call('ZREM', qkey(queue, 'ready'), job[3]) end
+      if state == 'pending' then redis.call('ZREM', qkey(queue, 'ready'), member) end
       local next_token = tonumber(token) + 1
       if op == 'ack' then
         release_dedupe(job[5], id)
@@ -49,13 +50,11 @@ for i = 5, #ARGV, 7 do
           redis.call('ZADD', qkey(queue, 'done'), now, id)
           completed[queue] = (completed[queue] or 0) + 1
         else
-          redis.call('DEL', jk)
+          redis.call('DEL', jk, bkey(id))
         end
       elseif op == 'retry' then
         redis.call('HSET', jk, 'r', ARGV[i + 4], 'e', ARGV[i + 5], 'k', next_token)
-        if place(jk, id, queue, tonumber(job[4]), to_ms(ARGV[i + 4]), client_ms, offset, now_text) then
-          wake[queue] = true
-        end
+        note(changes, queue, place(jk, id, queue, tonumber(job[4]), to_ms(ARGV[i + 4]), client_ms, offset, now_text))
       elseif op == 'dead' then
         redis.call('HSET', jk, 's', 'dead', 'x', ARGV[i + 4], 'u', now_text, 'f', now_text, 'k', next_token)
         if ARGV[i + 5] ~= '' then redis.call('HSET', jk, 'e', ARGV[i + 5]) end
@@ -63,11 +62,11 @@ for i = 5, #ARGV, 7 do
         redis.call('ZADD', DEAD, now, id)
         redis.call('HINCRBY', DEADCOUNT, queue, 1)
         release_dedupe(job[5], id)
-      else -- release
+      else -- release: back in its old place in line
         redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[6]) - 1, 0), 'k', next_token,
           'u', now_text)
-        redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), job[3])
-        wake[queue] = true
+        redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), member)
+        note(changes, queue, 'ready')
       end
     end
   end
@@ -77,5 +76,5 @@ save_seq()
 for queue, count in pairs(completed) do
   prune_done(queue, now, retention_ms, retention_max, 2 * count + 16)
 end
-wake_queues(wake, {})
+notify(changes, now, now_text)
 return out

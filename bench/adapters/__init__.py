@@ -1,0 +1,1 @@
+"""One module per measured library (``lib_<name>``), each exposing an ``Adapter`` (see ``common.Adapter``)."""

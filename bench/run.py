@@ -1,0 +1,357 @@
+"""Throughput and latency of lssm-jobs next to its peers, on one redis-server this script starts itself.
+
+    python bench/run.py                       # every library that imports, default sizes
+    python bench/run.py --libs lssm,arq --jobs 5000 --markdown results.md
+
+For each library, on the same server (flushed in between), in this order:
+
+1. single enqueue: jobs enqueued one call at a time (each waits for its reply);
+2. bulk enqueue: the library's bulk API, when it has one;
+3. drain: ``--jobs`` no-op jobs are enqueued (bulk when possible), then ONE worker process drains them;
+   the rate is jobs / (last job finished - first job started), measured inside the worker. The Redis
+   memory used by the queued jobs (INFO used_memory delta, extrapolated to one million) and the Redis
+   commands per job (INFO commandstats delta, enqueue and drain separately) are measured on the way;
+4. idle latency: with a worker running and idle, one job at a time is enqueued (``--gap`` apart) and
+   the delay from just before the enqueue call to the start of the handler is recorded (median, p99).
+
+Each library runs in its own subprocess, its worker in another. Peers come from bench/requirements.txt;
+any that is not installed is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+LIBS = ("lssm", "rq", "huey", "dramatiq", "arq", "taskiq", "saq")
+HARNESS_COMMANDS = {"info", "config|resetstat", "config", "flushall", "ping", "client|setinfo", "hello"}
+
+
+# -- the server ----------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A throwaway redis-server: no persistence, loopback only."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.port = _free_port()
+        self.directory = directory
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(directory), "--logfile", str(directory / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(15)
+
+
+# -- one library, in its own process ---------------------------------------------------------------------
+
+
+def _environment(url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["BENCH_REDIS_URL"] = url
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def _commands(client: Any) -> dict[str, int]:
+    stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    return {name: count for name, count in calls.items() if name not in HARNESS_COMMANDS}
+
+
+class Worker:
+    """A worker subprocess recording ``count`` jobs (see adapters/common.py)."""
+
+    def __init__(self, lib: str, url: str, mode: str, count: int, directory: Path) -> None:
+        self.result = directory / f"{lib}-{mode}.json"
+        self.ready = directory / f"{lib}-{mode}.ready"
+        self.log = directory / f"{lib}-{mode}.log"
+        for path in (self.result, self.ready):
+            path.unlink(missing_ok=True)
+        env = _environment(
+            url, BENCH_MODE=mode, BENCH_COUNT=str(count), BENCH_RESULT=str(self.result), BENCH_READY=str(self.ready)
+        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--role", "worker", "--libs", lib],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_result(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not self.result.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker did not finish within {timeout}s: {self.tail()}")
+            time.sleep(0.02)
+        data: dict[str, Any] = json.loads(self.result.read_text())
+        return data
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def measure(lib: str, url: str, options: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    module = importlib.import_module(f"adapters.lib_{lib}")
+    adapter = module.Adapter()
+    out: dict[str, Any] = {"lib": lib, "name": adapter.name, "notes": adapter.notes}
+    try:
+        out["version"] = importlib.metadata.version(adapter.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        out["version"] = "?"
+    try:
+        client.flushall()
+        adapter.enqueue_single([0.0] * 100)  # warm-up: connections, scripts, imports
+        client.flushall()
+        started = time.perf_counter()
+        adapter.enqueue_single([0.0] * options.single)
+        out["single_per_s"] = options.single / (time.perf_counter() - started)
+
+        client.flushall()
+        started = time.perf_counter()
+        bulk = adapter.enqueue_bulk([0.0] * options.bulk)
+        out["bulk_per_s"] = options.bulk / (time.perf_counter() - started) if bulk else None
+
+        client.flushall()
+        memory_before = int(client.info("memory")["used_memory"])
+        client.config_resetstat()
+        (adapter.enqueue_bulk if bulk else adapter.enqueue_single)([0.0] * options.jobs)
+        enqueue_commands = _commands(client)
+        out["memory_mb_per_million"] = (
+            (int(client.info("memory")["used_memory"]) - memory_before) / options.jobs * 1_000_000 / 2**20
+        )
+        client.config_resetstat()
+        worker = Worker(lib, url, "drain", options.jobs, directory)
+        try:
+            result = worker.wait_result(options.timeout)
+        finally:
+            worker.stop()
+        drain_commands = _commands(client)
+        out["drain_per_s"] = options.jobs / max(result["last"] - result["first"], 1e-9)
+        out["commands_enqueue_per_job"] = sum(enqueue_commands.values()) / options.jobs
+        out["commands_drain_per_job"] = sum(drain_commands.values()) / options.jobs
+        out["commands_enqueue"] = enqueue_commands
+        out["commands_drain"] = drain_commands
+
+        client.flushall()
+        worker = Worker(lib, url, "latency", options.latency, directory)
+        try:
+            deadline = time.monotonic() + 60
+            while not worker.ready.exists():
+                if time.monotonic() > deadline or worker.process.poll() is not None:
+                    raise RuntimeError(f"worker never ran a warm-up job: {worker.tail()}")
+                adapter.enqueue_single([-1.0])
+                time.sleep(0.05)
+            time.sleep(1.0)  # let it go idle: the warm-up jobs are done, nothing is queued
+            for _ in range(options.latency):
+                adapter.enqueue_single([time.time()])
+                time.sleep(options.gap)
+            result = worker.wait_result(options.timeout)
+        finally:
+            worker.stop()
+        latencies = sorted(value * 1000 for value in result["latencies"])
+        out["latency_median_ms"] = statistics.median(latencies)
+        out["latency_p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    finally:
+        adapter.close()
+        client.close()
+    return out
+
+
+# -- reporting -------------------------------------------------------------------------------------------
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    header = (
+        "| library | drain jobs/s (1 worker) | single enqueue/s | bulk enqueue/s | idle latency median / p99 "
+        "(ms) | Redis commands per job (enqueue + drain) | MB per 1M queued jobs |"
+    )
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for result in results:
+        if "error" in result:
+            lines.append(f"| {result['lib']} | failed: {result['error'][:80]} | | | | | |")
+            continue
+        lines.append(
+            f"| {result['name']} {result['version']} | {_number(result['drain_per_s'])} | "
+            f"{_number(result['single_per_s'])} | {_number(result['bulk_per_s'])} | "
+            f"{_number(result['latency_median_ms'], 2)} / {_number(result['latency_p99_ms'], 2)} | "
+            f"{_number(result['commands_enqueue_per_job'], 1)} + {_number(result['commands_drain_per_job'], 1)} | "
+            f"{_number(result['memory_mb_per_million'])} |"
+        )
+    return "\n".join(lines)
+
+
+def machine(server_binary: str) -> dict[str, str]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    server = subprocess.run([server_binary, "--version"], capture_output=True, text=True).stdout.strip()
+    versions = {}
+    for name in ("redis", "hiredis"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "cpu": f"{cpu} ({os.cpu_count()} cores)",
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "redis-server": server,
+        "redis-py": versions["redis"],
+        "hiredis": versions["hiredis"],
+    }
+
+
+# -- entry point -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--libs", default=",".join(LIBS), help=f"comma-separated, of {', '.join(LIBS)}")
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs drained by one worker")
+    parser.add_argument("--single", type=int, default=5_000, help="jobs enqueued one at a time")
+    parser.add_argument("--bulk", type=int, default=50_000, help="jobs enqueued in bulk")
+    parser.add_argument("--latency", type=int, default=300, help="jobs timed for idle latency")
+    parser.add_argument("--gap", type=float, default=0.01, help="seconds between latency jobs")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds a worker may take")
+    parser.add_argument("--redis-server", default=shutil.which("redis-server"), help="redis-server binary")
+    parser.add_argument("--markdown", type=Path, help="also write the results table (markdown) here")
+    parser.add_argument("--json", type=Path, help="also write every measurement as JSON here")
+    parser.add_argument("--role", choices=("main", "lib", "worker"), default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    sys.path.insert(0, str(BENCH))
+
+    if options.role == "worker":
+        module = importlib.import_module(f"adapters.lib_{options.libs}")
+        module.Adapter().run_worker()
+        return 0
+    if options.role == "lib":
+        assert options.out is not None
+        result = measure(options.libs, options.url, options, options.out.parent)
+        options.out.write_text(json.dumps(result))
+        return 0
+
+    if not options.redis_server:
+        print("redis-server not found: install it (apt-get install redis-server) or pass --redis-server")
+        return 2
+    libs = [name.strip() for name in options.libs.split(",") if name.strip()]
+    unknown = set(libs) - set(LIBS)
+    if unknown:
+        parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="lssm-bench-") as temporary:
+        directory = Path(temporary)
+        server = Server(options.redis_server, directory)
+        try:
+            for lib in libs:
+                out = directory / f"{lib}.json"
+                print(f"-- {lib} ...", flush=True)
+                command = [
+                    sys.executable, str(Path(__file__).resolve()), "--role", "lib", "--libs", lib, "--url",
+                    server.url, "--out", str(out), "--jobs", str(options.jobs), "--single", str(options.single),
+                    "--bulk", str(options.bulk), "--latency", str(options.latency), "--gap", str(options.gap),
+                    "--timeout", str(options.timeout),
+                ]
+                run = subprocess.run(command, env=_environment(server.url), capture_output=True, text=True)
+                if run.returncode != 0 or not out.exists():
+                    error = (run.stderr or run.stdout).strip().splitlines()
+                    message = error[-1] if error else f"exit {run.returncode}"
+                    print(f"   skipped: {message}")
+                    results.append({"lib": lib, "error": message})
+                    continue
+                result = json.loads(out.read_text())
+                results.append(result)
+                print(
+                    f"   drain {result['drain_per_s']:,.0f}/s, single {result['single_per_s']:,.0f}/s, "
+                    f"latency {result['latency_median_ms']:.2f} ms",
+                    flush=True,
+                )
+        finally:
+            server.stop()
+    info = machine(options.redis_server)
+    print()
+    for key, value in info.items():
+        print(f"{key}: {value}")
+    print()
+    report = table(results)
+    print(report)
+    print()
+    for result in results:
+        if "error" not in result:
+            print(f"- {result['name']}: {result['notes']}")
+    if options.markdown:
+        notes = "\n".join(f"- {r['name']}: {r['notes']}" for r in results if "error" not in r)
+        machine_lines = "\n".join(f"- {key}: {value}" for key, value in info.items())
+        options.markdown.write_text(f"{machine_lines}\n\n{report}\n\n{notes}\n")
+    if options.json:
+        options.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
