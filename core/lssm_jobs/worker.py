@@ -53,6 +53,13 @@ def _describe(error: BaseException) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
+def _brief(error: BaseException) -> str:
+    """A short description of a backend error for logs: a driver's message may quote job data (payloads can
+    hold personal data or secrets), so only its first line, cut short, is logged."""
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {first[:120]}{'...' if len(first) > 120 else ''}"
+
+
 def _traceback(error: BaseException) -> str:
     return "".join(traceback_module.format_exception(error))[-_MAX_TRACEBACK_CHARS:]
 
@@ -369,7 +376,7 @@ async def _settle(operation: Callable[[], Awaitable[None]], delivery: Delivery, 
         "could not %s job %s: %s; it will be delivered again after its lease expires",
         what,
         delivery.id,
-        _describe(last) if last else "unknown error",
+        _brief(last) if last else "unknown error",
     )
 
 
@@ -395,7 +402,7 @@ async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) ->
         )
         for delivery, result in zip(deliveries, results, strict=True):
             if isinstance(result, BaseException):
-                log.warning("could not extend the lease of job %s: %s", delivery.id, _describe(result))
+                log.warning("could not extend the lease of job %s: %s", delivery.id, _brief(result))
             elif result is False:
                 log.warning(
                     "lost the lease of job %s (it ran longer than its lease without a heartbeat getting "
@@ -438,7 +445,7 @@ async def run_pull_consumer(
             except Exception as error:
                 failures += 1
                 delay = min(0.1 * 2 ** min(failures, 7), 10.0)
-                log.error("leasing jobs failed (%s); retrying in %.1fs", _describe(error), delay)
+                log.error("leasing jobs failed (%s); retrying in %.1fs", _brief(error), delay)
                 await _wait_or_stop(stopping, delay)
                 continue
             for delivery in deliveries:
