@@ -59,13 +59,30 @@ class Server:
         self.port = _free_port()
         self.directory = directory
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(directory), "--logfile", str(directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(directory),
+                "--logfile",
+                str(directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 15
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2) as conn:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2) as conn,
+            ):
                 conn.sendall(b"PING\r\n")
                 if conn.recv(16).startswith(b"+PONG"):
                     break
@@ -109,12 +126,19 @@ class Worker:
         for path in (self.result, self.ready):
             path.unlink(missing_ok=True)
         env = _environment(
-            url, BENCH_MODE=mode, BENCH_COUNT=str(count), BENCH_RESULT=str(self.result), BENCH_READY=str(self.ready)
+            url,
+            BENCH_MODE=mode,
+            BENCH_COUNT=str(count),
+            BENCH_RESULT=str(self.result),
+            BENCH_READY=str(self.ready),
         )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--role", "worker", "--libs", lib],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def wait_result(self, timeout: float) -> dict[str, Any]:
@@ -269,7 +293,9 @@ def machine(server_binary: str) -> dict[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--libs", default=",".join(LIBS), help=f"comma-separated, of {', '.join(LIBS)}")
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs drained by one worker")
     parser.add_argument("--single", type=int, default=5_000, help="jobs enqueued one at a time")
@@ -312,10 +338,28 @@ def main() -> int:
                 out = directory / f"{lib}.json"
                 print(f"-- {lib} ...", flush=True)
                 command = [
-                    sys.executable, str(Path(__file__).resolve()), "--role", "lib", "--libs", lib, "--url",
-                    server.url, "--out", str(out), "--jobs", str(options.jobs), "--single", str(options.single),
-                    "--bulk", str(options.bulk), "--latency", str(options.latency), "--gap", str(options.gap),
-                    "--timeout", str(options.timeout),
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--role",
+                    "lib",
+                    "--libs",
+                    lib,
+                    "--url",
+                    server.url,
+                    "--out",
+                    str(out),
+                    "--jobs",
+                    str(options.jobs),
+                    "--single",
+                    str(options.single),
+                    "--bulk",
+                    str(options.bulk),
+                    "--latency",
+                    str(options.latency),
+                    "--gap",
+                    str(options.gap),
+                    "--timeout",
+                    str(options.timeout),
                 ]
                 run = subprocess.run(command, env=_environment(server.url), capture_output=True, text=True)
                 if run.returncode != 0 or not out.exists():

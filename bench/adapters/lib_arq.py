@@ -37,7 +37,9 @@ class Adapter(AsyncAdapter):
     def run_worker(self) -> None:
         async def go() -> None:
             worker = Worker(
-                functions=[noop], redis_settings=RedisSettings.from_dsn(redis_url()), max_jobs=MAX_JOBS,
+                functions=[noop],
+                redis_settings=RedisSettings.from_dsn(redis_url()),
+                max_jobs=MAX_JOBS,
                 handle_signals=False,
             )
             await worker.main()

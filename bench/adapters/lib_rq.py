@@ -28,7 +28,9 @@ class Adapter(BaseAdapter):
 
     def enqueue_bulk(self, times: list[float]) -> bool:
         for start in range(0, len(times), 10_000):
-            self.queue.enqueue_many([Queue.prepare_data(noop, args=(t,)) for t in times[start : start + 10_000]])
+            self.queue.enqueue_many(
+                [Queue.prepare_data(noop, args=(t,)) for t in times[start : start + 10_000]]
+            )
         return True
 
     def run_worker(self) -> None:

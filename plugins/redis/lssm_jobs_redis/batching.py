@@ -19,13 +19,20 @@ class Coalescer(Generic[T, R]):
     """Calls ``flush(items)`` (which returns one result per item, in order) for concurrent submissions.
 
     At most one flush is in flight at a time, so batches grow exactly as large as the load needs.
+
+    :param inline: the first call of a quiet period flushes at once, in the caller's task (lowest latency
+        for sequential callers); False defers every flush to a task started on the next loop iteration, so
+        all calls made in the same iteration (jobs finishing together) share one flush.
     """
 
-    def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int) -> None:
+    def __init__(
+        self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int, inline: bool = True
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self._flush = flush
         self._max_batch = max_batch
+        self._inline = inline
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
@@ -35,9 +42,12 @@ class Coalescer(Generic[T, R]):
 
         :raises Exception: whatever the flush raised, for every item of that flush.
         """
-        if self._busy:
+        if self._busy or not self._inline:
             future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
             self._waiting.append((item, future))
+            if not self._busy:
+                self._busy = True
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
             return await future
         self._busy = True
         try:

@@ -6,7 +6,8 @@ small machine, more than Redis needs to run our scripts. This channel keeps one 
 opened and authenticated (AUTH/ACL user, TLS, SELECT, Sentinel discovery all stay redis-py's), writes each
 command at once without waiting for earlier replies, and matches replies to callers in order from one
 reader task (Redis answers in order on a connection). Concurrent callers thus share one socket with no
-lock, which is both faster per call and naturally pipelined under load.
+lock, which is both faster per call and naturally pipelined under load. Once redis-py has connected, the
+channel takes the transport over (``set_protocol``) and parses replies in ``data_received``.
 
 Only single-server clients (``Redis``, including Sentinel-managed ones) get a channel; cluster clients use
 redis-py for everything, as do pub/sub and blocking commands (never sent here).
@@ -15,7 +16,6 @@ redis-py for everything, as do pub/sub and blocking commands (never sent here).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import time
 from collections import deque
@@ -70,9 +70,12 @@ def _as_exception(error: BaseException) -> Exception:
     return ResponseError(text)
 
 
-def pack_command(args: Sequence[Any]) -> bytes:
-    """RESP encoding of one command: bytes as they are, str as UTF-8, int and float as text."""
-    parts = [b"*%d\r\n" % len(args)]
+def pack_command(args: Sequence[Any], count: int | None = None) -> bytes:
+    """RESP encoding of one command: bytes as they are, str as UTF-8, int and float as text.
+
+    :param count: the number of arguments in the whole command when more follow, already encoded.
+    """
+    parts = [b"*%d\r\n" % (len(args) if count is None else count)]
     append = parts.append
     for arg in args:
         kind = type(arg)
@@ -166,6 +169,49 @@ def _parser() -> Any:
     return RespParser()
 
 
+class _ReplyProtocol(asyncio.Protocol):
+    """Takes over a connected transport from redis-py: replies are parsed as soon as bytes arrive, with no
+    reader task in between."""
+
+    def __init__(self, channel: RespChannel) -> None:
+        self._channel = channel
+        self._parser = _parser()
+        self._writable: asyncio.Event | None = None
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        deliver = self._channel._deliver
+        while True:
+            try:
+                reply = parser.gets()
+            except Exception as error:  # a protocol error: the stream can no longer be trusted
+                self._channel._broken(ConnectionError(f"bad reply from Redis: {error}"))
+                return
+            if reply is False:
+                return
+            deliver(reply)
+
+    def eof_received(self) -> bool:
+        self._channel._broken(ConnectionError("Redis closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._channel._broken(ConnectionError(f"connection to Redis lost{f': {exc}' if exc else ''}"))
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+
+    async def drained(self) -> None:
+        if self._writable is not None:
+            await self._writable.wait()
+
+
 class RespChannel:
     """Pipelined calls over one redis-py-established connection to a single Redis server.
 
@@ -179,9 +225,9 @@ class RespChannel:
         self._pool = pool
         self._reply_timeout = reply_timeout
         self._connection: Any = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.WriteTransport | None = None
+        self._protocol: _ReplyProtocol | None = None
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._reader_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed = False
@@ -193,12 +239,12 @@ class RespChannel:
         connection_class = getattr(pool, "connection_class", None)
         return pool is not None and connection_class is not None and hasattr(pool, "connection_kwargs")
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    async def _connect(self) -> tuple[asyncio.WriteTransport, _ReplyProtocol]:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._writer is not None:
-                return self._writer
+            if self._transport is not None and self._protocol is not None:
+                return self._transport, self._protocol
             if self._closed:
                 raise ConnectionError("the channel is closed")
             settings = dict(self._pool.connection_kwargs)
@@ -210,17 +256,17 @@ class RespChannel:
                 settings.pop("maint_notifications_pool_handler", None)
             connection = self._pool.connection_class(**settings)
             await connection.connect()
-            reader = getattr(connection, "_reader", None)
             writer = getattr(connection, "_writer", None)
-            if not isinstance(reader, asyncio.StreamReader) or not isinstance(writer, asyncio.StreamWriter):
+            transport = getattr(writer, "transport", None)
+            if not isinstance(writer, asyncio.StreamWriter) or transport is None:
                 await connection.disconnect()
                 raise RuntimeError("this redis-py version keeps its streams elsewhere; channel unavailable")
+            protocol = _ReplyProtocol(self)
+            transport.set_protocol(protocol)
             self._connection = connection
-            self._writer = writer
-            self._reader_task = asyncio.get_running_loop().create_task(
-                self._read(reader), name="lssm-jobs redis channel reader"
-            )
-            return writer
+            self._transport = transport
+            self._protocol = protocol
+            return transport, protocol
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply.
@@ -229,45 +275,36 @@ class RespChannel:
         :raises redis.exceptions.TimeoutError: no reply within ``reply_timeout``.
         :raises redis.exceptions.ResponseError: (and subclasses such as ``NoScriptError``) an error reply.
         """
-        writer = self._writer
-        if writer is None:
-            writer = await self._connect()
+        return await self._send(pack_command(args))
+
+    async def _send(self, command: bytes) -> Any:
+        transport = self._transport
+        protocol = self._protocol
+        if transport is None or protocol is None:
+            transport, protocol = await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((future, time.monotonic()))
-        writer.write(pack_command(args))
+        transport.write(command)
         if self._reply_timeout is not None and self._watchdog is None:
             self._arm_watchdog()
-        transport = writer.transport
-        if transport.get_write_buffer_size() > 1 << 20:
-            await writer.drain()
+        await protocol.drained()
         reply = await future
         if isinstance(reply, _ReplyError):
             raise _as_exception(reply)
         return reply
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        parser = _parser()
-        pending = self._pending
-        try:
-            while True:
-                data = await reader.read(1 << 18)
-                if not data:
-                    raise ConnectionError("Redis closed the connection")
-                parser.feed(data)
-                while True:
-                    reply = parser.gets()
-                    if reply is False:
-                        break
-                    future, _ = pending.popleft()
-                    if not future.done():
-                        future.set_result(reply)
-        except asyncio.CancelledError:
-            self._broken(ConnectionError("the channel was closed"))
-            raise
-        except Exception as error:
-            if not isinstance(error, ConnectionError):
-                error = ConnectionError(f"reading from Redis failed: {type(error).__name__}: {error}")
-            self._broken(error)
+    async def call_encoded(self, count: int, args: Sequence[Any], encoded: Sequence[bytes]) -> Any:
+        """Like :meth:`call`, for a command of ``count`` arguments: ``args`` followed by arguments already
+        encoded as RESP bulk strings (``encoded``, joined as they are)."""
+        return await self._send(pack_command(args, count) + b"".join(encoded))
+
+    def _deliver(self, reply: Any) -> None:
+        if not self._pending:
+            self._broken(ConnectionError("Redis sent a reply nobody asked for"))
+            return
+        future, _ = self._pending.popleft()
+        if not future.done():
+            future.set_result(reply)
 
     def _arm_watchdog(self) -> None:
         assert self._reply_timeout is not None
@@ -285,23 +322,21 @@ class RespChannel:
             return
         self._arm_watchdog()
 
-    def _broken(self, error: Exception, *, disconnect: bool = True) -> Any:
+    def _broken(self, error: Exception) -> None:
         """Fail every outstanding call and drop the connection; the next call opens a new one.
 
-        :returns: the dropped redis-py connection (already being disconnected when ``disconnect``).
+        The transport is closed here, not through redis-py's ``disconnect`` (which would wait for a stream
+        protocol that no longer owns the transport).
         """
-        connection, self._connection = self._connection, None
-        self._writer = None
-        task, self._reader_task = self._reader_task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        self._connection = None
+        transport, self._transport = self._transport, None
+        self._protocol = None
         while self._pending:
             future, _ = self._pending.popleft()
             if not future.done():
                 future.set_exception(error)
-        if connection is not None and disconnect:
-            asyncio.get_running_loop().create_task(_quietly(connection.disconnect()))
-        return connection
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
     def reset(self, error: Exception) -> None:
         """Drop the connection (failing outstanding calls with ``error``); the next call reconnects."""
@@ -312,15 +347,4 @@ class RespChannel:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        task = self._reader_task
-        connection = self._broken(ConnectionError("the channel was closed"), disconnect=False)
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
-
-
-async def _quietly(awaitable: Any) -> None:
-    with contextlib.suppress(Exception):
-        await awaitable
+        self._broken(ConnectionError("the channel was closed"))

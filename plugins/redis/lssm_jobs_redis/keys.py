@@ -11,7 +11,7 @@ With ``prefix="jobs:"`` the keys are::
     {jobs}:q:<queue>:ready    zset   ready jobs; score -priority, member <16 hex digits of seq><id>
     {jobs}:q:<queue>:sched    zset   delayed jobs and retries; score due time (server ms)
     {jobs}:q:<queue>:active   zset   leased jobs; score lease expiry (server ms)
-    {jobs}:q:<queue>:done     zset   completed jobs kept for their retention; score completion time
+    {jobs}:q:<queue>:done     list   completed jobs kept for their retention: "<completed ms> <id>", oldest first
     {jobs}:q:<queue>:idlers   zset   consumers blocked waiting for this queue; score: registered until (ms)
     {jobs}:idlers             zset   the same, for consumers of every queue
     {jobs}:h:<consumer>       list   jobs handed (already leased) to a blocked consumer; it BLPOPs here

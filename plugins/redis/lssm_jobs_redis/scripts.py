@@ -1,6 +1,8 @@
 """The Lua scripts that make every state change atomic, and how they are called.
 
-Each script is the shared prelude (key names, helpers) followed by its own body, read from ``lua/``.
+Each script is the part of the shared prelude it uses (key names, helpers) followed by its own body, read
+from ``lua/``. Only the helpers a script references (directly or through other helpers) are included:
+Redis runs the whole script text on every call, and each ``local function`` costs a closure per call.
 Scripts are called by SHA (``EVALSHA``); the SHA is computed here once, and a server that does not know the
 script yet (first use, restart, failover to a replica that never saw it) gets it loaded once with
 ``SCRIPT LOAD`` and the call is repeated. No per-call ``SCRIPT EXISTS`` round trip, unlike redis-py's
@@ -10,6 +12,7 @@ script yet (first use, restart, failover to a replica that never saw it) gets it
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import resources
 from typing import Any
 
@@ -30,8 +33,30 @@ class LuaScript:
         folder = resources.files("lssm_jobs_redis") / "lua"
         prelude = (folder / "prelude.lua").read_text(encoding="utf-8")
         body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-        source = f"{prelude}\n-- {name}.lua\n{body}"
+        source = f"{_needed_prelude(prelude, body)}\n-- {name}.lua\n{body}"
         return cls(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
+
+
+_BLOCK = re.compile(r"^-- @ (.+)$", re.MULTILINE)
+
+
+def _needed_prelude(prelude: str, body: str) -> str:
+    """The prelude's head (constants) plus the blocks (``-- @ name...`` sections) that ``body`` needs."""
+    markers = list(_BLOCK.finditer(prelude))
+    head = prelude[: markers[0].start()] if markers else prelude
+    blocks: list[tuple[list[str], str]] = []
+    for index, marker in enumerate(markers):
+        end = markers[index + 1].start() if index + 1 < len(markers) else len(prelude)
+        blocks.append((marker.group(1).split(), prelude[marker.end() : end]))
+    needed: set[int] = set()
+    texts = [body]
+    while texts:
+        text = texts.pop()
+        for index, (names, block) in enumerate(blocks):
+            if index not in needed and any(re.search(rf"\b{re.escape(name)}\b", text) for name in names):
+                needed.add(index)
+                texts.append(block)
+    return head + "".join(blocks[index][1] for index in sorted(needed))
 
 
 @attrs.frozen(kw_only=True)

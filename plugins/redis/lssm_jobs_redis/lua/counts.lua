@@ -1,11 +1,9 @@
 -- Jobs per queue and state. ARGV[2], [3]: completed retention (ms, count). Returns 6 values per queue:
--- name, ready, delayed, active, completed (within retention), dead.
-local retention_ms = tonumber(ARGV[2])
+-- name, ready, delayed, active, completed (kept, pruning past the retention is lazy), dead.
 local retention_max = tonumber(ARGV[3])
-local now = server_ms()
 local out = {}
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-  local done = redis.call('ZCOUNT', qkey(queue, 'done'), now - retention_ms, '+inf')
+  local done = redis.call('LLEN', qkey(queue, 'done'))
   if retention_max > 0 and done > retention_max then done = retention_max end
   out[#out + 1] = queue
   out[#out + 1] = redis.call('ZCARD', qkey(queue, 'ready'))

@@ -9,8 +9,8 @@ local lease_ms = tonumber(ARGV[3])
 local consumer = ARGV[4]
 local block_ms = tonumber(ARGV[5])
 local batch = tonumber(ARGV[6])
-local now = server_ms()
-local now_text = seconds(now)
+local now = now_ms()
+local stamp = seconds(now)
 local expiry = now + lease_ms
 local queues = {}
 local every = #ARGV < 9
@@ -60,7 +60,7 @@ for _, queue in ipairs(queues) do
     local jk = jkey(id)
     local job = redis.call('HMGET', jk, 'n', 'p', 's')
     if job[1] and job[3] == 'active' then
-      redis.call('HSET', jk, 's', 'pending', 'u', now_text)
+      redis.call('HSET', jk, 's', 'pending', 'u', stamp)
       redis.call('ZADD', ready, -tonumber(job[2]), ready_member(tonumber(job[1]), id))
     end
   end
@@ -69,7 +69,7 @@ for _, queue in ipairs(queues) do
     redis.call('ZREM', sched, id)
     local jk = jkey(id)
     local job = redis.call('HMGET', jk, 'p', 's')
-    if job[1] and job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1]), now_text) end
+    if job[1] and job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1])) end
   end
 end
 save_seq()
@@ -98,26 +98,45 @@ if limit > 0 then
   end
 end
 
--- 3. Lease them: count the attempt, hand out a new token, set the lease expiry.
-for _, pick in ipairs(picked) do
-  local queue = pick[1]
-  local id = member_id(pick[2])
-  local jk = jkey(id)
-  local job = redis.call('HMGET', jk, 'a', 'k')
-  local body = redis.call('GET', bkey(id))
-  if job[1] and body then
-    local attempt = tonumber(job[1]) + 1
-    local token = tonumber(job[2]) + 1
-    redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text)
-    redis.call('ZADD', qkey(queue, 'active'), expiry, id)
-    out[#out + 1] = delivery(attempt, token, id, queue, body)
+-- 3. Lease them: count the attempt, hand out a new token, set the lease expiry (bodies read and lease
+--    expiries written with one command per batch).
+if #picked > 0 then
+  local body_keys = {}
+  for i, pick in ipairs(picked) do
+    pick[3] = member_id(pick[2])
+    body_keys[i] = bkey(pick[3])
   end
+  local bodies = {}
+  for start = 1, #body_keys, 1000 do
+    local part = redis.call('MGET', unpack(body_keys, start, math.min(start + 999, #body_keys)))
+    for j = 1, #part do bodies[start + j - 1] = part[j] end
+  end
+  local expiries = {}
+  for i, pick in ipairs(picked) do
+    local queue, id, body = pick[1], pick[3], bodies[i]
+    local jk = jkey(id)
+    local job = redis.call('HMGET', jk, 'a', 'k')
+    if job[1] and body then
+      local attempt = tonumber(job[1]) + 1
+      local token = tonumber(job[2]) + 1
+      redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp)
+      local pairs_of_queue = expiries[queue]
+      if not pairs_of_queue then
+        pairs_of_queue = {}
+        expiries[queue] = pairs_of_queue
+      end
+      pairs_of_queue[#pairs_of_queue + 1] = expiry
+      pairs_of_queue[#pairs_of_queue + 1] = id
+      out[#out + 1] = delivery(attempt, token, id, queue, body)
+    end
+  end
+  for queue, values in pairs(expiries) do call_many('ZADD', qkey(queue, 'active'), values) end
 end
 
 if #out > 1 then
   -- jobs this call made ready but could not take: offer them to other idle consumers
   for _, queue in ipairs(queues) do
-    if redis.call('EXISTS', qkey(queue, 'ready')) == 1 then offer(queue, now, now_text) end
+    if redis.call('EXISTS', qkey(queue, 'ready')) == 1 then offer(queue) end
   end
   return out
 end

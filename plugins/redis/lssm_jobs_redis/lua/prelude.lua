@@ -9,46 +9,80 @@ local DEAD = P .. 'dead'
 local DEADCOUNT = P .. 'deadcount'
 local ANY_IDLERS = P .. 'idlers'
 
+-- @ jkey
 -- A job is a small hash (kept small so Redis stores it compactly as a listpack) plus its body:
 --   j:<id>  t type, q queue, p priority, r run_at, c created_at, u updated_at (epoch seconds as text),
 --           s status, a attempts, k lease token, n ready sequence number, d dedupe key, e last error,
 --           x dead-letter reason, y traceback, f failed_at
 --   b:<id>  the serialized envelope, verbatim
 local function jkey(id) return P .. 'j:' .. id end
+-- @ bkey
 local function bkey(id) return P .. 'b:' .. id end
+-- @ qkey
 local function qkey(queue, kind) return P .. 'q:' .. queue .. ':' .. kind end
+-- @ handoff_key
 local function handoff_key(consumer) return P .. 'h:' .. consumer end
 
+-- @ server_ms
 -- Server time in milliseconds: leases and due times use one clock, whatever the clients' clocks say.
 local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- @ seconds
 local function seconds(ms) return string.format('%.3f', ms / 1000) end
 
+-- @ clock
+-- The server clock, read once per call and only when needed.
+local clock = nil
+-- @ now_ms
+local function now_ms()
+  if clock == nil then clock = server_ms() end
+  return clock
+end
+-- @ now_text
+local function now_text() return seconds(now_ms()) end
+
+-- @ to_ms
 -- Epoch seconds (as text, from a client) to milliseconds.
 local function to_ms(text) return math.floor(tonumber(text) * 1000) end
 
+-- @ LIVE
 local LIVE = { scheduled = true, pending = true, active = true }
 
+-- @ ready_member
 -- Ready-set member: the sequence number in fixed-width hex first, so jobs of equal priority (equal score)
 -- leave in the order they became ready; the job id follows from character 17 on.
 local function ready_member(seq, id) return string.format('%016x', seq) .. id end
+-- @ member_id
 local function member_id(member) return string.sub(member, 17) end
 
+-- @ delivery
 -- One leased job as handed to a client: "<attempt> <token> <id length> <queue length>\n<id><queue><body>".
 local function delivery(attempt, token, id, queue, body)
   return attempt .. ' ' .. token .. ' ' .. #id .. ' ' .. #queue .. '\n' .. id .. queue .. body
 end
 
+-- @ call_many
+-- Run `command key ...values` in calls of at most 1000 values (Lua's unpack has a stack limit): one call
+-- for a batch of jobs instead of one per job.
+local function call_many(command, key, values)
+  for start = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, start, math.min(start + 999, #values)))
+  end
+end
+
+-- @ release_dedupe
 -- Forget a dedupe key if it still points at this job (it may have been taken over by a newer job).
 local function release_dedupe(key, id)
   if key and redis.call('HGET', DEDUPE, key) == id then redis.call('HDEL', DEDUPE, key) end
 end
 
+-- @ seqbox
 -- The ready-order counter, read at most once per script and written back once at the end (save_seq).
 local seqbox = { value = nil, start = nil }
+-- @ next_seq
 local function next_seq()
   if seqbox.value == nil then
     seqbox.value = tonumber(redis.call('GET', SEQ) or '0')
@@ -57,21 +91,24 @@ local function next_seq()
   seqbox.value = seqbox.value + 1
   return seqbox.value
 end
+-- @ save_seq
 local function save_seq()
   if seqbox.value ~= seqbox.start then redis.call('SET', SEQ, seqbox.value) end
 end
 
+-- @ make_ready
 -- Make job `id` ready in `queue` with priority `prio`, at the end of its priority's line.
-local function make_ready(jk, id, queue, prio, now_text)
+local function make_ready(jk, id, queue, prio)
   local seq = next_seq()
-  redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text)
+  redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text())
   redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
 end
 
+-- @ hand_over
 -- Idle consumers block on their own hand-off list (BLPOP) after registering in an idlers set (score: until
 -- when, member: 16-character consumer id followed by its lease ms). Giving them ready jobs here, leased
 -- in the same atomic step, saves them a round trip: the job travels in the reply to their BLPOP.
-local function hand_over(queue, member, idler, now, now_text)
+local function hand_over(queue, member, idler)
   local consumer = string.sub(idler, 1, 16)
   local lease_ms = tonumber(string.sub(idler, 17))
   local id = member_id(member)
@@ -81,20 +118,21 @@ local function hand_over(queue, member, idler, now, now_text)
   if not job[1] or not body then return end -- purged meanwhile
   local attempt = tonumber(job[1]) + 1
   local token = tonumber(job[2]) + 1
-  redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text)
-  redis.call('ZADD', qkey(queue, 'active'), now + lease_ms, id)
+  redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text())
+  redis.call('ZADD', qkey(queue, 'active'), now_ms() + lease_ms, id)
   local list = handoff_key(consumer)
   redis.call('RPUSH', list, delivery(attempt, token, id, queue, body))
   redis.call('PEXPIRE', list, lease_ms + 60000)
 end
 
+-- @ offer
 -- Give ready jobs of `queue` to its idle consumers (those of this queue, then those of every queue),
 -- one job each, best first.
-local function offer(queue, now, now_text)
+local function offer(queue)
   local ready = qkey(queue, 'ready')
   for _, idlers in ipairs({ qkey(queue, 'idlers'), ANY_IDLERS }) do
     if redis.call('EXISTS', idlers) == 1 then
-      redis.call('ZREMRANGEBYSCORE', idlers, '-inf', now - 1)
+      redis.call('ZREMRANGEBYSCORE', idlers, '-inf', now_ms() - 1)
       while true do
         local idler = redis.call('ZPOPMIN', idlers)
         if #idler == 0 then break end
@@ -103,18 +141,19 @@ local function offer(queue, now, now_text)
           redis.call('ZADD', idlers, idler[2], idler[1])
           return
         end
-        hand_over(queue, best[1], idler[1], now, now_text)
+        hand_over(queue, best[1], idler[1])
       end
     end
   end
 end
 
+-- @ wake_idlers
 -- Wake the idle consumers of `queue` without giving them a job (a delayed job now comes due sooner than
 -- they planned to look again): an empty entry in their hand-off lists.
-local function wake_idlers(queue, now)
+local function wake_idlers(queue)
   for _, idlers in ipairs({ qkey(queue, 'idlers'), ANY_IDLERS }) do
     if redis.call('EXISTS', idlers) == 1 then
-      for _, idler in ipairs(redis.call('ZRANGEBYSCORE', idlers, now, '+inf')) do
+      for _, idler in ipairs(redis.call('ZRANGEBYSCORE', idlers, now_ms(), '+inf')) do
         local list = handoff_key(string.sub(idler, 1, 16))
         redis.call('RPUSH', list, '')
         redis.call('PEXPIRE', list, 60000)
@@ -124,47 +163,54 @@ local function wake_idlers(queue, now)
   end
 end
 
+-- @ place
 -- Schedule job `id` to be ready at client time `run_ms`: ready now when it is not in the future by the
--- client's clock, else delayed (converted to server time with `offset`). Returns 'ready', 'first' (it
+-- client's clock, else delayed (converted to server time by the difference of the two clocks). Returns 'ready', 'first' (it
 -- is now the first delayed job of its queue to come due) or 'later'.
-local function place(jk, id, queue, prio, run_ms, client_ms, offset, now_text)
+local function place(jk, id, queue, prio, run_ms, client_ms)
   if run_ms <= client_ms then
-    make_ready(jk, id, queue, prio, now_text)
+    make_ready(jk, id, queue, prio)
     return 'ready'
   end
   local sched = qkey(queue, 'sched')
-  redis.call('HSET', jk, 's', 'scheduled', 'u', now_text)
-  redis.call('ZADD', sched, run_ms + offset, id)
+  redis.call('HSET', jk, 's', 'scheduled', 'u', now_text())
+  redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
   if redis.call('ZRANGE', sched, 0, 0)[1] == id then return 'first' end
   return 'later'
 end
 
+-- @ notify
 -- After jobs became ready or delayed: hand ready ones to idle consumers, wake idle consumers whose
 -- queue got an earlier delayed job.
-local function notify(changes, now, now_text)
+local function notify(changes)
   for queue, change in pairs(changes) do
-    if change == 'ready' then offer(queue, now, now_text) else wake_idlers(queue, now) end
+    if change == 'ready' then offer(queue) else wake_idlers(queue) end
   end
 end
+-- @ note
 local function note(changes, queue, change)
   if change == 'ready' then changes[queue] = 'ready'
   elseif change == 'first' and changes[queue] == nil then changes[queue] = 'first' end
 end
 
--- Delete completed jobs of `queue` past their retention (older than `retention_ms`, or beyond the newest
--- `retention_max`), at most `budget` of them: bounded work per call, which keeps up because every call
--- that completes jobs prunes more than it adds.
+-- @ prune_done
+-- Completed jobs are kept for their retention in a per-queue list of "<completed ms> <id>", oldest first
+-- (cheaper than a sorted set: completion times only grow). Delete those older than `retention_ms` or
+-- beyond the newest `retention_max`, at most `budget` of them: bounded work per call, which keeps up
+-- because every call that completes jobs prunes more than it adds.
 local function prune_done(queue, now, retention_ms, retention_max, budget)
   local done = qkey(queue, 'done')
-  local old = redis.call('ZRANGEBYSCORE', done, '-inf', now - retention_ms, 'LIMIT', 0, budget)
-  if #old < budget and retention_max > 0 then
-    local excess = redis.call('ZCARD', done) - #old - retention_max
-    if excess > 0 then
-      old = redis.call('ZRANGE', done, 0, #old + math.min(excess, budget - #old) - 1)
-    end
-  end
-  for _, id in ipairs(old) do
+  local excess = 0
+  if retention_max > 0 then excess = redis.call('LLEN', done) - retention_max end
+  local cutoff = now - retention_ms
+  for _ = 1, budget do
+    local head = redis.call('LINDEX', done, 0)
+    if not head then return end
+    local space = string.find(head, ' ', 1, true)
+    if excess <= 0 and tonumber(string.sub(head, 1, space - 1)) > cutoff then return end
+    redis.call('LPOP', done)
+    local id = string.sub(head, space + 1)
     redis.call('DEL', jkey(id), bkey(id))
-    redis.call('ZREM', done, id)
+    excess = excess - 1
   end
 end

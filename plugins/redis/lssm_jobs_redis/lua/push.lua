@@ -4,12 +4,18 @@
 -- Pushing a job id that already exists stores nothing and reports it stored, so a push retried after a
 -- lost reply never duplicates a job.
 local client_ms = tonumber(ARGV[2])
-local now = server_ms()
-local offset = now - client_ms
-local now_text = seconds(now)
+local created_text = seconds(client_ms)
+-- one INCRBY reserves sequence numbers for every job that is ready at once (skipped ones leave gaps)
+local ready_now = 0
+for i = 7, #ARGV, 8 do
+  if to_ms(ARGV[i]) <= client_ms then ready_now = ready_now + 1 end
+end
+local seq = 0
+if ready_now > 0 then seq = redis.call('INCRBY', SEQ, ready_now) - ready_now end
 local out = {}
 local queues = {}
 local changes = {}
+local readied = {} -- queue -> score, member pairs (added with one command per queue)
 for i = 3, #ARGV, 8 do
   local id, queue, prio, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
   local holder = nil
@@ -21,23 +27,28 @@ for i = 3, #ARGV, 8 do
   if holder and holder ~= id then
     out[#out + 1] = holder
     out[#out + 1] = 0
-  elseif redis.call('EXISTS', jk) == 1 then
-    out[#out + 1] = id
+  elseif not redis.call('SET', bkey(id), ARGV[i + 7], 'NX') then
+    out[#out + 1] = id -- stored before (a repeated push): nothing to do
     out[#out + 1] = 1
   else
-    redis.call('SET', bkey(id), ARGV[i + 7])
     local run_ms = to_ms(run_at)
     if run_ms <= client_ms then
-      local seq = next_seq()
+      seq = seq + 1
       redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
-        'u', now_text, 's', 'pending', 'a', 0, 'k', 0, 'n', seq)
-      redis.call('ZADD', qkey(queue, 'ready'), -tonumber(prio), ready_member(seq, id))
+        'u', created_text, 's', 'pending', 'a', 0, 'k', 0, 'n', seq)
+      local additions = readied[queue]
+      if not additions then
+        additions = {}
+        readied[queue] = additions
+      end
+      additions[#additions + 1] = -tonumber(prio)
+      additions[#additions + 1] = ready_member(seq, id)
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
       redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
-        'u', now_text, 's', 'scheduled', 'a', 0, 'k', 0)
-      redis.call('ZADD', sched, run_ms + offset, id)
+        'u', created_text, 's', 'scheduled', 'a', 0, 'k', 0)
+      redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
       if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
     end
     if dedupe ~= '' then
@@ -49,7 +60,7 @@ for i = 3, #ARGV, 8 do
     out[#out + 1] = 1
   end
 end
-save_seq()
+for queue, additions in pairs(readied) do call_many('ZADD', qkey(queue, 'ready'), additions) end
 for queue, _ in pairs(queues) do redis.call('SADD', QUEUES, queue) end
-notify(changes, now, now_text)
+notify(changes)
 return out

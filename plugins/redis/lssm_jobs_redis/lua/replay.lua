@@ -7,8 +7,6 @@ local jk = jkey(id)
 local job = redis.call('HMGET', jk, 'q', 'p', 'k', 'd')
 if not job[1] then return 0 end
 local queue = job[1]
-local now = server_ms()
-local now_text = seconds(now)
 if tonumber(redis.call('HINCRBY', DEADCOUNT, queue, -1)) <= 0 then redis.call('HDEL', DEADCOUNT, queue) end
 redis.call('HDEL', jk, 'x', 'e', 'y', 'f')
 redis.call('HSET', jk, 'a', 0, 'k', tonumber(job[3]) + 1, 'r', ARGV[4])
@@ -19,8 +17,8 @@ if job[4] then
   end
 end
 local changes = {}
-note(changes, queue, place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms, now - client_ms, now_text))
+note(changes, queue, place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms))
 save_seq()
 redis.call('SADD', QUEUES, queue)
-notify(changes, now, now_text)
+notify(changes)
 return 1

@@ -1,8 +1,6 @@
 -- A consumer stops: forget its idle registrations and give back, unrun, the jobs handed to it that it
 -- never took. ARGV[2]: its consumer id (16 characters). Returns how many jobs were given back.
 local consumer = ARGV[2]
-local now = server_ms()
-local now_text = seconds(now)
 local registries = { ANY_IDLERS }
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do registries[#registries + 1] = qkey(queue, 'idlers') end
 for _, idlers in ipairs(registries) do
@@ -27,12 +25,12 @@ for _, entry in ipairs(handed) do
     if job[1] == token and job[2] == 'active' then
       redis.call('ZREM', qkey(queue, 'active'), id)
       redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[5]) - 1, 0), 'k', tonumber(token) + 1,
-        'u', now_text)
+        'u', now_text())
       redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), ready_member(tonumber(job[3]), id))
       note(changes, queue, 'ready')
       returned = returned + 1
     end
   end
 end
-notify(changes, now, now_text)
+notify(changes)
 return returned

@@ -16,12 +16,13 @@ end
 local client_ms = tonumber(ARGV[2])
 local retention_ms = tonumber(ARGV[3])
 local retention_max = tonumber(ARGV[4])
-local now = server_ms()
-local offset = now - client_ms
-local now_text = seconds(now)
+local now = now_ms()
+local stamp = seconds(now)
+local done_entry = string.format('%d ', now)
 local out = {}
-local completed = {}
 local changes = {}
+local unleased = {} -- queue -> ids leaving the active set (removed with one command per queue)
+local finished = {} -- queue -> "<ms> <id>" entries for the completed list
 for i = 5, #ARGV, 7 do
   local op, id, token, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local jk = jkey(id)
@@ -30,33 +31,41 @@ for i = 5, #ARGV, 7 do
   local applied = 0
   if job[1] == token and (state == 'active' or state == 'pending') then
     applied = 1
-    local active = qkey(queue, 'active')
     local member = job[3] and ready_member(tonumber(job[3]), id)
     if op == 'extend' then
       if state == 'pending' then
         -- the lease ran out but nobody took the job: the worker still has it, so take it back
         redis.call('ZREM', qkey(queue, 'ready'), member)
-        redis.call('HSET', jk, 's', 'active', 'u', now_text)
+        redis.call('HSET', jk, 's', 'active', 'u', stamp)
       end
-      redis.call('ZADD', active, now + tonumber(ARGV[i + 4]), id)
+      redis.call('ZADD', qkey(queue, 'active'), now + tonumber(ARGV[i + 4]), id)
     else
-      redis.call('ZREM', active, id)
+      local leaving = unleased[queue]
+      if not leaving then
+        leaving = {}
+        unleased[queue] = leaving
+      end
+      leaving[#leaving + 1] = id
       if state == 'pending' then redis.call('ZREM', qkey(queue, 'ready'), member) end
       local next_token = tonumber(token) + 1
       if op == 'ack' then
         release_dedupe(job[5], id)
         if retention_ms > 0 then
-          redis.call('HSET', jk, 's', 'completed', 'u', now_text, 'k', next_token)
-          redis.call('ZADD', qkey(queue, 'done'), now, id)
-          completed[queue] = (completed[queue] or 0) + 1
+          redis.call('HSET', jk, 's', 'completed', 'u', stamp, 'k', next_token)
+          local entries = finished[queue]
+          if not entries then
+            entries = {}
+            finished[queue] = entries
+          end
+          entries[#entries + 1] = done_entry .. id
         else
           redis.call('DEL', jk, bkey(id))
         end
       elseif op == 'retry' then
         redis.call('HSET', jk, 'r', ARGV[i + 4], 'e', ARGV[i + 5], 'k', next_token)
-        note(changes, queue, place(jk, id, queue, tonumber(job[4]), to_ms(ARGV[i + 4]), client_ms, offset, now_text))
+        note(changes, queue, place(jk, id, queue, tonumber(job[4]), to_ms(ARGV[i + 4]), client_ms))
       elseif op == 'dead' then
-        redis.call('HSET', jk, 's', 'dead', 'x', ARGV[i + 4], 'u', now_text, 'f', now_text, 'k', next_token)
+        redis.call('HSET', jk, 's', 'dead', 'x', ARGV[i + 4], 'u', stamp, 'f', stamp, 'k', next_token)
         if ARGV[i + 5] ~= '' then redis.call('HSET', jk, 'e', ARGV[i + 5]) end
         if ARGV[i + 6] ~= '' then redis.call('HSET', jk, 'y', ARGV[i + 6]) else redis.call('HDEL', jk, 'y') end
         redis.call('ZADD', DEAD, now, id)
@@ -64,7 +73,7 @@ for i = 5, #ARGV, 7 do
         release_dedupe(job[5], id)
       else -- release: back in its old place in line
         redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[6]) - 1, 0), 'k', next_token,
-          'u', now_text)
+          'u', stamp)
         redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), member)
         note(changes, queue, 'ready')
       end
@@ -73,8 +82,10 @@ for i = 5, #ARGV, 7 do
   out[#out + 1] = applied
 end
 save_seq()
-for queue, count in pairs(completed) do
-  prune_done(queue, now, retention_ms, retention_max, 2 * count + 16)
+for queue, ids in pairs(unleased) do call_many('ZREM', qkey(queue, 'active'), ids) end
+for queue, entries in pairs(finished) do
+  call_many('RPUSH', qkey(queue, 'done'), entries)
+  prune_done(queue, now, retention_ms, retention_max, 2 * #entries + 16)
 end
-notify(changes, now, now_text)
+notify(changes)
 return out
