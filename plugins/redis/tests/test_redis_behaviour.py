@@ -1,0 +1,530 @@
+"""Redis-specific behaviour beyond the conformance suite: key layout, lease tokens, hand-offs, retention,
+dead letters kept verbatim, dedupe, ordering, clients owned by the caller, URL handling and the event sink.
+All against a real redis-server (fixtures in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from lssm_jobs.backends.base import OutgoingJob
+from lssm_jobs.events import JobCompleted
+from lssm_jobs.jobs import JobCatalog, JobStatus
+from lssm_jobs.queue import JobQueue, open_queue
+from lssm_jobs.testing import run_async, wait_until
+from lssm_jobs_redis import (
+    RedisBackend,
+    RedisEventSink,
+    RedisJobQueue,
+    client_from_url,
+    hash_tagged,
+    redact_url,
+)
+from lssm_jobs_redis.channel import RespParser, pack_command
+from redis.asyncio import RedisCluster
+from redis.crc import key_slot
+
+BackendFactory = Callable[..., RedisBackend]
+
+
+def outgoing(
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    delay: float = 0.0,
+    dedupe: str | None = None,
+    body: bytes = b"{}",
+) -> OutgoingJob:
+    now = time.time()
+    return OutgoingJob(
+        id=uuid.uuid4().hex,
+        type="t",
+        queue=queue,
+        priority=priority,
+        run_at=now + delay,
+        created_at=now,
+        dedupe_key=dedupe,
+        body=body,
+    )
+
+
+# -- key layout --------------------------------------------------------------------------------------------
+
+
+def test_prefixes_become_hash_tags() -> None:
+    assert hash_tagged("jobs:") == "{jobs}:"
+    assert hash_tagged("jobs") == "{jobs}:"
+    assert hash_tagged("{app}:jobs:") == "{app}:jobs:"
+    for bad in ("", ":", "{}", "a}b", "{abc"):
+        with pytest.raises(ValueError):
+            hash_tagged(bad)
+
+
+@run_async()
+async def test_every_key_of_a_prefix_is_in_one_cluster_slot(
+    redis_backend_factory: BackendFactory, redis_server: Any
+) -> None:
+    backend = redis_backend_factory()
+    await backend.open()
+    try:
+        await backend.push([outgoing(queue="a"), outgoing(queue="b", delay=60), outgoing(dedupe="k")])
+        leased = await backend.lease(queues=None, limit=2, lease_ms=10_000, wait=0)
+        await leased[0].ack()
+        await leased[1].dead_letter(reason="test", error="E", traceback="T")
+        await backend.lease(queues=["b"], limit=1, lease_ms=10_000, wait=0.05)  # registers as idle
+    finally:
+        await backend.close()
+    with redis_server.client() as client:
+        keys = list(client.scan_iter(match=backend.keys.pattern, count=1000))
+    assert len(keys) >= 8
+    assert {key_slot(key) for key in keys} == {key_slot(backend.keys.queues.encode())}
+
+
+# -- leases -----------------------------------------------------------------------------------------------
+
+
+@run_async()
+async def test_a_stale_settle_is_ignored(redis_backend_factory: BackendFactory) -> None:
+    first, second = redis_backend_factory(), redis_backend_factory()
+    await first.open()
+    await second.open()
+    try:
+        (job,) = await first.push([outgoing()])
+        (lost,) = await first.lease(queues=None, limit=1, lease_ms=100, wait=0)
+        await asyncio.sleep(0.15)
+        (taken,) = await second.lease(queues=None, limit=1, lease_ms=10_000, wait=0)
+        assert taken.id == lost.id and taken.attempt == 2
+        assert await lost.extend(10_000) is False
+        await lost.ack()  # ignored: the lease moved on
+        record = await second.get(job.id)
+        assert record is not None and record.status is JobStatus.ACTIVE
+        await taken.ack()
+        record = await second.get(job.id)
+        assert record is not None and record.status is JobStatus.COMPLETED and record.attempts == 2
+        await taken.ack()  # settling twice changes nothing
+    finally:
+        await first.close()
+        await second.close()
+
+
+@run_async()
+async def test_extend_takes_back_an_expired_lease_nobody_else_took(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    backend = redis_backend_factory()
+    await backend.open()
+    try:
+        (job,) = await backend.push([outgoing(queue="other")])
+        (delivery,) = await backend.lease(queues=["other"], limit=1, lease_ms=50, wait=0)
+        await asyncio.sleep(0.1)
+        # an unrelated lease call on the queue reaps it (pending again), but does not take it (limit 0)
+        assert await backend.lease(queues=["other"], limit=0, lease_ms=10_000, wait=0) == []
+        record = await backend.get(job.id)
+        assert record is not None and record.status is JobStatus.PENDING
+        assert await delivery.extend(10_000) is True
+        record = await backend.get(job.id)
+        assert record is not None and record.status is JobStatus.ACTIVE
+        await delivery.ack()
+    finally:
+        await backend.close()
+
+
+@run_async()
+async def test_push_is_idempotent_by_id(redis_backend_factory: BackendFactory) -> None:
+    backend = redis_backend_factory()
+    await backend.open()
+    try:
+        job = outgoing()
+        assert [result.created for result in await backend.push([job])] == [True]
+        assert [result.created for result in await backend.push([job])] == [True]  # a retried push
+        counts = await backend.counts()
+        assert counts["default"][JobStatus.PENDING] == 1
+    finally:
+        await backend.close()
+
+
+# -- order -------------------------------------------------------------------------------------------------
+
+
+@run_async()
+async def test_fifo_within_a_priority_and_priority_across_queues(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    backend = redis_backend_factory()
+    await backend.open()
+    try:
+        fifo = [outgoing(queue="a") for _ in range(20)]
+        await backend.push(fifo)
+        urgent = outgoing(queue="b", priority=5)
+        await backend.push([urgent])
+        leased = await backend.lease(queues=["a", "b"], limit=21, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in leased] == [urgent.id] + [job.id for job in fifo]
+        # a released job goes back to its old place in line, not to the end
+        await leased[1].release()
+        later = outgoing(queue="a")
+        await backend.push([later])
+        again = await backend.lease(queues=["a"], limit=2, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in again] == [fifo[0].id, later.id]
+        assert again[0].attempt == 1  # the release did not count
+    finally:
+        await backend.close()
+
+
+@run_async()
+async def test_many_pushes_in_one_call_are_chunked_and_pipelined(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    backend = redis_backend_factory(push_chunk=7)
+    await backend.open()
+    try:
+        jobs = [outgoing() for _ in range(100)]
+        results = await backend.push(jobs)
+        assert [result.id for result in results] == [job.id for job in jobs]
+        leased = await backend.lease(queues=None, limit=100, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in leased] == [job.id for job in jobs]
+    finally:
+        await backend.close()
+
+
+# -- waiting -----------------------------------------------------------------------------------------------
+
+
+@run_async()
+async def test_an_idle_consumer_gets_a_new_job_handed_over_at_once(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    consumer, producer = redis_backend_factory(), redis_backend_factory()
+    await consumer.open()
+    await producer.open()
+    try:
+        waiting = asyncio.create_task(consumer.lease(queues=["q"], limit=5, lease_ms=10_000, wait=10))
+        await asyncio.sleep(0.2)  # the consumer is blocked now
+        assert not waiting.done()
+        started = time.monotonic()
+        (job,) = await producer.push([outgoing(queue="q", body=b"\x00binary\xff")])
+        (delivery,) = await asyncio.wait_for(waiting, 5)
+        assert time.monotonic() - started < 1.0
+        assert delivery.id == job.id and delivery.body == b"\x00binary\xff" and delivery.attempt == 1
+        record = await producer.get(job.id)
+        assert record is not None and record.status is JobStatus.ACTIVE
+        await delivery.ack()
+    finally:
+        await consumer.close()
+        await producer.close()
+
+
+@run_async()
+async def test_a_delayed_job_wakes_an_idle_consumer_when_due(redis_backend_factory: BackendFactory) -> None:
+    consumer, producer = redis_backend_factory(), redis_backend_factory()
+    await consumer.open()
+    await producer.open()
+    try:
+        waiting = asyncio.create_task(consumer.lease(queues=None, limit=5, lease_ms=10_000, wait=10))
+        await asyncio.sleep(0.1)
+        (job,) = await producer.push([outgoing(delay=0.3)])
+        (delivery,) = await asyncio.wait_for(waiting, 5)
+        assert delivery.id == job.id
+        await delivery.ack()
+    finally:
+        await consumer.close()
+        await producer.close()
+
+
+@run_async()
+async def test_wake_ends_a_blocked_wait_promptly(redis_backend_factory: BackendFactory) -> None:
+    backend = redis_backend_factory()
+    await backend.open()
+    try:
+        waiting = asyncio.create_task(backend.lease(queues=None, limit=1, lease_ms=1000, wait=20))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        backend.wake()
+        assert await asyncio.wait_for(waiting, 5) == []
+        assert time.monotonic() - started < 1.0
+    finally:
+        await backend.close()
+
+
+@run_async()
+async def test_jobs_handed_to_a_consumer_that_stops_are_given_back(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    consumer, producer = redis_backend_factory(), redis_backend_factory()
+    await consumer.open()
+    await producer.open()
+    try:
+        # Register the consumer as idle (lease with a wait), but stop waiting before the job arrives.
+        await consumer.lease(queues=["q"], limit=1, lease_ms=60_000, wait=0.05)
+        (job,) = await producer.push([outgoing(queue="q")])
+        await consumer.close()  # retires: the job handed to it goes back, unrun
+        record = await producer.get(job.id)
+        assert record is not None and record.status in (JobStatus.PENDING, JobStatus.ACTIVE)
+        (delivery,) = await producer.lease(queues=["q"], limit=1, lease_ms=10_000, wait=2)
+        assert delivery.id == job.id and delivery.attempt == 1
+        await delivery.ack()
+    finally:
+        await producer.close()
+
+
+# -- retention, dead letters, dedupe ------------------------------------------------------------------------
+
+
+@run_async()
+async def test_completed_jobs_are_kept_for_their_retention(redis_backend_factory: BackendFactory) -> None:
+    for options, kept in (({"completed_ttl_ms": 0}, 0), ({"completed_max": 2}, 2), ({}, 5)):
+        backend = redis_backend_factory(prefix=f"ret{uuid.uuid4().hex[:8]}:", **options)
+        await backend.open()
+        try:
+            jobs = await backend.push([outgoing() for _ in range(5)])
+            for delivery in await backend.lease(queues=None, limit=5, lease_ms=10_000, wait=0):
+                await delivery.ack()
+            found = [await backend.get(job.id) for job in jobs]
+            assert sum(record is not None for record in found) == kept, options
+            assert all(record.status is JobStatus.COMPLETED for record in found if record is not None)
+            assert (await backend.counts())["default"][JobStatus.COMPLETED] == kept
+        finally:
+            await backend.close()
+
+
+@run_async()
+async def test_dead_letters_keep_the_body_verbatim_and_replay_resets_attempts(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    backend = redis_backend_factory()
+    await backend.open()
+    try:
+        body = bytes(range(256))
+        (job,) = await backend.push([outgoing(body=body, dedupe="report")])
+        (delivery,) = await backend.lease(queues=None, limit=1, lease_ms=10_000, wait=0)
+        await delivery.dead_letter(
+            reason="failed after 1 attempt", error="ValueError: x", traceback="Traceback..."
+        )
+        (dead,) = await backend.list_dead()
+        assert (dead.id, dead.body, dead.reason, dead.error, dead.traceback, dead.attempts) == (
+            job.id,
+            body,
+            "failed after 1 attempt",
+            "ValueError: x",
+            "Traceback...",
+            1,
+        )
+        assert (await backend.counts())["default"][JobStatus.DEAD] == 1
+        # the dedupe key is free again once its job is dead
+        (fresh,) = await backend.push([outgoing(dedupe="report")])
+        assert fresh.created and fresh.id != job.id
+        assert await backend.replay_dead(job.id, run_at=time.time()) is True
+        assert await backend.replay_dead(job.id, run_at=time.time()) is False
+        assert await backend.get_dead(job.id) is None
+        leased = await backend.lease(queues=None, limit=2, lease_ms=10_000, wait=0)
+        assert {delivery.id: delivery.attempt for delivery in leased} == {job.id: 1, fresh.id: 1}
+        for delivery in leased:
+            await delivery.dead_letter(reason="again", error=None, traceback=None)
+        assert await backend.purge_dead([job.id, "unknown"]) == 1
+        assert [letter.id for letter in await backend.list_dead()] == [fresh.id]
+        assert await backend.purge_dead() == 1
+        assert (await backend.counts())["default"][JobStatus.DEAD] == 0
+    finally:
+        await backend.close()
+
+
+# -- clients ------------------------------------------------------------------------------------------------
+
+
+@run_async()
+async def test_a_caller_owned_client_is_not_closed(
+    redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port)
+    handled: list[str] = []
+    queue = RedisJobQueue(
+        redis=client, prefix=unique_prefix(), sinks=[], catalog=JobCatalog(), poll_interval=0.2
+    )
+    queue.register("owned", lambda job: handled.append(job.id))
+    async with queue:
+        job = await queue.enqueue("owned", {})
+        await queue.start()
+        await wait_until(lambda: handled == [job.id], message="job handled")
+    assert await client.ping() is True  # still usable: the queue did not close it
+    await client.aclose()
+
+
+@run_async()
+async def test_a_client_returning_text_is_refused(
+    redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port, decode_responses=True)
+    backend = RedisBackend(redis=client, prefix=unique_prefix())
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        await backend.open()
+    await client.aclose()
+
+
+@run_async()
+async def test_open_queue_finds_the_plugin_by_name(
+    redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    queue = open_queue("redis", url=redis_server.url, prefix=unique_prefix(), sinks=[], catalog=JobCatalog())
+    assert isinstance(queue.backend, RedisBackend)
+    async with queue:
+        job = await queue.enqueue("by.name", {"x": 1})
+        stored = await queue.get(job.id)
+        assert stored is not None and stored.payload == {"x": 1}
+
+
+@run_async()
+async def test_an_unreachable_server_is_a_connection_error_without_credentials() -> None:
+    backend = RedisBackend(url="redis://user:s3cret@127.0.0.1:1/0", socket_connect_timeout=0.5)
+    with pytest.raises(ConnectionError) as raised:
+        await backend.open()
+    assert "s3cret" not in str(raised.value) and "127.0.0.1" in str(raised.value)
+
+
+def test_urls_are_redacted_for_logs() -> None:
+    assert redact_url("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("rediss://:s3cret@host") == "rediss://:***@host"
+    assert (
+        redact_url("redis://host/0?sentinel_password=s3cret&db=1")
+        == "redis://host/0?sentinel_password=***&db=1"
+    )
+    assert redact_url("redis://host:6379") == "redis://host:6379"
+
+
+def test_url_forms_build_the_right_clients() -> None:
+    plain = client_from_url("rediss://app:pw@127.0.0.1:6380/2?ssl_cert_reqs=none")
+    kwargs = plain.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    assert (kwargs["username"], kwargs["password"], kwargs["db"], kwargs["port"]) == ("app", "pw", 2, 6380)
+    assert "SSL" in plain.connection_pool.connection_class.__name__  # type: ignore[union-attr]
+    cluster = client_from_url("redis+cluster://app:pw@127.0.0.1:7000,127.0.0.1:7001")
+    assert isinstance(cluster, RedisCluster)
+    sentinel = client_from_url(
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/3?sentinel_password=x"
+    )
+    pool = sentinel.connection_pool  # type: ignore[union-attr]
+    assert pool.service_name == "mymaster" and pool.connection_kwargs["db"] == 3
+    for bad in (
+        "http://host",
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+cluster://h:notaport",
+        "redis+cluster://h:1?bogus=1",
+    ):
+        with pytest.raises(ValueError):
+            client_from_url(bad)
+
+
+def test_the_resp_parser_handles_split_and_nested_replies() -> None:
+    parser = RespParser()
+    first = b"*3\r\n$3\r\nabc\r\n:42\r\n*2\r\n$-1\r\n+OK\r\n"
+    for index in range(len(first) - 1):  # fed one byte at a time: nothing complete until the last byte
+        parser.feed(first[index : index + 1])
+        assert parser.gets() is False
+    parser.feed(first[-1:] + b"-ERR boom\r\n")
+    assert parser.gets() == [b"abc", 42, [None, b"OK"]]
+    error = parser.gets()
+    assert isinstance(error, Exception) and "boom" in str(error)
+    assert parser.gets() is False
+    assert pack_command(["SET", b"k", 1, 2.5]) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n2.5\r\n"
+
+
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined-channel", "redis-py-only"])
+@run_async()
+async def test_both_client_paths_run_jobs(
+    pipelined: bool, redis_backend_factory: BackendFactory, unique_prefix: Callable[[], str]
+) -> None:
+    handled: list[int] = []
+    queue = JobQueue(
+        redis_backend_factory(prefix=unique_prefix(), pipelined=pipelined),
+        sinks=[],
+        catalog=JobCatalog(),
+        concurrency=4,
+        poll_interval=0.2,
+    )
+    queue.register("path", lambda job: handled.append(job.payload["i"]))
+    async with queue:
+        await queue.enqueue_many([("path", {"i": i}) for i in range(30)])
+        await queue.start()
+        await wait_until(lambda: len(handled) == 30, message="30 jobs handled")
+        assert (await queue.counts())["default"][JobStatus.COMPLETED] == 30
+
+
+# -- Redis Cluster -----------------------------------------------------------------------------------------
+
+
+@run_async()
+async def test_redis_job_queue_on_a_caller_owned_cluster_client(
+    redis_cluster: Any, unique_prefix: Callable[[], str]
+) -> None:
+    node = redis_cluster.nodes[0]
+    client = RedisCluster(host="127.0.0.1", port=node.port)
+    handled: list[str] = []
+    queue = RedisJobQueue(
+        redis=client, prefix=unique_prefix(), sinks=[], catalog=JobCatalog(), poll_interval=0.2
+    )
+    queue.register("clustered", lambda job: handled.append(job.id))
+    async with queue:
+        jobs = await queue.enqueue_many([("clustered", {}) for _ in range(50)])
+        await queue.start()
+        await wait_until(lambda: len(handled) == 50, message="50 jobs handled on the cluster")
+    assert sorted(handled) == sorted(job.id for job in jobs)
+    await client.aclose()
+
+
+# -- the event sink ----------------------------------------------------------------------------------------
+
+
+@run_async()
+async def test_the_event_sink_publishes_lifecycle_events_as_json(
+    redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    channel = f"events-{uuid.uuid4().hex[:8]}"
+    listener = aioredis.Redis(host="127.0.0.1", port=redis_server.port)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(channel)
+    sink = RedisEventSink(url=redis_server.url, channel=channel)
+    queue = open_queue(
+        "redis",
+        url=redis_server.url,
+        prefix=unique_prefix(),
+        sinks=[sink],
+        catalog=JobCatalog(),
+        poll_interval=0.2,
+    )
+    queue.register("observed", lambda job: None)
+    received: list[dict[str, Any]] = []
+    async with queue:
+        job = await queue.enqueue("observed", {"secret": "not in events"})
+        await queue.start()
+
+        async def completed() -> bool:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+            return any(event["event"] == JobCompleted.name for event in received)
+
+        await wait_until(completed, message="job.completed published")
+    await pubsub.aclose()
+    await listener.aclose()
+    names = [event["event"] for event in received if event.get("job_id") == job.id]
+    assert names == ["job.enqueued", "job.started", "job.completed"]
+    assert all("not in events" not in json.dumps(event) for event in received)
+
+
+def test_the_plugin_registers_the_backend_and_the_sink() -> None:
+    from lssm_jobs.plugins import load_plugins
+
+    registry = load_plugins()
+    assert registry.queue_backend("redis").factory == RedisBackend.from_options
+    assert registry.event_sink("redis").factory == RedisEventSink.from_options
+    info = {plugin.name: plugin for plugin in registry.plugins()}["redis"]
+    assert info.distribution == "lssm-jobs-redis"
+
+
+def test_sync_client_fixture_is_isolated(redis_server: Any) -> None:
+    with redis_server.client() as client:
+        assert isinstance(client, redis.Redis) and client.ping()
