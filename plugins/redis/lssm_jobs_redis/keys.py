@@ -20,7 +20,7 @@ With ``prefix="jobs:"`` the keys are::
     {jobs}:dedupe             hash   dedupe key -> id of the live job holding it
     {jobs}:dead               zset   dead letters; score failed time
     {jobs}:deadcount          hash   queue -> number of dead letters
-    {jobs}:sched:...          scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
+    {jobs}:cron:...           scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
 """
 
 from __future__ import annotations
@@ -98,10 +98,6 @@ class KeyLayout:
     @property
     def idlers(self) -> str:
         return f"{self.base}idlers"
-
-    def scheduler(self, name: str) -> str:
-        """Keys of the scheduler store: ``{jobs}:sched:<name>``."""
-        return f"{self.base}sched:{name}"
 
     @property
     def pattern(self) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from lssm_jobs.hookspecs import hookimpl
-from lssm_jobs.registrations import EventSinkSpec, QueueBackendSpec
+from lssm_jobs.registrations import EventSinkSpec, QueueBackendSpec, SchedulerStoreSpec
 
 from lssm_jobs_redis.backend import OPTIONS_HELP, RedisBackend
 from lssm_jobs_redis.events import RedisEventSink
+from lssm_jobs_redis.scheduler_store import RedisSchedulerStore
 
 
 @hookimpl
@@ -29,5 +30,17 @@ def lssm_jobs_event_sinks() -> list[EventSinkSpec]:
             name="redis",
             factory=RedisEventSink.from_options,
             description="publishes every lifecycle event as JSON on a Redis pub/sub channel",
+        )
+    ]
+
+
+@hookimpl
+def lssm_jobs_scheduler_stores() -> list[SchedulerStoreSpec]:
+    return [
+        SchedulerStoreSpec(
+            name="redis",
+            factory=RedisSchedulerStore.create,
+            backend="redis",
+            description="schedule rows and tick claims in the Redis queue's prefix (Lua-atomic claims)",
         )
     ]

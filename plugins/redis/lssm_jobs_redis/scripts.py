@@ -71,6 +71,7 @@ class Scripts:
     dead: LuaScript = attrs.field(factory=lambda: LuaScript.load("dead"))
     counts: LuaScript = attrs.field(factory=lambda: LuaScript.load("counts"))
     retire: LuaScript = attrs.field(factory=lambda: LuaScript.load("retire"))
+    scheduler: LuaScript = attrs.field(factory=lambda: LuaScript.load("scheduler"))
 
     def all(self) -> list[LuaScript]:
         return [getattr(self, field.name) for field in attrs.fields(Scripts)]

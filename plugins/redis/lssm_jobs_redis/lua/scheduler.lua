@@ -1,0 +1,167 @@
+-- The scheduler store: schedule rows and tick claims (see lssm_jobs.scheduler.stores for the semantics).
+-- ARGV[2] names the operation; its arguments follow. Times and ticks travel as the clients' exact text
+-- (Python repr of a float) and are stored as given, so they read back unchanged; numbers are compared with
+-- tonumber. Keys: cron:names (set), cron:s:<name> (hash: l last tick, x next tick, p paused, u updated),
+-- cron:c:<name> (hash: tick -> claim), cron:open / cron:done (sorted sets of "<name>\31<tick>": unfinished
+-- claims by claimed_at, finished ones by completed_at). A claim is "<owner>\31<claimed_at>\31<completed_at or
+-- ''>\31<attempts>".
+local SEP = '\31'
+local NAMES = P .. 'cron:names'
+local OPEN = P .. 'cron:open'
+local DONE = P .. 'cron:done'
+local function row_key(name) return P .. 'cron:s:' .. name end
+local function claims_key(name) return P .. 'cron:c:' .. name end
+
+local function split(text)
+  local parts = {}
+  local start = 1
+  while true do
+    local stop = string.find(text, SEP, start, true)
+    if not stop then
+      parts[#parts + 1] = string.sub(text, start)
+      return parts
+    end
+    parts[#parts + 1] = string.sub(text, start, stop - 1)
+    start = stop + 1
+  end
+end
+
+local function state(name)
+  local row = redis.call('HMGET', row_key(name), 'l', 'x', 'p', 'u')
+  if not row[4] then return false end
+  return { name, row[1], row[2], row[3], row[4] }
+end
+
+local function read_claim(name, tick)
+  local raw = redis.call('HGET', claims_key(name), tick)
+  if not raw then return nil end
+  local parts = split(raw)
+  return { by = parts[1], at = parts[2], done = parts[3], attempts = tonumber(parts[4]) }
+end
+
+local function write_claim(name, tick, claim)
+  redis.call('HSET', claims_key(name), tick,
+    claim.by .. SEP .. claim.at .. SEP .. claim.done .. SEP .. claim.attempts)
+  local member = name .. SEP .. tick
+  if claim.done == '' then
+    redis.call('ZADD', OPEN, tonumber(claim.at), member)
+  else
+    redis.call('ZREM', OPEN, member)
+    redis.call('ZADD', DONE, tonumber(claim.done), member)
+  end
+end
+
+local function claim_reply(name, tick, claim)
+  return { name, tick, claim.by, claim.at, claim.done, claim.attempts }
+end
+
+local op = ARGV[2]
+if op == 'ensure' then
+  local name, now = ARGV[3], ARGV[4]
+  if redis.call('HSETNX', row_key(name), 'u', now) == 1 then
+    redis.call('HSET', row_key(name), 'l', now, 'x', '', 'p', '0')
+    redis.call('SADD', NAMES, name)
+  end
+  return state(name)
+elseif op == 'get' then
+  return state(ARGV[3])
+elseif op == 'states' then
+  local names = redis.call('SMEMBERS', NAMES)
+  table.sort(names)
+  local out = {}
+  for _, name in ipairs(names) do
+    local row = state(name)
+    if row then out[#out + 1] = row end
+  end
+  return out
+elseif op == 'claim' then
+  local name, tick, owner, now, next_tick = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+  local row = redis.call('HMGET', row_key(name), 'l', 'p')
+  if not row[2] or row[2] == '1' then return 0 end
+  if row[1] ~= '' and tonumber(tick) <= tonumber(row[1]) then return 0 end
+  if redis.call('HEXISTS', claims_key(name), tick) == 1 then return 0 end
+  write_claim(name, tick, { by = owner, at = now, done = '', attempts = 1 })
+  redis.call('HSET', row_key(name), 'l', tick, 'x', next_tick, 'u', now)
+  return 1
+elseif op == 'renew' then
+  local name, tick, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local claim = read_claim(name, tick)
+  if not claim or claim.done ~= '' or claim.by ~= owner then return 0 end
+  claim.at = now
+  write_claim(name, tick, claim)
+  return 1
+elseif op == 'complete' then
+  local name, tick, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local claim = read_claim(name, tick)
+  if not claim or claim.done ~= '' then return 0 end
+  claim.done = now
+  write_claim(name, tick, claim)
+  if claim.by == owner then return 1 end
+  return 0
+elseif op == 'take_over' then
+  local name, tick, owner, now, stale_before = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+  local paused = redis.call('HGET', row_key(name), 'p')
+  local claim = read_claim(name, tick)
+  if not paused or paused == '1' or not claim or claim.done ~= '' then return 0 end
+  if tonumber(claim.at) > tonumber(stale_before) then return 0 end
+  claim.by = owner
+  claim.at = now
+  claim.attempts = claim.attempts + 1
+  write_claim(name, tick, claim)
+  return 1
+elseif op == 'advance' then
+  local name, tick, now, next_tick = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local last = redis.call('HGET', row_key(name), 'l')
+  if not last then return 0 end
+  if last == '' or tonumber(tick) > tonumber(last) then last = tick end
+  redis.call('HSET', row_key(name), 'l', last, 'x', next_tick, 'u', now)
+  return 1
+elseif op == 'set_paused' then
+  local name, paused, now = ARGV[3], ARGV[4], ARGV[5]
+  local last = redis.call('HGET', row_key(name), 'l')
+  if not last then return false end
+  if paused == '0' and (last == '' or tonumber(now) > tonumber(last)) then last = now end
+  redis.call('HSET', row_key(name), 'p', paused, 'l', last, 'u', now)
+  return state(name)
+elseif op == 'delete' then
+  local name = ARGV[3]
+  for _, tick in ipairs(redis.call('HKEYS', claims_key(name))) do
+    redis.call('ZREM', OPEN, name .. SEP .. tick)
+    redis.call('ZREM', DONE, name .. SEP .. tick)
+  end
+  redis.call('DEL', claims_key(name))
+  redis.call('SREM', NAMES, name)
+  return redis.call('DEL', row_key(name))
+elseif op == 'claims' then
+  local name, limit = ARGV[3], tonumber(ARGV[4])
+  local ticks = redis.call('HKEYS', claims_key(name))
+  table.sort(ticks, function(a, b) return tonumber(a) > tonumber(b) end)
+  local out = {}
+  for i = 1, math.min(limit, #ticks) do
+    out[#out + 1] = claim_reply(name, ticks[i], read_claim(name, ticks[i]))
+  end
+  return out
+elseif op == 'unfinished' then
+  local out = {}
+  for _, member in ipairs(redis.call('ZRANGE', OPEN, 0, tonumber(ARGV[3]) - 1)) do
+    local parts = split(member)
+    local tick = parts[#parts]
+    local name = string.sub(member, 1, #member - #tick - 1)
+    local claim = read_claim(name, tick)
+    if claim then out[#out + 1] = claim_reply(name, tick, claim) end
+  end
+  return out
+elseif op == 'prune' then
+  local pruned = 0
+  for _, set in ipairs({ OPEN, DONE }) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)) do
+      local parts = split(member)
+      local tick = parts[#parts]
+      local name = string.sub(member, 1, #member - #tick - 1)
+      redis.call('ZREM', set, member)
+      pruned = pruned + redis.call('HDEL', claims_key(name), tick)
+    end
+  end
+  return pruned
+end
+return redis.error_reply('unknown scheduler store operation ' .. tostring(op))
