@@ -450,7 +450,11 @@ async def test_both_client_paths_run_jobs(
         await queue.enqueue_many([("path", {"i": i}) for i in range(30)])
         await queue.start()
         await wait_until(lambda: len(handled) == 30, message="30 jobs handled")
-        assert (await queue.counts())["default"][JobStatus.COMPLETED] == 30
+
+        async def all_completed() -> bool:
+            return (await queue.counts())["default"][JobStatus.COMPLETED] == 30
+
+        await wait_until(all_completed, message="30 jobs recorded as completed")
 
 
 # -- Redis Cluster -----------------------------------------------------------------------------------------

@@ -109,7 +109,13 @@ async def test_redis_restart_loses_no_job(own_redis_server: Any, unique_prefix: 
             await asyncio.to_thread(own_redis_server.restart, kill=True)
         await asyncio.wait_for(producing, 60)
         await wait_until(lambda: len(handled) == total, timeout=60, message=f"all {total} jobs handled")
-        counts = await producer.counts()
-        assert counts["default"][JobStatus.COMPLETED] == total
-        assert counts["default"][JobStatus.PENDING] == counts["default"][JobStatus.ACTIVE] == 0
+
+        async def all_completed() -> Any:
+            counts = (await producer.counts())["default"]
+            return (
+                counts[JobStatus.COMPLETED] == total
+                and counts[JobStatus.PENDING] == counts[JobStatus.ACTIVE] == 0
+            )
+
+        await wait_until(all_completed, timeout=30, message=f"all {total} jobs recorded as completed")
     assert len(set(enqueued)) == total
