@@ -49,6 +49,7 @@ from redis.exceptions import (
     NoScriptError,
     ReadOnlyError,
     RedisError,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -58,7 +59,7 @@ from lssm_jobs_redis.batching import Coalescer
 from lssm_jobs_redis.channel import RespChannel
 from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
-from lssm_jobs_redis.scripts import LuaScript, evalsha, load_all, scripts
+from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
 
 log = logging.getLogger("lssm_jobs.redis")
 
@@ -102,6 +103,8 @@ class RedisOptions:
         ``ConnectionError`` (consumers keep waiting for as long as they run).
     :param pipelined: send script calls over one pipelined connection of our own (single-server and
         Sentinel clients; see :mod:`lssm_jobs_redis.channel`); False sends everything through redis-py.
+    :param functions: load the code as a function library (Redis 7+/Valkey) when the server and user allow
+        it; False (or Redis 6.2) uses ``EVALSHA`` scripts.
     """
 
     completed_ttl_ms: int = 3_600_000
@@ -111,6 +114,7 @@ class RedisOptions:
     settle_batch: int = 1_000
     reconnect_timeout: float = 60.0
     pipelined: bool = True
+    functions: bool = True
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(RedisOptions):
@@ -131,6 +135,7 @@ OPTIONS_HELP = {
     "settle_batch": "most settle operations per script call (default 1000)",
     "reconnect_timeout": "seconds an operation waits for Redis to come back (default 60)",
     "pipelined": "script calls over one pipelined connection (default true; cluster clients never)",
+    "functions": "use a Redis function library when the server has FUNCTION (default true), else scripts",
     "socket_timeout": "seconds a command may take before the connection counts as broken (default 10)",
     "max_connections": "connection pool size",
 }
@@ -302,6 +307,7 @@ class RedisBackend(PullBackend):
         self._queue_names: dict[bytes, str] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._channel: RespChannel | None = None
+        self._functions = False
 
     @classmethod
     def from_options(cls, **options: Any) -> RedisBackend:
@@ -340,7 +346,7 @@ class RedisBackend(PullBackend):
             )
         try:
             await self._client.ping()
-            await load_all(self._client)
+            self._functions = await load_all(self._client, functions=self.options.functions)
         except RedisError as error:
             if self._owns_client:
                 await self._close_client()
@@ -471,16 +477,41 @@ class RedisBackend(PullBackend):
     async def _script(self, script: LuaScript, args: list[Any]) -> Any:
         return await self._eval(script, [self.keys.base, *args])
 
+    def _invocation(self, script: LuaScript) -> tuple[Any, ...]:
+        """The start of a call of ``script``: ``FCALL <function>`` or ``EVALSHA <sha>``, one routing key."""
+        if self._functions:
+            return ("FCALL", script.function, 1, self._route)
+        return ("EVALSHA", script.sha, 1, self._route)
+
+    def _missing(self, error: BaseException) -> bool:
+        """Whether ``error`` says the server lost our code (restart without persistence, failover)."""
+        return isinstance(error, NoScriptError) or (self._functions and function_missing(error))
+
+    async def _reload(self, script: LuaScript) -> None:
+        channel = self._channel
+        if self._functions:
+            library = self._scripts.library
+            if channel is not None:
+                await channel.call("FUNCTION", "LOAD", "REPLACE", library)
+            else:
+                await self.client.function_load(library, replace=True)
+        elif channel is not None:
+            await channel.call("SCRIPT", "LOAD", script.source)
+        else:
+            await self.client.script_load(script.source)
+
     async def _eval(self, script: LuaScript, args: list[Any]) -> Any:
         """Run ``script`` (full ARGV in ``args``) over the channel when there is one, else via redis-py."""
         channel = self._channel
         if channel is None:
-            return await evalsha(self.client, script, self._route, args)
+            return await evalsha(self.client, script, self._route, args, functions=self._functions)
         try:
-            return await channel.call("EVALSHA", script.sha, 1, self._route, *args)
-        except NoScriptError:
-            await channel.call("SCRIPT", "LOAD", script.source)
-            return await channel.call("EVALSHA", script.sha, 1, self._route, *args)
+            return await channel.call(*self._invocation(script), *args)
+        except ResponseError as error:
+            if not self._missing(error):
+                raise
+            await self._reload(script)
+            return await channel.call(*self._invocation(script), *args)
 
     # -- producing ------------------------------------------------------------------------------------------
 
@@ -544,11 +575,11 @@ class RedisBackend(PullBackend):
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
             for args in calls:
-                pipe.evalsha(script.sha, 1, self._route, *args)
+                pipe.execute_command(*self._invocation(script), *args)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
-            missing = [reply for reply in replies if isinstance(reply, NoScriptError)]
+            missing = [reply for reply in replies if self._missing(reply)]
             if missing and attempt == 0:
-                await self.client.script_load(script.source)
+                await self._reload(script)
                 continue  # every script here is safe to repeat
             for reply in replies:
                 if isinstance(reply, Exception):
@@ -679,14 +710,12 @@ class RedisBackend(PullBackend):
 
             async def run() -> Any:
                 try:
-                    return await channel.call_encoded(
-                        count, ("EVALSHA", script.sha, 1, self._route, *head), wire
-                    )
-                except NoScriptError:
-                    await channel.call("SCRIPT", "LOAD", script.source)
-                    return await channel.call_encoded(
-                        count, ("EVALSHA", script.sha, 1, self._route, *head), wire
-                    )
+                    return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+                except ResponseError as error:
+                    if not self._missing(error):
+                        raise
+                    await self._reload(script)
+                    return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
 
             reply = await self._call("settle", run)
         else:

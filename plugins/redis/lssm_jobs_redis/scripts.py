@@ -1,12 +1,17 @@
 """The Lua scripts that make every state change atomic, and how they are called.
 
-Each script is the part of the shared prelude it uses (key names, helpers) followed by its own body, read
-from ``lua/``. Only the helpers a script references (directly or through other helpers) are included:
-Redis runs the whole script text on every call, and each ``local function`` costs a closure per call.
-Scripts are called by SHA (``EVALSHA``); the SHA is computed here once, and a server that does not know the
-script yet (first use, restart, failover to a replica that never saw it) gets it loaded once with
-``SCRIPT LOAD`` and the call is repeated. No per-call ``SCRIPT EXISTS`` round trip, unlike redis-py's
-``Script`` objects inside pipelines.
+The same Lua sources (``lua/``: a shared prelude of key names and helpers, one file per operation) are
+served in two forms:
+
+* a **function library** (Redis 7+ and Valkey: ``FUNCTION LOAD`` once, then ``FCALL``): the prelude's
+  helpers are created once when the library loads, so a call runs only its operation. This is the fast
+  form: a script re-runs its whole text on every call, and each ``local function`` in it costs a closure;
+* **scripts** (``EVALSHA``, for Redis 6.2 or users without the ``FUNCTION`` permission): each script is the
+  part of the prelude it uses (only the helpers it references) followed by its body.
+
+Either way a server that does not know the code yet (first use, restart without persistence, failover to a
+replica that never saw it) gets it loaded once and the call is repeated; there is no per-call existence
+check (unlike redis-py's ``Script`` objects inside pipelines).
 """
 
 from __future__ import annotations
@@ -17,24 +22,67 @@ from importlib import resources
 from typing import Any
 
 import attrs
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
+
+NAMES = ("push", "lease", "settle", "replay", "purge", "dead", "counts", "retire", "scheduler")
+
+# Library-level state that must start fresh on every call of a function (a script gets it for free).
+_RESET = "  clock = nil\n  seqbox.value = nil\n  seqbox.start = nil\n"
+
+
+def _read(name: str) -> str:
+    return (resources.files("lssm_jobs_redis") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+_TAG = hashlib.sha1("".join(_read(name) for name in ("prelude", *NAMES)).encode()).hexdigest()[:12]
+
+#: The function library's name; it changes with the code, so workers of different versions never call
+#: each other's functions.
+LIBRARY = f"lssm_jobs_{_TAG}"
 
 
 @attrs.frozen(kw_only=True)
 class LuaScript:
-    """One script: its name (the file under ``lua/``), full source and SHA1."""
+    """One operation: its name (the file under ``lua/``), its script form and SHA1, and its function name."""
 
     name: str
     source: str
     sha: str
+    function: str
 
     @classmethod
     def load(cls, name: str) -> LuaScript:
-        folder = resources.files("lssm_jobs_redis") / "lua"
-        prelude = (folder / "prelude.lua").read_text(encoding="utf-8")
-        body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+        prelude, body = _read("prelude"), _read(name)
         source = f"{_needed_prelude(prelude, body)}\n-- {name}.lua\n{body}"
-        return cls(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
+        return cls(
+            name=name,
+            source=source,
+            sha=hashlib.sha1(source.encode()).hexdigest(),
+            function=f"{LIBRARY}_{name}",
+        )
+
+
+_HEAD_LINE = re.compile(r"^local (\w+) = (.+)$", re.MULTILINE)
+
+
+def library_source() -> str:
+    """The function library: the whole prelude once, then one function per operation."""
+    prelude = _read("prelude")
+    head_end = _BLOCK.search(prelude)
+    head = prelude[: head_end.start()] if head_end else prelude
+    blocks = prelude[head_end.start() :] if head_end else ""
+    constants = _HEAD_LINE.findall(head)
+    lines = [f"#!lua name={LIBRARY}", "-- lssm-jobs Redis backend (generated from lua/*.lua by scripts.py)"]
+    lines.append("local " + ", ".join(name for name, _ in constants))
+    lines.append(blocks)
+    setup = "".join(f"  {name} = {expression.replace('ARGV', 'argv')}\n" for name, expression in constants)
+    lines.append(f"local function setup(argv)\n{setup}{_RESET}end")
+    for name in NAMES:
+        lines.append(
+            f"redis.register_function('{LIBRARY}_{name}', function(KEYS, ARGV)\n  setup(ARGV)\n"
+            f"-- {name}.lua\n{_read(name)}\nend)"
+        )
+    return "\n".join(lines) + "\n"
 
 
 _BLOCK = re.compile(r"^-- @ (.+)$", re.MULTILINE)
@@ -63,6 +111,7 @@ def _needed_prelude(prelude: str, body: str) -> str:
 class Scripts:
     """Every script of the backend."""
 
+    library: str = attrs.field(factory=library_source)
     push: LuaScript = attrs.field(factory=lambda: LuaScript.load("push"))
     lease: LuaScript = attrs.field(factory=lambda: LuaScript.load("lease"))
     settle: LuaScript = attrs.field(factory=lambda: LuaScript.load("settle"))
@@ -74,7 +123,7 @@ class Scripts:
     scheduler: LuaScript = attrs.field(factory=lambda: LuaScript.load("scheduler"))
 
     def all(self) -> list[LuaScript]:
-        return [getattr(self, field.name) for field in attrs.fields(Scripts)]
+        return [getattr(self, name) for name in NAMES]
 
 
 _scripts: Scripts | None = None
@@ -88,11 +137,27 @@ def scripts() -> Scripts:
     return _scripts
 
 
-async def evalsha(client: Any, script: LuaScript, key: str, args: list[Any]) -> Any:
-    """Run ``script`` with one routing ``key`` (every script touches the slot of that key's hash tag).
+def function_missing(error: BaseException) -> bool:
+    """Whether ``error`` says the server does not have our function library (loaded again, then)."""
+    return isinstance(error, ResponseError) and "function not found" in str(error).lower()
+
+
+async def evalsha(
+    client: Any, script: LuaScript, key: str, args: list[Any], *, functions: bool = False
+) -> Any:
+    """Run ``script`` with one routing ``key`` (every script touches the slot of that key's hash tag), as a
+    function (``FCALL``) or a script (``EVALSHA``), loading the code once when the server lacks it.
 
     :raises redis.exceptions.RedisError: as the client raises it (connection errors included).
     """
+    if functions:
+        try:
+            return await client.execute_command("FCALL", script.function, 1, key, *args)
+        except ResponseError as error:
+            if not function_missing(error):
+                raise
+            await client.execute_command("FUNCTION", "LOAD", "REPLACE", scripts().library)
+            return await client.execute_command("FCALL", script.function, 1, key, *args)
     try:
         return await client.evalsha(script.sha, 1, key, *args)
     except NoScriptError:
@@ -100,7 +165,21 @@ async def evalsha(client: Any, script: LuaScript, key: str, args: list[Any]) -> 
         return await client.evalsha(script.sha, 1, key, *args)
 
 
-async def load_all(client: Any) -> None:
-    """Load every script (on every primary of a cluster), so the first calls need no retry."""
+async def load_all(client: Any, *, functions: bool) -> bool:
+    """Load the code (on every primary of a cluster), so the first calls need no retry.
+
+    :param functions: try the function library first.
+    :returns: whether functions are in use: False when the server has no ``FUNCTION`` command (Redis
+        before 7) or the user may not load functions, and scripts were loaded instead.
+    """
+    if functions:
+        try:
+            await client.function_load(scripts().library, replace=True)
+            return True
+        except ResponseError as error:
+            text = str(error).lower()
+            if "unknown command" not in text and "noperm" not in text and "no permissions" not in text:
+                raise
     for script in scripts().all():
         await client.script_load(script.source)
+    return False
