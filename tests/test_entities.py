@@ -170,11 +170,14 @@ def test_sqlite_ddl_relations_and_keys_hold(tmp_path: Path) -> None:
     for statement in render_sql_statements(jobs_schema(), "sqlite"):
         connection.execute(statement)
     connection.execute("INSERT INTO lssm_schedules (name, updated_at) VALUES ('nightly', 1.0)")
-    connection.execute("INSERT INTO lssm_schedule_claims VALUES ('nightly', 100.0, 'a', 1.0)")
+    claim = (
+        "INSERT INTO lssm_schedule_claims (schedule, tick, claimed_by, claimed_at) VALUES (?, 100.0, ?, 1.0)"
+    )
+    connection.execute(claim, ("nightly", "a"))
     with pytest.raises(sqlite3.IntegrityError):  # a tick is claimed once
-        connection.execute("INSERT INTO lssm_schedule_claims VALUES ('nightly', 100.0, 'b', 1.0)")
+        connection.execute(claim, ("nightly", "b"))
     with pytest.raises(sqlite3.IntegrityError):  # claims belong to a known schedule
-        connection.execute("INSERT INTO lssm_schedule_claims VALUES ('unknown', 100.0, 'a', 1.0)")
+        connection.execute(claim, ("unknown", "a"))
     connection.execute("DELETE FROM lssm_schedules WHERE name = 'nightly'")
     assert connection.execute("SELECT count(*) FROM lssm_schedule_claims").fetchone() == (0,)
 

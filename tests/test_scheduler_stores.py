@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,3 +65,28 @@ def test_stores_by_name_and_unknown_names(tmp_path: Path) -> None:
     assert JobScheduler(queue, store=explicit).store is explicit
     with pytest.raises(PluginNotFoundError, match="nope"):
         JobScheduler(queue, store="nope")
+
+
+@run_async()
+async def test_sqlite_claim_scans_read_the_state_index(tmp_path: Path) -> None:
+    """Finding unfinished claims and pruning must not walk a table holding a day of every-second claims."""
+    store = SqliteSchedulerStore(tmp_path / "scheduler.db")
+    await store.open()
+    await store.close()
+    connection = sqlite3.connect(tmp_path / "scheduler.db")
+
+    def plan(sql: str) -> str:
+        return " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", (1.0,)))
+
+    try:
+        unfinished = plan(
+            "SELECT * FROM lssm_schedule_claims WHERE completed_at IS NULL ORDER BY claimed_at, schedule, tick "
+            "LIMIT ?"
+        )
+        assert "lssm_schedule_claims_state_idx" in unfinished, unfinished
+        finished = plan("DELETE FROM lssm_schedule_claims WHERE completed_at < ?")
+        assert "lssm_schedule_claims_state_idx" in finished, finished
+        abandoned = plan("DELETE FROM lssm_schedule_claims WHERE completed_at IS NULL AND claimed_at < ?")
+        assert "lssm_schedule_claims_state_idx" in abandoned, abandoned
+    finally:
+        connection.close()

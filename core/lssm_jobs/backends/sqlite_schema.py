@@ -68,12 +68,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     "tick" REAL NOT NULL,
     "claimed_by" TEXT NOT NULL,
     "claimed_at" REAL NOT NULL,
+    "completed_at" REAL,
+    "attempts" INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY ("schedule", "tick"),
     CONSTRAINT "lssm_schedule_claims_schedule_fkey" FOREIGN KEY ("schedule")
         REFERENCES "lssm_schedules" ("name") ON DELETE CASCADE
 )""",
-            'CREATE INDEX IF NOT EXISTS "lssm_schedule_claims_claimed_at_idx" '
-            'ON "lssm_schedule_claims" ("claimed_at")',
+            'CREATE INDEX IF NOT EXISTS "lssm_schedule_claims_state_idx" '
+            'ON "lssm_schedule_claims" ("completed_at", "claimed_at")',
         ),
     ),
 )

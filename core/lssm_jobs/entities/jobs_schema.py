@@ -131,18 +131,28 @@ schedule_claim_entity = Entity(
     name="LssmScheduleClaim",
     table=SCHEDULE_CLAIMS_TABLE,
     doc=(
-        "One row per fired tick: the primary key (schedule, tick) lets exactly one scheduler instance "
-        "claim a tick. The schedule's row in lssm_schedules must exist first (foreign key)."
+        "One row per claimed tick: the primary key (schedule, tick) lets exactly one scheduler instance "
+        "claim a tick. A claim is unfinished (completed_at NULL) while the tick fires; one whose lease "
+        "(claimed_at) ran out is taken over by another instance. The schedule's row in lssm_schedules must "
+        "exist first (foreign key)."
     ),
     fields=(
         Field(name="schedule", type=TEXT, doc="lssm_schedules.name"),
         Field(name="tick", type=FLOAT, doc="epoch seconds of the tick"),
-        Field(name="claimed_by", type=TEXT, doc="the scheduler instance that fired it"),
-        Field(name="claimed_at", type=FLOAT, doc="epoch seconds"),
+        Field(
+            name="claimed_by", type=TEXT, doc="the scheduler instance firing it (the last to take it over)"
+        ),
+        Field(name="claimed_at", type=FLOAT, doc="epoch seconds of the claim, take-over or last renewal"),
+        Field(name="completed_at", type=FLOAT, nullable=True, doc="epoch seconds; NULL while in flight"),
+        Field(name="attempts", type=INTEGER, default=1, doc="1 + take-overs"),
     ),
     primary_key=("schedule", "tick"),
     indexes=(
-        Index(name="lssm_schedule_claims_claimed_at_idx", fields=("claimed_at",), doc="prune old claims"),
+        Index(
+            name="lssm_schedule_claims_state_idx",
+            fields=("completed_at", "claimed_at"),
+            doc="unfinished claims by lease age (take-overs), finished ones by age (pruning)",
+        ),
     ),
     relations=(
         Relation(

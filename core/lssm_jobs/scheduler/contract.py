@@ -162,6 +162,141 @@ class SchedulerStoreContract:
             assert sorted(claim.tick for claim in claims) == fired
             assert fired[-1] == ticks[-1]
 
+    # -- two-phase firing: complete, renew, take over ------------------------------------------------------
+
+    @run_async()
+    async def test_a_claim_is_unfinished_until_completed(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory, 2) as (first, second):
+            await first.ensure("s", now=T0)
+            assert await first.claim("s", T0 + 60, owner="a", now=T0 + 60, next_tick=None)
+            (claim,) = await second.claims("s")
+            assert (claim.claimed_by, claim.claimed_at, claim.completed_at, claim.attempts) == (
+                "a",
+                T0 + 60,
+                None,
+                1,
+            )
+            assert not claim.finished
+            assert [(c.schedule, c.tick) for c in await second.unfinished_claims()] == [("s", T0 + 60)]
+            assert await second.complete("s", T0 + 60, owner="a", now=T0 + 61)
+            (claim,) = await first.claims("s")
+            assert claim.completed_at == T0 + 61 and claim.finished and claim.claimed_by == "a"
+            assert await first.unfinished_claims() == []
+            assert not await first.complete("s", T0 + 60, owner="a", now=T0 + 62), "already finished"
+            assert (await first.claims("s"))[0].completed_at == T0 + 61, "the first completion stays"
+            assert not await first.complete("s", T0 + 120, owner="a", now=T0 + 62), "no such claim"
+            assert not await first.complete("ghost", T0 + 60, owner="a", now=T0 + 62)
+
+    @run_async()
+    async def test_completing_a_claim_held_by_another_instance(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory) as (store,):
+            await store.ensure("s", now=T0)
+            assert await store.claim("s", T0 + 60, owner="a", now=T0 + 60, next_tick=None)
+            # "b" also fired the tick (it took the claim over from a slow "a"): it is finished anyway
+            assert not await store.complete("s", T0 + 60, owner="b", now=T0 + 61)
+            (claim,) = await store.claims("s")
+            assert claim.finished and claim.claimed_by == "a"
+            assert await store.unfinished_claims() == []
+
+    @run_async()
+    async def test_renew_extends_only_the_holders_unfinished_claim(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory) as (store,):
+            await store.ensure("s", now=T0)
+            assert await store.claim("s", T0 + 60, owner="a", now=T0 + 60, next_tick=None)
+            assert await store.renew("s", T0 + 60, owner="a", now=T0 + 80)
+            assert (await store.claims("s"))[0].claimed_at == T0 + 80
+            assert not await store.renew("s", T0 + 60, owner="b", now=T0 + 90), "not b's claim"
+            assert not await store.renew("s", T0 + 120, owner="a", now=T0 + 90), "no such claim"
+            assert (await store.claims("s"))[0].claimed_at == T0 + 80
+            assert await store.complete("s", T0 + 60, owner="a", now=T0 + 95)
+            assert not await store.renew("s", T0 + 60, owner="a", now=T0 + 100), "finished"
+            assert (await store.claims("s"))[0].claimed_at == T0 + 80
+
+    @run_async()
+    async def test_unfinished_claims_of_every_schedule_oldest_lease_first(
+        self, store_factory: StoreFactory
+    ) -> None:
+        async with _opened(store_factory) as (store,):
+            for name in ("a", "b"):
+                await store.ensure(name, now=T0)
+            assert await store.claim("b", T0 + 10, owner="x", now=T0 + 10, next_tick=None)
+            assert await store.claim("a", T0 + 20, owner="y", now=T0 + 20, next_tick=None)
+            assert await store.claim("a", T0 + 30, owner="x", now=T0 + 30, next_tick=None)
+            assert await store.claim("b", T0 + 40, owner="y", now=T0 + 40, next_tick=None)
+            assert await store.complete("a", T0 + 30, owner="x", now=T0 + 31)
+            assert await store.renew("b", T0 + 10, owner="x", now=T0 + 50)
+            unfinished = await store.unfinished_claims()
+            assert [(c.schedule, c.tick, c.claimed_at) for c in unfinished] == [
+                ("a", T0 + 20, T0 + 20),
+                ("b", T0 + 40, T0 + 40),
+                ("b", T0 + 10, T0 + 50),
+            ]
+            assert [(c.schedule, c.tick) for c in await store.unfinished_claims(limit=1)] == [("a", T0 + 20)]
+
+    @run_async()
+    async def test_a_stale_claim_is_taken_over_once(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory, 2) as (first, second):
+            await first.ensure("s", now=T0)
+            assert await first.claim("s", T0 + 60, owner="dead", now=T0 + 60, next_tick=None)
+            assert not await second.take_over("s", T0 + 60, owner="b", now=T0 + 70, stale_before=T0 + 59), (
+                "the lease is not over yet"
+            )
+            assert await second.take_over("s", T0 + 60, owner="b", now=T0 + 120, stale_before=T0 + 60)
+            assert not await first.take_over("s", T0 + 60, owner="c", now=T0 + 121, stale_before=T0 + 61), (
+                "the new holder's lease started at its take-over"
+            )
+            (claim,) = await first.claims("s")
+            assert (claim.claimed_by, claim.claimed_at, claim.attempts, claim.completed_at) == (
+                "b",
+                T0 + 120,
+                2,
+                None,
+            )
+            assert not await first.renew("s", T0 + 60, owner="dead", now=T0 + 122), "no longer dead's"
+            assert await second.renew("s", T0 + 60, owner="b", now=T0 + 130)
+            assert await second.complete("s", T0 + 60, owner="b", now=T0 + 131)
+            assert not await first.take_over("s", T0 + 60, owner="c", now=T0 + 999, stale_before=T0 + 998), (
+                "finished claims are never taken over"
+            )
+            assert not await first.take_over("s", T0 + 3600, owner="c", now=T0 + 999, stale_before=T0 + 998)
+            assert not await first.take_over("ghost", T0, owner="c", now=T0 + 999, stale_before=T0 + 998)
+
+    @run_async()
+    async def test_a_paused_schedules_claims_are_not_taken_over(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory) as (store,):
+            await store.ensure("s", now=T0)
+            assert await store.claim("s", T0 + 60, owner="dead", now=T0 + 60, next_tick=None)
+            await store.set_paused("s", True, now=T0 + 61)
+            assert not await store.take_over("s", T0 + 60, owner="b", now=T0 + 200, stale_before=T0 + 100)
+            await store.set_paused("s", False, now=T0 + 300)
+            assert await store.take_over("s", T0 + 60, owner="b", now=T0 + 301, stale_before=T0 + 100)
+
+    @run_async()
+    async def test_racing_instances_take_over_a_claim_once(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory, self.race_instances) as stores:
+            await stores[0].ensure("race", now=T0)
+            ticks = [T0 + second for second in range(1, self.race_ticks + 1)]
+            for tick in ticks:
+                assert await stores[0].claim("race", tick, owner="dead", now=tick, next_tick=None)
+            now = ticks[-1] + 60
+
+            async def taker(index: int, store: SchedulerStore) -> list[float]:
+                won = []
+                for tick in ticks:
+                    owner = f"i{index}"
+                    if await store.take_over("race", tick, owner=owner, now=now, stale_before=now - 30):
+                        won.append(tick)
+                return won
+
+            results = await asyncio.gather(*(taker(index, store) for index, store in enumerate(stores)))
+            taken = sorted(tick for won in results for tick in won)
+            assert taken == ticks, "every stale claim is taken over by exactly one instance"
+            claims = await stores[0].claims("race", limit=self.race_ticks * 2)
+            assert {claim.attempts for claim in claims} == {2}
+            holders = {claim.tick: claim.claimed_by for claim in claims}
+            for index, won in enumerate(results):
+                assert all(holders[tick] == f"i{index}" for tick in won)
+
     # -- advance, pause, delete, prune ----------------------------------------------------------------------
 
     @run_async()
@@ -203,6 +338,8 @@ class SchedulerStoreContract:
             assert not await store.delete("s")
             assert await store.get("s") is None
             assert await store.claims("s") == []
+            assert await store.unfinished_claims() == []
+            assert not await store.complete("s", T0 + 60, owner="a", now=T0 + 61)
             fresh = await store.ensure("s", now=T0 + 1000)
             assert fresh.last_tick == T0 + 1000
 
@@ -223,11 +360,33 @@ class SchedulerStoreContract:
             )
 
     @run_async()
+    async def test_pruning_goes_by_completion_and_by_lease(self, store_factory: StoreFactory) -> None:
+        async with _opened(store_factory) as (store,):
+            await store.ensure("s", now=T0)
+            for minute in range(1, 5):
+                tick = T0 + 60 * minute
+                assert await store.claim("s", tick, owner="a", now=tick, next_tick=None)
+            assert await store.complete("s", T0 + 60, owner="a", now=T0 + 61)  # finished long ago
+            assert await store.complete("s", T0 + 120, owner="a", now=T0 + 1000)  # finished lately
+            assert await store.renew("s", T0 + 180, owner="a", now=T0 + 1000)  # still firing
+            # T0 + 240: unfinished, its lease long over, and nobody took it over: abandoned
+            assert await store.prune_claims(before=T0 + 500) == 2
+            assert sorted(claim.tick for claim in await store.claims("s")) == [T0 + 120, T0 + 180]
+            assert [claim.tick for claim in await store.unfinished_claims()] == [T0 + 180]
+
+    @run_async()
     async def test_reopening_keeps_state(self, store_factory: StoreFactory) -> None:
         async with _opened(store_factory) as (store,):
             await store.ensure("s", now=T0)
             assert await store.claim("s", T0 + 60, owner="a", now=T0 + 60, next_tick=T0 + 120)
+            assert await store.claim("s", T0 + 120, owner="a", now=T0 + 120, next_tick=None)
+            assert await store.complete("s", T0 + 120, owner="a", now=T0 + 121)
         async with _opened(store_factory) as (again,):
             state = await again.get("s")
-            assert state is not None and state.last_tick == T0 + 60
+            assert state is not None and state.last_tick == T0 + 120
             assert not await again.claim("s", T0 + 60, owner="b", now=T0 + 61, next_tick=None)
+            assert [(c.tick, c.completed_at) for c in await again.claims("s")] == [
+                (T0 + 120, T0 + 121),
+                (T0 + 60, None),
+            ]
+            assert [claim.tick for claim in await again.unfinished_claims()] == [T0 + 60]

@@ -5,6 +5,12 @@ a tick.
 How a tick fires: the scheduler sleeps until the earliest due tick (or a schedule change wakes it), then for
 each due schedule claims the tick in the store (:meth:`SchedulerStore.claim` succeeds for one instance
 only) and, if it won, runs the callable or enqueues the job with ``dedupe_key="schedule:<name>:<tick>"``.
+
+Firing is two-phase, so a crash cannot lose a tick: the claim stays unfinished, renewed every third of
+``claim_timeout``, until the job was enqueued or the callable returned, and only then is it completed. An
+instance that dies in between (SIGKILL, OOM) stops renewing; once its claim is ``claim_timeout`` old, another
+instance (or the same one, restarted) takes it over and fires the tick. Jobs are enqueued once per tick even
+then (the dedupe key); callables run at least once.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -31,7 +37,7 @@ from lssm_jobs.events import EventBus, EventCallback, ScheduleFired, SchedulerTi
 from lssm_jobs.jobs import JobType
 from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.scheduler.clock import Clock, SystemClock
-from lssm_jobs.scheduler.stores import SchedulerStore
+from lssm_jobs.scheduler.stores import SchedulerStore, TickClaim
 from lssm_jobs.scheduler.triggers import InvalidScheduleError, Trigger, resolve_timezone
 from lssm_jobs.serialization import validate_payload
 
@@ -49,6 +55,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _UNSET: Any = object()
 _NAME_LIMIT = 200
+_UNFINISHED_SCAN_LIMIT = 500  # unfinished claims read per look for abandoned ones (usually a handful)
+_COMPLETE_ATTEMPTS = 3
 
 _current_tick: contextvars.ContextVar[datetime | None] = contextvars.ContextVar(
     "lssm_jobs_tick", default=None
@@ -187,6 +195,9 @@ class JobScheduler:
     :param shutdown_timeout: on :meth:`stop`, how long running callables may finish before async ones are
         cancelled (threads cannot be; they are left to finish).
     :param claim_retention: seconds recorded claims are kept; older ones are pruned hourly.
+    :param claim_timeout: seconds after which a claimed tick that is still not fired (its instance stopped
+        renewing the claim: it died) is taken over and fired by another instance. Instances renew their
+        claims every third of it while firing, so a long callable keeps its claim.
     :param enqueue_retries: retries (with backoff) of an enqueue that fails after its tick was claimed; the
         tick's dedupe key makes retrying safe.
     :raises PluginNotFoundError: ``store`` names no registered store, or none is registered for the queue's
@@ -208,12 +219,15 @@ class JobScheduler:
         max_sleep: float = 60.0,
         shutdown_timeout: float = 30.0,
         claim_retention: float = 86_400.0,
+        claim_timeout: float = 60.0,
         enqueue_retries: int = 3,
         plugins: PluginRegistry | None = None,
     ) -> None:
         _check_policies(misfire, overlap)
         if max_sleep <= 0:
             raise ValueError("max_sleep must be > 0")
+        if not math.isfinite(claim_timeout) or claim_timeout <= 0:
+            raise ValueError("claim_timeout must be > 0 seconds")
         if misfire_threshold < 0:
             raise ValueError("misfire_threshold must be >= 0")
         self.plugins = plugins or getattr(queue, "plugins", None) or get_plugins()
@@ -234,6 +248,7 @@ class JobScheduler:
         self.max_sleep = float(max_sleep)
         self.shutdown_timeout = float(shutdown_timeout)
         self.claim_retention = float(claim_retention)
+        self.claim_timeout = float(claim_timeout)
         self.enqueue_retries = int(enqueue_retries)
         self.store, self._owns_store = self._resolve_store(store)
         self._schedules: dict[str, _Schedule] = {}
@@ -245,6 +260,13 @@ class JobScheduler:
         self._loop_thread: int | None = None
         self._runner: asyncio.Task[None] | None = None
         self._last_prune = -math.inf
+        # Crash safety: claims this instance is firing right now (schedule, tick), when to look for claims
+        # abandoned by dead instances next, and the earliest moment a claim seen in flight elsewhere could
+        # go stale (the loop wakes up for it).
+        self._in_flight: set[tuple[str, float]] = set()
+        self._scan_due = -math.inf
+        self._stale_at = math.inf
+        self._started_this_check: set[asyncio.Task[None]] = set()
 
     # -- configuration ----------------------------------------------------------------------------------------
 
@@ -561,6 +583,7 @@ class JobScheduler:
             self._store_open = False
             await self.store.close()
         self._stop_requested.clear()  # stopped: run_due() and start() work again
+        self._scan_due, self._stale_at = -math.inf, math.inf  # a restart looks for abandoned claims first
         if runner is not None:
             log.info("scheduler %s stopped", self.instance_id)
 
@@ -626,6 +649,8 @@ class JobScheduler:
         if any(not entry.registered for entry in self._schedules.values()):
             return self.clock.now()
         dues = [entry.due for entry in self._schedules.values() if entry.due is not None]
+        if self._stale_at < math.inf:
+            dues.append(self._stale_at)
         return min(dues) if dues else None
 
     async def run_due(self) -> int:
@@ -645,6 +670,9 @@ class JobScheduler:
             await self._open_store()
             now = self.clock.now()
             fired = 0
+            self._started_this_check = set()
+            if now >= min(self._scan_due, self._stale_at) and not self._stop_requested.is_set():
+                fired += await self._take_over_abandoned(now)
             for entry in list(self._schedules.values()):
                 if self._stop_requested.is_set():
                     break
@@ -702,7 +730,7 @@ class JobScheduler:
             if first is None or first > now:
                 return 0
         cursor = entry.cursor
-        if entry.func is not None and entry.overlap == "skip" and entry.running:
+        if entry.func is not None and entry.overlap == "skip" and entry.running - self._started_this_check:
             # Runs started by an earlier check are still going: this check's ticks are skipped. (Ticks fired
             # within one check, e.g. a catch-up, run one after another instead; see _start_run.)
             latest = entry.trigger.latest_fire(cursor, now)
@@ -770,18 +798,151 @@ class JobScheduler:
         won = await self.store.claim(entry.name, tick, owner=self.instance_id, now=now, next_tick=next_tick)
         entry.advance_to(tick)
         if not won:
+            # Another instance holds the tick (or it was settled). Should that instance die before it fires
+            # the tick, its claim goes stale one claim timeout from now: look again then.
+            self._stale_at = min(self._stale_at, now + self.claim_timeout)
             await self._refresh(entry)
             return 0
+        return await self._fire_claimed(entry, tick)
+
+    async def _fire_claimed(self, entry: _Schedule, tick: float) -> int:
+        """Fire a tick this instance holds the claim of; the claim is completed once it has fired."""
         entry.fired += 1
         job_id = None
         if entry.func is not None:
             self._start_run(entry, tick)
         else:
-            job_id = await self._enqueue(entry, tick)
+            job_id = await self._enqueue_claimed(entry, tick)
         await self.events.emit(
             ScheduleFired(timestamp=self.clock.now(), schedule=entry.name, tick=tick, job_id=job_id)
         )
         return 1
+
+    # -- crash safety: renewing, completing and taking over claims -------------------------------------------
+
+    async def _take_over_abandoned(self, now: float) -> int:
+        """Fire the ticks whose claims their instances stopped renewing (they died while firing them).
+
+        :returns: ticks fired.
+        """
+        claims = await self.store.unfinished_claims(limit=_UNFINISHED_SCAN_LIMIT)
+        self._scan_due = now + self.claim_timeout / 2
+        self._stale_at = math.inf
+        stale_before = now - self.claim_timeout
+        fired = 0
+        for claim in claims:
+            if self._stop_requested.is_set():
+                break
+            entry = self._schedules.get(claim.schedule)
+            if entry is None or (claim.schedule, claim.tick) in self._in_flight:
+                continue  # a schedule this instance does not define, or a tick it is firing right now
+            if claim.claimed_at > stale_before:  # alive (renewed lately): wake up when it would go stale
+                stale_at = max(claim.claimed_at + self.claim_timeout, math.nextafter(now, math.inf))
+                self._stale_at = min(self._stale_at, stale_at)
+                continue
+            won = await self.store.take_over(
+                claim.schedule, claim.tick, owner=self.instance_id, now=now, stale_before=stale_before
+            )
+            entry = self._schedules.get(claim.schedule)  # the current definition, should it have changed
+            if won and entry is not None:
+                fired += await self._fire_taken_over(entry, claim, now)
+        return fired
+
+    async def _fire_taken_over(self, entry: _Schedule, claim: TickClaim, now: float) -> int:
+        tick = claim.tick
+        grace = entry.misfire_grace
+        if grace is not None and now - tick > grace:
+            log.warning(
+                "schedule %r: tick %s was claimed by %s, which never finished firing it; not fired now: it is "
+                "more than the %.0fs misfire grace old",
+                entry.name,
+                tick_key(tick),
+                claim.claimed_by,
+                grace,
+            )
+            await self._complete(entry.name, tick)
+            return 0
+        log.warning(
+            "schedule %r: tick %s was claimed by %s, which did not finish firing it within the %.0fs claim "
+            "timeout (it died?); firing it here (attempt %d)",
+            entry.name,
+            tick_key(tick),
+            claim.claimed_by,
+            self.claim_timeout,
+            claim.attempts + 1,
+        )
+        return await self._fire_claimed(entry, tick)
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, name: str, tick: float) -> AsyncIterator[None]:
+        """Renew this instance's claim on ``tick`` every third of the claim timeout while the body runs."""
+        renewer = asyncio.create_task(
+            self._renew(name, tick), name=f"lssm-jobs claim {name} {tick_key(tick)}"
+        )
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _renew(self, name: str, tick: float) -> None:
+        never = asyncio.Event()
+        while True:
+            deadline = self.clock.now() + self.claim_timeout / 3
+            while self.clock.now() < deadline:
+                await self.clock.sleep_until(deadline, never)
+            try:
+                held = await self.store.renew(name, tick, owner=self.instance_id, now=self.clock.now())
+            except Exception as error:
+                # still ours unless this goes on for the rest of the claim timeout
+                log.warning(
+                    "schedule %r: renewing the claim on tick %s failed (%s: %s); retrying",
+                    name,
+                    tick_key(tick),
+                    type(error).__name__,
+                    error,
+                )
+                continue
+            if not held:
+                if name in self._schedules:
+                    log.warning(
+                        "schedule %r: another instance took over the claim on tick %s (this one did not renew "
+                        "it within the %.0fs claim timeout); the tick may fire twice",
+                        name,
+                        tick_key(tick),
+                        self.claim_timeout,
+                    )
+                return
+
+    async def _complete(self, name: str, tick: float) -> None:
+        """Mark the claim finished: the tick has fired (or was deliberately not fired)."""
+        for attempt in range(_COMPLETE_ATTEMPTS):
+            try:
+                held = await self.store.complete(name, tick, owner=self.instance_id, now=self.clock.now())
+            except Exception as error:
+                if attempt + 1 == _COMPLETE_ATTEMPTS:
+                    log.error(
+                        "schedule %r: tick %s fired but could not be marked done (%s: %s); another instance "
+                        "fires it again after the %.0fs claim timeout",
+                        name,
+                        tick_key(tick),
+                        type(error).__name__,
+                        error,
+                        self.claim_timeout,
+                    )
+                    return
+                await asyncio.sleep(0.1 * 2**attempt)
+                continue
+            if not held and name in self._schedules:
+                log.warning(
+                    "schedule %r: tick %s was taken over by another instance before this one finished it; "
+                    "it may have fired twice",
+                    name,
+                    tick_key(tick),
+                )
+            return
+
+    # -- firing -----------------------------------------------------------------------------------------------
 
     def _start_run(self, entry: _Schedule, tick: float) -> None:
         # With overlap "skip", runs fired by one check (a catch-up of missed ticks) go one after another.
@@ -789,34 +950,63 @@ class JobScheduler:
         if entry.overlap == "skip" and entry.running:
             after = max(entry.running, key=lambda task: task.get_name())
         entry.run_counter += 1
+        key = (entry.name, tick)
+        self._in_flight.add(key)
         task = asyncio.create_task(
             self._call(entry, tick, after=after),
             name=f"lssm-jobs schedule {entry.name} #{entry.run_counter:09d}",
         )
         entry.running.add(task)
+        self._started_this_check.add(task)
         task.add_done_callback(entry.running.discard)
+        task.add_done_callback(lambda _: self._in_flight.discard(key))
 
     async def _call(self, entry: _Schedule, tick: float, *, after: asyncio.Task[None] | None = None) -> None:
         assert entry.func is not None
-        if after is not None:
-            await asyncio.wait({after})
-        _current_tick.set(datetime.fromtimestamp(tick, entry.trigger.tz))  # this task's own context
-        try:
-            if entry.is_async:
-                await entry.func(*entry.args, **entry.kwargs)
-            else:
-                result = await asyncio.to_thread(entry.func, *entry.args, **entry.kwargs)
-                if inspect.isawaitable(result):
-                    await result
-            entry.last_error = None
-        except asyncio.CancelledError:
-            entry.last_error = "cancelled at shutdown"
-            raise
-        except Exception as error:
-            entry.last_error = f"{type(error).__name__}: {error}"
-            log.exception("schedule %r failed on tick %s", entry.name, tick_key(tick))
+        async with self._renewing(entry.name, tick):
+            if after is not None:
+                await asyncio.wait({after})
+            _current_tick.set(datetime.fromtimestamp(tick, entry.trigger.tz))  # this task's own context
+            try:
+                if entry.is_async:
+                    await entry.func(*entry.args, **entry.kwargs)
+                else:
+                    result = await asyncio.to_thread(entry.func, *entry.args, **entry.kwargs)
+                    if inspect.isawaitable(result):
+                        await result
+                entry.last_error = None
+            except asyncio.CancelledError:
+                entry.last_error = "cancelled at shutdown"
+                log.warning(
+                    "schedule %r: the run for tick %s was cancelled at shutdown; it is not marked done, so "
+                    "it runs again after the %.0fs claim timeout",
+                    entry.name,
+                    tick_key(tick),
+                    self.claim_timeout,
+                )
+                raise
+            except Exception as error:
+                entry.last_error = f"{type(error).__name__}: {error}"
+                log.exception("schedule %r failed on tick %s", entry.name, tick_key(tick))
+        # at-least-once: a failed run is done too (callables have no retries); only a crash re-runs it
+        await self._complete(entry.name, tick)
 
-    async def _enqueue(self, entry: _Schedule, tick: float) -> str | None:
+    async def _enqueue_claimed(self, entry: _Schedule, tick: float) -> str | None:
+        key = (entry.name, tick)
+        self._in_flight.add(key)
+        try:
+            async with self._renewing(entry.name, tick):
+                job_id, settled = await self._enqueue(entry, tick)
+            if settled:
+                await self._complete(entry.name, tick)
+            return job_id
+        finally:
+            self._in_flight.discard(key)
+
+    async def _enqueue(self, entry: _Schedule, tick: float) -> tuple[str | None, bool]:
+        """Enqueue the tick's job. :returns: the job's id (None when not enqueued), and whether the tick is
+        settled: enqueued, or failed for good (a bad payload). Not settled after the queue failed every
+        retry: the claim is left unfinished, so the tick is enqueued again once it goes stale."""
         assert entry.job_type is not None
         key = tick_key(tick)
         payload = entry.payload
@@ -826,7 +1016,7 @@ class JobScheduler:
         except Exception as error:
             entry.last_error = f"payload function failed: {type(error).__name__}: {error}"
             log.exception("schedule %r: building the payload for tick %s failed", entry.name, key)
-            return None
+            return None, True
         for attempt in range(self.enqueue_retries + 1):
             try:
                 job = await self.queue.enqueue(
@@ -837,25 +1027,28 @@ class JobScheduler:
                     **entry.enqueue_options,
                 )
                 entry.last_error = None
-                return job.id
+                return job.id, True
             except JobValidationError as error:
                 entry.last_error = str(error)
                 log.error("schedule %r: tick %s not enqueued: %s", entry.name, key, error)
-                return None
+                return None, True
             except Exception as error:
                 entry.last_error = f"enqueue failed: {type(error).__name__}: {error}"
                 if attempt == self.enqueue_retries:
-                    log.exception(
-                        "schedule %r: tick %s claimed but not enqueued after %d attempts",
+                    log.error(
+                        "schedule %r: tick %s claimed but not enqueued after %d attempts (%s); enqueued "
+                        "again after the %.0fs claim timeout",
                         entry.name,
                         key,
                         attempt + 1,
+                        entry.last_error,
+                        self.claim_timeout,
                     )
-                    return None
+                    return None, False
                 log.warning("schedule %r: enqueue of tick %s failed (%s); retrying", entry.name, key, error)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop_requested.wait(), 0.5 * 2**attempt)
-        return None
+        return None, False
 
     def _info(self, entry: _Schedule) -> ScheduleInfo:
         due = self._due(entry)

@@ -17,7 +17,7 @@ from lssm_jobs.scheduler.stores import SchedulerStore, ScheduleState, TickClaim
 
 
 class MemorySchedulerData:
-    """Schedule rows and claims held in memory; thread-safe."""
+    """Schedule rows and claims (schedule -> tick -> claim) held in memory; thread-safe."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -63,6 +63,50 @@ class MemorySchedulerStore(SchedulerStore):
             self.data.rows[name] = attrs.evolve(state, last_tick=tick, next_tick=next_tick, updated_at=now)
             return True
 
+    def _claim(self, name: str, tick: float) -> TickClaim | None:
+        return self.data.claims.get(name, {}).get(tick)
+
+    def _replace(self, claim: TickClaim, **changes: Any) -> None:
+        self.data.claims[claim.schedule][claim.tick] = attrs.evolve(claim, **changes)
+
+    async def renew(self, name: str, tick: float, *, owner: str, now: float) -> bool:
+        with self.data.lock:
+            claim = self._claim(name, tick)
+            if claim is None or claim.finished or claim.claimed_by != owner:
+                return False
+            self._replace(claim, claimed_at=now)
+            return True
+
+    async def complete(self, name: str, tick: float, *, owner: str, now: float) -> bool:
+        with self.data.lock:
+            claim = self._claim(name, tick)
+            if claim is None or claim.finished:
+                return False
+            self._replace(claim, completed_at=now)
+            return claim.claimed_by == owner
+
+    async def unfinished_claims(self, *, limit: int = 100) -> list[TickClaim]:
+        with self.data.lock:
+            unfinished = [
+                claim
+                for claims in self.data.claims.values()
+                for claim in claims.values()
+                if not claim.finished
+            ]
+        unfinished.sort(key=lambda claim: (claim.claimed_at, claim.schedule, claim.tick))
+        return unfinished[:limit]
+
+    async def take_over(self, name: str, tick: float, *, owner: str, now: float, stale_before: float) -> bool:
+        with self.data.lock:
+            state = self.data.rows.get(name)
+            claim = self._claim(name, tick)
+            if state is None or state.paused or claim is None or claim.finished:
+                return False
+            if claim.claimed_at > stale_before:
+                return False
+            self._replace(claim, claimed_by=owner, claimed_at=now, attempts=claim.attempts + 1)
+            return True
+
     async def advance(self, name: str, tick: float, *, now: float, next_tick: float | None) -> None:
         with self.data.lock:
             state = self.data.rows.get(name)
@@ -97,7 +141,11 @@ class MemorySchedulerStore(SchedulerStore):
         pruned = 0
         with self.data.lock:
             for claims in self.data.claims.values():
-                old = [tick for tick, claim in claims.items() if claim.claimed_at < before]
+                old = [
+                    tick
+                    for tick, claim in claims.items()
+                    if (claim.claimed_at if claim.completed_at is None else claim.completed_at) < before
+                ]
                 for tick in old:
                     del claims[tick]
                 pruned += len(old)

@@ -5,8 +5,10 @@ Tables ``lssm_schedules`` and ``lssm_schedule_claims`` are the ones of the entit
 (:mod:`lssm_jobs.entities.jobs_schema`); the file's schema is created or upgraded exactly as the sqlite queue
 backend does it (:func:`lssm_jobs.backends.sqlite_schema.ensure_schema`), so a scheduler and a queue can
 open one file in any order. A claim is one ``BEGIN IMMEDIATE``
-transaction: check the schedule (exists, not paused, ``tick > last_tick``), insert the claim (primary key
-``(schedule, tick)``), move ``last_tick``; sqlite's write lock makes it exclusive across processes.
+transaction: check the schedule (exists, not paused, ``tick > last_tick``), insert the unfinished claim
+(primary key ``(schedule, tick)``), move ``last_tick``; sqlite's write lock makes it exclusive across
+processes. Renewals, completions and take-overs are single conditional ``UPDATE`` statements, atomic by
+themselves; the index on ``(completed_at, claimed_at)`` serves the unfinished-claims scan and pruning.
 """
 
 from __future__ import annotations
@@ -30,11 +32,26 @@ T = TypeVar("T")
 
 
 _SELECT_STATE = f'SELECT "name", "last_tick", "next_tick", "paused", "updated_at" FROM "{SCHEDULES_TABLE}"'
+_SELECT_CLAIM = (
+    'SELECT "schedule", "tick", "claimed_by", "claimed_at", "completed_at", "attempts" '
+    f'FROM "{SCHEDULE_CLAIMS_TABLE}"'
+)
 
 
 def _state(row: tuple[Any, ...]) -> ScheduleState:
     return ScheduleState(
         name=row[0], last_tick=row[1], next_tick=row[2], paused=bool(row[3]), updated_at=row[4]
+    )
+
+
+def _claim(row: tuple[Any, ...]) -> TickClaim:
+    return TickClaim(
+        schedule=row[0],
+        tick=row[1],
+        claimed_by=row[2],
+        claimed_at=row[3],
+        completed_at=row[4],
+        attempts=row[5],
     )
 
 
@@ -172,6 +189,58 @@ class SqliteSchedulerStore(SchedulerStore):
 
         return await self._call(run)
 
+    async def renew(self, name: str, tick: float, *, owner: str, now: float) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            renewed: int = db.execute(
+                f'UPDATE "{SCHEDULE_CLAIMS_TABLE}" SET "claimed_at" = ? WHERE "schedule" = ? AND "tick" = ? '
+                'AND "claimed_by" = ? AND "completed_at" IS NULL',
+                (now, name, tick, owner),
+            ).rowcount
+            return renewed == 1
+
+        return await self._call(run)
+
+    async def complete(self, name: str, tick: float, *, owner: str, now: float) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            with immediate_transaction(db):
+                row = db.execute(
+                    f'SELECT "claimed_by" FROM "{SCHEDULE_CLAIMS_TABLE}" '
+                    'WHERE "schedule" = ? AND "tick" = ? AND "completed_at" IS NULL',
+                    (name, tick),
+                ).fetchone()
+                if row is None:
+                    return False
+                db.execute(
+                    f'UPDATE "{SCHEDULE_CLAIMS_TABLE}" SET "completed_at" = ? WHERE "schedule" = ? AND "tick" = ?',
+                    (now, name, tick),
+                )
+            return bool(row[0] == owner)
+
+        return await self._call(run)
+
+    async def unfinished_claims(self, *, limit: int = 100) -> list[TickClaim]:
+        def run(db: sqlite3.Connection) -> list[TickClaim]:
+            rows = db.execute(
+                f'{_SELECT_CLAIM} WHERE "completed_at" IS NULL ORDER BY "claimed_at", "schedule", "tick" LIMIT ?',
+                (limit,),
+            ).fetchall()
+            return [_claim(row) for row in rows]
+
+        return await self._call(run)
+
+    async def take_over(self, name: str, tick: float, *, owner: str, now: float, stale_before: float) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            taken: int = db.execute(
+                f'UPDATE "{SCHEDULE_CLAIMS_TABLE}" SET "claimed_by" = ?, "claimed_at" = ?, '
+                '"attempts" = "attempts" + 1 '
+                'WHERE "schedule" = ? AND "tick" = ? AND "completed_at" IS NULL AND "claimed_at" <= ? '
+                f'AND EXISTS (SELECT 1 FROM "{SCHEDULES_TABLE}" WHERE "name" = ? AND NOT "paused")',
+                (owner, now, name, tick, stale_before, name),
+            ).rowcount
+            return taken == 1
+
+        return await self._call(run)
+
     async def advance(self, name: str, tick: float, *, now: float, next_tick: float | None) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.execute(
@@ -215,18 +284,24 @@ class SqliteSchedulerStore(SchedulerStore):
     async def claims(self, name: str, *, limit: int = 100) -> list[TickClaim]:
         def run(db: sqlite3.Connection) -> list[TickClaim]:
             rows = db.execute(
-                f'SELECT "schedule", "tick", "claimed_by", "claimed_at" FROM "{SCHEDULE_CLAIMS_TABLE}" '
-                'WHERE "schedule" = ? ORDER BY "tick" DESC LIMIT ?',
-                (name, limit),
+                f'{_SELECT_CLAIM} WHERE "schedule" = ? ORDER BY "tick" DESC LIMIT ?', (name, limit)
             ).fetchall()
-            return [TickClaim(schedule=r[0], tick=r[1], claimed_by=r[2], claimed_at=r[3]) for r in rows]
+            return [_claim(row) for row in rows]
 
         return await self._call(run)
 
     async def prune_claims(self, *, before: float) -> int:
         def run(db: sqlite3.Connection) -> int:
-            cursor = db.execute(f'DELETE FROM "{SCHEDULE_CLAIMS_TABLE}" WHERE "claimed_at" < ?', (before,))
-            return cursor.rowcount
+            with immediate_transaction(db):
+                # two statements, so each one reads the (completed_at, claimed_at) index
+                finished: int = db.execute(
+                    f'DELETE FROM "{SCHEDULE_CLAIMS_TABLE}" WHERE "completed_at" < ?', (before,)
+                ).rowcount
+                abandoned: int = db.execute(
+                    f'DELETE FROM "{SCHEDULE_CLAIMS_TABLE}" WHERE "completed_at" IS NULL AND "claimed_at" < ?',
+                    (before,),
+                ).rowcount
+            return finished + abandoned
 
         return await self._call(run)
 
