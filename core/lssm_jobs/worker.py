@@ -28,6 +28,7 @@ from lssm_jobs.events import (
     EventBus,
     JobCompleted,
     JobDeadLettered,
+    JobEvent,
     JobFailed,
     JobRetrying,
     JobStarted,
@@ -176,21 +177,24 @@ class Dispatcher:
 
     # -- running and settling -----------------------------------------------------------------------------
 
-    async def _run(self, delivery: Delivery, prepared: _Prepared) -> None:
-        job, envelope = prepared.job, prepared.envelope
-        events = self.events
-        started_wall = self.clock()
-        if events.wants(JobStarted.name):
-            await events.emit(
-                JobStarted(
-                    timestamp=started_wall,
+    async def _emit(self, event_type: type[JobEvent], job: Job[Any], **fields: Any) -> None:
+        """Emit a job event, building it only when someone listens (this runs several times per job)."""
+        if self.events.wants(event_type.name):
+            await self.events.emit(
+                event_type(
+                    timestamp=self.clock(),
                     job_id=job.id,
                     job_type=job.type,
                     queue=job.queue,
                     attempt=job.attempt,
-                    wait_ms=max(0.0, (started_wall - max(envelope.run_at, envelope.created_at)) * 1000),
+                    **fields,
                 )
             )
+
+    async def _run(self, delivery: Delivery, prepared: _Prepared) -> None:
+        job, envelope = prepared.job, prepared.envelope
+        waited_s = self.clock() - max(envelope.run_at, envelope.created_at)
+        await self._emit(JobStarted, job, wait_ms=max(0.0, waited_s * 1000))
         started = time.perf_counter()
         timeout_ms = envelope.options.timeout_ms or self.default_timeout_ms
         try:
@@ -206,17 +210,7 @@ class Dispatcher:
             raise
         except asyncio.TimeoutError:
             duration_ms = (time.perf_counter() - started) * 1000
-            if events.wants(JobTimedOut.name):
-                await events.emit(
-                    JobTimedOut(
-                        timestamp=self.clock(),
-                        job_id=job.id,
-                        job_type=job.type,
-                        queue=job.queue,
-                        attempt=job.attempt,
-                        timeout_ms=int(timeout_ms or 0),
-                    )
-                )
+            await self._emit(JobTimedOut, job, timeout_ms=int(timeout_ms or 0))
             error = JobTimeoutError(f"job {job.type!r} ran longer than its timeout of {timeout_ms} ms")
             await self._failed(delivery, job, error, duration_ms)
             return
@@ -225,17 +219,7 @@ class Dispatcher:
             return
         duration_ms = (time.perf_counter() - started) * 1000
         await _settle(delivery.ack, delivery, "ack")
-        if events.wants(JobCompleted.name):
-            await events.emit(
-                JobCompleted(
-                    timestamp=self.clock(),
-                    job_id=job.id,
-                    job_type=job.type,
-                    queue=job.queue,
-                    attempt=job.attempt,
-                    duration_ms=duration_ms,
-                )
-            )
+        await self._emit(JobCompleted, job, duration_ms=duration_ms)
 
     def _run_in_thread(self, handler: Handler, job: Job[Any]) -> Awaitable[Any]:
         # Plain functions run in a thread pool so a blocking handler never stalls the event loop;
@@ -266,20 +250,14 @@ class Dispatcher:
                 delay_ms,
                 description,
             )
-            if self.events.wants(JobRetrying.name):
-                await self.events.emit(
-                    JobRetrying(
-                        timestamp=self.clock(),
-                        job_id=job.id,
-                        job_type=job.type,
-                        queue=job.queue,
-                        attempt=job.attempt,
-                        error=description,
-                        delay_ms=delay_ms,
-                        retry_at=retry_at,
-                        duration_ms=duration_ms,
-                    )
-                )
+            await self._emit(
+                JobRetrying,
+                job,
+                error=description,
+                delay_ms=delay_ms,
+                retry_at=retry_at,
+                duration_ms=duration_ms,
+            )
             return
         reason = (
             f"permanent failure on attempt {job.attempt}"
@@ -292,30 +270,8 @@ class Dispatcher:
             delivery,
             "dead-letter",
         )
-        now = self.clock()
-        await self.events.emit(
-            JobFailed(
-                timestamp=now,
-                job_id=job.id,
-                job_type=job.type,
-                queue=job.queue,
-                attempt=job.attempt,
-                error=description,
-                traceback=trace,
-                duration_ms=duration_ms,
-            )
-        )
-        await self.events.emit(
-            JobDeadLettered(
-                timestamp=now,
-                job_id=job.id,
-                job_type=job.type,
-                queue=job.queue,
-                attempt=job.attempt,
-                reason=reason,
-                error=description,
-            )
-        )
+        await self._emit(JobFailed, job, error=description, traceback=trace, duration_ms=duration_ms)
+        await self._emit(JobDeadLettered, job, reason=reason, error=description)
 
     async def _dead_letter(self, delivery: Delivery, job_type: str, reason: str) -> None:
         log.warning("job %s dead-lettered before running: %s", delivery.id, reason)
