@@ -516,6 +516,24 @@ class RedisBackend(PullBackend):
     # -- producing ------------------------------------------------------------------------------------------
 
     @staticmethod
+    def _push_wire(jobs: Sequence[OutgoingJob]) -> list[bytes]:
+        """The 8 push arguments of each job, encoded as RESP bulk strings (one formatting per job)."""
+        wire = []
+        for job in jobs:
+            fields = (
+                job.id.encode(),
+                job.type.encode(),
+                job.queue.encode(),
+                b"%d" % job.priority,
+                repr(float(job.run_at)).encode(),
+                repr(float(job.created_at)).encode(),
+                job.dedupe_key.encode() if job.dedupe_key else b"",
+                job.body,
+            )
+            wire.append(b"".join(b"$%d\r\n%b\r\n" % (len(field), field) for field in fields))
+        return wire
+
+    @staticmethod
     def _push_args(job: OutgoingJob) -> tuple[Any, ...]:
         return (
             job.id,
@@ -529,15 +547,36 @@ class RedisBackend(PullBackend):
         )
 
     @staticmethod
-    def _push_results(reply: list[Any]) -> list[PushResult]:
-        return [PushResult(id=reply[i].decode(), created=bool(reply[i + 1])) for i in range(0, len(reply), 2)]
+    def _push_results(jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]:
+        return [
+            PushResult(id=job.id, created=True)
+            if result == 1
+            else PushResult(id=result.decode(), created=False)
+            for job, result in zip(jobs, reply, strict=True)
+        ]
 
     async def _push_chunk(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
-        args: list[Any] = [int(time.time() * 1000)]
-        for job in jobs:
-            args.extend(self._push_args(job))
-        reply = await self._call("push", lambda: self._script(self._scripts.push, args))
-        return self._push_results(reply)
+        reply = await self._call("push", lambda: self._push_call(jobs))
+        return self._push_results(jobs, reply)
+
+    async def _push_call(self, jobs: Sequence[OutgoingJob]) -> Any:
+        head = [self.keys.base, int(time.time() * 1000)]
+        channel = self._channel
+        script = self._scripts.push
+        if channel is None:
+            args: list[Any] = list(head)
+            for job in jobs:
+                args.extend(self._push_args(job))
+            return await self._eval(script, args)
+        wire = self._push_wire(jobs)
+        count = 4 + len(head) + 8 * len(jobs)
+        try:
+            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+        except ResponseError as error:
+            if not self._missing(error):
+                raise
+            await self._reload(script)
+            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;
@@ -552,22 +591,22 @@ class RedisBackend(PullBackend):
         return await self._call("push", lambda: self._push_pipelined(jobs))
 
     async def _push_pipelined(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
-        script = self._scripts.push
         chunk = self.options.push_chunk
-        now_ms = int(time.time() * 1000)
-        calls: list[list[Any]] = []
-        for start in range(0, len(jobs), chunk):
-            args: list[Any] = [self.keys.base, now_ms]
-            for job in jobs[start : start + chunk]:
-                args.extend(self._push_args(job))
-            calls.append(args)
+        chunks = [jobs[start : start + chunk] for start in range(0, len(jobs), chunk)]
         if self._channel is not None:  # concurrent calls pipeline on the channel by themselves
-            replies: list[Any] = list(await asyncio.gather(*(self._eval(script, args) for args in calls)))
+            replies: list[Any] = list(await asyncio.gather(*(self._push_call(part) for part in chunks)))
         else:
-            replies = await self._pipeline_scripts(script, calls)
+            now_ms = int(time.time() * 1000)
+            calls: list[list[Any]] = []
+            for part in chunks:
+                args: list[Any] = [self.keys.base, now_ms]
+                for job in part:
+                    args.extend(self._push_args(job))
+                calls.append(args)
+            replies = await self._pipeline_scripts(self._scripts.push, calls)
         results: list[PushResult] = []
-        for reply in replies:
-            results.extend(self._push_results(reply))
+        for part, reply in zip(chunks, replies, strict=True):
+            results.extend(self._push_results(part, reply))
         return results
 
     async def _pipeline_scripts(self, script: LuaScript, calls: list[list[Any]]) -> list[Any]:
@@ -761,7 +800,7 @@ class RedisBackend(PullBackend):
             priority=int(priority or 0),
             run_at=float(run_at),
             created_at=float(created),
-            updated_at=float(updated),
+            updated_at=float(updated if updated is not None else created),
             dedupe_key=dedupe.decode() if dedupe is not None else None,
             last_error=error.decode() if error is not None else None,
             body=body,

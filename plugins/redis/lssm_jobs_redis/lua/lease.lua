@@ -115,10 +115,10 @@ if #picked > 0 then
   for i, pick in ipairs(picked) do
     local queue, id, body = pick[1], pick[3], bodies[i]
     local jk = jkey(id)
-    local job = redis.call('HMGET', jk, 'a', 'k')
-    if job[1] and body then
-      local attempt = tonumber(job[1]) + 1
-      local token = tonumber(job[2]) + 1
+    if body then
+      local job = redis.call('HMGET', jk, 'a', 'k')
+      local attempt = tonumber(job[1] or 0) + 1
+      local token = tonumber(job[2] or 0) + 1
       redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp)
       local pairs_of_queue = expiries[queue]
       if not pairs_of_queue then

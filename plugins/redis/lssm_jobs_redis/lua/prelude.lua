@@ -13,7 +13,8 @@ local ANY_IDLERS = P .. 'idlers'
 -- A job is a small hash (kept small so Redis stores it compactly as a listpack) plus its body:
 --   j:<id>  t type, q queue, p priority, r run_at, c created_at, u updated_at (epoch seconds as text),
 --           s status, a attempts, k lease token, n ready sequence number, d dedupe key, e last error,
---           x dead-letter reason, y traceback, f failed_at
+--           x dead-letter reason, y traceback, f failed_at. A new job has no u, a, k (fewer fields to write
+--           per push): updated_at is then created_at, attempts and token 0.
 --   b:<id>  the serialized envelope, verbatim
 local function jkey(id) return P .. 'j:' .. id end
 -- @ bkey
@@ -113,11 +114,11 @@ local function hand_over(queue, member, idler)
   local lease_ms = tonumber(string.sub(idler, 17))
   local id = member_id(member)
   local jk = jkey(id)
-  local job = redis.call('HMGET', jk, 'a', 'k')
   local body = redis.call('GET', bkey(id))
-  if not job[1] or not body then return end -- purged meanwhile
-  local attempt = tonumber(job[1]) + 1
-  local token = tonumber(job[2]) + 1
+  if not body then return end -- purged meanwhile
+  local job = redis.call('HMGET', jk, 'a', 'k')
+  local attempt = tonumber(job[1] or 0) + 1
+  local token = tonumber(job[2] or 0) + 1
   redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text())
   redis.call('ZADD', qkey(queue, 'active'), now_ms() + lease_ms, id)
   local list = handoff_key(consumer)
@@ -130,7 +131,9 @@ end
 -- one job each, best first.
 local function offer(queue)
   local ready = qkey(queue, 'ready')
-  for _, idlers in ipairs({ qkey(queue, 'idlers'), ANY_IDLERS }) do
+  local mine = qkey(queue, 'idlers')
+  if redis.call('EXISTS', mine, ANY_IDLERS) == 0 then return end -- the usual case: every consumer is busy
+  for _, idlers in ipairs({ mine, ANY_IDLERS }) do
     if redis.call('EXISTS', idlers) == 1 then
       redis.call('ZREMRANGEBYSCORE', idlers, '-inf', now_ms() - 1)
       while true do

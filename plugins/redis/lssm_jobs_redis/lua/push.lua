@@ -1,10 +1,10 @@
 -- Store jobs. ARGV[2]: the client's clock (ms); then 8 values per job: id, type, queue, priority, run_at
 -- (epoch seconds), created_at, dedupe key ('' for none), body.
--- Returns, per job, its id (or the id of the live job holding its dedupe key) and 1 if stored, 0 if not.
+-- Returns, per job, 1 when it is stored (now, or by an earlier push of the same id), else the id of the
+-- live job holding its dedupe key.
 -- Pushing a job id that already exists stores nothing and reports it stored, so a push retried after a
 -- lost reply never duplicates a job.
 local client_ms = tonumber(ARGV[2])
-local created_text = seconds(client_ms)
 -- one INCRBY reserves sequence numbers for every job that is ready at once (skipped ones leave gaps)
 local ready_now = 0
 for i = 7, #ARGV, 8 do
@@ -26,16 +26,14 @@ for i = 3, #ARGV, 8 do
   local jk = jkey(id)
   if holder and holder ~= id then
     out[#out + 1] = holder
-    out[#out + 1] = 0
   elseif not redis.call('SET', bkey(id), ARGV[i + 7], 'NX') then
-    out[#out + 1] = id -- stored before (a repeated push): nothing to do
-    out[#out + 1] = 1
+    out[#out + 1] = 1 -- stored before (a repeated push): nothing to do
   else
     local run_ms = to_ms(run_at)
     if run_ms <= client_ms then
       seq = seq + 1
       redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
-        'u', created_text, 's', 'pending', 'a', 0, 'k', 0, 'n', seq)
+        's', 'pending', 'n', seq)
       local additions = readied[queue]
       if not additions then
         additions = {}
@@ -47,7 +45,7 @@ for i = 3, #ARGV, 8 do
     else
       local sched = qkey(queue, 'sched')
       redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
-        'u', created_text, 's', 'scheduled', 'a', 0, 'k', 0)
+        's', 'scheduled')
       redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
       if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
     end
@@ -56,7 +54,6 @@ for i = 3, #ARGV, 8 do
       redis.call('HSET', DEDUPE, dedupe, id)
     end
     queues[queue] = true
-    out[#out + 1] = id
     out[#out + 1] = 1
   end
 end

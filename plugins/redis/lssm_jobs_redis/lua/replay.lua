@@ -9,7 +9,7 @@ if not job[1] then return 0 end
 local queue = job[1]
 if tonumber(redis.call('HINCRBY', DEADCOUNT, queue, -1)) <= 0 then redis.call('HDEL', DEADCOUNT, queue) end
 redis.call('HDEL', jk, 'x', 'e', 'y', 'f')
-redis.call('HSET', jk, 'a', 0, 'k', tonumber(job[3]) + 1, 'r', ARGV[4])
+redis.call('HSET', jk, 'a', 0, 'k', tonumber(job[3] or 0) + 1, 'r', ARGV[4])
 if job[4] then
   local holder = redis.call('HGET', DEDUPE, job[4])
   if not holder or not LIVE[redis.call('HGET', jkey(holder), 's') or ''] then
