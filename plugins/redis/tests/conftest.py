@@ -149,6 +149,127 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop(kill=True)
 
 
+def _tls_files(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl command not found (needed to make certificates for the TLS test server)")
+    files = {name: directory / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
+    run = lambda *args: subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lssm-jobs test CA",
+        "-keyout",
+        str(files["ca-key"]),
+        "-out",
+        str(files["ca"]),
+    )
+    request = directory / "server.csr"
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(files["server-key"]),
+        "-out",
+        str(request),
+    )
+    extensions = directory / "san.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(files["ca"]),
+        "-CAkey",
+        str(files["ca-key"]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(files["server"]),
+    )
+    return files
+
+
+class TlsRedisServer(RedisServer):
+    """A redis-server speaking only TLS, with an ACL user ``app`` (password ``app-secret``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.files = _tls_files(directory)
+        port = free_port()
+        super().__init__(
+            directory,
+            port=port,
+            extra=(
+                "--port",
+                "0",
+                "--tls-port",
+                str(port),
+                "--tls-cert-file",
+                str(self.files["server"]),
+                "--tls-key-file",
+                str(self.files["server-key"]),
+                "--tls-ca-cert-file",
+                str(self.files["ca"]),
+                "--tls-auth-clients",
+                "no",
+                "--user",
+                "app",
+                "on",
+                ">app-secret",
+                "~*",
+                "&*",
+                "+@all",
+            ),
+        )
+
+    @property
+    def url(self) -> str:
+        ca = self.files["ca"]
+        return f"rediss://app:app-secret@127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            ssl=True,
+            ssl_ca_certs=str(self.files["ca"]),
+            username="app",
+            password="app-secret",
+            socket_timeout=5,
+        )
+
+
+@pytest.fixture(scope="session")
+def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A TLS-only redis-server with an ACL user (skipped when this redis-server was built without TLS)."""
+    _require_server()
+    server = TlsRedisServer(tmp_path_factory.mktemp("redis-tls"))
+    try:
+        server.start()
+    except RuntimeError as error:
+        if "tls" in str(error).lower() or "TLS" in str(error):
+            pytest.skip(f"this redis-server cannot serve TLS: {str(error).splitlines()[-1]}")
+        raise
+    yield server
+    server.stop()
+
+
 class RedisClusterNodes:
     """A local Redis Cluster of three primaries (no replicas)."""
 

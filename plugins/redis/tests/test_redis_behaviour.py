@@ -457,6 +457,52 @@ async def test_both_client_paths_run_jobs(
         await wait_until(all_completed, message="30 jobs recorded as completed")
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined-channel", "redis-py-only"])
+@run_async()
+async def test_tls_with_an_acl_user(
+    pipelined: bool, tls_redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    handled: list[int] = []
+    prefix = unique_prefix()
+    queue = open_queue(
+        "redis",
+        url=tls_redis_server.url,
+        prefix=prefix,
+        pipelined=pipelined,
+        sinks=[],
+        catalog=JobCatalog(),
+        concurrency=4,
+        poll_interval=0.2,
+    )
+    assert "app-secret" not in queue.backend.location
+    queue.register("secure", lambda job: handled.append(job.payload["i"]))
+    async with queue:
+        await queue.enqueue_many([("secure", {"i": i}) for i in range(20)])
+        await queue.start()
+        await wait_until(lambda: len(handled) == 20, message="20 jobs handled over TLS")
+        await queue.stop()
+        consumer = RedisBackend(url=tls_redis_server.url, prefix=prefix, pipelined=pipelined)
+        await consumer.open()
+        try:
+            waiting = asyncio.create_task(consumer.lease(queues=["other"], limit=1, lease_ms=1000, wait=5))
+            await asyncio.sleep(0.2)
+            job = await queue.enqueue("secure", {"i": 99}, queue="other")  # handed over to the blocked wait
+            (delivery,) = await asyncio.wait_for(waiting, 5)
+            assert delivery.id == job.id
+            await delivery.ack()
+        finally:
+            await consumer.close()
+
+
+@run_async()
+async def test_a_wrong_password_is_a_clear_error(tls_redis_server: Any) -> None:
+    url = tls_redis_server.url.replace("app-secret", "wrong-password")
+    backend = RedisBackend(url=url)
+    with pytest.raises((ConnectionError, redis.exceptions.AuthenticationError)) as raised:
+        await backend.open()
+    assert "wrong-password" not in str(raised.value)
+
+
 # -- Redis Cluster -----------------------------------------------------------------------------------------
 
 
