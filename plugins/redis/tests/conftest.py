@@ -270,6 +270,54 @@ def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis
     server.stop()
 
 
+class SentinelSetup:
+    """A primary and one Sentinel monitoring it as ``mymaster``."""
+
+    def __init__(self, primary: RedisServer, sentinel_port: int) -> None:
+        self.primary = primary
+        self.sentinel_port = sentinel_port
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/mymaster/0"
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """A redis-server primary and a Sentinel (``redis-server --sentinel``) that names it ``mymaster``."""
+    _require_server()
+    assert SERVER_BINARY is not None
+    root = tmp_path_factory.mktemp("redis-sentinel")
+    primary = RedisServer(root / "primary")
+    primary.start()
+    port = free_port()
+    config = root / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {root}\nlogfile {root / 'sentinel.log'}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+        "sentinel down-after-milliseconds mymaster 5000\n"
+    )
+    process = subprocess.Popen(
+        [SERVER_BINARY, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def knows_primary() -> bool:
+        try:
+            with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as sentinel:
+                address = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+        except redis.exceptions.RedisError:
+            return False
+        return bool(address) and int(address[1]) == primary.port
+
+    try:
+        wait_for(knows_primary, timeout=20, what="the Sentinel naming the primary")
+        yield SentinelSetup(primary, port)
+    finally:
+        process.terminate()
+        process.wait(10)
+        primary.stop()
+
+
 class RedisClusterNodes:
     """A local Redis Cluster of three primaries (no replicas)."""
 

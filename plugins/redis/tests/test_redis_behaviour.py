@@ -494,6 +494,31 @@ async def test_tls_with_an_acl_user(
             await consumer.close()
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined-channel", "redis-py-only"])
+@run_async()
+async def test_a_sentinel_url_finds_the_primary(
+    pipelined: bool, redis_sentinel: Any, unique_prefix: Callable[[], str]
+) -> None:
+    handled: list[int] = []
+    queue = open_queue(
+        "redis",
+        url=redis_sentinel.url,
+        prefix=unique_prefix(),
+        pipelined=pipelined,
+        sinks=[],
+        catalog=JobCatalog(),
+        concurrency=4,
+        poll_interval=0.2,
+    )
+    queue.register("watched", lambda job: handled.append(job.payload["i"]))
+    async with queue:
+        jobs = await queue.enqueue_many([("watched", {"i": i}) for i in range(10)])
+        await queue.start()
+        await wait_until(lambda: len(handled) == 10, message="10 jobs handled through Sentinel")
+    with redis_sentinel.primary.client() as client:  # they really are on the primary the Sentinel named
+        assert client.exists(queue.backend.keys.job(jobs[0].id)) == 1
+
+
 @run_async()
 async def test_a_wrong_password_is_a_clear_error(tls_redis_server: Any) -> None:
     url = tls_redis_server.url.replace("app-secret", "wrong-password")
