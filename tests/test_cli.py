@@ -112,7 +112,7 @@ def test_worker_runs_jobs_and_drains_on_sigterm(app_dir: Path) -> None:
     shown = run("dlq", "show", dead[0]["id"], "--url", url, cwd=app_dir)
     assert "PermanentJobError" in shown.stdout and '"name":"nobody"' in shown.stdout
     missing = run("dlq", "show", "0" * 32, "--url", url, cwd=app_dir)
-    assert missing.returncode == 2 and "no dead letter" in missing.stderr
+    assert missing.returncode == 1 and "no dead letter" in missing.stderr
     assert "replayed 1" in run("dlq", "replay", dead[0]["id"], "--url", url, cwd=app_dir).stdout
     assert status(app_dir, url)["default"].get("pending") == 1
     assert run("dlq", "purge", "--all", "--url", url, cwd=app_dir).stdout.startswith("purged 0")

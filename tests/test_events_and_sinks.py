@@ -123,3 +123,36 @@ def test_sinks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(PluginNotFoundError, match="unknown event sink 'nosuch'"):
         MemoryJobQueue()
+
+
+@run_async()
+async def test_an_upgrader_that_raises_dead_letters_the_job_with_the_reason() -> None:
+    from lssm_jobs import define_job_type
+
+    old, new = JobCatalog(), JobCatalog()
+    define_job_type(type="profile.sync", version=1, catalog=old)
+    define_job_type(type="profile.sync", version=2, catalog=new, upgraders={1: lambda data: data["missing"]})
+    async with MemoryJobQueue(catalog=old, sinks=[]) as producer:
+        job = await producer.enqueue("profile.sync", {"user": 1})
+        store = producer.backend.store  # type: ignore[attr-defined]
+    worker = MemoryJobQueue(catalog=new, sinks=[], store=store)
+    worker.register("profile.sync", lambda job: None)
+    async with worker:
+        await worker.start()
+        dead = await wait_until(lambda: worker.dead_letters.get(job.id), message="dead-lettered")
+    assert dead.reason.startswith("invalid payload: upgrading the payload from version 1 to 2 failed")
+    assert "KeyError" in dead.reason
+
+
+@run_async()
+async def test_sync_handlers_get_as_many_threads_as_the_concurrency() -> None:
+    import threading
+
+    barrier = threading.Barrier(10, timeout=10)
+    passed: list[int] = []
+    queue = MemoryJobQueue(sinks=[], catalog=JobCatalog(), concurrency=10)
+    queue.register("blocking", lambda job: passed.append(barrier.wait()))
+    async with queue:
+        await queue.enqueue_many([("blocking", {}) for _ in range(10)])
+        await queue.start()
+        await wait_until(lambda: len(passed) == 10, timeout=15, message="10 sync handlers at once")

@@ -187,3 +187,36 @@ def test_options_on_the_type_are_carried_by_its_jobs() -> None:
     import asyncio
 
     asyncio.run(main())
+
+
+@attrs.frozen
+class Tagged:
+    tags: frozenset[str]
+
+
+@run_async()
+async def test_sets_travel_as_json_arrays() -> None:
+    catalog = JobCatalog()
+    tagged = define_job_type(type="tagged", payload=Tagged, catalog=catalog)
+    async with _queue(catalog) as queue:
+        job = await queue.enqueue(tagged, Tagged(tags=frozenset({"a", "b"})))
+        stored = await queue.get(job.id)
+    assert stored is not None and stored.payload == Tagged(tags=frozenset({"a", "b"}))
+
+
+@run_async()
+async def test_meta_must_be_strings_and_enqueue_many_paths_are_indexed() -> None:
+    catalog = JobCatalog()
+    ping = define_job_type(type="ping.meta", payload=Ping, catalog=catalog)
+    async with _queue(catalog) as queue:
+        with pytest.raises(ValueError, match="meta keys and values must be strings"):
+            await queue.enqueue(ping, {"host": "h"}, meta={"attempt": 5})  # type: ignore[dict-item]
+        with pytest.raises(JobValidationError) as raised:
+            await queue.enqueue_many([EnqueueRequest(job_type=ping, payload={"host": 1})])
+        assert raised.value.errors[0].path == "[0].host"
+        assert await queue.counts() == {}
+
+
+def test_backoff_kind_is_checked() -> None:
+    with pytest.raises(ValueError, match="backoff"):
+        JobOptions(backoff="exponentail")  # type: ignore[arg-type]

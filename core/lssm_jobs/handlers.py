@@ -42,7 +42,7 @@ class Handlers:
         name = job_type.type if isinstance(job_type, JobType) else job_type
 
         def add(function: H) -> H:
-            if name in self._handlers:
+            if name in self._handlers and self._handlers[name][1] is not function:
                 raise ValueError(f"a handler for job type {name!r} is already registered")
             self._handlers[name] = (job_type, function)
             return function

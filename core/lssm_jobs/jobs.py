@@ -51,7 +51,9 @@ class JobOptions:
 
     max_retries: int = attrs.field(default=3, validator=_non_negative)
     backoff_ms: int = attrs.field(default=1000, validator=_non_negative)
-    backoff: BackoffKind = "exponential"
+    backoff: BackoffKind = attrs.field(
+        default="exponential", validator=attrs.validators.in_(("exponential", "fixed", "linear"))
+    )
     max_backoff_ms: int = attrs.field(default=3_600_000, validator=_non_negative)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
     timeout_ms: int | None = attrs.field(default=None, validator=_non_negative)

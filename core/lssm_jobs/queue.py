@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
@@ -130,7 +130,8 @@ class JobQueue:
     :param default_timeout_ms: timeout for job types without their own ``timeout_ms``.
     :param sinks: event sink names (plugins) or instances; by default the comma-separated names in
         ``LSSM_JOBS_SINKS``, else ``["logging"]``.
-    :param executor: thread pool for plain-function handlers (the loop's default executor if None).
+    :param executor: thread pool for plain-function handlers; by default the queue makes one with as many
+        threads as ``concurrency`` when it starts, and shuts it down on close.
     """
 
     def __init__(
@@ -167,11 +168,18 @@ class JobQueue:
             poll_interval=poll_interval,
         )
         self.default_timeout_ms = default_timeout_ms
+        # Plain-function handlers run in this pool; sized to the concurrency so sync handlers are not
+        # capped by the loop's default pool (min(32, cores + 4) threads).
+        self._own_executor = executor is None
         self.executor = executor
         self.events = EventBus()
         if sinks is None:
             configured = os.environ.get(SINKS_ENV)
-            sinks = [name.strip() for name in configured.split(",") if name.strip()] if configured else ["logging"]
+            sinks = (
+                [name.strip() for name in configured.split(",") if name.strip()]
+                if configured
+                else ["logging"]
+            )
         for sink in sinks:
             self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
         self.handlers: dict[str, Handler] = {}
@@ -208,6 +216,11 @@ class JobQueue:
         if self._state == "open":
             await self.backend.close()
         await self.events.close()
+        if self._own_executor and isinstance(self.executor, ThreadPoolExecutor):
+            # Handlers finished or were released by stop(); a timed-out sync handler may still be
+            # running in its thread, and is left to finish on its own rather than block the loop.
+            self.executor.shutdown(wait=False)
+            self.executor = None
         self._state = "closed"
 
     async def __aenter__(self) -> JobQueue:
@@ -239,6 +252,10 @@ class JobQueue:
                 max_retries=options.max_retries if request.max_retries is None else request.max_retries,
                 timeout_ms=options.timeout_ms if request.timeout_ms is None else request.timeout_ms,
             )
+        if request.meta and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in request.meta.items()
+        ):
+            raise ValueError("meta keys and values must be strings (they travel as message headers)")
         if request.delay_ms is not None and request.run_at is not None:
             raise ValueError("pass delay_ms or run_at, not both")
         if request.delay_ms is not None:
@@ -304,7 +321,7 @@ class JobQueue:
         :returns: the stored job (or the live duplicate).
         :raises JobValidationError: the payload does not fit the job type; nothing was stored.
         """
-        jobs = await self.enqueue_many(
+        jobs = await self._enqueue(
             [
                 EnqueueRequest(
                     job_type=job_type,
@@ -318,7 +335,8 @@ class JobQueue:
                     timeout_ms=timeout_ms,
                     meta=meta,
                 )
-            ]
+            ],
+            index_paths=False,
         )
         return jobs[0]
 
@@ -327,9 +345,14 @@ class JobQueue:
     ) -> list[Job[Any]]:
         """Validate every job, then store them all in one backend call (pipelined where the backend can).
 
-        :raises JobValidationError: for the first invalid payload (its paths prefixed with ``[index]``);
-            nothing was stored.
+        :raises JobValidationError: for the first invalid payload, its paths prefixed with the request's
+            ``[index]`` (``[3].email``); nothing was stored.
         """
+        return await self._enqueue(requests, index_paths=True)
+
+    async def _enqueue(
+        self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]], *, index_paths: bool
+    ) -> list[Job[Any]]:
         now = time.time()
         built = []
         for index, request in enumerate(requests):
@@ -338,7 +361,7 @@ class JobQueue:
             try:
                 built.append(self._build(request, now))
             except JobValidationError as error:
-                if index == 0 and not built:
+                if not index_paths:
                     raise
                 raise JobValidationError(
                     error.job_type,
@@ -473,6 +496,10 @@ class JobQueue:
 
     def dispatcher(self) -> Dispatcher:
         """The dispatcher that runs this queue's jobs (push backends call it from their own loop)."""
+        if self.executor is None and self._own_executor:
+            self.executor = ThreadPoolExecutor(
+                max_workers=self.consume_options.concurrency, thread_name_prefix="lssm-jobs-handler"
+            )
         return Dispatcher(
             handlers=self.handlers,
             catalog=self.catalog,

@@ -13,6 +13,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, is_typeddict
@@ -136,7 +137,12 @@ def configure_payload_converter(converter: cattrs.Converter) -> None:
 
 def make_payload_converter() -> cattrs.Converter:
     """A new strict payload converter: unknown keys are errors, and every error names its field path."""
-    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    # Sets travel as JSON arrays (and come back as sets, from the payload class's annotation).
+    converter = cattrs.Converter(
+        forbid_extra_keys=True,
+        detailed_validation=True,
+        unstruct_collection_overrides={AbstractSet: list},
+    )
     configure_payload_converter(converter)
     return converter
 

@@ -172,7 +172,12 @@ class Dispatcher:
                     f"payload version {envelope.version} cannot be upgraded to {job_type.version}: no "
                     f"upgrader from version {version}"
                 )
-            data = upgrade(data)
+            try:
+                data = upgrade(data)
+            except Exception as error:
+                raise _VersionError(
+                    f"upgrading the payload from version {version} to {version + 1} failed: {_describe(error)}"
+                ) from error
         return structure_payload(job_type, data)
 
     # -- running and settling -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.errors import LssmJobsError
+from lssm_jobs.handlers import Handlers
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.queue import JobQueue
 
@@ -182,6 +183,8 @@ async def _run_worker(args: argparse.Namespace) -> int:
     from lssm_jobs.scheduler import JobScheduler
 
     target = load_object(args.app)
+    if callable(target) and not isinstance(target, (JobQueue, Handlers, JobScheduler)):
+        target = target()  # an app factory: returns a JobQueue, Handlers set or JobScheduler
     scheduler: Any = None
     if isinstance(target, JobScheduler):
         scheduler, target = target, target.queue
@@ -350,7 +353,8 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
     if args.dlq_command == "show":
         found = await queue.dead_letters.get(args.job_id)
         if found is None:
-            raise UsageError(f"no dead letter with id {args.job_id}")
+            print(f"lssm-jobs: error: no dead letter with id {args.job_id}", file=sys.stderr)
+            return 1
         print(
             f"id:        {found.id}\ntype:      {found.type}\nqueue:     {found.queue}\n"
             f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\nreason:    {found.reason}\n"
@@ -415,6 +419,9 @@ def _plugins(args: argparse.Namespace) -> int:
             "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
         )
         print(f"{info.name:<12} {origin:<28} {provides}")
+        for backend in info.provides.get("backends", []):
+            for option, help_text in registry.queue_backends()[backend].options_help.items():
+                print(f"{'':<12} {'':<28}   {backend} option {option}: {help_text}")
     for failure in registry.failures():
         print(f"{failure.name:<12} FAILED ({failure.distribution or '?'}): {failure.error}")
     return 0
@@ -458,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"lssm-jobs: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 141
     except (LssmJobsError, ValueError, TypeError, OSError, ConnectionError) as error:
         if args.debug:
             raise
