@@ -42,7 +42,11 @@ def typecheck(session: nox.Session) -> None:
     session.install("mypy>=1.10", "types-croniter")
     session.run("mypy", "core/lssm_jobs")
     for plugin in PLUGINS:
-        packages = [str(child) for child in plugin.iterdir() if child.name.startswith("lssm_jobs_")]
+        packages = [
+            str(child)
+            for child in plugin.iterdir()
+            if child.name.startswith("lssm_jobs_") and (child / "__init__.py").exists()
+        ]
         if packages:
             session.run("mypy", "--strict", *packages)
 
