@@ -637,9 +637,11 @@ class RedisBackend(PullBackend):
     async def lease(
         self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
     ) -> list[Delivery]:
-        """Lease up to ``limit`` jobs in one script call; when none is ready, wait (up to ``wait`` seconds)
-        for a pub/sub wake-up from a producer or for the next delayed job / lease expiry to come due.
+        """Lease up to ``limit`` jobs in one script call; when none is ready, register as idle and block
+        (up to ``wait`` seconds) on this consumer's hand-off list, where a producer puts a job it leased to
+        us, or until the next delayed job / lease expiry comes due.
 
+        One consumer per backend instance: calls must not overlap (the pull consumer makes one at a time).
         An unreachable Redis makes this wait and return an empty list (the consumer calls again), logging
         once per outage, so workers ride out restarts and failovers."""
         # The consumer calls again right after dispatching what the last call returned: yield once, so those

@@ -2,15 +2,16 @@
 
 redis-py's asyncio client checks a connection out of its pool, wraps every command in retry and timeout
 machinery and reads replies through ``StreamReader.readline``: about 100 µs of Python per command on a
-small machine, more than Redis needs to run our scripts. This channel keeps one connection that redis-py
-opened and authenticated (AUTH/ACL user, TLS, SELECT, Sentinel discovery all stay redis-py's), writes each
-command at once without waiting for earlier replies, and matches replies to callers in order from one
-reader task (Redis answers in order on a connection). Concurrent callers thus share one socket with no
-lock, which is both faster per call and naturally pipelined under load. Once redis-py has connected, the
-channel takes the transport over (``set_protocol``) and parses replies in ``data_received``.
+small machine, more than Redis needs to run our scripts. A channel keeps one connection that redis-py
+opened and authenticated (AUTH/ACL user, TLS, SELECT, Sentinel discovery all stay redis-py's), then takes
+its transport over (``set_protocol``): each command is written at once without waiting for earlier
+replies, and replies are parsed as bytes arrive (``data_received``) and matched to callers in order (Redis
+answers in order on a connection). Concurrent callers thus share one socket with no lock, which is both
+faster per call and naturally pipelined under load.
 
-Only single-server clients (``Redis``, including Sentinel-managed ones) get a channel; cluster clients use
-redis-py for everything, as do pub/sub and blocking commands (never sent here).
+Only single-server clients (``Redis``, including Sentinel-managed ones) get channels; cluster clients use
+redis-py for everything. The backend keeps a second channel for its blocking wait (``BLPOP``), so a
+blocked wait never holds up the calls of the first.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ _ERRORS: dict[str, type[Exception]] = {
     "TRYAGAIN": TryAgainError,
     "MASTERDOWN": ConnectionError,
 }
-
-_INCOMPLETE = object()
 
 
 class _ReplyError(Exception):

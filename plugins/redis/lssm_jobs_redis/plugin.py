@@ -17,7 +17,7 @@ def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
             name="redis",
             factory=RedisBackend.from_options,
             capabilities=RedisBackend.capabilities,
-            description="Redis / Valkey / Redis Cluster / Sentinel: Lua-atomic leases, batched, pub/sub wake-ups",
+            description="Redis, Valkey, Redis Cluster, Sentinel: atomic batched leases, hand-off to idle workers",
             options_help=OPTIONS_HELP,
         )
     ]
