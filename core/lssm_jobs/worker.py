@@ -416,6 +416,10 @@ async def run_pull_consumer(
                 task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
                 in_flight[task] = delivery
                 task.add_done_callback(_forget(in_flight))
+            if deliveries:
+                # Let the new jobs start before the next lease request is built and sent: on an idle
+                # worker that request would otherwise sit between a job's arrival and its handler.
+                await asyncio.sleep(0)
     finally:
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
