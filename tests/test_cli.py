@@ -9,13 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 CLI = [sys.executable, "-m", "lssm_jobs.cli"]
 
-APP = '''
+APP = """
 from lssm_jobs.handlers import Handlers
 from lssm_jobs import define_job_type, PermanentJobError
 import attrs
@@ -31,12 +32,18 @@ handlers = Handlers()
 async def greet(job):
     if job.payload.name == "nobody":
         raise PermanentJobError("nobody to greet")
-'''
+"""
 
 
 def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(cwd)})
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(cwd)},
+    )
 
 
 def status(cwd: Path, url: str) -> dict[str, dict[str, int]]:
@@ -69,8 +76,17 @@ def test_bad_arguments_give_one_error_line_and_no_traceback(tmp_path: Path) -> N
 
 def test_enqueue_with_validation_status_and_dlq(app_dir: Path) -> None:
     url = f"sqlite:///{app_dir / 'jobs.db'}"
-    bad = run("enqueue", "cli.greet", "--payload", '{"name": 5}', "--app", "cli_app:handlers", "--url", url,
-              cwd=app_dir)
+    bad = run(
+        "enqueue",
+        "cli.greet",
+        "--payload",
+        '{"name": 5}',
+        "--app",
+        "cli_app:handlers",
+        "--url",
+        url,
+        cwd=app_dir,
+    )
     assert bad.returncode == 1 and "$.name" in bad.stderr and "Traceback" not in bad.stderr
     good = run("enqueue", "cli.greet", "--payload", '{"name": "Ada"}', "--url", url, cwd=app_dir)
     assert good.returncode == 0, good.stderr
@@ -84,11 +100,20 @@ def test_enqueue_with_validation_status_and_dlq(app_dir: Path) -> None:
 def test_worker_runs_jobs_and_drains_on_sigterm(app_dir: Path) -> None:
     url = f"sqlite:///{app_dir / 'jobs.db'}"
     for name in ("Ada", "Grace", "nobody"):
-        assert run("enqueue", "cli.greet", "--payload", json.dumps({"name": name}), "--url", url,
-                   cwd=app_dir).returncode == 0
-    worker = subprocess.Popen([*CLI, "worker", "cli_app:handlers", "--url", url, "-c", "2", "--no-progress"],
-                              cwd=app_dir, env={**os.environ, "PYTHONPATH": str(app_dir)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert (
+            run(
+                "enqueue", "cli.greet", "--payload", json.dumps({"name": name}), "--url", url, cwd=app_dir
+            ).returncode
+            == 0
+        )
+    worker = subprocess.Popen(
+        [*CLI, "worker", "cli_app:handlers", "--url", url, "-c", "2", "--no-progress"],
+        cwd=app_dir,
+        env={**os.environ, "PYTHONPATH": str(app_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -134,3 +159,67 @@ def test_demo_runs_on_sqlite_and_keeps_the_database(tmp_path: Path) -> None:
     assert database.exists()
     counts = status(tmp_path, f"sqlite:///{database}")
     assert counts["billing"]["dead"] == 1
+
+
+SCHEDULED_APP = """
+import os
+from lssm_jobs.queue import open_queue
+from lssm_jobs.scheduler import JobScheduler
+
+queue = open_queue("sqlite", path=os.environ["LSSM_TEST_DB"], sinks=[])
+
+@queue.register("cli.tick")
+async def tick(job):
+    return None
+
+scheduler = JobScheduler(queue)
+scheduler.schedule("every-second", "* * * * * *", job="cli.tick", payload={})
+"""
+
+
+def _run_until(app_dir: Path, args: list[str], url: str, done: Callable[[dict[str, int]], bool]) -> str:
+    env = {**os.environ, "PYTHONPATH": str(app_dir), "LSSM_TEST_DB": str(app_dir / "jobs.db")}
+    process = subprocess.Popen(
+        [*CLI, *args, "--no-progress"],
+        cwd=app_dir,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (app_dir / "jobs.db").exists() and done(status(app_dir, url).get("default", {})):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"{args[0]} did not get there: {status(app_dir, url)}")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    return stderr
+
+
+def test_scheduler_command_enqueues_each_tick(tmp_path: Path) -> None:
+    (tmp_path / "cli_sched.py").write_text(textwrap.dedent(SCHEDULED_APP))
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    stderr = _run_until(
+        tmp_path, ["scheduler", "cli_sched:scheduler"], url, lambda counts: counts.get("pending", 0) >= 2
+    )
+    assert "1 schedules" in stderr
+
+
+def test_worker_with_scheduler_runs_the_ticks_it_enqueues(tmp_path: Path) -> None:
+    (tmp_path / "cli_sched.py").write_text(textwrap.dedent(SCHEDULED_APP))
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    stderr = _run_until(
+        tmp_path,
+        ["worker", "cli_sched:queue", "--with-scheduler"],
+        url,
+        lambda counts: counts.get("completed", 0) >= 2,
+    )
+    assert "scheduler with 1 schedules" in stderr
