@@ -106,29 +106,12 @@ def test_worker_runs_jobs_and_drains_on_sigterm(app_dir: Path) -> None:
             ).returncode
             == 0
         )
-    worker = subprocess.Popen(
-        [*CLI, "worker", "cli_app:handlers", "--url", url, "-c", "2", "--no-progress"],
-        cwd=app_dir,
-        env={**os.environ, "PYTHONPATH": str(app_dir)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    stderr = _run_until(
+        app_dir,
+        ["worker", "cli_app:handlers", "--url", url, "-c", "2"],
+        url,
+        lambda counts: counts.get("completed") == 2 and counts.get("dead") == 1,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            counts = status(app_dir, url).get("default", {})
-            if counts.get("completed") == 2 and counts.get("dead") == 1:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"worker did not finish the jobs: {status(app_dir, url)}")
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert worker.returncode == 0, stderr
     assert "draining" in stderr
 
     listing = run("dlq", "list", "--json", "--url", url, cwd=app_dir)

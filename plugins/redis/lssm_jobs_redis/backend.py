@@ -483,6 +483,19 @@ class RedisBackend(PullBackend):
             return ("FCALL", script.function, 1, self._route)
         return ("EVALSHA", script.sha, 1, self._route)
 
+    async def _call_encoded(
+        self, channel: RespChannel, script: LuaScript, head: Sequence[Any], wire: Sequence[bytes], count: int
+    ) -> Any:
+        """Call ``script`` over the pipelined channel with pre-encoded job arguments, loading it again once
+        if the server lost it (a restart without persistence, a failover)."""
+        try:
+            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+        except ResponseError as error:
+            if not self._missing(error):
+                raise
+            await self._reload(script)
+            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+
     def _missing(self, error: BaseException) -> bool:
         """Whether ``error`` says the server lost our code (restart without persistence, failover)."""
         return isinstance(error, NoScriptError) or (self._functions and function_missing(error))
@@ -569,14 +582,7 @@ class RedisBackend(PullBackend):
                 args.extend(self._push_args(job))
             return await self._eval(script, args)
         wire = self._push_wire(jobs)
-        count = 4 + len(head) + 8 * len(jobs)
-        try:
-            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
-        except ResponseError as error:
-            if not self._missing(error):
-                raise
-            await self._reload(script)
-            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+        return await self._call_encoded(channel, script, head, wire, 4 + len(head) + 8 * len(jobs))
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;
@@ -753,13 +759,7 @@ class RedisBackend(PullBackend):
             count = 4 + len(head) + 7 * len(ops)
 
             async def run() -> Any:
-                try:
-                    return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
-                except ResponseError as error:
-                    if not self._missing(error):
-                        raise
-                    await self._reload(script)
-                    return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+                return await self._call_encoded(channel, script, head, wire, count)
 
             reply = await self._call("settle", run)
         else:
