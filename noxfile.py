@@ -1,4 +1,4 @@
-"""Developer tasks: `nox -s tests` (the README's test command), lint, typecheck, bench, demo."""
+X
 
 from __future__ import annotations
 
@@ -65,3 +65,11 @@ def bench(session: nox.Session) -> None:
     if requirements.exists():
         session.install("-r", str(requirements))
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Check the docs: every hook, record field, conformance test, event, CLI flag and link is covered,
+    and the runnable examples run (also part of the tests session)."""
+    _install_everything(session)
+    session.run("pytest", "tests/test_docs.py", "tests/test_scheduler_docs.py", *session.posargs)
