@@ -1,4 +1,4 @@
-X
+"""Developer tasks: `nox -s tests` (the README's test command), lint, typecheck, docs, bench, demo."""
 
 from __future__ import annotations
 
