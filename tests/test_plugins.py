@@ -149,3 +149,52 @@ def test_plugins_command_lists_failures(third_party: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "memory" in out and "built in" in out
     assert "broken" in out and "FAILED" in out and "needs libfoo 2.0" in out
+
+
+def test_a_plugin_serializer_is_used_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from lssm_jobs.queue import MemoryJobQueue
+    from lssm_jobs.testing import wait_until
+
+    root = tmp_path / "site"
+    root.mkdir()
+    _distribution(
+        root,
+        "lssm-jobs-sorted-json",
+        {"sorted-json": "lssm_test_sorted_json"},
+        {
+            "lssm_test_sorted_json": """
+        import json
+        from lssm_jobs.hookspecs import hookimpl
+        from lssm_jobs.registrations import SerializerSpec
+        from lssm_jobs.serialization import JsonSerializer
+
+        class SortedJson(JsonSerializer):
+            name = "sorted-json"
+
+            def encode(self, data):
+                return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+        @hookimpl
+        def lssm_jobs_serializers():
+            return [SerializerSpec(name="sorted-json", content_type="application/json", factory=SortedJson)]
+    """
+        },
+    )
+    monkeypatch.syspath_prepend(str(root))
+    registry = load_plugins()
+
+    async def main() -> list[int]:
+        queue = MemoryJobQueue(serializer="sorted-json", plugins=registry, sinks=[])
+        seen: list[int] = []
+        queue.register("sorted.job", lambda job: seen.append(job.payload["b"]))
+        async with queue:
+            job = await queue.enqueue("sorted.job", {"b": 2, "a": 1})
+            record = await queue.backend.get(job.id)
+            assert record is not None and record.body.startswith(b'{"created_at":')
+            await queue.start()
+            await wait_until(lambda: seen)
+        return seen
+
+    assert asyncio.run(main()) == [2]
