@@ -34,6 +34,14 @@ from redis.crc import key_slot
 BackendFactory = Callable[..., RedisBackend]
 
 
+async def blocked(backend: RedisBackend, queue: str | None) -> None:
+    """Wait until ``backend`` is registered as an idle consumer (blocked in ``lease``) of ``queue``."""
+    key = backend.keys.idlers if queue is None else backend.keys.queue(queue, "idlers")
+    await wait_until(
+        lambda: backend.client.zcard(key), message=f"consumer blocked on {queue or 'every queue'}"
+    )
+
+
 def outgoing(
     *,
     queue: str = "default",
@@ -98,8 +106,10 @@ async def test_a_stale_settle_is_ignored(redis_backend_factory: BackendFactory) 
     try:
         (job,) = await first.push([outgoing()])
         (lost,) = await first.lease(queues=None, limit=1, lease_ms=100, wait=0)
-        await asyncio.sleep(0.15)
-        (taken,) = await second.lease(queues=None, limit=1, lease_ms=10_000, wait=0)
+        (taken,) = await wait_until(
+            lambda: second.lease(queues=None, limit=1, lease_ms=10_000, wait=0),
+            message="the expired lease leased again",
+        )
         assert taken.id == lost.id and taken.attempt == 2
         assert await lost.extend(10_000) is False
         await lost.ack()  # ignored: the lease moved on
@@ -123,11 +133,15 @@ async def test_extend_takes_back_an_expired_lease_nobody_else_took(
     try:
         (job,) = await backend.push([outgoing(queue="other")])
         (delivery,) = await backend.lease(queues=["other"], limit=1, lease_ms=50, wait=0)
-        await asyncio.sleep(0.1)
-        # an unrelated lease call on the queue reaps it (pending again), but does not take it (limit 0)
-        assert await backend.lease(queues=["other"], limit=0, lease_ms=10_000, wait=0) == []
-        record = await backend.get(job.id)
-        assert record is not None and record.status is JobStatus.PENDING
+
+        async def reaped() -> bool:
+            # an unrelated lease call on the queue reaps it once expired (pending again), but does not
+            # take it (limit 0)
+            assert await backend.lease(queues=["other"], limit=0, lease_ms=10_000, wait=0) == []
+            record = await backend.get(job.id)
+            return record is not None and record.status is JobStatus.PENDING
+
+        await wait_until(reaped, message="the expired lease reaped")
         assert await delivery.extend(10_000) is True
         record = await backend.get(job.id)
         assert record is not None and record.status is JobStatus.ACTIVE
@@ -205,7 +219,7 @@ async def test_an_idle_consumer_gets_a_new_job_handed_over_at_once(
     await producer.open()
     try:
         waiting = asyncio.create_task(consumer.lease(queues=["q"], limit=5, lease_ms=10_000, wait=10))
-        await asyncio.sleep(0.2)  # the consumer is blocked now
+        await blocked(consumer, "q")
         assert not waiting.done()
         started = time.monotonic()
         (job,) = await producer.push([outgoing(queue="q", body=b"\x00binary\xff")])
@@ -227,7 +241,7 @@ async def test_a_delayed_job_wakes_an_idle_consumer_when_due(redis_backend_facto
     await producer.open()
     try:
         waiting = asyncio.create_task(consumer.lease(queues=None, limit=5, lease_ms=10_000, wait=10))
-        await asyncio.sleep(0.1)
+        await blocked(consumer, None)
         (job,) = await producer.push([outgoing(delay=0.3)])
         (delivery,) = await asyncio.wait_for(waiting, 5)
         assert delivery.id == job.id
@@ -243,7 +257,7 @@ async def test_wake_ends_a_blocked_wait_promptly(redis_backend_factory: BackendF
     await backend.open()
     try:
         waiting = asyncio.create_task(backend.lease(queues=None, limit=1, lease_ms=1000, wait=20))
-        await asyncio.sleep(0.2)
+        await blocked(backend, None)
         started = time.monotonic()
         backend.wake()
         assert await asyncio.wait_for(waiting, 5) == []
@@ -485,7 +499,7 @@ async def test_tls_with_an_acl_user(
         await consumer.open()
         try:
             waiting = asyncio.create_task(consumer.lease(queues=["other"], limit=1, lease_ms=1000, wait=5))
-            await asyncio.sleep(0.2)
+            await blocked(consumer, "other")
             job = await queue.enqueue("secure", {"i": 99}, queue="other")  # handed over to the blocked wait
             (delivery,) = await asyncio.wait_for(waiting, 5)
             assert delivery.id == job.id
