@@ -376,7 +376,7 @@ async def test_push_in_this_process_wakes_a_waiting_lease_at_once(database: Path
     async with _Opened(SqliteBackend(database)) as consumer, _Opened(SqliteBackend(database)) as producer:
         started = time.monotonic()
         waiting = asyncio.ensure_future(consumer.lease(queues=None, limit=1, lease_ms=1_000, wait=20.0))
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: consumer._hub.waiting(), message="the lease is waiting")
         assert not waiting.done()
         job = _job()
         await producer.push([job])
@@ -395,7 +395,7 @@ async def test_lease_wakes_when_a_delayed_job_is_due_and_on_wake(database: Path)
         assert 0.3 <= time.monotonic() - started < 2.0
 
         waiting = asyncio.ensure_future(backend.lease(queues=None, limit=1, lease_ms=1_000, wait=20.0))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: backend._hub.waiting(), message="the lease is waiting")
         backend.wake()
         assert await asyncio.wait_for(waiting, 2) == []
 
@@ -684,8 +684,7 @@ async def test_two_producers_and_two_workers_on_one_file_run_every_job_exactly_o
         raise AssertionError(f"{len(list(runs.iterdir()))} runs; {processes.logs()}") from None
     for producer in producers:
         assert producer.wait(30) == 0, processes.logs()
-    await asyncio.sleep(0.5)  # a straggling duplicate run, if there were one, would show up by now
-    for worker in workers:
+    for worker in workers:  # a graceful stop: anything still running finishes and is counted
         assert processes.stop(worker) == 0, processes.logs()
 
     names = [path.name.split(".") for path in runs.iterdir()]

@@ -102,6 +102,11 @@ class _WakeupHub:
         with self._lock:
             self._waiters[event] = loop
 
+    def waiting(self) -> int:
+        """How many leases are waiting for a wake-up now."""
+        with self._lock:
+            return len(self._waiters)
+
     def unsubscribe(self, event: asyncio.Event) -> None:
         with self._lock:
             self._waiters.pop(event, None)
