@@ -27,7 +27,7 @@ from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.plugins import get_plugins
 from lssm_jobs.queue import JobQueue, open_queue
-from lssm_jobs.testing import BackendConformance, run_async, wait_until
+from lssm_jobs.testing import BackendConformance, opened, run_async, wait_until
 
 PROCS = Path(__file__).parent / "sqlite_procs.py"
 
@@ -82,20 +82,6 @@ def _job(
         dedupe_key=dedupe_key,
         body=body,
     )
-
-
-class _Opened:
-    """``async with _Opened(SqliteBackend(...)) as backend``: open and always close."""
-
-    def __init__(self, backend: SqliteBackend) -> None:
-        self.backend = backend
-
-    async def __aenter__(self) -> SqliteBackend:
-        await self.backend.open()
-        return self.backend
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.backend.close()
 
 
 async def _completed(backend: SqliteBackend, job_id: str) -> bool:
@@ -176,14 +162,14 @@ async def test_open_errors_are_clear(tmp_path: Path) -> None:
 async def test_everything_survives_close_and_reopen(database: Path) -> None:
     running, released, doomed, done = (_job(priority=p, dedupe_key=f"k{p}") for p in (9, 8, 7, 6))
     delayed = _job(run_at=time.time() + 3600)
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         await backend.push([running, released, doomed, done, delayed])
         leased = await backend.lease(queues=None, limit=10, lease_ms=60_000, wait=0)
         assert [d.id for d in leased] == [running.id, released.id, doomed.id, done.id]
         await leased[1].release()
         await leased[2].dead_letter(reason="boom", error="E", traceback="TB")
         await leased[3].ack()
-    async with _Opened(SqliteBackend(database)) as reopened:
+    async with opened(SqliteBackend(database)) as reopened:
         assert await _status(reopened, running.id) is JobStatus.ACTIVE
         assert await _status(reopened, released.id) is JobStatus.PENDING
         assert await _status(reopened, done.id) is JobStatus.COMPLETED
@@ -208,7 +194,7 @@ async def test_everything_survives_close_and_reopen(database: Path) -> None:
 
 @run_async()
 async def test_ack_after_a_lost_lease_changes_nothing(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         job = _job()
         await backend.push([job])
         (first,) = await backend.lease(queues=None, limit=1, lease_ms=50, wait=0)
@@ -231,7 +217,7 @@ async def test_ack_after_a_lost_lease_changes_nothing(database: Path) -> None:
 
 @run_async()
 async def test_settle_operations(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         jobs = [_job(body=bytes([n, 0, 255])) for n in range(4)]
         await backend.push(jobs)
         deliveries = {d.id: d for d in await backend.lease(queues=None, limit=4, lease_ms=60_000, wait=0)}
@@ -261,7 +247,7 @@ async def test_settle_operations(database: Path) -> None:
 
 @run_async()
 async def test_dedupe_covers_live_jobs_only(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         first = _job(dedupe_key="report", run_at=time.time() + 60)
         same_batch = _job(dedupe_key="report")
         results = await backend.push([first, same_batch])
@@ -277,7 +263,7 @@ async def test_dedupe_covers_live_jobs_only(database: Path) -> None:
 
 @run_async()
 async def test_priority_then_run_at_order_and_queue_filters(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         base = time.time() - 100
         jobs = [
             _job("a", priority=0, run_at=base + 1),
@@ -298,7 +284,7 @@ async def test_priority_then_run_at_order_and_queue_filters(database: Path) -> N
 
 @run_async()
 async def test_completed_retention_and_pruning(tmp_path: Path) -> None:
-    async with _Opened(SqliteBackend(tmp_path / "keep.db", completed_retention=0.3)) as backend:
+    async with opened(SqliteBackend(tmp_path / "keep.db", completed_retention=0.3)) as backend:
         job = _job()
         await backend.push([job])
         (delivery,) = await backend.lease(queues=None, limit=1, lease_ms=60_000, wait=0)
@@ -310,7 +296,7 @@ async def test_completed_retention_and_pruning(tmp_path: Path) -> None:
         assert await backend.counts() == {}
         assert await backend.prune() == 1
         assert await backend.prune() == 0
-    async with _Opened(SqliteBackend(tmp_path / "drop.db", completed_retention=0)) as backend:
+    async with opened(SqliteBackend(tmp_path / "drop.db", completed_retention=0)) as backend:
         job = _job()
         await backend.push([job])
         (delivery,) = await backend.lease(queues=None, limit=1, lease_ms=60_000, wait=0)
@@ -325,7 +311,7 @@ async def _none(awaitable: Any) -> bool:
 
 @run_async()
 async def test_dead_letter_listing_replay_and_purge(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         jobs = [_job(priority=n, dedupe_key=f"k{n}", body=b"\x00raw" + bytes([n])) for n in range(5)]
         await backend.push(jobs)
         for delivery in await backend.lease(queues=None, limit=5, lease_ms=60_000, wait=0):
@@ -358,7 +344,7 @@ async def test_dead_letter_listing_replay_and_purge(database: Path) -> None:
 @run_async()
 async def test_idle_lease_sleeps_instead_of_polling(database: Path) -> None:
     statements: list[str] = []
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         await backend.run_in_connection(lambda connection: connection.set_trace_callback(statements.append))
         cpu, started = time.process_time(), time.monotonic()
         assert await backend.lease(queues=None, limit=5, lease_ms=1_000, wait=1.0) == []
@@ -373,7 +359,7 @@ async def test_idle_lease_sleeps_instead_of_polling(database: Path) -> None:
 
 @run_async()
 async def test_push_in_this_process_wakes_a_waiting_lease_at_once(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as consumer, _Opened(SqliteBackend(database)) as producer:
+    async with opened(SqliteBackend(database)) as consumer, opened(SqliteBackend(database)) as producer:
         started = time.monotonic()
         waiting = asyncio.ensure_future(consumer.lease(queues=None, limit=1, lease_ms=1_000, wait=20.0))
         await wait_until(lambda: consumer._hub.waiting(), message="the lease is waiting")
@@ -386,7 +372,7 @@ async def test_push_in_this_process_wakes_a_waiting_lease_at_once(database: Path
 
 @run_async()
 async def test_lease_wakes_when_a_delayed_job_is_due_and_on_wake(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         job = _job(run_at=time.time() + 0.4)
         await backend.push([job])
         started = time.monotonic()
@@ -402,7 +388,7 @@ async def test_lease_wakes_when_a_delayed_job_is_due_and_on_wake(database: Path)
 
 @run_async()
 async def test_a_cancelled_lease_gives_its_jobs_back(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         job = _job()
         await backend.push([job])
         gate = threading.Event()
@@ -537,9 +523,9 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
         )
 
     fresh = tmp_path / "fresh.db"
-    async with _Opened(SqliteBackend(fresh)):
+    async with opened(SqliteBackend(fresh)):
         pass
-    async with _Opened(SqliteBackend(old)) as backend:
+    async with opened(SqliteBackend(old)) as backend:
         assert await _status(backend, bodies[3][0]) is JobStatus.COMPLETED
         dead = await backend.get_dead("dead-1")
         assert dead is not None and dead.body == b"\xffverbatim"
@@ -566,7 +552,7 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
 
 @run_async()
 async def test_a_newer_schema_is_refused(database: Path) -> None:
-    async with _Opened(SqliteBackend(database)):
+    async with opened(SqliteBackend(database)):
         pass
     _sql(database, "INSERT INTO lssm_schema_version VALUES (99, 0, 'from the future')")
     with pytest.raises(SchemaVersionError, match="schema version 99, newer than the version 2"):
@@ -623,7 +609,7 @@ async def test_sigkilled_worker_job_completes_on_another_worker(
 ) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         async with JobQueue(SqliteBackend(database), sinks=[]) as producer:
             job = await producer.enqueue("procs.crash_once", {})
         doomed = processes.start("worker", str(database), str(runs), "--name", "doomed", "--lease-ms", "600")
@@ -695,5 +681,5 @@ async def test_two_producers_and_two_workers_on_one_file_run_every_job_exactly_o
     assert {name[3] for name in names} == {"1"}  # nobody's lease was lost
     by_worker = Counter(name[2] for name in names)
     assert set(by_worker) <= {"w1", "w2"}
-    async with _Opened(SqliteBackend(database)) as backend:
+    async with opened(SqliteBackend(database)) as backend:
         assert await backend.counts() == {"default": {JobStatus.COMPLETED: total}}

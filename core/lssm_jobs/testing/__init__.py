@@ -21,6 +21,6 @@ Enable it in a backend's test suite::
 from __future__ import annotations
 
 from lssm_jobs.testing.conformance import BackendConformance
-from lssm_jobs.testing.helpers import run_async, wait_until
+from lssm_jobs.testing.helpers import opened, run_async, wait_until
 
-__all__ = ["BackendConformance", "run_async", "wait_until"]
+__all__ = ["BackendConformance", "opened", "run_async", "wait_until"]

@@ -6,10 +6,14 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from lssm_jobs.backends.base import QueueBackend
+
 T = TypeVar("T")
+B = TypeVar("B", bound=QueueBackend)
 
 
 def run_async(timeout: float = 60.0) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., T]]:
@@ -55,3 +59,13 @@ async def wait_until(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{message} not reached within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def opened(backend: B) -> AsyncIterator[B]:
+    """Open ``backend`` and always close it: ``async with opened(SqliteBackend(path)) as backend: ...``."""
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -18,7 +18,7 @@ from lssm_jobs.backends.base import OutgoingJob
 from lssm_jobs.events import JobCompleted
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs.queue import JobQueue, open_queue
-from lssm_jobs.testing import run_async, wait_until
+from lssm_jobs.testing import opened, run_async, wait_until
 from lssm_jobs_redis import (
     RedisBackend,
     RedisEventSink,
@@ -80,15 +80,12 @@ async def test_every_key_of_a_prefix_is_in_one_cluster_slot(
     redis_backend_factory: BackendFactory, redis_server: Any
 ) -> None:
     backend = redis_backend_factory()
-    await backend.open()
-    try:
+    async with opened(backend):
         await backend.push([outgoing(queue="a"), outgoing(queue="b", delay=60), outgoing(dedupe="k")])
         leased = await backend.lease(queues=None, limit=2, lease_ms=10_000, wait=0)
         await leased[0].ack()
         await leased[1].dead_letter(reason="test", error="E", traceback="T")
         await backend.lease(queues=["b"], limit=1, lease_ms=10_000, wait=0.05)  # registers as idle
-    finally:
-        await backend.close()
     with redis_server.client() as client:
         keys = list(client.scan_iter(match=backend.keys.pattern, count=1000))
     assert len(keys) >= 8
@@ -101,9 +98,7 @@ async def test_every_key_of_a_prefix_is_in_one_cluster_slot(
 @run_async()
 async def test_a_stale_settle_is_ignored(redis_backend_factory: BackendFactory) -> None:
     first, second = redis_backend_factory(), redis_backend_factory()
-    await first.open()
-    await second.open()
-    try:
+    async with opened(first), opened(second):
         (job,) = await first.push([outgoing()])
         (lost,) = await first.lease(queues=None, limit=1, lease_ms=100, wait=0)
         (taken,) = await wait_until(
@@ -119,9 +114,6 @@ async def test_a_stale_settle_is_ignored(redis_backend_factory: BackendFactory) 
         record = await second.get(job.id)
         assert record is not None and record.status is JobStatus.COMPLETED and record.attempts == 2
         await taken.ack()  # settling twice changes nothing
-    finally:
-        await first.close()
-        await second.close()
 
 
 @run_async()
@@ -129,8 +121,7 @@ async def test_extend_takes_back_an_expired_lease_nobody_else_took(
     redis_backend_factory: BackendFactory,
 ) -> None:
     backend = redis_backend_factory()
-    await backend.open()
-    try:
+    async with opened(backend):
         (job,) = await backend.push([outgoing(queue="other")])
         (delivery,) = await backend.lease(queues=["other"], limit=1, lease_ms=50, wait=0)
 
@@ -146,22 +137,17 @@ async def test_extend_takes_back_an_expired_lease_nobody_else_took(
         record = await backend.get(job.id)
         assert record is not None and record.status is JobStatus.ACTIVE
         await delivery.ack()
-    finally:
-        await backend.close()
 
 
 @run_async()
 async def test_push_is_idempotent_by_id(redis_backend_factory: BackendFactory) -> None:
     backend = redis_backend_factory()
-    await backend.open()
-    try:
+    async with opened(backend):
         job = outgoing()
         assert [result.created for result in await backend.push([job])] == [True]
         assert [result.created for result in await backend.push([job])] == [True]  # a retried push
         counts = await backend.counts()
         assert counts["default"][JobStatus.PENDING] == 1
-    finally:
-        await backend.close()
 
 
 # -- order -------------------------------------------------------------------------------------------------
@@ -172,8 +158,7 @@ async def test_fifo_within_a_priority_and_priority_across_queues(
     redis_backend_factory: BackendFactory,
 ) -> None:
     backend = redis_backend_factory()
-    await backend.open()
-    try:
+    async with opened(backend):
         fifo = [outgoing(queue="a") for _ in range(20)]
         await backend.push(fifo)
         urgent = outgoing(queue="b", priority=5)
@@ -187,8 +172,6 @@ async def test_fifo_within_a_priority_and_priority_across_queues(
         again = await backend.lease(queues=["a"], limit=2, lease_ms=10_000, wait=0)
         assert [delivery.id for delivery in again] == [fifo[0].id, later.id]
         assert again[0].attempt == 1  # the release did not count
-    finally:
-        await backend.close()
 
 
 @run_async()
@@ -196,15 +179,12 @@ async def test_many_pushes_in_one_call_are_chunked_and_pipelined(
     redis_backend_factory: BackendFactory,
 ) -> None:
     backend = redis_backend_factory(push_chunk=7)
-    await backend.open()
-    try:
+    async with opened(backend):
         jobs = [outgoing() for _ in range(100)]
         results = await backend.push(jobs)
         assert [result.id for result in results] == [job.id for job in jobs]
         leased = await backend.lease(queues=None, limit=100, lease_ms=10_000, wait=0)
         assert [delivery.id for delivery in leased] == [job.id for job in jobs]
-    finally:
-        await backend.close()
 
 
 # -- waiting -----------------------------------------------------------------------------------------------
@@ -215,9 +195,7 @@ async def test_an_idle_consumer_gets_a_new_job_handed_over_at_once(
     redis_backend_factory: BackendFactory,
 ) -> None:
     consumer, producer = redis_backend_factory(), redis_backend_factory()
-    await consumer.open()
-    await producer.open()
-    try:
+    async with opened(consumer), opened(producer):
         waiting = asyncio.create_task(consumer.lease(queues=["q"], limit=5, lease_ms=10_000, wait=10))
         await blocked(consumer, "q")
         assert not waiting.done()
@@ -229,41 +207,30 @@ async def test_an_idle_consumer_gets_a_new_job_handed_over_at_once(
         record = await producer.get(job.id)
         assert record is not None and record.status is JobStatus.ACTIVE
         await delivery.ack()
-    finally:
-        await consumer.close()
-        await producer.close()
 
 
 @run_async()
 async def test_a_delayed_job_wakes_an_idle_consumer_when_due(redis_backend_factory: BackendFactory) -> None:
     consumer, producer = redis_backend_factory(), redis_backend_factory()
-    await consumer.open()
-    await producer.open()
-    try:
+    async with opened(consumer), opened(producer):
         waiting = asyncio.create_task(consumer.lease(queues=None, limit=5, lease_ms=10_000, wait=10))
         await blocked(consumer, None)
         (job,) = await producer.push([outgoing(delay=0.3)])
         (delivery,) = await asyncio.wait_for(waiting, 5)
         assert delivery.id == job.id
         await delivery.ack()
-    finally:
-        await consumer.close()
-        await producer.close()
 
 
 @run_async()
 async def test_wake_ends_a_blocked_wait_promptly(redis_backend_factory: BackendFactory) -> None:
     backend = redis_backend_factory()
-    await backend.open()
-    try:
+    async with opened(backend):
         waiting = asyncio.create_task(backend.lease(queues=None, limit=1, lease_ms=1000, wait=20))
         await blocked(backend, None)
         started = time.monotonic()
         backend.wake()
         assert await asyncio.wait_for(waiting, 5) == []
         assert time.monotonic() - started < 1.0
-    finally:
-        await backend.close()
 
 
 @run_async()
@@ -272,8 +239,7 @@ async def test_jobs_handed_to_a_consumer_that_stops_are_given_back(
 ) -> None:
     consumer, producer = redis_backend_factory(), redis_backend_factory()
     await consumer.open()
-    await producer.open()
-    try:
+    async with opened(producer):
         # Register the consumer as idle (lease with a wait), but stop waiting before the job arrives.
         await consumer.lease(queues=["q"], limit=1, lease_ms=60_000, wait=0.05)
         (job,) = await producer.push([outgoing(queue="q")])
@@ -283,8 +249,6 @@ async def test_jobs_handed_to_a_consumer_that_stops_are_given_back(
         (delivery,) = await producer.lease(queues=["q"], limit=1, lease_ms=10_000, wait=2)
         assert delivery.id == job.id and delivery.attempt == 1
         await delivery.ack()
-    finally:
-        await producer.close()
 
 
 # -- retention, dead letters, dedupe ------------------------------------------------------------------------
@@ -312,8 +276,7 @@ async def test_dead_letters_keep_the_body_verbatim_and_replay_resets_attempts(
     redis_backend_factory: BackendFactory,
 ) -> None:
     backend = redis_backend_factory()
-    await backend.open()
-    try:
+    async with opened(backend):
         body = bytes(range(256))
         (job,) = await backend.push([outgoing(body=body, dedupe="report")])
         (delivery,) = await backend.lease(queues=None, limit=1, lease_ms=10_000, wait=0)
@@ -344,8 +307,6 @@ async def test_dead_letters_keep_the_body_verbatim_and_replay_resets_attempts(
         assert [letter.id for letter in await backend.list_dead()] == [fresh.id]
         assert await backend.purge_dead() == 1
         assert (await backend.counts())["default"][JobStatus.DEAD] == 0
-    finally:
-        await backend.close()
 
 
 # -- clients ------------------------------------------------------------------------------------------------
