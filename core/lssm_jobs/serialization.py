@@ -192,30 +192,17 @@ def validate_payload(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Envelope converter and serializers.
+# Envelope mapping and serializers.
 
-
-def configure_envelope_converter(converter: cattrs.Converter) -> None:
-    """Teach ``converter`` the envelope's shape (payload stays plain data; it is validated separately)."""
-    converter.register_structure_hook_func(
-        lambda cls: cls == Mapping[str, str],
-        lambda value, _: {str(k): str(v) for k, v in (value or {}).items()},
-    )
-
-
-def make_envelope_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(omit_if_default=True)
-    configure_envelope_converter(converter)
-    return converter
-
-
-envelope_converter = make_envelope_converter()
+#: Converts job options to and from plain data (defaults left out). The envelope around them is mapped by
+#: hand in ``envelope_to_dict`` / ``envelope_from_dict``, since that runs once per job.
+options_converter = cattrs.Converter(omit_if_default=True)
 
 
 @functools.lru_cache(maxsize=512)
 def _options_to_dict(options: JobOptions) -> dict[str, Any]:
     # Job types share a handful of JobOptions instances, so each is unstructured once.
-    data: dict[str, Any] = envelope_converter.unstructure(options, JobOptions)
+    data: dict[str, Any] = options_converter.unstructure(options, JobOptions)
     return data
 
 
@@ -233,7 +220,7 @@ def _options_from_dict(data: Any) -> JobOptions:
     if cached is not None:
         return cached
     try:
-        options = envelope_converter.structure(data, JobOptions)
+        options = options_converter.structure(data, JobOptions)
     except Exception as error:
         details = "; ".join(str(e) for e in _field_errors(error))
         raise SerializationError(f"malformed envelope options: {details}") from error

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from lssm_jobs.handlers import Handlers
 from lssm_jobs.queue import QUEUE_OPTIONS, JobQueue, open_queue
 
@@ -85,8 +87,6 @@ def build_queue(
     """The queue a command works on: the APP's own JobQueue, or one opened from flags/env with the APP's
     handlers included."""
     queue_options = {key: value for key, value in (queue_options or {}).items() if value is not None}
-    if callable(app) and not isinstance(app, (JobQueue, Handlers)):
-        app = app()
     if isinstance(app, JobQueue):
         if backend or url or options:
             raise UsageError(
@@ -114,6 +114,4 @@ def build_queue(
 
 
 def _evolve(options: Any, key: str, value: Any) -> Any:
-    import attrs
-
     return attrs.evolve(options, **{key: tuple(value) if key == "queues" else value})
