@@ -22,7 +22,7 @@ from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, Queu
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
 from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobStatus, JobType, default_catalog
 from lssm_jobs.plugins import PluginRegistry, get_plugins
-from lssm_jobs.serialization import Envelope, Serializer, validate_payload
+from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, validate_payload
 from lssm_jobs.worker import Dispatcher, Handler
 
 log = logging.getLogger("lssm_jobs.queue")
@@ -375,12 +375,13 @@ class JobQueue:
         want_events = self.events.wants(JobEnqueued.name)
         for (_, envelope, typed), result in zip(built, results, strict=True):
             if result.created:
-                job = self._job(
-                    envelope, typed, JobStatus.SCHEDULED if envelope.run_at > now else JobStatus.PENDING
-                )
+                status = JobStatus.SCHEDULED if envelope.run_at > now else JobStatus.PENDING
+                job = job_from_envelope(envelope, typed, status=status)
             else:
                 existing = await self.get(result.id)
-                job = existing if existing is not None else self._job(envelope, typed, JobStatus.PENDING)
+                if existing is None:  # the duplicate was pruned before it could be read back
+                    existing = job_from_envelope(envelope, typed, status=JobStatus.PENDING)
+                job = existing
             jobs.append(job)
             if want_events:
                 await self.events.emit(
@@ -396,28 +397,6 @@ class JobQueue:
                     )
                 )
         return jobs
-
-    @staticmethod
-    def _job(
-        envelope: Envelope, typed: Any, status: JobStatus, *, attempt: int = 0, last_error: str | None = None
-    ) -> Job[Any]:
-        return Job(
-            id=envelope.id,
-            type=envelope.type,
-            version=envelope.version,
-            payload=typed,
-            queue=envelope.queue,
-            status=status,
-            attempt=attempt,
-            max_retries=envelope.options.max_retries,
-            priority=envelope.priority,
-            run_at=envelope.run_at,
-            created_at=envelope.created_at,
-            dedupe_key=envelope.dedupe_key,
-            last_error=last_error,
-            options=envelope.options,
-            meta=envelope.meta,
-        )
 
     # -- inspecting -----------------------------------------------------------------------------------------
 
@@ -439,10 +418,14 @@ class JobQueue:
                 _, payload = validate_payload(definition, envelope.payload)
             except JobValidationError:
                 payload = envelope.payload
-        job = self._job(
-            envelope, payload, record.status, attempt=record.attempts, last_error=record.last_error
+        return job_from_envelope(
+            envelope,
+            payload,
+            status=record.status,
+            attempt=record.attempts,
+            run_at=record.run_at,
+            last_error=record.last_error,
         )
-        return attrs.evolve(job, run_at=record.run_at)
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         """Jobs per queue and status."""

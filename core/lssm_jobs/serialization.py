@@ -23,7 +23,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from lssm_jobs.errors import FieldError, JobValidationError, SerializationError
-from lssm_jobs.jobs import DEFAULT_OPTIONS, JobOptions, JobType
+from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobOptions, JobStatus, JobType
 
 ENVELOPE_FORMAT = 1  # bumped when the envelope's own shape changes incompatibly
 _MISSING: Any = object()
@@ -268,6 +268,38 @@ def _field(
             f"malformed envelope: field {name!r} has the wrong type ({type(value).__name__})"
         )
     return value
+
+
+def job_from_envelope(
+    envelope: Envelope,
+    payload: Any,
+    *,
+    status: JobStatus,
+    attempt: int = 0,
+    version: int | None = None,
+    run_at: float | None = None,
+    last_error: str | None = None,
+) -> Job[Any]:
+    """The user-facing :class:`~lssm_jobs.jobs.Job` for an envelope, with its (typed) payload and what the
+    backend knows now: status, attempt, current ``run_at`` (a retry moves it) and last error. ``version``
+    is the payload's version after any upgrade (the envelope's by default)."""
+    return Job(
+        id=envelope.id,
+        type=envelope.type,
+        version=envelope.version if version is None else version,
+        payload=payload,
+        queue=envelope.queue,
+        status=status,
+        attempt=attempt,
+        max_retries=envelope.options.max_retries,
+        priority=envelope.priority,
+        run_at=envelope.run_at if run_at is None else run_at,
+        created_at=envelope.created_at,
+        dedupe_key=envelope.dedupe_key,
+        last_error=last_error,
+        options=envelope.options,
+        meta=envelope.meta,
+    )
 
 
 def envelope_from_dict(data: Any) -> Envelope:

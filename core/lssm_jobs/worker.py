@@ -36,7 +36,7 @@ from lssm_jobs.events import (
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
 from lssm_jobs.retry import backoff_delay_ms
-from lssm_jobs.serialization import Envelope, Serializer, structure_payload
+from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
 log = logging.getLogger("lssm_jobs.worker")
 
@@ -137,21 +137,12 @@ class Dispatcher:
         except (JobValidationError, _VersionError) as error:
             await self._dead_letter(delivery, envelope.type, f"invalid payload: {error}")
             return None
-        job: Job[Any] = Job(
-            id=envelope.id,
-            type=envelope.type,
-            version=envelope.version if job_type is None else job_type.version,
-            payload=payload,
-            queue=envelope.queue,
+        job = job_from_envelope(
+            envelope,
+            payload,
             status=JobStatus.ACTIVE,
             attempt=delivery.attempt,
-            max_retries=envelope.options.max_retries,
-            priority=envelope.priority,
-            run_at=envelope.run_at,
-            created_at=envelope.created_at,
-            dedupe_key=envelope.dedupe_key,
-            options=envelope.options,
-            meta=envelope.meta,
+            version=None if job_type is None else job_type.version,
         )
         is_async = self._is_async.get(handler)
         if is_async is None:
