@@ -40,7 +40,7 @@ def _non_negative(_: object, attribute: attrs.Attribute[Any], value: int | float
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)  # hashed once: it keys per-type caches on hot paths
 class JobOptions:
     """How a job runs: retries, backoff, timeout, queue and priority.
 

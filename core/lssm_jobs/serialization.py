@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import functools
 import json
+import json.encoder
+import math
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import date, datetime
 from decimal import Decimal
@@ -350,6 +353,16 @@ class Serializer(ABC):
         return envelope_from_dict(self.decode(raw))
 
 
+def _fail_to_encode(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# CPython's C JSON encoder, built once: ``JSONEncoder.encode`` builds a new one on every call, which costs
+# more than encoding a small payload. None on interpreters without it (then JSONEncoder is used).
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
 class JsonSerializer(Serializer):
     """Compact UTF-8 JSON; the default."""
 
@@ -357,11 +370,31 @@ class JsonSerializer(Serializer):
     content_type = "application/json"
     _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     _decoder = json.JSONDecoder()
+    # No circular-reference bookkeeping: a circular payload exhausts the recursion limit instead, which
+    # encode_value reports like any other unencodable payload.
+    _value_encoder = (
+        _c_make_encoder(None, _fail_to_encode, _encode_str, None, ":", ",", False, False, False)
+        if _c_make_encoder is not None
+        else None
+    )
+
+    def __init__(self) -> None:
+        # The fields that jobs of one type share, pre-encoded: (type, version, queue, priority, options).
+        self._heads: dict[tuple[str, int, str, int, JobOptions], str] = {}
+        # A subclass that changes encode() or dumps() gets them called, never the pre-encoded shortcut.
+        cls = builtins.type(self)
+        self._shortcut = cls.encode is JsonSerializer.encode and cls.dumps is JsonSerializer.dumps
 
     def encode(self, data: Mapping[str, Any]) -> bytes:
+        return self.encode_value(data).encode()
+
+    def encode_value(self, value: Any) -> str:
+        """``value`` as JSON text. :raises SerializationError: it cannot be represented."""
         try:
-            return self._encoder.encode(data).encode()
-        except (TypeError, ValueError) as error:
+            if self._value_encoder is not None:
+                return "".join(self._value_encoder(value, 0))
+            return self._encoder.encode(value)
+        except (TypeError, ValueError, RecursionError) as error:
             raise SerializationError(f"payload is not JSON-serializable: {error}") from error
 
     def decode(self, raw: bytes) -> Any:
@@ -369,3 +402,123 @@ class JsonSerializer(Serializer):
             return self._decoder.decode(raw.decode())
         except (UnicodeDecodeError, ValueError) as error:
             raise SerializationError(f"not valid JSON: {error}") from error
+
+    def dumps(self, envelope: Envelope) -> bytes:
+        if envelope.format != ENVELOPE_FORMAT or not self._shortcut:
+            return super().dumps(envelope)
+        return self.dumps_fields(
+            envelope.id,
+            envelope.type,
+            envelope.version,
+            envelope.payload,
+            envelope.queue,
+            envelope.priority,
+            envelope.options,
+            envelope.dedupe_key,
+            envelope.created_at,
+            envelope.run_at,
+            envelope.meta,
+        )
+
+    def dumps_fields(
+        self,
+        id: str,
+        type: str,
+        version: int,
+        payload: Any,
+        queue: str,
+        priority: int,
+        options: JobOptions,
+        dedupe_key: str | None,
+        created_at: float,
+        run_at: float,
+        meta: Mapping[str, str],
+    ) -> bytes:
+        """What ``dumps`` gives for an envelope of these fields, without building the envelope.
+
+        :raises SerializationError: the payload cannot be encoded.
+        """
+        if not self._shortcut or not self.assembles(created_at, run_at):
+            return self._dumps_envelope(
+                Envelope(
+                    id=id,
+                    type=type,
+                    version=version,
+                    payload=payload,
+                    queue=queue,
+                    priority=priority,
+                    options=options,
+                    dedupe_key=dedupe_key,
+                    created_at=created_at,
+                    run_at=run_at,
+                    meta=meta,
+                )
+            )
+        return self.assemble(
+            id,
+            type,
+            version,
+            self.encode_value(payload),
+            queue,
+            priority,
+            options,
+            dedupe_key,
+            created_at,
+            run_at,
+            meta,
+        )
+
+    def assembles(self, created_at: float, run_at: float) -> bool:
+        """Whether :meth:`assemble` can build the envelope of a job with these times (finite floats, and
+        ``dumps`` not changed by a subclass)."""
+        return (
+            self._shortcut
+            and builtins.type(created_at) is float
+            and builtins.type(run_at) is float
+            and math.isfinite(created_at)
+            and math.isfinite(run_at)
+        )
+
+    def assemble(
+        self,
+        id: str,
+        type: str,
+        version: int,
+        payload_json: str,
+        queue: str,
+        priority: int,
+        options: JobOptions,
+        dedupe_key: str | None,
+        created_at: float,
+        run_at: float,
+        meta: Mapping[str, str],
+    ) -> bytes:
+        """The envelope's JSON from its fields and its payload already encoded (``encode_value``), when
+        :meth:`assembles` says so. The envelope's keys come in another order than ``envelope_to_dict``'s:
+        the fields that jobs of one type share are encoded once and kept, since this runs once per job.
+        Cannot fail for string ids, keys and meta and finite times, so callers can encode every payload
+        first (where failures happen) and assemble later."""
+        key = (type, version, queue, priority, options)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._head(*key)
+            if len(self._heads) < 1024:
+                self._heads[key] = head
+        extra = ""
+        if dedupe_key is not None:
+            extra = ',"dedupe_key":' + _encode_str(dedupe_key)
+        if meta:
+            extra += ',"meta":' + self.encode_value(dict(meta))
+        # repr() of a finite float is valid JSON, and is what the encoder itself writes.
+        created = repr(created_at)
+        times = f'"created_at":{created},"run_at":{created if run_at == created_at else repr(run_at)}'
+        return f'{head}"id":{_encode_str(id)},{times}{extra},"payload":{payload_json}}}'.encode()
+
+    def _dumps_envelope(self, envelope: Envelope) -> bytes:
+        return self.dumps(envelope) if not self._shortcut else Serializer.dumps(self, envelope)
+
+    def _head(self, type: str, version: int, queue: str, priority: int, options: JobOptions) -> str:
+        static: dict[str, Any] = {"type": type, "version": version, "queue": queue, "priority": priority}
+        if options != DEFAULT_OPTIONS:
+            static["options"] = _options_to_dict(options)
+        return self.encode_value(static)[:-1] + ","
