@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 import attrs
 
-from lssm_jobs.backends.base import ConsumeOptions, DeadLetter, OutgoingJob, QueueBackend
+from lssm_jobs.backends.base import ConsumeOptions, DeadLetter, OutgoingJob, PushResult, QueueBackend
 from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
-from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobStatus, JobType, default_catalog
+from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobOptions, JobStatus, JobType, default_catalog
 from lssm_jobs.plugins import PluginRegistry, get_plugins
-from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, validate_payload
+from lssm_jobs.serialization import (
+    Envelope,
+    JsonSerializer,
+    Serializer,
+    job_from_envelope,
+    validate_payload,
+)
 from lssm_jobs.worker import Dispatcher, Handler
 
 log = logging.getLogger("lssm_jobs.queue")
@@ -31,6 +40,9 @@ H = TypeVar("H", bound=Handler)
 
 #: Comma-separated event sink names attached to queues created without ``sinks=``.
 SINKS_ENV = "LSSM_JOBS_SINKS"
+
+#: Batches of a large ``enqueue_many`` sent to a backend with ``push_batch`` before awaiting the oldest.
+PUSHES_IN_FLIGHT = 2
 
 #: ``open_queue`` options that configure the queue itself; every other keyword goes to the backend factory.
 QUEUE_OPTIONS = frozenset(
@@ -49,6 +61,26 @@ QUEUE_OPTIONS = frozenset(
         "plugins",
     }
 )
+
+
+_NO_META: Mapping[str, str] = MappingProxyType({})
+
+
+class PreparedJob(NamedTuple):
+    """A validated, serialized job on its way to the backend (internal to :class:`JobQueue`)."""
+
+    id: str
+    type: str
+    version: int
+    typed: Any  # the payload as the handler and the returned Job see it
+    queue: str
+    priority: int
+    options: JobOptions
+    dedupe_key: str | None
+    created_at: float
+    run_at: float
+    meta: Mapping[str, str]
+    body: bytes | str  # the serialized envelope, or (JSON) only the encoded payload, assembled when sent
 
 
 @attrs.frozen(kw_only=True)
@@ -232,20 +264,39 @@ class JobQueue:
 
     # -- producing ------------------------------------------------------------------------------------------
 
-    def _build(self, request: EnqueueRequest, now: float) -> tuple[OutgoingJob, Envelope, Any]:
-        job_type = request.job_type
+    def _prepare(
+        self,
+        job_type: str | JobType[Any],
+        payload: Any,
+        now: float,
+        request: EnqueueRequest | None = None,
+    ) -> PreparedJob:
+        """Validate one job and serialize it. ``request`` carries the
+        optional settings (None: all defaults, the common case, checked without building a request).
+
+        :raises JobValidationError: the payload does not fit the job type.
+        :raises SerializationError: the payload cannot be serialized.
+        :raises ValueError: an invalid setting (negative delay, naive datetime, non-string meta).
+        """
         if isinstance(job_type, JobType):
             definition: JobType[Any] | None = job_type
             name = job_type.type
         else:
             name = job_type
             definition = self.catalog.get(name)
-        if definition is not None:
-            data, typed = validate_payload(definition, request.payload)
-            options, version = definition.options, definition.version
-        else:
-            data = typed = request.payload
+        if definition is None:
+            data = typed = payload
             options, version = DEFAULT_OPTIONS, 1
+        else:
+            if definition.payload is None:
+                data = typed = payload
+            else:
+                data, typed = validate_payload(definition, payload)
+            options, version = definition.options, definition.version
+        if request is None:
+            return self._prepared(
+                name, version, data, typed, options.queue, options.priority, options, None, now, now, _NO_META
+            )
         if request.max_retries is not None or request.timeout_ms is not None:
             options = attrs.evolve(
                 options,
@@ -270,30 +321,73 @@ class JobQueue:
             run_at = float(request.run_at)
         else:
             run_at = now
-        envelope = Envelope(
-            id=os.urandom(16).hex(),  # 128 random bits, as uuid4 has, at half the cost
-            type=name,
-            version=version,
-            payload=data,
-            queue=request.queue or options.queue,
-            priority=options.priority if request.priority is None else request.priority,
-            options=options,
-            dedupe_key=request.dedupe_key,
-            created_at=now,
-            run_at=run_at,
-            meta=dict(request.meta or {}),
+        if not math.isfinite(run_at):
+            raise ValueError(f"run_at must be a finite time, got {run_at!r}")
+        return self._prepared(
+            name,
+            version,
+            data,
+            typed,
+            request.queue or options.queue,
+            options.priority if request.priority is None else request.priority,
+            options,
+            request.dedupe_key,
+            now,
+            run_at,
+            MappingProxyType(dict(request.meta)) if request.meta else _NO_META,
         )
-        outgoing = OutgoingJob(
-            id=envelope.id,
-            type=name,
-            queue=envelope.queue,
-            priority=envelope.priority,
-            run_at=run_at,
-            created_at=now,
-            dedupe_key=envelope.dedupe_key,
-            body=self.serializer.dumps(envelope),
+
+    def _prepared(
+        self,
+        name: str,
+        version: int,
+        data: Any,
+        typed: Any,
+        queue: str,
+        priority: int,
+        options: JobOptions,
+        dedupe_key: str | None,
+        created_at: float,
+        run_at: float,
+        meta: Mapping[str, str],
+    ) -> PreparedJob:
+        job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
+        serializer = self.serializer
+        if isinstance(serializer, JsonSerializer) and serializer.assembles(created_at, run_at):
+            # The default: only the payload is encoded now (the part that can fail); the envelope is
+            # assembled around it when the job is sent (see _outgoing), overlapping the backend's work.
+            return PreparedJob(
+                job_id,
+                name,
+                version,
+                typed,
+                queue,
+                priority,
+                options,
+                dedupe_key,
+                created_at,
+                run_at,
+                meta,
+                serializer.encode_value(data),
+            )
+        body = serializer.dumps(
+            Envelope(
+                id=job_id,
+                type=name,
+                version=version,
+                payload=data,
+                queue=queue,
+                priority=priority,
+                options=options,
+                dedupe_key=dedupe_key,
+                created_at=created_at,
+                run_at=run_at,
+                meta=meta,
+            )
         )
-        return outgoing, envelope, typed
+        return PreparedJob(
+            job_id, name, version, typed, queue, priority, options, dedupe_key, created_at, run_at, meta, body
+        )
 
     async def enqueue(
         self,
@@ -321,69 +415,125 @@ class JobQueue:
         :returns: the stored job (or the live duplicate).
         :raises JobValidationError: the payload does not fit the job type; nothing was stored.
         """
-        jobs = await self._enqueue(
-            [
-                EnqueueRequest(
-                    job_type=job_type,
-                    payload=payload,
-                    delay_ms=delay_ms,
-                    run_at=run_at,
-                    priority=priority,
-                    dedupe_key=dedupe_key,
-                    queue=queue,
-                    max_retries=max_retries,
-                    timeout_ms=timeout_ms,
-                    meta=meta,
-                )
-            ],
-            index_paths=False,
+        now = time.time()
+        prepared = self._prepare_call(
+            job_type,
+            payload,
+            now,
+            delay_ms,
+            run_at,
+            priority,
+            dedupe_key,
+            queue,
+            max_retries,
+            timeout_ms,
+            meta,
         )
+        jobs = await self._store([prepared], now)
         return jobs[0]
+
+    def _prepare_call(
+        self,
+        job_type: str | JobType[Any],
+        payload: Any,
+        now: float,
+        delay_ms: int | None,
+        run_at: datetime | float | None,
+        priority: int | None,
+        dedupe_key: str | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout_ms: int | None,
+        meta: Mapping[str, str] | None,
+    ) -> PreparedJob:
+        """``_prepare`` for ``enqueue``'s arguments (no request object when they are all defaults)."""
+        if (
+            delay_ms is None
+            and run_at is None
+            and priority is None
+            and dedupe_key is None
+            and queue is None
+            and max_retries is None
+            and timeout_ms is None
+            and not meta
+        ):
+            return self._prepare(job_type, payload, now)
+        request = EnqueueRequest(
+            job_type=job_type,
+            payload=payload,
+            delay_ms=delay_ms,
+            run_at=run_at,
+            priority=priority,
+            dedupe_key=dedupe_key,
+            queue=queue,
+            max_retries=max_retries,
+            timeout_ms=timeout_ms,
+            meta=meta,
+        )
+        return self._prepare(job_type, payload, now, request)
 
     async def enqueue_many(
         self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]
     ) -> list[Job[Any]]:
-        """Validate every job, then store them all in one backend call (pipelined where the backend can).
+        """Validate and serialize every job, then store them (pipelined where the backend can).
+
+        Backends that take jobs in batches (``push_batch``) get them one batch at a time, in order, the
+        next batch being prepared while the previous one is stored.
 
         :raises JobValidationError: for the first invalid payload, its paths prefixed with the request's
             ``[index]`` (``[3].email``); nothing was stored.
         """
-        return await self._enqueue(requests, index_paths=True)
-
-    async def _enqueue(
-        self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]], *, index_paths: bool
-    ) -> list[Job[Any]]:
         now = time.time()
-        built = []
+        prepared = []
+        prepare = self._prepare
         for index, request in enumerate(requests):
-            if not isinstance(request, EnqueueRequest):
-                request = EnqueueRequest(job_type=request[0], payload=request[1])
             try:
-                built.append(self._build(request, now))
+                if isinstance(request, EnqueueRequest):
+                    prepared.append(prepare(request.job_type, request.payload, now, request))
+                else:
+                    prepared.append(prepare(request[0], request[1], now))
             except JobValidationError as error:
-                if not index_paths:
-                    raise
                 raise JobValidationError(
                     error.job_type,
                     [FieldError(path=f"[{index}]{e.path[1:]}", message=e.message) for e in error.errors],
                 ) from error
-        if not built:
+        return await self._store(prepared, now)
+
+    async def _store(self, prepared: Sequence[PreparedJob], now: float) -> list[Job[Any]]:
+        """Push prepared jobs and return their :class:`Job`s (the live duplicate for a deduplicated one)."""
+        if not prepared:
             return []
         backend = await self._opened()
-        results = await backend.push([outgoing for outgoing, _, _ in built])
+        batch = backend.push_batch or len(prepared)
+        results: list[PushResult] = []
         jobs: list[Job[Any]] = []
-        want_events = self.events.wants(JobEnqueued.name)
-        for (_, envelope, typed), result in zip(built, results, strict=True):
-            if result.created:
-                status = JobStatus.SCHEDULED if envelope.run_at > now else JobStatus.PENDING
-                job = job_from_envelope(envelope, typed, status=status)
-            else:
-                existing = await self.get(result.id)
-                if existing is None:  # the duplicate was pruned before it could be read back
-                    existing = job_from_envelope(envelope, typed, status=JobStatus.PENDING)
-                job = existing
-            jobs.append(job)
-            if want_events:
+        if len(prepared) <= batch:  # one call, awaited directly: no task for a single enqueue
+            results = await backend.push([self._outgoing(item) for item in prepared])
+            jobs = [self._new_job(item, now) for item in prepared]
+        else:
+            # Up to PUSHES_IN_FLIGHT batches are sent before the first reply is awaited, so the backend is
+            # never idle between batches; the queue builds Jobs and the next batch meanwhile.
+            in_flight: deque[asyncio.Future[list[PushResult]]] = deque()
+            try:
+                for start in range(0, len(prepared), batch):
+                    part = prepared[start : start + batch]
+                    outgoing = [self._outgoing(item) for item in part]
+                    if len(in_flight) >= PUSHES_IN_FLIGHT:
+                        results.extend(await in_flight.popleft())
+                    in_flight.append(asyncio.ensure_future(backend.push(outgoing)))
+                    await asyncio.sleep(0)  # let the push go out before building more
+                    jobs.extend(self._new_job(item, now) for item in part)
+                while in_flight:
+                    results.extend(await in_flight[0])
+                    in_flight.popleft()
+            finally:
+                for pending in in_flight:
+                    pending.cancel()
+        for index, result in enumerate(results):
+            if not result.created:
+                jobs[index], results[index] = await self._live_duplicate(prepared[index], result)
+        if self.events.wants(JobEnqueued.name):
+            for job, result in zip(jobs, results, strict=True):
                 await self.events.emit(
                     JobEnqueued(
                         timestamp=now,
@@ -397,6 +547,67 @@ class JobQueue:
                     )
                 )
         return jobs
+
+    def _outgoing(self, job: PreparedJob) -> OutgoingJob:
+        body = job.body
+        if type(body) is str:
+            body = cast(JsonSerializer, self.serializer).assemble(
+                job.id,
+                job.type,
+                job.version,
+                body,
+                job.queue,
+                job.priority,
+                job.options,
+                job.dedupe_key,
+                job.created_at,
+                job.run_at,
+                job.meta,
+            )
+        return OutgoingJob(
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            priority=job.priority,
+            run_at=job.run_at,
+            created_at=job.created_at,
+            dedupe_key=job.dedupe_key,
+            body=cast(bytes, body),
+        )
+
+    @staticmethod
+    def _new_job(job: PreparedJob, now: float) -> Job[Any]:
+        return Job(
+            id=job.id,
+            type=job.type,
+            version=job.version,
+            payload=job.typed,
+            queue=job.queue,
+            status=JobStatus.SCHEDULED if job.run_at > now else JobStatus.PENDING,
+            attempt=0,
+            max_retries=job.options.max_retries,
+            priority=job.priority,
+            run_at=job.run_at,
+            created_at=job.created_at,
+            dedupe_key=job.dedupe_key,
+            options=job.options,
+            meta=job.meta,
+        )
+
+    async def _live_duplicate(self, prepared: PreparedJob, result: PushResult) -> tuple[Job[Any], PushResult]:
+        """The job holding a deduplicated job's key. When that job is gone before it can be read back
+        (finished and pruned in between), its key is free again: push ours once more."""
+        backend = await self._opened()
+        for _ in range(10):
+            existing = await self.get(result.id)
+            if existing is not None:
+                return existing, result
+            (result,) = await backend.push([self._outgoing(prepared)])
+            if result.created:
+                return self._new_job(prepared, time.time()), result
+        raise LssmJobsError(
+            f"dedupe key {prepared.dedupe_key!r} kept pointing at jobs that vanished before they could be read"
+        )
 
     # -- inspecting -----------------------------------------------------------------------------------------
 

@@ -168,6 +168,10 @@ class QueueBackend(ABC):
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities()
+    #: Most jobs per :meth:`push` call for a large ``enqueue_many``: the queue then pushes batches one at
+    #: a time, in order, preparing the next while the backend stores the previous. None (the default):
+    #: every job in one call, so a transactional backend can store them all or none.
+    push_batch: int | None = None
 
     async def open(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
         """Connect and create what the backend needs. Called once before any other method.
@@ -185,6 +189,15 @@ class QueueBackend(ABC):
         A job whose ``dedupe_key`` matches a live (scheduled, pending or active) job is not stored; its
         result names the live job.
         """
+
+    def blocking_pusher(self) -> Callable[[Sequence[OutgoingJob]], list[PushResult]] | None:
+        """Optional: a function doing what :meth:`push` does, callable from synchronous code on any thread
+        while the backend is open, without the event loop (``lssm_jobs.blocking`` enqueues through it
+        directly). None (the default): blocking callers go through the queue's event loop.
+
+        Example: the Redis backend returns a pusher with one connection per calling thread.
+        """
+        return None
 
     @abstractmethod
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
