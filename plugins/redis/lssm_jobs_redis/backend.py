@@ -56,7 +56,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lssm_jobs_redis.batching import Coalescer
-from lssm_jobs_redis.channel import RespChannel
+from lssm_jobs_redis.blocking import BlockingPusher
+from lssm_jobs_redis.channel import RespChannel, pack_command
 from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
@@ -304,9 +305,13 @@ class RedisBackend(PullBackend):
         self._pusher: Coalescer[OutgoingJob, PushResult] = Coalescer(
             self._push_chunk, max_batch=self.options.push_chunk
         )
+        self.push_batch = self.options.push_chunk
         self._queue_names: dict[bytes, str] = {}
+        self._wire_heads: dict[tuple[str, str, int], bytes] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._channel: RespChannel | None = None
+        self._blocking_pusher: BlockingPusher | None = None
+        self._push_invocation: tuple[bool, bytes] | None = None
         self._functions = False
 
     @classmethod
@@ -372,6 +377,8 @@ class RedisBackend(PullBackend):
         for channel in (self._channel, self._blocker):
             if channel is not None:
                 await channel.close()
+        if self._blocking_pusher is not None:
+            self._blocking_pusher.close()
         if self._owns_client:
             await self._close_client()
 
@@ -528,22 +535,41 @@ class RedisBackend(PullBackend):
 
     # -- producing ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _push_wire(jobs: Sequence[OutgoingJob]) -> list[bytes]:
-        """The 8 push arguments of each job, encoded as RESP bulk strings (one formatting per job)."""
+    def _push_wire(self, jobs: Sequence[OutgoingJob]) -> list[bytes]:
+        """The 8 push arguments of each job, encoded as RESP bulk strings; type, queue and priority (shared
+        by the jobs of one type) are encoded once."""
         wire = []
+        heads = self._wire_heads
         for job in jobs:
-            fields = (
-                job.id.encode(),
-                job.type.encode(),
-                job.queue.encode(),
-                b"%d" % job.priority,
-                repr(float(job.run_at)).encode(),
-                repr(float(job.created_at)).encode(),
-                job.dedupe_key.encode() if job.dedupe_key else b"",
-                job.body,
+            head = heads.get((job.type, job.queue, job.priority))
+            if head is None:
+                head = b"".join(
+                    b"$%d\r\n%b\r\n" % (len(field), field)
+                    for field in (job.type.encode(), job.queue.encode(), b"%d" % job.priority)
+                )
+                if len(heads) < 1024:
+                    heads[(job.type, job.queue, job.priority)] = head
+            job_id = job.id.encode()
+            run_at = repr(float(job.run_at)).encode()
+            created_at = repr(float(job.created_at)).encode()
+            dedupe = job.dedupe_key.encode() if job.dedupe_key else b""
+            body = job.body
+            wire.append(
+                b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+                % (
+                    len(job_id),
+                    job_id,
+                    head,
+                    len(run_at),
+                    run_at,
+                    len(created_at),
+                    created_at,
+                    len(dedupe),
+                    dedupe,
+                    len(body),
+                    body,
+                )
             )
-            wire.append(b"".join(b"$%d\r\n%b\r\n" % (len(field), field) for field in fields))
         return wire
 
     @staticmethod
@@ -572,6 +598,39 @@ class RedisBackend(PullBackend):
         reply = await self._call("push", lambda: self._push_call(jobs))
         return self._push_results(jobs, reply)
 
+    def _push_command(self, jobs: Sequence[OutgoingJob]) -> bytes:
+        """The whole push call for ``jobs``, RESP-encoded: ``FCALL <push> 1 <route> <prefix> <now ms>``
+        (or ``EVALSHA``), then 8 arguments per job."""
+        invocation = self._push_invocation
+        if invocation is None or invocation[0] != self._functions:
+            # everything before the clock is the same on every call: encoded once
+            encoded = pack_command((*self._invocation(self._scripts.push), self.keys.base))
+            invocation = self._push_invocation = (self._functions, encoded[encoded.index(b"\r\n") + 2 :])
+        now_ms = b"%d" % int(time.time() * 1000)
+        return b"".join(
+            (
+                b"*%d\r\n" % (6 + 8 * len(jobs)),
+                invocation[1],
+                b"$%d\r\n%b\r\n" % (len(now_ms), now_ms),
+                *self._push_wire(jobs),
+            )
+        )
+
+    def _load_command(self) -> tuple[Any, ...]:
+        """The command that loads the push code again on a server that lost it."""
+        if self._functions:
+            return ("FUNCTION", "LOAD", "REPLACE", self._scripts.library)
+        return ("SCRIPT", "LOAD", self._scripts.push.source)
+
+    def blocking_pusher(self) -> BlockingPusher | None:
+        """Pushes from synchronous code on its own per-thread connections (see :mod:`.blocking`); None
+        for Sentinel and cluster clients."""
+        if self._closed:
+            return None
+        if self._blocking_pusher is None:
+            self._blocking_pusher = BlockingPusher.for_backend(self)
+        return self._blocking_pusher
+
     async def _push_call(self, jobs: Sequence[OutgoingJob]) -> Any:
         head = [self.keys.base, int(time.time() * 1000)]
         channel = self._channel
@@ -581,8 +640,13 @@ class RedisBackend(PullBackend):
             for job in jobs:
                 args.extend(self._push_args(job))
             return await self._eval(script, args)
-        wire = self._push_wire(jobs)
-        return await self._call_encoded(channel, script, head, wire, 4 + len(head) + 8 * len(jobs))
+        try:
+            return await channel.send(self._push_command(jobs))
+        except ResponseError as error:
+            if not self._missing(error):
+                raise
+            await self._reload(script)
+            return await channel.send(self._push_command(jobs))
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;

@@ -297,6 +297,10 @@ class RespChannel:
         encoded as RESP bulk strings (``encoded``, joined as they are)."""
         return await self._send(pack_command(args, count) + b"".join(encoded))
 
+    async def send(self, command: bytes) -> Any:
+        """Like :meth:`call`, for a command already RESP-encoded whole."""
+        return await self._send(command)
+
     def _deliver(self, reply: Any) -> None:
         if not self._pending:
             self._broken(ConnectionError("Redis sent a reply nobody asked for"))

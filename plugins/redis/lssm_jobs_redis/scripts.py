@@ -75,8 +75,14 @@ def library_source() -> str:
     lines = [f"#!lua name={LIBRARY}", "-- lssm-jobs Redis backend (generated from lua/*.lua by scripts.py)"]
     lines.append("local " + ", ".join(name for name, _ in constants))
     lines.append(blocks)
-    setup = "".join(f"  {name} = {expression.replace('ARGV', 'argv')}\n" for name, expression in constants)
-    lines.append(f"local function setup(argv)\n{setup}{_RESET}end")
+    # The constants derive from the key prefix (ARGV[1]) alone, so they are computed again only when a call
+    # brings another prefix than the previous call.
+    setup = "".join(f"    {name} = {expression.replace('ARGV', 'argv')}\n" for name, expression in constants)
+    lines.append(
+        "local setup_prefix = nil\n"
+        f"local function setup(argv)\n  if argv[1] ~= setup_prefix then\n{setup}"
+        f"    setup_prefix = argv[1]\n  end\n{_RESET}end"
+    )
     for name in NAMES:
         lines.append(
             f"redis.register_function('{LIBRARY}_{name}', function(KEYS, ARGV)\n  setup(ARGV)\n"

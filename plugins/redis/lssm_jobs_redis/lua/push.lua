@@ -5,33 +5,30 @@
 -- Pushing a job id that already exists stores nothing and reports it stored, so a push retried after a
 -- lost reply never duplicates a job.
 local client_ms = tonumber(ARGV[2])
--- one INCRBY reserves sequence numbers for every job that is ready at once (skipped ones leave gaps)
-local ready_now = 0
-for i = 7, #ARGV, 8 do
-  if to_ms(ARGV[i]) <= client_ms then ready_now = ready_now + 1 end
-end
-local seq = 0
-if ready_now > 0 then seq = redis.call('INCRBY', SEQ, ready_now) - ready_now end
+-- One INCRBY reserves a sequence number for every job (delayed and deduplicated ones leave gaps).
+local count = (#ARGV - 2) / 8
+local seq = redis.call('INCRBY', SEQ, count) - count
 local out = {}
 local queues = {}
 local changes = {}
 local readied = {} -- queue -> score, member pairs (added with one command per queue)
+local jprefix, bprefix = P .. 'j:', P .. 'b:'
 for i = 3, #ARGV, 8 do
   local id, queue, prio, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
+  seq = seq + 1
   local holder = nil
   if dedupe ~= '' then
     holder = redis.call('HGET', DEDUPE, dedupe)
     if holder and holder ~= id and not LIVE[redis.call('HGET', jkey(holder), 's') or ''] then holder = nil end
   end
-  local jk = jkey(id)
+  local jk = jprefix .. id
   if holder and holder ~= id then
     out[#out + 1] = holder
-  elseif not redis.call('SET', bkey(id), ARGV[i + 7], 'NX') then
+  elseif not redis.call('SET', bprefix .. id, ARGV[i + 7], 'NX') then
     out[#out + 1] = 1 -- stored before (a repeated push): nothing to do
   else
-    local run_ms = to_ms(run_at)
+    local run_ms = math.floor(tonumber(run_at) * 1000)
     if run_ms <= client_ms then
-      seq = seq + 1
       redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
         's', 'pending', 'n', seq)
       local additions = readied[queue]
@@ -39,8 +36,9 @@ for i = 3, #ARGV, 8 do
         additions = {}
         readied[queue] = additions
       end
-      additions[#additions + 1] = -tonumber(prio)
-      additions[#additions + 1] = ready_member(seq, id)
+      local n = #additions
+      additions[n + 1] = -tonumber(prio)
+      additions[n + 2] = string.format('%016x', seq) .. id
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
