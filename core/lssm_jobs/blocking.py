@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from lssm_jobs.backends.base import DeadLetter
+from lssm_jobs.backends.base import DeadLetter, OutgoingJob, PushResult
 from lssm_jobs.errors import QueueClosedError
+from lssm_jobs.events import JobEnqueued
 from lssm_jobs.jobs import Job, JobStatus, JobType
 from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
 
@@ -36,6 +38,9 @@ class BlockingQueue:
     def __init__(self, queue: JobQueue, *, timeout: float = 30.0) -> None:
         self.queue = queue
         self.timeout = timeout
+        self._pusher: Callable[[Sequence[OutgoingJob]], list[PushResult]] | None = None
+        self._pusher_known = False
+        self._pusher_lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="lssm-jobs-blocking", daemon=True)
         self._thread.start()
@@ -61,7 +66,33 @@ class BlockingQueue:
         timeout_ms: int | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> Job[Any]:
-        """See :meth:`JobQueue.enqueue`. :raises JobValidationError: invalid payload; nothing stored."""
+        """See :meth:`JobQueue.enqueue`. :raises JobValidationError: invalid payload; nothing stored.
+
+        When the backend can push from synchronous code (Redis) and no listener wants ``job.enqueued``
+        events, the job is validated, serialized and pushed on the calling thread, without the private
+        event loop (no thread switch); otherwise the call runs on that loop.
+        """
+        pusher = self._direct_pusher()
+        if pusher is not None:
+            now = time.time()
+            prepared = self.queue._prepare_call(
+                job_type,
+                payload,
+                now,
+                delay_ms,
+                run_at,
+                priority,
+                dedupe_key,
+                queue,
+                max_retries,
+                timeout_ms,
+                meta,
+            )
+            (result,) = pusher([self.queue._outgoing(prepared)])
+            if result.created:
+                return JobQueue._new_job(prepared, now)
+            job, _ = self._call(self.queue._live_duplicate(prepared, result))
+            return job
         return self._call(
             self.queue.enqueue(
                 job_type,
@@ -76,6 +107,19 @@ class BlockingQueue:
                 meta=meta,
             )
         )
+
+    def _direct_pusher(self) -> Callable[[Sequence[OutgoingJob]], list[PushResult]] | None:
+        if self._closed:
+            raise QueueClosedError("this blocking queue was closed")
+        if not self._pusher_known:
+            with self._pusher_lock:
+                if not self._pusher_known:
+                    self._call(self.queue.open())
+                    self._pusher = self.queue.backend.blocking_pusher()
+                    self._pusher_known = True
+        if self._pusher is None or self.queue.events.wants(JobEnqueued.name):
+            return None
+        return self._pusher
 
     def enqueue_many(
         self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]

@@ -1,0 +1,162 @@
+"""Pushes from synchronous code: the Redis side of ``lssm_jobs.blocking``'s direct enqueue path.
+
+A Flask or Django view enqueueing through :class:`~lssm_jobs.blocking.BlockingQueue` would otherwise hand
+every call to the queue's private event loop thread and wait for it there (two thread switches per call).
+:class:`BlockingPusher` sends the same push function call (``FCALL``/``EVALSHA``, the same arguments) over
+a plain socket owned by the calling thread: one connection per thread, set up by redis-py's synchronous
+connection class from the async client's settings (address, credentials, TLS, database), so AUTH, TLS and
+SELECT are redis-py's. Sentinel and cluster clients are not covered (``for_backend`` returns None and the
+blocking queue uses the event loop path).
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis.connection as sync_connection
+from lssm_jobs.backends.base import OutgoingJob, PushResult
+from redis.asyncio import connection as async_connection
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from lssm_jobs_redis.channel import _as_exception, _parser, _ReplyError, pack_command
+from lssm_jobs_redis.connection import is_cluster
+
+if TYPE_CHECKING:
+    from lssm_jobs_redis.backend import RedisBackend
+
+# The synchronous twin of each async connection class a single-server client can use.
+_SYNC_CLASSES: dict[type[Any], type[Any]] = {
+    async_connection.Connection: sync_connection.Connection,
+    async_connection.SSLConnection: sync_connection.SSLConnection,
+    async_connection.UnixDomainSocketConnection: sync_connection.UnixDomainSocketConnection,
+}
+# Settings of the async pool that mean nothing to (or differ in type for) a synchronous connection; this
+# module retries by itself, and speaks RESP2 (replies are plain arrays).
+_DROPPED = ("retry", "retry_on_error", "retry_on_timeout", "redis_connect_func", "event_dispatcher")
+_TRANSIENT = (ConnectionError, TimeoutError, builtins.ConnectionError, OSError)
+
+
+class BlockingPusher:
+    """``pusher(jobs)`` stores jobs like :meth:`RedisBackend.push`, from any thread, without an event loop.
+
+    Safe to call from many threads at once: each thread gets its own connection on first use.
+    """
+
+    def __init__(self, backend: RedisBackend, connection_class: type[Any], settings: dict[str, Any]) -> None:
+        self._backend = backend
+        self._connection_class = connection_class
+        self._settings = settings
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Any] = []
+        self._closed = False
+
+    @classmethod
+    def for_backend(cls, backend: RedisBackend) -> BlockingPusher | None:
+        """A pusher for ``backend``'s server, or None when its client is not a plain single-server one."""
+        client = backend.client
+        pool = getattr(client, "connection_pool", None)
+        if pool is None or is_cluster(client) or not hasattr(pool, "connection_kwargs"):
+            return None
+        sync_class = _SYNC_CLASSES.get(getattr(pool, "connection_class", None))  # type: ignore[arg-type]
+        if sync_class is None:  # Sentinel-managed or a custom class: no synchronous twin we can trust
+            return None
+        settings = {key: value for key, value in pool.connection_kwargs.items() if key not in _DROPPED}
+        settings["protocol"] = 2
+        settings.pop("maint_notifications_config", None)
+        settings.pop("maint_notifications_pool_handler", None)
+        return cls(backend, sync_class, settings)
+
+    def __call__(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        """Store ``jobs`` in one push call (retried through outages for ``reconnect_timeout``; a repeated push
+        stores nothing twice).
+
+        :raises ConnectionError: Redis stayed unreachable.
+        :raises redis.exceptions.ResponseError: Redis refused the call.
+        """
+        backend = self._backend
+        budget = backend.options.reconnect_timeout
+        deadline = time.monotonic() + budget
+        delay = 0.05
+        while True:
+            try:
+                reply = self._push_once(jobs)
+            except _TRANSIENT as error:
+                self._drop()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    raise builtins.ConnectionError(
+                        f"Redis at {backend.location} unreachable for {budget:.0f}s during push: {error}"
+                    ) from error
+                time.sleep(min(delay * (0.5 + random.random()), remaining))
+                delay = min(delay * 2, 2.0)
+                continue
+            return backend._push_results(jobs, reply)
+
+    def _push_once(self, jobs: Sequence[OutgoingJob]) -> Any:
+        backend = self._backend
+        command = backend._push_command(jobs)
+        try:
+            return self._roundtrip(command)
+        except ResponseError as error:
+            if not backend._missing(error):
+                raise
+            self._roundtrip(pack_command(backend._load_command()))  # the server lost our code: load it again
+            return self._roundtrip(backend._push_command(jobs))
+
+    def _roundtrip(self, command: bytes) -> Any:
+        _, sock, reader = self._connection()
+        sock.sendall(command)
+        while True:
+            reply = reader.gets()
+            if reply is not False:
+                break
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"Redis at {self._backend.location} closed the connection")
+            reader.feed(data)
+        if isinstance(reply, _ReplyError):
+            raise _as_exception(reply)
+        return reply
+
+    def _connection(self) -> tuple[Any, Any, Any]:
+        state = getattr(self._local, "state", None)
+        if state is not None:
+            return state  # type: ignore[no-any-return]
+        if self._closed:
+            raise builtins.ConnectionError("the Redis backend was closed")
+        connection = self._connection_class(**self._settings)
+        connection.connect()
+        sock = getattr(connection, "_sock", None)
+        if sock is None:
+            connection.disconnect()
+            raise RuntimeError(
+                "this redis-py version keeps its socket elsewhere; blocking pushes unavailable"
+            )
+        state = (connection, sock, _parser())
+        self._local.state = state
+        with self._lock:
+            self._connections.append(connection)
+        return state
+
+    def _drop(self) -> None:
+        state = getattr(self._local, "state", None)
+        self._local.state = None
+        if state is not None:
+            with self._lock:
+                if state[0] in self._connections:
+                    self._connections.remove(state[0])
+            state[0].disconnect()
+
+    def close(self) -> None:
+        """Close every thread's connection (threads that push afterwards get an error)."""
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.disconnect()
