@@ -184,6 +184,13 @@ def measure(lib: str, url: str, options: argparse.Namespace, directory: Path) ->
         started = time.perf_counter()
         adapter.enqueue_single([0.0] * options.single)
         out["single_per_s"] = options.single / (time.perf_counter() - started)
+        client.flushall()
+        out["single_sync_per_s"] = None
+        if adapter.enqueue_single_sync([0.0] * 100):
+            client.flushall()
+            started = time.perf_counter()
+            adapter.enqueue_single_sync([0.0] * options.single)
+            out["single_sync_per_s"] = options.single / (time.perf_counter() - started)
 
         client.flushall()
         started = time.perf_counter()
@@ -245,6 +252,13 @@ def _number(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _single(result: dict[str, Any]) -> str:
+    """Single enqueue; for an asyncio library with a synchronous producer API too, both."""
+    if result.get("single_sync_per_s") is None:
+        return _number(result["single_per_s"])
+    return f"{_number(result['single_per_s'])} async, {_number(result['single_sync_per_s'])} sync"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     header = (
         "| library | drain jobs/s (1 worker) | single enqueue/s | bulk enqueue/s | idle latency median / p99 "
@@ -257,7 +271,7 @@ def table(results: list[dict[str, Any]]) -> str:
             continue
         lines.append(
             f"| {result['name']} {result['version']} | {_number(result['drain_per_s'])} | "
-            f"{_number(result['single_per_s'])} | {_number(result['bulk_per_s'])} | "
+            f"{_single(result)} | {_number(result['bulk_per_s'])} | "
             f"{_number(result['latency_median_ms'], 2)} / {_number(result['latency_p99_ms'], 2)} | "
             f"{_number(result['commands_enqueue_per_job'], 1)} + {_number(result['commands_drain_per_job'], 1)} | "
             f"{_number(result['memory_mb_per_million'])} |"
@@ -371,7 +385,7 @@ def main() -> int:
                 result = json.loads(out.read_text())
                 results.append(result)
                 print(
-                    f"   drain {result['drain_per_s']:,.0f}/s, single {result['single_per_s']:,.0f}/s, "
+                    f"   drain {result['drain_per_s']:,.0f}/s, single {_single(result)}/s, bulk {_number(result['bulk_per_s'])}/s, "
                     f"latency {result['latency_median_ms']:.2f} ms",
                     flush=True,
                 )

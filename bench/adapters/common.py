@@ -68,6 +68,11 @@ class Adapter(ABC):
     def enqueue_single(self, times: list[float]) -> None:
         """Enqueue one job per entry of ``times``, one call (and round trip) at a time."""
 
+    def enqueue_single_sync(self, times: list[float]) -> bool:
+        """For an asyncio library that also has a synchronous producer API (for Flask/Django code): enqueue
+        one job per entry through it. :returns: False when it has none."""
+        return False
+
     def enqueue_bulk(self, times: list[float]) -> bool:
         """Enqueue them all with the library's bulk API. :returns: False when it has none."""
         return False

@@ -8,7 +8,8 @@ import signal
 from typing import Any
 
 from lssm_jobs.jobs import JobCatalog, define_job_type
-from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
+from lssm_jobs.blocking import BlockingQueue, open_blocking_queue
+from lssm_jobs.queue import JobQueue, open_queue
 
 from adapters.common import AsyncAdapter, recorder, redis_url
 
@@ -33,6 +34,7 @@ class Adapter(AsyncAdapter):
     def __init__(self) -> None:
         super().__init__()
         self.queue = make_queue()
+        self.blocking: BlockingQueue | None = None
 
     def enqueue_single(self, times: list[float]) -> None:
         async def go() -> None:
@@ -41,12 +43,20 @@ class Adapter(AsyncAdapter):
 
         self.run(go())
 
+    def enqueue_single_sync(self, times: list[float]) -> bool:
+        if self.blocking is None:
+            self.blocking = open_blocking_queue(
+                "redis", url=redis_url(), prefix="bench:", sinks=[], catalog=CATALOG
+            )
+        for t in times:
+            self.blocking.enqueue(NOOP, {"t": t})
+        return True
+
     def enqueue_bulk(self, times: list[float]) -> bool:
         async def go() -> None:
             for start in range(0, len(times), 10_000):
-                await self.queue.enqueue_many(
-                    [EnqueueRequest(job_type=NOOP, payload={"t": t}) for t in times[start : start + 10_000]]
-                )
+                # (type, payload) pairs: enqueue_many's form for jobs without per-job options
+                await self.queue.enqueue_many([(NOOP, {"t": t}) for t in times[start : start + 10_000]])
 
         self.run(go())
         return True
@@ -63,5 +73,7 @@ class Adapter(AsyncAdapter):
         asyncio.run(go())
 
     def close(self) -> None:
+        if self.blocking is not None:
+            self.blocking.close()
         self.run(self.queue.close())
         super().close()
