@@ -385,7 +385,8 @@ def main() -> int:
                 result = json.loads(out.read_text())
                 results.append(result)
                 print(
-                    f"   drain {result['drain_per_s']:,.0f}/s, single {_single(result)}/s, bulk {_number(result['bulk_per_s'])}/s, "
+                    f"   drain {result['drain_per_s']:,.0f}/s, single {_single(result)}/s, "
+                    f"bulk {_number(result['bulk_per_s'])}/s, "
                     f"latency {result['latency_median_ms']:.2f} ms",
                     flush=True,
                 )

@@ -7,8 +7,8 @@ import os
 import signal
 from typing import Any
 
-from lssm_jobs.jobs import JobCatalog, define_job_type
 from lssm_jobs.blocking import BlockingQueue, open_blocking_queue
+from lssm_jobs.jobs import JobCatalog, define_job_type
 from lssm_jobs.queue import JobQueue, open_queue
 
 from adapters.common import AsyncAdapter, recorder, redis_url
