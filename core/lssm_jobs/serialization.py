@@ -404,13 +404,13 @@ class JsonSerializer(Serializer):
             raise SerializationError(f"not valid JSON: {error}") from error
 
     def dumps(self, envelope: Envelope) -> bytes:
-        if envelope.format != ENVELOPE_FORMAT or not self._shortcut:
+        if envelope.format != ENVELOPE_FORMAT or not self.assembles(envelope.created_at, envelope.run_at):
             return super().dumps(envelope)
-        return self.dumps_fields(
+        return self.assemble(
             envelope.id,
             envelope.type,
             envelope.version,
-            envelope.payload,
+            self.encode_value(envelope.payload),
             envelope.queue,
             envelope.priority,
             envelope.options,
@@ -418,54 +418,6 @@ class JsonSerializer(Serializer):
             envelope.created_at,
             envelope.run_at,
             envelope.meta,
-        )
-
-    def dumps_fields(
-        self,
-        id: str,
-        type: str,
-        version: int,
-        payload: Any,
-        queue: str,
-        priority: int,
-        options: JobOptions,
-        dedupe_key: str | None,
-        created_at: float,
-        run_at: float,
-        meta: Mapping[str, str],
-    ) -> bytes:
-        """What ``dumps`` gives for an envelope of these fields, without building the envelope.
-
-        :raises SerializationError: the payload cannot be encoded.
-        """
-        if not self._shortcut or not self.assembles(created_at, run_at):
-            return self._dumps_envelope(
-                Envelope(
-                    id=id,
-                    type=type,
-                    version=version,
-                    payload=payload,
-                    queue=queue,
-                    priority=priority,
-                    options=options,
-                    dedupe_key=dedupe_key,
-                    created_at=created_at,
-                    run_at=run_at,
-                    meta=meta,
-                )
-            )
-        return self.assemble(
-            id,
-            type,
-            version,
-            self.encode_value(payload),
-            queue,
-            priority,
-            options,
-            dedupe_key,
-            created_at,
-            run_at,
-            meta,
         )
 
     def assembles(self, created_at: float, run_at: float) -> bool:
@@ -513,9 +465,6 @@ class JsonSerializer(Serializer):
         created = repr(created_at)
         times = f'"created_at":{created},"run_at":{created if run_at == created_at else repr(run_at)}'
         return f'{head}"id":{_encode_str(id)},{times}{extra},"payload":{payload_json}}}'.encode()
-
-    def _dumps_envelope(self, envelope: Envelope) -> bytes:
-        return self.dumps(envelope) if not self._shortcut else Serializer.dumps(self, envelope)
 
     def _head(self, type: str, version: int, queue: str, priority: int, options: JobOptions) -> str:
         static: dict[str, Any] = {"type": type, "version": version, "queue": queue, "priority": priority}

@@ -490,18 +490,24 @@ class RedisBackend(PullBackend):
             return ("FCALL", script.function, 1, self._route)
         return ("EVALSHA", script.sha, 1, self._route)
 
-    async def _call_encoded(
-        self, channel: RespChannel, script: LuaScript, head: Sequence[Any], wire: Sequence[bytes], count: int
-    ) -> Any:
-        """Call ``script`` over the pipelined channel with pre-encoded job arguments, loading it again once
-        if the server lost it (a restart without persistence, a failover)."""
+    async def _reloading(self, script: LuaScript, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` (a call of ``script`` over the pipelined channel), loading the code again and
+        repeating it once if the server lost it (a restart without persistence, a failover)."""
         try:
-            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+            return await call()
         except ResponseError as error:
             if not self._missing(error):
                 raise
             await self._reload(script)
-            return await channel.call_encoded(count, (*self._invocation(script), *head), wire)
+            return await call()
+
+    async def _call_encoded(
+        self, channel: RespChannel, script: LuaScript, head: Sequence[Any], wire: Sequence[bytes], count: int
+    ) -> Any:
+        """Call ``script`` over the pipelined channel with pre-encoded job arguments."""
+        return await self._reloading(
+            script, lambda: channel.call_encoded(count, (*self._invocation(script), *head), wire)
+        )
 
     def _missing(self, error: BaseException) -> bool:
         """Whether ``error`` says the server lost our code (restart without persistence, failover)."""
@@ -525,13 +531,7 @@ class RedisBackend(PullBackend):
         channel = self._channel
         if channel is None:
             return await evalsha(self.client, script, self._route, args, functions=self._functions)
-        try:
-            return await channel.call(*self._invocation(script), *args)
-        except ResponseError as error:
-            if not self._missing(error):
-                raise
-            await self._reload(script)
-            return await channel.call(*self._invocation(script), *args)
+        return await self._reloading(script, lambda: channel.call(*self._invocation(script), *args))
 
     # -- producing ------------------------------------------------------------------------------------------
 
@@ -632,21 +632,14 @@ class RedisBackend(PullBackend):
         return self._blocking_pusher
 
     async def _push_call(self, jobs: Sequence[OutgoingJob]) -> Any:
-        head = [self.keys.base, int(time.time() * 1000)]
         channel = self._channel
         script = self._scripts.push
         if channel is None:
-            args: list[Any] = list(head)
+            args: list[Any] = [self.keys.base, int(time.time() * 1000)]
             for job in jobs:
                 args.extend(self._push_args(job))
             return await self._eval(script, args)
-        try:
-            return await channel.send(self._push_command(jobs))
-        except ResponseError as error:
-            if not self._missing(error):
-                raise
-            await self._reload(script)
-            return await channel.send(self._push_command(jobs))
+        return await self._reloading(script, lambda: channel.send(self._push_command(jobs)))
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;
