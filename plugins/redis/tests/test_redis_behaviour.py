@@ -175,6 +175,57 @@ async def test_fifo_within_a_priority_and_priority_across_queues(
 
 
 @run_async()
+async def test_the_line_and_the_ready_set_form_one_order(redis_backend_factory: BackendFactory) -> None:
+    # Priority-0 jobs wait in a list (the line); other priorities and jobs put back in their old place wait
+    # in the ready set. Leases must see one order: priority first, then the order jobs became ready.
+    backend = redis_backend_factory()
+    async with opened(backend):
+        a, b, c, d = (outgoing(queue="m") for _ in range(4))
+        low, high = outgoing(queue="m", priority=-2), outgoing(queue="m", priority=3)
+        await backend.push([a, b, c])
+        await backend.push([low, d, high])
+        first = await backend.lease(queues=["m"], limit=2, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in first] == [high.id, a.id]
+        await first[1].release()  # a: back in the ready set, still ahead of the line
+        (expiring,) = await backend.lease(queues=["m"], limit=1, lease_ms=50, wait=0)
+        assert expiring.id == a.id
+        (lost,) = await backend.lease(queues=["m"], limit=1, lease_ms=50, wait=0)
+        assert lost.id == b.id
+
+        async def both_reaped() -> bool:
+            await backend.lease(queues=["m"], limit=0, lease_ms=10_000, wait=0)
+            return (await backend.counts())["m"][JobStatus.PENDING] == 5
+
+        await wait_until(both_reaped, message="the two expired leases back in line")
+        e = outgoing(queue="m")
+        await backend.push([e])
+        counts = await backend.counts()
+        assert counts["m"][JobStatus.PENDING] == 6 and counts["m"][JobStatus.ACTIVE] == 1
+        rest = await backend.lease(queues=["m"], limit=10, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in rest] == [a.id, b.id, c.id, d.id, e.id, low.id]
+
+
+@run_async()
+async def test_leasing_from_several_queues_merges_their_lines_in_ready_order(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    backend = redis_backend_factory()
+    async with opened(backend):
+        pushed = []
+        for index in range(6):
+            job = outgoing(queue="x" if index % 2 else "y")
+            await backend.push([job])
+            pushed.append(job)
+        (taken,) = await backend.lease(queues=["x", "y"], limit=1, lease_ms=10_000, wait=0)
+        assert taken.id == pushed[0].id
+        await taken.release()
+        leased = await backend.lease(queues=["y", "x"], limit=4, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in leased] == [job.id for job in pushed[:4]]
+        leased += await backend.lease(queues=None, limit=10, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in leased] == [job.id for job in pushed]
+
+
+@run_async()
 async def test_many_pushes_in_one_call_are_chunked_and_pipelined(
     redis_backend_factory: BackendFactory,
 ) -> None:

@@ -6,7 +6,7 @@ for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
   local done = redis.call('LLEN', qkey(queue, 'done'))
   if retention_max > 0 and done > retention_max then done = retention_max end
   out[#out + 1] = queue
-  out[#out + 1] = redis.call('ZCARD', qkey(queue, 'ready'))
+  out[#out + 1] = redis.call('ZCARD', qkey(queue, 'ready')) + redis.call('LLEN', qkey(queue, 'line'))
   out[#out + 1] = redis.call('ZCARD', qkey(queue, 'sched'))
   out[#out + 1] = redis.call('ZCARD', qkey(queue, 'active'))
   out[#out + 1] = done

@@ -75,26 +75,36 @@ end
 save_seq()
 
 -- 2. Take the best `limit` ready jobs: highest priority first, then the order they became ready.
+--    Across queues: the heads of every queue's ready set and line (see take_ready), merged by priority,
+--    then sequence number (members start with it).
 local picked = {}
 if limit > 0 then
   if #queues == 1 then
-    local popped = redis.call('ZPOPMIN', qkey(queues[1], 'ready'), limit)
-    for i = 1, #popped, 2 do picked[#picked + 1] = { queues[1], popped[i] } end
+    for _, member in ipairs(take_ready(queues[1], limit)) do picked[#picked + 1] = { queues[1], member } end
   elseif #queues > 1 then
     local candidates = {}
     for _, queue in ipairs(queues) do
       local head = redis.call('ZRANGE', qkey(queue, 'ready'), 0, limit - 1, 'WITHSCORES')
-      for i = 1, #head, 2 do candidates[#candidates + 1] = { tonumber(head[i + 1]), head[i], queue } end
+      for i = 1, #head, 2 do candidates[#candidates + 1] = { tonumber(head[i + 1]), head[i], queue, false } end
+      for _, member in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - 1)) do
+        candidates[#candidates + 1] = { 0, member, queue, true }
+      end
     end
     table.sort(candidates, function(x, y)
       if x[1] ~= y[1] then return x[1] < y[1] end
       return x[2] < y[2]
     end)
+    local from_line = {} -- queue -> how many taken from the front of its line
     for i = 1, math.min(limit, #candidates) do
       local candidate = candidates[i]
-      redis.call('ZREM', qkey(candidate[3], 'ready'), candidate[2])
+      if candidate[4] then
+        from_line[candidate[3]] = (from_line[candidate[3]] or 0) + 1
+      else
+        redis.call('ZREM', qkey(candidate[3], 'ready'), candidate[2])
+      end
       picked[#picked + 1] = { candidate[3], candidate[2] }
     end
+    for queue, count in pairs(from_line) do redis.call('LPOP', qkey(queue, 'line'), count) end
   end
 end
 
@@ -136,7 +146,7 @@ end
 if #out > 1 then
   -- jobs this call made ready but could not take: offer them to other idle consumers
   for _, queue in ipairs(queues) do
-    if redis.call('EXISTS', qkey(queue, 'ready')) == 1 then offer(queue) end
+    if has_ready(queue) then offer(queue) end
   end
   return out
 end

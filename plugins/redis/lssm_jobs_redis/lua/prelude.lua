@@ -102,8 +102,47 @@ end
 local function make_ready(jk, id, queue, prio)
   local seq = next_seq()
   redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text())
-  redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
+  if prio == 0 then
+    redis.call('RPUSH', qkey(queue, 'line'), ready_member(seq, id))
+  else
+    redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
+  end
 end
+
+-- @ take_ready
+-- Remove and return up to `limit` ready members of `queue`, best first. Ready jobs live in two places: the
+-- line, a list of priority-0 jobs in the order they became ready (the common case, and a list costs Redis
+-- less time and memory than a sorted set), and the ready set (score -priority) for jobs with another
+-- priority and for jobs put back in their old place (an expired lease, a release). A job leaves its queue's
+-- order only from the front and goes back with its old sequence number, so every member of score 0 in the
+-- ready set came before every member of the line: the order is the ready set's members of score <= 0,
+-- then the line, then the ready set's members of score > 0 (negative priorities).
+local function take_ready(queue, limit)
+  local ready = qkey(queue, 'ready')
+  local taken = {}
+  local sorted = redis.call('EXISTS', ready) == 1
+  if sorted then
+    local first = redis.call('ZCOUNT', ready, '-inf', 0)
+    if first > 0 then
+      local popped = redis.call('ZPOPMIN', ready, math.min(first, limit))
+      for i = 1, #popped, 2 do taken[#taken + 1] = popped[i] end
+    end
+  end
+  if #taken < limit then
+    local popped = redis.call('LPOP', qkey(queue, 'line'), limit - #taken)
+    if popped then
+      for i = 1, #popped do taken[#taken + 1] = popped[i] end
+    end
+  end
+  if sorted and #taken < limit then
+    local popped = redis.call('ZPOPMIN', ready, limit - #taken)
+    for i = 1, #popped, 2 do taken[#taken + 1] = popped[i] end
+  end
+  return taken
+end
+
+-- @ has_ready
+local function has_ready(queue) return redis.call('EXISTS', qkey(queue, 'ready'), qkey(queue, 'line')) > 0 end
 
 -- @ hand_over
 -- Idle consumers block on their own hand-off list (BLPOP) after registering in an idlers set (score: until
@@ -130,7 +169,6 @@ end
 -- Give ready jobs of `queue` to its idle consumers (those of this queue, then those of every queue),
 -- one job each, best first.
 local function offer(queue)
-  local ready = qkey(queue, 'ready')
   local mine = qkey(queue, 'idlers')
   if redis.call('EXISTS', mine, ANY_IDLERS) == 0 then return end -- the usual case: every consumer is busy
   for _, idlers in ipairs({ mine, ANY_IDLERS }) do
@@ -139,7 +177,7 @@ local function offer(queue)
       while true do
         local idler = redis.call('ZPOPMIN', idlers)
         if #idler == 0 then break end
-        local best = redis.call('ZPOPMIN', ready)
+        local best = take_ready(queue, 1)
         if #best == 0 then
           redis.call('ZADD', idlers, idler[2], idler[1])
           return

@@ -11,7 +11,8 @@ local seq = redis.call('INCRBY', SEQ, count) - count
 local out = {}
 local queues = {}
 local changes = {}
-local readied = {} -- queue -> score, member pairs (added with one command per queue)
+local readied = {} -- queue -> score, member pairs for the ready set (one command per queue)
+local lined = {} -- queue -> members for the line (priority 0; one command per queue)
 local jprefix, bprefix = P .. 'j:', P .. 'b:'
 for i = 3, #ARGV, 8 do
   local id, queue, prio, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
@@ -31,14 +32,25 @@ for i = 3, #ARGV, 8 do
     if run_ms <= client_ms then
       redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
         's', 'pending', 'n', seq)
-      local additions = readied[queue]
-      if not additions then
-        additions = {}
-        readied[queue] = additions
+      local score = -tonumber(prio)
+      if score == 0 then
+        local members = lined[queue]
+        if not members then
+          members = {}
+          lined[queue] = members
+        end
+        members[#members + 1] = string.format('%016x', seq) .. id
+      else
+        local additions = readied[queue]
+        if not additions then
+          additions = {}
+          readied[queue] = additions
+        end
+        local n = #additions
+        additions[n + 1] = score
+        additions[n + 2] = string.format('%016x', seq) .. id
+        queues[queue] = true
       end
-      local n = #additions
-      additions[n + 1] = -tonumber(prio)
-      additions[n + 2] = string.format('%016x', seq) .. id
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
@@ -46,16 +58,25 @@ for i = 3, #ARGV, 8 do
         's', 'scheduled')
       redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
       if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
+      queues[queue] = true
     end
     if dedupe ~= '' then
       redis.call('HSET', jk, 'd', dedupe)
       redis.call('HSET', DEDUPE, dedupe, id)
     end
-    queues[queue] = true
     out[#out + 1] = 1
   end
 end
 for queue, additions in pairs(readied) do call_many('ZADD', qkey(queue, 'ready'), additions) end
+for queue, members in pairs(lined) do
+  local line = qkey(queue, 'line')
+  for start = 1, #members, 1000 do
+    local last = math.min(start + 999, #members)
+    local length = redis.call('RPUSH', line, unpack(members, start, last))
+    -- The queue names set needs this queue only when its line was empty: a queue with jobs is in it.
+    if start == 1 and length == last then queues[queue] = true end
+  end
+end
 for queue, _ in pairs(queues) do redis.call('SADD', QUEUES, queue) end
 notify(changes)
 return out
