@@ -106,6 +106,10 @@ class RedisOptions:
         Sentinel clients; see :mod:`lssm_jobs_redis.channel`); False sends everything through redis-py.
     :param functions: load the code as a function library (Redis 7+/Valkey) when the server and user allow
         it; False (or Redis 6.2) uses ``EVALSHA`` scripts.
+    :param reply_spin_us: microseconds a push from synchronous code (:mod:`lssm_jobs_redis.blocking`)
+        polls for Redis' reply before the thread sleeps in the kernel until it comes: on many virtual
+        machines waking a sleeping thread costs more than a local Redis takes to answer. 0 never polls;
+        polling is also skipped for TLS connections and when the process may use only one CPU.
     """
 
     completed_ttl_ms: int = 3_600_000
@@ -116,6 +120,7 @@ class RedisOptions:
     reconnect_timeout: float = 60.0
     pipelined: bool = True
     functions: bool = True
+    reply_spin_us: int = 200
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(RedisOptions):
@@ -137,6 +142,7 @@ OPTIONS_HELP = {
     "reconnect_timeout": "seconds an operation waits for Redis to come back (default 60)",
     "pipelined": "script calls over one pipelined connection (default true; cluster clients never)",
     "functions": "use a Redis function library when the server has FUNCTION (default true), else scripts",
+    "reply_spin_us": "µs a synchronous push polls for the reply before sleeping (default 200; 0: never)",
     "socket_timeout": "seconds a command may take before the connection counts as broken (default 10)",
     "max_connections": "connection pool size",
 }

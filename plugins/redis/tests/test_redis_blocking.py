@@ -4,14 +4,17 @@ All against a real redis-server (fixtures in conftest.py)."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from typing import Any
 
+import pytest
 from lssm_jobs.blocking import open_blocking_queue
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs_redis import RedisBackend
-from lssm_jobs_redis.blocking import BlockingPusher
+from lssm_jobs_redis.blocking import BlockingPusher, _poll, _usable_cpus
 
 
 def blocking_queue(url: str, prefix: str, **options: Any) -> Any:
@@ -43,6 +46,34 @@ def test_threads_push_over_their_own_connections(redis_server: Any, unique_prefi
         assert jobs.counts()["default"][JobStatus.PENDING] == 100
         job = jobs.get(ids[0])
         assert job is not None and job.status is JobStatus.PENDING and job.payload["k"] == 0
+
+
+@pytest.mark.parametrize("spin_us", [0, 200])
+def test_pushes_wait_for_the_reply_polling_or_sleeping(
+    redis_server: Any, unique_prefix: Any, spin_us: int
+) -> None:
+    with blocking_queue(redis_server.url, unique_prefix(), reply_spin_us=spin_us) as jobs:
+        ids = [jobs.enqueue("report.build", {"n": n}).id for n in range(20)]
+        pusher = jobs.queue.backend.blocking_pusher()
+        assert isinstance(pusher, BlockingPusher)
+        assert (pusher._spin > 0) is (spin_us > 0 and _usable_cpus() > 1)
+        assert [job.payload["n"] for job in map(jobs.get, ids) if job is not None] == list(range(20))
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_polling_a_socket_returns_data_or_gives_up_without_blocking(timeout: float | None) -> None:
+    # Sockets with and without a timeout (redis-py sets one when socket_timeout is given) differ in how a
+    # read that must not sleep is done; both must come back within the spin budget.
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(timeout)
+        started = time.perf_counter()
+        assert _poll(left, 0.002) is None
+        assert time.perf_counter() - started < 1.0  # gave up: did not sleep until the 5 s timeout
+        right.sendall(b"+OK\r\n")
+        assert _poll(left, 1.0) == b"+OK\r\n"
+        right.close()
+        assert _poll(left, 1.0) == b""  # closed by the peer: the caller sees the end of the stream
 
 
 def test_a_duplicate_returns_the_live_job(redis_server: Any, unique_prefix: Any) -> None:
