@@ -83,6 +83,13 @@ class PreparedJob(NamedTuple):
     body: bytes | str  # the serialized envelope, or (JSON) only the encoded payload, assembled when sent
 
 
+def _keep_not_created(kept: list[tuple[int, PushResult]], offset: int, results: list[PushResult]) -> None:
+    """Add to ``kept`` the results (with their index) of a push starting at ``offset`` that stored nothing."""
+    for index, result in enumerate(results):
+        if not result.created:
+            kept.append((offset + index, result))
+
+
 @attrs.frozen(kw_only=True)
 class EnqueueRequest:
     """One job for :meth:`JobQueue.enqueue_many`; the fields mean what ``enqueue``'s arguments mean."""
@@ -270,9 +277,11 @@ class JobQueue:
         payload: Any,
         now: float,
         request: EnqueueRequest | None = None,
+        job_id: str | None = None,
     ) -> PreparedJob:
         """Validate one job and serialize it. ``request`` carries the
-        optional settings (None: all defaults, the common case, checked without building a request).
+        optional settings (None: all defaults, the common case, checked without building a request);
+        ``job_id`` is a new random id when None.
 
         :raises JobValidationError: the payload does not fit the job type.
         :raises SerializationError: the payload cannot be serialized.
@@ -295,7 +304,18 @@ class JobQueue:
             options, version = definition.options, definition.version
         if request is None:
             return self._prepared(
-                name, version, data, typed, options.queue, options.priority, options, None, now, now, _NO_META
+                name,
+                version,
+                data,
+                typed,
+                options.queue,
+                options.priority,
+                options,
+                None,
+                now,
+                now,
+                _NO_META,
+                job_id,
             )
         if request.max_retries is not None or request.timeout_ms is not None:
             options = attrs.evolve(
@@ -335,6 +355,7 @@ class JobQueue:
             now,
             run_at,
             MappingProxyType(dict(request.meta)) if request.meta else _NO_META,
+            job_id,
         )
 
     def _prepared(
@@ -350,8 +371,10 @@ class JobQueue:
         created_at: float,
         run_at: float,
         meta: Mapping[str, str],
+        job_id: str | None,
     ) -> PreparedJob:
-        job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
+        if job_id is None:
+            job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
         serializer = self.serializer
         if isinstance(serializer, JsonSerializer) and serializer.assembles(created_at, run_at):
             # The default: only the payload is encoded now (the part that can fail); the envelope is
@@ -484,14 +507,19 @@ class JobQueue:
             ``[index]`` (``[3].email``); nothing was stored.
         """
         now = time.time()
+        requests = list(requests)
+        # The ids of all jobs from one read of the system's random source (one system call instead of one
+        # per job): 32 hex digits (128 random bits) each.
+        ids = os.urandom(16 * len(requests)).hex()
         prepared = []
         prepare = self._prepare
         for index, request in enumerate(requests):
+            job_id = ids[32 * index : 32 * index + 32]
             try:
                 if isinstance(request, EnqueueRequest):
-                    prepared.append(prepare(request.job_type, request.payload, now, request))
+                    prepared.append(prepare(request.job_type, request.payload, now, request, job_id))
                 else:
-                    prepared.append(prepare(request[0], request[1], now))
+                    prepared.append(prepare(request[0], request[1], now, None, job_id))
             except JobValidationError as error:
                 raise JobValidationError(
                     error.job_type,
@@ -505,35 +533,41 @@ class JobQueue:
             return []
         backend = await self._opened()
         batch = backend.push_batch or len(prepared)
-        results: list[PushResult] = []
-        jobs: list[Job[Any]] = []
+        # Only results that stored nothing (dedupe) are kept: the rest are dropped batch by batch, which
+        # spares the garbage collector tens of thousands of live objects in a big enqueue_many.
+        not_created: list[tuple[int, PushResult]] = []
         if len(prepared) <= batch:  # one call, awaited directly: no task for a single enqueue
-            results = await backend.push([self._outgoing(item) for item in prepared])
+            _keep_not_created(not_created, 0, await backend.push([self._outgoing(item) for item in prepared]))
             jobs = [self._new_job(item, now) for item in prepared]
         else:
             # Up to PUSHES_IN_FLIGHT batches are sent before the first reply is awaited, so the backend is
             # never idle between batches; the queue builds Jobs and the next batch meanwhile.
-            in_flight: deque[asyncio.Future[list[PushResult]]] = deque()
+            jobs = []
+            in_flight: deque[tuple[int, asyncio.Future[list[PushResult]]]] = deque()
             try:
                 for start in range(0, len(prepared), batch):
                     part = prepared[start : start + batch]
                     outgoing = [self._outgoing(item) for item in part]
                     if len(in_flight) >= PUSHES_IN_FLIGHT:
-                        results.extend(await in_flight.popleft())
-                    in_flight.append(asyncio.ensure_future(backend.push(outgoing)))
+                        offset, push = in_flight.popleft()
+                        _keep_not_created(not_created, offset, await push)
+                    in_flight.append((start, asyncio.ensure_future(backend.push(outgoing))))
                     await asyncio.sleep(0)  # let the push go out before building more
                     jobs.extend(self._new_job(item, now) for item in part)
                 while in_flight:
-                    results.extend(await in_flight[0])
+                    offset, push = in_flight[0]
+                    _keep_not_created(not_created, offset, await push)
                     in_flight.popleft()
             finally:
-                for pending in in_flight:
+                for _, pending in in_flight:
                     pending.cancel()
-        for index, result in enumerate(results):
+        deduplicated: set[int] = set()
+        for index, result in not_created:
+            jobs[index], result = await self._live_duplicate(prepared[index], result)
             if not result.created:
-                jobs[index], results[index] = await self._live_duplicate(prepared[index], result)
+                deduplicated.add(index)
         if self.events.wants(JobEnqueued.name):
-            for job, result in zip(jobs, results, strict=True):
+            for index, job in enumerate(jobs):
                 await self.events.emit(
                     JobEnqueued(
                         timestamp=now,
@@ -543,7 +577,7 @@ class JobQueue:
                         attempt=0,
                         run_at=job.run_at,
                         priority=job.priority,
-                        deduplicated=not result.created,
+                        deduplicated=index in deduplicated,
                     )
                 )
         return jobs
