@@ -11,6 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
+from lssm_jobs._slots import slot_setters
 from lssm_jobs.errors import JobTypeConflictError
 
 P = TypeVar("P")
@@ -206,3 +207,60 @@ class Job(Generic[P]):
     @property
     def attempts_left(self) -> int:
         return max(0, self.max_retries + 1 - self.attempt)
+
+
+_new = object.__new__
+(
+    _set_id,
+    _set_type,
+    _set_version,
+    _set_payload,
+    _set_queue,
+    _set_status,
+    _set_attempt,
+    _set_max_retries,
+    _set_priority,
+    _set_run_at,
+    _set_created_at,
+    _set_dedupe_key,
+    _set_last_error,
+    _set_options,
+    _set_meta,
+) = slot_setters(Job)
+
+
+def new_job(
+    id: str,
+    type: str,
+    version: int,
+    payload: Any,
+    queue: str,
+    status: JobStatus,
+    attempt: int,
+    max_retries: int,
+    priority: int,
+    run_at: float,
+    created_at: float,
+    dedupe_key: str | None,
+    last_error: str | None,
+    options: JobOptions,
+    meta: Mapping[str, str],
+) -> Job[Any]:
+    """``Job(...)`` with every field given, in order, at about half the cost (see :mod:`lssm_jobs._slots`)."""
+    job: Job[Any] = _new(Job)
+    _set_id(job, id)
+    _set_type(job, type)
+    _set_version(job, version)
+    _set_payload(job, payload)
+    _set_queue(job, queue)
+    _set_status(job, status)
+    _set_attempt(job, attempt)
+    _set_max_retries(job, max_retries)
+    _set_priority(job, priority)
+    _set_run_at(job, run_at)
+    _set_created_at(job, created_at)
+    _set_dedupe_key(job, dedupe_key)
+    _set_last_error(job, last_error)
+    _set_options(job, options)
+    _set_meta(job, meta)
+    return job

@@ -20,10 +20,26 @@ from typing import Any, NamedTuple, TypeVar, cast, overload
 
 import attrs
 
-from lssm_jobs.backends.base import ConsumeOptions, DeadLetter, OutgoingJob, PushResult, QueueBackend
+from lssm_jobs.backends.base import (
+    ConsumeOptions,
+    DeadLetter,
+    OutgoingJob,
+    PushResult,
+    QueueBackend,
+    new_outgoing_job,
+)
 from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
-from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobCatalog, JobOptions, JobStatus, JobType, default_catalog
+from lssm_jobs.jobs import (
+    DEFAULT_OPTIONS,
+    Job,
+    JobCatalog,
+    JobOptions,
+    JobStatus,
+    JobType,
+    default_catalog,
+    new_job,
+)
 from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.serialization import (
     Envelope,
@@ -598,34 +614,35 @@ class JobQueue:
                 job.run_at,
                 job.meta,
             )
-        return OutgoingJob(
-            id=job.id,
-            type=job.type,
-            queue=job.queue,
-            priority=job.priority,
-            run_at=job.run_at,
-            created_at=job.created_at,
-            dedupe_key=job.dedupe_key,
-            body=cast(bytes, body),
+        return new_outgoing_job(
+            job.id,
+            job.type,
+            job.queue,
+            job.priority,
+            job.run_at,
+            job.created_at,
+            job.dedupe_key,
+            cast(bytes, body),
         )
 
     @staticmethod
     def _new_job(job: PreparedJob, now: float) -> Job[Any]:
-        return Job(
-            id=job.id,
-            type=job.type,
-            version=job.version,
-            payload=job.typed,
-            queue=job.queue,
-            status=JobStatus.SCHEDULED if job.run_at > now else JobStatus.PENDING,
-            attempt=0,
-            max_retries=job.options.max_retries,
-            priority=job.priority,
-            run_at=job.run_at,
-            created_at=job.created_at,
-            dedupe_key=job.dedupe_key,
-            options=job.options,
-            meta=job.meta,
+        return new_job(
+            job.id,
+            job.type,
+            job.version,
+            job.typed,
+            job.queue,
+            JobStatus.SCHEDULED if job.run_at > now else JobStatus.PENDING,
+            0,
+            job.options.max_retries,
+            job.priority,
+            job.run_at,
+            job.created_at,
+            job.dedupe_key,
+            None,
+            job.options,
+            job.meta,
         )
 
     async def _live_duplicate(self, prepared: PreparedJob, result: PushResult) -> tuple[Job[Any], PushResult]:

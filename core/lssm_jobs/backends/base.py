@@ -22,6 +22,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
+from lssm_jobs._slots import slot_setters
 from lssm_jobs.jobs import JobStatus
 
 DeliveryKind = Literal["pull", "push", "stream"]
@@ -53,6 +54,35 @@ class OutgoingJob:
     created_at: float
     dedupe_key: str | None
     body: bytes
+
+
+(_set_id, _set_type, _set_queue, _set_priority, _set_run_at, _set_created_at, _set_dedupe_key, _set_body) = (
+    slot_setters(OutgoingJob)
+)
+
+
+def new_outgoing_job(
+    id: str,
+    type: str,
+    queue: str,
+    priority: int,
+    run_at: float,
+    created_at: float,
+    dedupe_key: str | None,
+    body: bytes,
+) -> OutgoingJob:
+    """``OutgoingJob(...)`` with every field given, in order, at about half the cost (see
+    :mod:`lssm_jobs._slots`)."""
+    job: OutgoingJob = object.__new__(OutgoingJob)
+    _set_id(job, id)
+    _set_type(job, type)
+    _set_queue(job, queue)
+    _set_priority(job, priority)
+    _set_run_at(job, run_at)
+    _set_created_at(job, created_at)
+    _set_dedupe_key(job, dedupe_key)
+    _set_body(job, body)
+    return job
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,55 @@
+"""The direct constructors of the enqueue hot path build exactly what the attrs constructors build."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import pytest
+from lssm_jobs._slots import slot_setters
+from lssm_jobs.backends.base import OutgoingJob, new_outgoing_job
+from lssm_jobs.jobs import Job, JobOptions, JobStatus, new_job
+
+
+def _distinct_values(cls: type[Any]) -> dict[str, Any]:
+    """A different value for every field, so a value set on the wrong slot shows."""
+    samples: dict[str, Any] = {
+        "id": "id-1",
+        "type": "mail.send",
+        "version": 3,
+        "payload": {"to": "a@example.com"},
+        "queue": "mail",
+        "status": JobStatus.SCHEDULED,
+        "attempt": 2,
+        "max_retries": 7,
+        "priority": -4,
+        "run_at": 1700000001.5,
+        "created_at": 1700000000.25,
+        "dedupe_key": "mail:a",
+        "last_error": "boom",
+        "options": JobOptions(max_retries=7, queue="mail"),
+        "meta": MappingProxyType({"trace": "t-1"}),
+        "body": b'{"id":"id-1"}',
+    }
+    return {field.name: samples[field.name] for field in attrs.fields(cls)}
+
+
+@pytest.mark.parametrize(("cls", "build"), [(Job, new_job), (OutgoingJob, new_outgoing_job)])
+def test_direct_construction_equals_the_attrs_constructor(cls: type[Any], build: Any) -> None:
+    values = _distinct_values(cls)
+    direct = build(*values.values())
+    assert type(direct) is cls
+    assert direct == cls(**values)
+    assert attrs.asdict(direct, recurse=False) == values
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        direct.id = "other"
+
+
+def test_classes_with_slots_beyond_their_fields_are_refused() -> None:
+    @attrs.frozen(cache_hash=True)
+    class Hashed:
+        value: int
+
+    with pytest.raises(TypeError, match="not exactly its fields"):
+        slot_setters(Hashed)
