@@ -8,7 +8,9 @@ With ``prefix="jobs:"`` the keys are::
 
     {jobs}:j:<id>             hash   one job: routing fields, status, attempts, lease token (small: a listpack)
     {jobs}:b:<id>             string the job's serialized envelope, verbatim
-    {jobs}:q:<queue>:ready    zset   ready jobs; score -priority, member <16 hex digits of seq><id>
+    {jobs}:q:<queue>:line     list   ids of ready priority-0 jobs, in the order they became ready
+    {jobs}:q:<queue>:ready    zset   other ready jobs (other priorities, jobs back in their old place);
+                                     score -priority, member <16 hex digits of seq><id>
     {jobs}:q:<queue>:sched    zset   delayed jobs and retries; score due time (server ms)
     {jobs}:q:<queue>:active   zset   leased jobs; score lease expiry (server ms)
     {jobs}:q:<queue>:done     list   completed jobs kept for their retention: "<completed ms> <id>", oldest first
@@ -72,7 +74,7 @@ class KeyLayout:
         return f"{self.base}h:{consumer}"
 
     def queue(self, queue: str, kind: str) -> str:
-        """``kind`` is one of ready, sched, active, done, idlers."""
+        """``kind`` is one of line, ready, sched, active, done, idlers."""
         return f"{self.base}q:{queue}:{kind}"
 
     @property

@@ -76,18 +76,19 @@ save_seq()
 
 -- 2. Take the best `limit` ready jobs: highest priority first, then the order they became ready.
 --    Across queues: the heads of every queue's ready set and line (see take_ready), merged by priority,
---    then sequence number (members start with it).
+--    then sequence number (line entries are ids: their sequence number is in the job hash).
 local picked = {}
 if limit > 0 then
   if #queues == 1 then
-    for _, member in ipairs(take_ready(queues[1], limit)) do picked[#picked + 1] = { queues[1], member } end
+    for _, id in ipairs(take_ready(queues[1], limit)) do picked[#picked + 1] = { queues[1], id } end
   elseif #queues > 1 then
     local candidates = {}
     for _, queue in ipairs(queues) do
       local head = redis.call('ZRANGE', qkey(queue, 'ready'), 0, limit - 1, 'WITHSCORES')
       for i = 1, #head, 2 do candidates[#candidates + 1] = { tonumber(head[i + 1]), head[i], queue, false } end
-      for _, member in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - 1)) do
-        candidates[#candidates + 1] = { 0, member, queue, true }
+      for _, id in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - 1)) do
+        local seq = tonumber(redis.call('HGET', jkey(id), 'n') or 0)
+        candidates[#candidates + 1] = { 0, ready_member(seq, id), queue, true }
       end
     end
     table.sort(candidates, function(x, y)
@@ -102,7 +103,7 @@ if limit > 0 then
       else
         redis.call('ZREM', qkey(candidate[3], 'ready'), candidate[2])
       end
-      picked[#picked + 1] = { candidate[3], candidate[2] }
+      picked[#picked + 1] = { candidate[3], member_id(candidate[2]) }
     end
     for queue, count in pairs(from_line) do redis.call('LPOP', qkey(queue, 'line'), count) end
   end
@@ -112,10 +113,7 @@ end
 --    expiries written with one command per batch).
 if #picked > 0 then
   local body_keys = {}
-  for i, pick in ipairs(picked) do
-    pick[3] = member_id(pick[2])
-    body_keys[i] = bkey(pick[3])
-  end
+  for i, pick in ipairs(picked) do body_keys[i] = bkey(pick[2]) end
   local bodies = {}
   for start = 1, #body_keys, 1000 do
     local part = redis.call('MGET', unpack(body_keys, start, math.min(start + 999, #body_keys)))
@@ -123,7 +121,7 @@ if #picked > 0 then
   end
   local expiries = {}
   for i, pick in ipairs(picked) do
-    local queue, id, body = pick[1], pick[3], bodies[i]
+    local queue, id, body = pick[1], pick[2], bodies[i]
     local jk = jkey(id)
     if body then
       local job = redis.call('HMGET', jk, 'a', 'k')

@@ -103,20 +103,21 @@ local function make_ready(jk, id, queue, prio)
   local seq = next_seq()
   redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text())
   if prio == 0 then
-    redis.call('RPUSH', qkey(queue, 'line'), ready_member(seq, id))
+    redis.call('RPUSH', qkey(queue, 'line'), id)
   else
     redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
   end
 end
 
 -- @ take_ready
--- Remove and return up to `limit` ready members of `queue`, best first. Ready jobs live in two places: the
--- line, a list of priority-0 jobs in the order they became ready (the common case, and a list costs Redis
--- less time and memory than a sorted set), and the ready set (score -priority) for jobs with another
--- priority and for jobs put back in their old place (an expired lease, a release). A job leaves its queue's
--- order only from the front and goes back with its old sequence number, so every member of score 0 in the
--- ready set came before every member of the line: the order is the ready set's members of score <= 0,
--- then the line, then the ready set's members of score > 0 (negative priorities).
+-- Remove and return the ids of up to `limit` ready jobs of `queue`, best first. Ready jobs live in two
+-- places: the line, a list of the ids of priority-0 jobs in the order they became ready (the common case,
+-- and a list costs Redis less time and memory than a sorted set), and the ready set (score -priority,
+-- member: sequence number and id) for jobs with another priority and for jobs put back in their old place
+-- (an expired lease, a release). A job leaves its queue's order only from the front and goes back with
+-- its old sequence number, so every member of score 0 in the ready set came before every job in the line:
+-- the order is the ready set's members of score <= 0, then the line, then the ready set's members of
+-- score > 0 (negative priorities).
 local function take_ready(queue, limit)
   local ready = qkey(queue, 'ready')
   local taken = {}
@@ -125,7 +126,7 @@ local function take_ready(queue, limit)
     local first = redis.call('ZCOUNT', ready, '-inf', 0)
     if first > 0 then
       local popped = redis.call('ZPOPMIN', ready, math.min(first, limit))
-      for i = 1, #popped, 2 do taken[#taken + 1] = popped[i] end
+      for i = 1, #popped, 2 do taken[#taken + 1] = member_id(popped[i]) end
     end
   end
   if #taken < limit then
@@ -136,7 +137,7 @@ local function take_ready(queue, limit)
   end
   if sorted and #taken < limit then
     local popped = redis.call('ZPOPMIN', ready, limit - #taken)
-    for i = 1, #popped, 2 do taken[#taken + 1] = popped[i] end
+    for i = 1, #popped, 2 do taken[#taken + 1] = member_id(popped[i]) end
   end
   return taken
 end
@@ -148,10 +149,9 @@ local function has_ready(queue) return redis.call('EXISTS', qkey(queue, 'ready')
 -- Idle consumers block on their own hand-off list (BLPOP) after registering in an idlers set (score: until
 -- when, member: 16-character consumer id followed by its lease ms). Giving them ready jobs here, leased
 -- in the same atomic step, saves them a round trip: the job travels in the reply to their BLPOP.
-local function hand_over(queue, member, idler)
+local function hand_over(queue, id, idler)
   local consumer = string.sub(idler, 1, 16)
   local lease_ms = tonumber(string.sub(idler, 17))
-  local id = member_id(member)
   local jk = jkey(id)
   local body = redis.call('GET', bkey(id))
   if not body then return end -- purged meanwhile

@@ -12,7 +12,7 @@ local out = {}
 local queues = {}
 local changes = {}
 local readied = {} -- queue -> score, member pairs for the ready set (one command per queue)
-local lined = {} -- queue -> members for the line (priority 0; one command per queue)
+local lined = {} -- queue -> ids for the line (priority 0; one command per queue)
 local jprefix, bprefix = P .. 'j:', P .. 'b:'
 for i = 3, #ARGV, 8 do
   local id, queue, prio, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
@@ -34,12 +34,12 @@ for i = 3, #ARGV, 8 do
         's', 'pending', 'n', seq)
       local score = -tonumber(prio)
       if score == 0 then
-        local members = lined[queue]
-        if not members then
-          members = {}
-          lined[queue] = members
+        local ids = lined[queue]
+        if not ids then
+          ids = {}
+          lined[queue] = ids
         end
-        members[#members + 1] = string.format('%016x', seq) .. id
+        ids[#ids + 1] = id
       else
         local additions = readied[queue]
         if not additions then
@@ -68,11 +68,11 @@ for i = 3, #ARGV, 8 do
   end
 end
 for queue, additions in pairs(readied) do call_many('ZADD', qkey(queue, 'ready'), additions) end
-for queue, members in pairs(lined) do
+for queue, ids in pairs(lined) do
   local line = qkey(queue, 'line')
-  for start = 1, #members, 1000 do
-    local last = math.min(start + 999, #members)
-    local length = redis.call('RPUSH', line, unpack(members, start, last))
+  for start = 1, #ids, 1000 do
+    local last = math.min(start + 999, #ids)
+    local length = redis.call('RPUSH', line, unpack(ids, start, last))
     -- The queue names set needs this queue only when its line was empty: a queue with jobs is in it.
     if start == 1 and length == last then queues[queue] = true end
   end
