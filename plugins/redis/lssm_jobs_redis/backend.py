@@ -262,6 +262,9 @@ class RedisBackend(PullBackend):
         shared=True,
     )
 
+    # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.
+    _block_grace = 10.0
+
     def __init__(
         self,
         *,
@@ -769,16 +772,18 @@ class RedisBackend(PullBackend):
         :returns: the entry (a delivery, or b"" when woken without a job), or None on timeout.
         """
         seconds = f"{timeout:.3f}"
-        if self._blocker is not None:
+        blocker = self._blocker
+        if blocker is not None:
+            # Redis ends the BLPOP after `timeout`; a connection that went silent is cut _block_grace later. A timer
+            # rather than asyncio.wait_for, which would run the call in a task of its own: one more event
+            # loop turn between the job's arrival and its handler.
+            limit = timeout + self._block_grace
+            silent = RedisTimeoutError(f"no reply to a {timeout:.1f}s BLPOP within {limit:.1f}s")
+            watchdog = asyncio.get_running_loop().call_later(limit, blocker.reset, silent)
             try:
-                reply = await asyncio.wait_for(
-                    self._blocker.call("BLPOP", self._handoff, seconds), timeout + 10
-                )
-            except asyncio.TimeoutError:
-                self._blocker.reset(RedisTimeoutError("no reply to BLPOP"))
-                raise RedisTimeoutError(
-                    f"no reply to a {timeout:.1f}s BLPOP within {timeout + 10:.1f}s"
-                ) from None
+                reply = await blocker.call("BLPOP", self._handoff, seconds)
+            finally:
+                watchdog.cancel()
         else:
             reply = await self.client.blpop([self._handoff], timeout=float(seconds))
         if reply is None:

@@ -30,6 +30,7 @@ from lssm_jobs_redis import (
 from lssm_jobs_redis.channel import RespParser, pack_command
 from redis.asyncio import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 BackendFactory = Callable[..., RedisBackend]
 
@@ -282,6 +283,25 @@ async def test_wake_ends_a_blocked_wait_promptly(redis_backend_factory: BackendF
         backend.wake()
         assert await asyncio.wait_for(waiting, 5) == []
         assert time.monotonic() - started < 1.0
+
+
+@run_async()
+async def test_a_silent_blocking_connection_is_cut_and_replaced(own_redis_server: Any) -> None:
+    backend = RedisBackend(url=own_redis_server.url, prefix="silent:")
+    backend._block_grace = 0.2  # instead of 10 s
+    admin = redis.Redis.from_url(own_redis_server.url)
+    async with opened(backend):
+        assert await backend._block(0.05) is None  # connected, and an empty wait times out in Redis
+        admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")  # BLPOP (a write) gets no reply
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError, match="no reply to a .* BLPOP within"):
+                await backend._block(0.05)
+            assert time.monotonic() - started < 2.0  # cut by the watchdog, long before the pause ends
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+        assert await backend._block(0.05) is None  # a new connection
+    admin.close()
 
 
 @run_async()
