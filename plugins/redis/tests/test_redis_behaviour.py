@@ -295,7 +295,7 @@ async def test_a_silent_blocking_connection_is_cut_and_replaced(own_redis_server
         admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")  # BLPOP (a write) gets no reply
         try:
             started = time.monotonic()
-            with pytest.raises(RedisTimeoutError, match="no reply to a .* BLPOP within"):
+            with pytest.raises(RedisTimeoutError, match=r"no reply to a .* BLPOP within"):
                 await backend._block(0.05)
             assert time.monotonic() - started < 2.0  # cut by the watchdog, long before the pause ends
         finally:
