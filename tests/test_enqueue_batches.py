@@ -110,3 +110,29 @@ async def test_when_the_live_duplicate_vanishes_the_job_is_pushed_again() -> Non
         assert backend.pushes == 2
         stored = await queue.get(job.id)
         assert stored is not None and stored.status is JobStatus.PENDING and stored.dedupe_key == "k"
+
+
+@run_async()
+async def test_every_envelope_carries_its_own_times() -> None:
+    # Jobs of one call share their creation time object, whose text the serializer keeps: delayed jobs and
+    # explicit run_at times in between must still be written with their own times.
+    queue, backend = batched_queue()
+    requests: list[Any] = []
+    for index in range(8):
+        if index % 3 == 1:
+            requests.append(EnqueueRequest(job_type="timed", payload={"n": index}, delay_ms=60_000))
+        elif index % 3 == 2:
+            requests.append(EnqueueRequest(job_type="timed", payload={"n": index}, run_at=1_700_000_000.5))
+        else:
+            requests.append(("timed", {"n": index}))
+    async with queue:
+        jobs = await queue.enqueue_many(requests)
+        later = await queue.enqueue_many([("timed", {"n": 8})])
+        for job in [*jobs, *later]:
+            stored = await backend.get(job.id)
+            assert stored is not None
+            envelope = queue.serializer.loads(stored.body)
+            assert (envelope.created_at, envelope.run_at) == (job.created_at, job.run_at)
+    assert later[0].created_at > jobs[0].created_at
+    assert jobs[1].run_at == pytest.approx(jobs[1].created_at + 60)
+    assert jobs[2].run_at == 1_700_000_000.5

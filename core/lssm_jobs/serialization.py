@@ -381,6 +381,7 @@ class JsonSerializer(Serializer):
     def __init__(self) -> None:
         # The fields that jobs of one type share, pre-encoded: (type, version, queue, priority, options).
         self._heads: dict[tuple[str, int, str, int, JobOptions], str] = {}
+        self._last_time: tuple[float | None, str] = (None, "")
         # A subclass that changes encode() or dumps() gets them called, never the pre-encoded shortcut.
         cls = builtins.type(self)
         self._shortcut = cls.encode is JsonSerializer.encode and cls.dumps is JsonSerializer.dumps
@@ -461,8 +462,12 @@ class JsonSerializer(Serializer):
             extra = ',"dedupe_key":' + _encode_str(dedupe_key)
         if meta:
             extra += ',"meta":' + self.encode_value(dict(meta))
-        # repr() of a finite float is valid JSON, and is what the encoder itself writes.
-        created = repr(created_at)
+        # repr() of a finite float is valid JSON, and is what the encoder itself writes. The jobs of one
+        # enqueue_many share one time object: its text is kept (repr costs more than the rest together).
+        last_time, created = self._last_time
+        if created_at is not last_time:
+            created = repr(created_at)
+            self._last_time = (created_at, created)
         times = f'"created_at":{created},"run_at":{created if run_at == created_at else repr(run_at)}'
         return f'{head}"id":{_encode_str(id)},{times}{extra},"payload":{payload_json}}}'.encode()
 

@@ -549,6 +549,9 @@ class RedisBackend(PullBackend):
         by the jobs of one type) are encoded once."""
         wire = []
         heads = self._wire_heads
+        # Jobs of one enqueue_many share their time objects: each distinct one is written out once.
+        last_time: float | None = None
+        last_text = b""
         for job in jobs:
             head = heads.get((job.type, job.queue, job.priority))
             if head is None:
@@ -559,8 +562,11 @@ class RedisBackend(PullBackend):
                 if len(heads) < 1024:
                     heads[(job.type, job.queue, job.priority)] = head
             job_id = job.id.encode()
-            run_at = repr(float(job.run_at)).encode()
-            created_at = repr(float(job.created_at)).encode()
+            if job.run_at is not last_time:
+                last_time = job.run_at
+                last_text = repr(float(last_time)).encode()
+            run_at = last_text
+            created_at = last_text if job.created_at is last_time else repr(float(job.created_at)).encode()
             dedupe = job.dedupe_key.encode() if job.dedupe_key else b""
             body = job.body
             wire.append(

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -224,6 +225,29 @@ async def test_leasing_from_several_queues_merges_their_lines_in_ready_order(
         assert [delivery.id for delivery in leased] == [job.id for job in pushed[:4]]
         leased += await backend.lease(queues=None, limit=10, lease_ms=10_000, wait=0)
         assert [delivery.id for delivery in leased] == [job.id for job in pushed]
+
+
+@run_async()
+async def test_jobs_of_one_push_keep_their_own_times(redis_backend_factory: BackendFactory) -> None:
+    # The push call writes each distinct time object once; jobs sharing one, and delayed jobs between them,
+    # must each be stored with their own.
+    backend = redis_backend_factory()
+    now = time.time()
+    jobs = []
+    for index in range(6):
+        job = outgoing(delay=60 + index if index % 2 else 0.0)
+        if not index % 2:
+            job = attrs.evolve(job, run_at=now, created_at=now)
+        jobs.append(job)
+    async with opened(backend):
+        await backend.push(jobs)
+        counts = await backend.counts()
+        assert counts["default"][JobStatus.PENDING] == 3 and counts["default"][JobStatus.SCHEDULED] == 3
+        for job in jobs:
+            record = await backend.get(job.id)
+            assert record is not None
+            assert record.run_at == pytest.approx(job.run_at, abs=1e-6)
+            assert record.created_at == pytest.approx(job.created_at, abs=1e-6)
 
 
 @run_async()
