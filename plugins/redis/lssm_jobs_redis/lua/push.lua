@@ -8,38 +8,47 @@ local client_ms = tonumber(ARGV[2])
 -- One INCRBY reserves a sequence number for every job (delayed and deduplicated ones leave gaps).
 local count = (#ARGV - 2) / 8
 local seq = redis.call('INCRBY', SEQ, count) - count
+local seq0 = seq -- job k of this call has sequence number seq0 + k
 local out = {}
 local queues = {}
 local changes = {}
 local readied = {} -- queue -> score, member pairs for the ready set (one command per queue)
 local lined = {} -- queue -> ids for the line (priority 0; one command per queue)
+local line_queue, line_ids, line_count = nil, nil, 0 -- the line being added to (one queue, usually)
 local jprefix, bprefix = P .. 'j:', P .. 'b:'
 for i = 3, #ARGV, 8 do
-  local id, queue, prio, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
+  local id, queue, prio, run_at, created, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+    ARGV[i + 6]
   seq = seq + 1
   local holder = nil
   if dedupe ~= '' then
     holder = redis.call('HGET', DEDUPE, dedupe)
     if holder and holder ~= id and not LIVE[redis.call('HGET', jkey(holder), 's') or ''] then holder = nil end
   end
-  local jk = jprefix .. id
   if holder and holder ~= id then
-    out[#out + 1] = holder
+    out[seq - seq0] = holder
   elseif not redis.call('SET', bprefix .. id, ARGV[i + 7], 'NX') then
-    out[#out + 1] = 1 -- stored before (a repeated push): nothing to do
+    out[seq - seq0] = 1 -- stored before (a repeated push): nothing to do
   else
-    local run_ms = math.floor(tonumber(run_at) * 1000)
-    if run_ms <= client_ms then
-      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
+    local jk = jprefix .. id
+    -- Due now when it runs at its creation time (the common case: no number to parse), or when its time
+    -- has come by the client's clock.
+    local run_ms = nil
+    if run_at ~= created then run_ms = math.floor(tonumber(run_at) * 1000) end
+    if run_ms == nil or run_ms <= client_ms then
+      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created,
         's', 'pending', 'n', seq)
-      local score = -tonumber(prio)
-      if score == 0 then
-        local ids = lined[queue]
-        if not ids then
-          ids = {}
-          lined[queue] = ids
+      if prio == '0' then
+        if queue ~= line_queue then
+          line_ids = lined[queue]
+          if not line_ids then
+            line_ids = {}
+            lined[queue] = line_ids
+          end
+          line_queue, line_count = queue, #line_ids
         end
-        ids[#ids + 1] = id
+        line_count = line_count + 1
+        line_ids[line_count] = id
       else
         local additions = readied[queue]
         if not additions then
@@ -47,14 +56,14 @@ for i = 3, #ARGV, 8 do
           readied[queue] = additions
         end
         local n = #additions
-        additions[n + 1] = score
+        additions[n + 1] = -tonumber(prio)
         additions[n + 2] = string.format('%016x', seq) .. id
         queues[queue] = true
       end
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
-      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', ARGV[i + 5],
+      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created,
         's', 'scheduled')
       redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
       if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
@@ -64,7 +73,7 @@ for i = 3, #ARGV, 8 do
       redis.call('HSET', jk, 'd', dedupe)
       redis.call('HSET', DEDUPE, dedupe, id)
     end
-    out[#out + 1] = 1
+    out[seq - seq0] = 1
   end
 end
 for queue, additions in pairs(readied) do call_many('ZADD', qkey(queue, 'ready'), additions) end
