@@ -8,7 +8,8 @@ With ``prefix="jobs:"`` the keys are::
 
     {jobs}:j:<id>             hash   one job: routing fields, status, attempts, lease token (small: a listpack)
     {jobs}:b:<id>             string the job's serialized envelope, verbatim
-    {jobs}:q:<queue>:line     list   ids of ready priority-0 jobs, in the order they became ready
+    {jobs}:q:<queue>:line     list   ids of ready priority-0 jobs, in the order they became ready (they
+                                     draw their sequence number when they leave it)
     {jobs}:q:<queue>:ready    zset   other ready jobs (other priorities, jobs back in their old place);
                                      score -priority, member <16 hex digits of seq><id>
     {jobs}:q:<queue>:sched    zset   delayed jobs and retries; score due time (server ms)

@@ -208,6 +208,43 @@ async def test_the_line_and_the_ready_set_form_one_order(redis_backend_factory: 
 
 
 @run_async()
+async def test_jobs_put_back_keep_the_order_they_left_the_line_in(
+    redis_backend_factory: BackendFactory,
+) -> None:
+    # Jobs in the line draw their sequence number when they leave it; a job that went back into the line
+    # (a retry) draws a new one then, so jobs put back afterwards return in the order they were leased.
+    backend = redis_backend_factory()
+    async with opened(backend):
+        j, k = outgoing(queue="r"), outgoing(queue="r")
+        await backend.push([j])
+        (first,) = await backend.lease(queues=["r"], limit=1, lease_ms=10_000, wait=0)
+        await backend.push([k])
+        await first.retry(run_at=time.time() - 1, error="again")  # due at once: behind k in the line
+        leased = await backend.lease(queues=["r"], limit=2, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in leased] == [k.id, j.id]
+        for delivery in reversed(leased):
+            await delivery.release()
+        again = await backend.lease(queues=["r"], limit=2, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in again] == [k.id, j.id]
+
+
+@run_async()
+async def test_a_handed_over_job_put_back_returns_to_its_place(redis_backend_factory: BackendFactory) -> None:
+    consumer, producer = redis_backend_factory(), redis_backend_factory()
+    async with opened(consumer), opened(producer):
+        waiting = asyncio.create_task(consumer.lease(queues=["h"], limit=1, lease_ms=10_000, wait=10))
+        await blocked(consumer, "h")
+        first, second = outgoing(queue="h"), outgoing(queue="h")
+        await producer.push([first])
+        (handed,) = await asyncio.wait_for(waiting, 5)
+        assert handed.id == first.id
+        await producer.push([second])
+        await handed.release()
+        leased = await consumer.lease(queues=["h"], limit=2, lease_ms=10_000, wait=0)
+        assert [delivery.id for delivery in leased] == [first.id, second.id]
+
+
+@run_async()
 async def test_leasing_from_several_queues_merges_their_lines_in_ready_order(
     redis_backend_factory: BackendFactory,
 ) -> None:

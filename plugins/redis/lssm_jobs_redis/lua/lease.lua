@@ -72,40 +72,39 @@ for _, queue in ipairs(queues) do
     if job[1] and job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1])) end
   end
 end
-save_seq()
 
 -- 2. Take the best `limit` ready jobs: highest priority first, then the order they became ready.
---    Across queues: the heads of every queue's ready set and line (see take_ready), merged by priority,
---    then sequence number (line entries are ids: their sequence number is in the job hash).
+--    Across queues: the queues' own orders (see take_ready) merged by priority, then creation time.
 local picked = {}
 if limit > 0 then
   if #queues == 1 then
     for _, id in ipairs(take_ready(queues[1], limit)) do picked[#picked + 1] = { queues[1], id } end
   elseif #queues > 1 then
-    local candidates = {}
+    local streams = {}
     for _, queue in ipairs(queues) do
-      local head = redis.call('ZRANGE', qkey(queue, 'ready'), 0, limit - 1, 'WITHSCORES')
-      for i = 1, #head, 2 do candidates[#candidates + 1] = { tonumber(head[i + 1]), head[i], queue, false } end
-      for _, id in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - 1)) do
-        local seq = tonumber(redis.call('HGET', jkey(id), 'n') or 0)
-        candidates[#candidates + 1] = { 0, ready_member(seq, id), queue, true }
+      local head = peek_ready(queue, limit)
+      if #head > 0 then
+        for _, entry in ipairs(head) do entry[3] = tonumber(redis.call('HGET', jkey(entry[2]), 'c') or 0) end
+        streams[#streams + 1] = { queue = queue, head = head, next = 1, taken = 0 }
       end
     end
-    table.sort(candidates, function(x, y)
-      if x[1] ~= y[1] then return x[1] < y[1] end
-      return x[2] < y[2]
-    end)
-    local from_line = {} -- queue -> how many taken from the front of its line
-    for i = 1, math.min(limit, #candidates) do
-      local candidate = candidates[i]
-      if candidate[4] then
-        from_line[candidate[3]] = (from_line[candidate[3]] or 0) + 1
-      else
-        redis.call('ZREM', qkey(candidate[3], 'ready'), candidate[2])
+    while #picked < limit do
+      local best, best_entry = nil, nil
+      for _, stream in ipairs(streams) do
+        local entry = stream.head[stream.next]
+        if entry and (best_entry == nil or entry[1] < best_entry[1]
+            or (entry[1] == best_entry[1] and entry[3] < best_entry[3])) then
+          best, best_entry = stream, entry
+        end
       end
-      picked[#picked + 1] = { candidate[3], member_id(candidate[2]) }
+      if best == nil then break end
+      best.next = best.next + 1
+      best.taken = best.taken + 1
+      picked[#picked + 1] = { best.queue, best_entry[2] }
     end
-    for queue, count in pairs(from_line) do redis.call('LPOP', qkey(queue, 'line'), count) end
+    for _, stream in ipairs(streams) do
+      if stream.taken > 0 then take_ready(stream.queue, stream.taken) end -- exactly the entries peeked
+    end
   end
 end
 
@@ -124,10 +123,14 @@ if #picked > 0 then
     local queue, id, body = pick[1], pick[2], bodies[i]
     local jk = jkey(id)
     if body then
-      local job = redis.call('HMGET', jk, 'a', 'k')
+      local job = redis.call('HMGET', jk, 'a', 'k', 'n')
       local attempt = tonumber(job[1] or 0) + 1
       local token = tonumber(job[2] or 0) + 1
-      redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp)
+      if job[3] then
+        redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp)
+      else -- it left the line: its number now (see take_ready)
+        redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp, 'n', next_seq())
+      end
       local pairs_of_queue = expiries[queue]
       if not pairs_of_queue then
         pairs_of_queue = {}
@@ -146,8 +149,10 @@ if #out > 1 then
   for _, queue in ipairs(queues) do
     if has_ready(queue) then offer(queue) end
   end
+  save_seq()
   return out
 end
+save_seq()
 
 -- 4. Nothing to do: tidy up, register as idle when the caller will block, and say when to look again.
 local retention_ms = tonumber(ARGV[7])

@@ -12,7 +12,7 @@ local ANY_IDLERS = P .. 'idlers'
 -- @ jkey
 -- A job is a small hash (kept small so Redis stores it compactly as a listpack) plus its body:
 --   j:<id>  t type, q queue, p priority, r run_at, c created_at, u updated_at (epoch seconds as text),
---           s status, a attempts, k lease token, n ready sequence number, d dedupe key, e last error,
+--           s status, a attempts, k lease token, n ready sequence number (see take_ready), d dedupe key, e last error,
 --           x dead-letter reason, y traceback, f failed_at. A new job has no u, a, k (fewer fields to write
 --           per push): updated_at is then created_at, attempts and token 0.
 --   b:<id>  the serialized envelope, verbatim
@@ -81,7 +81,8 @@ local function release_dedupe(key, id)
 end
 
 -- @ seqbox
--- The ready-order counter, read at most once per script and written back once at the end (save_seq).
+-- The ready-order counter, read at most once per script and written back once at its very end (save_seq,
+-- after any hand-over, which may draw numbers too).
 local seqbox = { value = nil, start = nil }
 -- @ next_seq
 local function next_seq()
@@ -100,24 +101,28 @@ end
 -- @ make_ready
 -- Make job `id` ready in `queue` with priority `prio`, at the end of its priority's line.
 local function make_ready(jk, id, queue, prio)
-  local seq = next_seq()
-  redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text())
   if prio == 0 then
+    redis.call('HSET', jk, 's', 'pending', 'u', now_text())
+    redis.call('HDEL', jk, 'n') -- a new place in line: its number is drawn when it leaves the line
     redis.call('RPUSH', qkey(queue, 'line'), id)
   else
+    local seq = next_seq()
+    redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text())
     redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
   end
 end
 
--- @ take_ready
--- Remove and return the ids of up to `limit` ready jobs of `queue`, best first. Ready jobs live in two
--- places: the line, a list of the ids of priority-0 jobs in the order they became ready (the common case,
--- and a list costs Redis less time and memory than a sorted set), and the ready set (score -priority,
--- member: sequence number and id) for jobs with another priority and for jobs put back in their old place
--- (an expired lease, a release). A job leaves its queue's order only from the front and goes back with
--- its old sequence number, so every member of score 0 in the ready set came before every job in the line:
--- the order is the ready set's members of score <= 0, then the line, then the ready set's members of
--- score > 0 (negative priorities).
+-- @ take_ready peek_ready
+-- Ready jobs live in two places: the line, a list of the ids of priority-0 jobs in the order they became
+-- ready (the common case: a list costs Redis less time and memory than a sorted set), and the ready set
+-- (score -priority, member: sequence number and id) for jobs with another priority and for jobs put back
+-- in their old place (an expired lease, a release). Jobs in the line have no sequence number yet: each
+-- draws one when it leaves the line (lease or hand-over), so numbers follow the line's order, and a job
+-- put back keeps its number. A job leaves its queue's order only from the front, so every member of score
+-- 0 in the ready set came before every job in the line: the order is the ready set's members of score
+-- <= 0, then the line, then the ready set's members of score > 0 (negative priorities).
+-- take_ready removes and returns the ids of up to `limit` of them, best first; peek_ready returns up to
+-- `limit` of them as {score, id}, best first, removing nothing.
 local function take_ready(queue, limit)
   local ready = qkey(queue, 'ready')
   local taken = {}
@@ -141,6 +146,23 @@ local function take_ready(queue, limit)
   end
   return taken
 end
+local function peek_ready(queue, limit)
+  local ready = qkey(queue, 'ready')
+  local head = {}
+  local sorted = redis.call('EXISTS', ready) == 1
+  if sorted then
+    local first = redis.call('ZRANGEBYSCORE', ready, '-inf', 0, 'WITHSCORES', 'LIMIT', 0, limit)
+    for i = 1, #first, 2 do head[#head + 1] = { tonumber(first[i + 1]), member_id(first[i]) } end
+  end
+  if #head < limit then
+    for _, id in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - #head - 1)) do head[#head + 1] = { 0, id } end
+  end
+  if sorted and #head < limit then
+    local rest = redis.call('ZRANGEBYSCORE', ready, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, limit - #head)
+    for i = 1, #rest, 2 do head[#head + 1] = { tonumber(rest[i + 1]), member_id(rest[i]) } end
+  end
+  return head
+end
 
 -- @ has_ready
 local function has_ready(queue) return redis.call('EXISTS', qkey(queue, 'ready'), qkey(queue, 'line')) > 0 end
@@ -155,10 +177,14 @@ local function hand_over(queue, id, idler)
   local jk = jkey(id)
   local body = redis.call('GET', bkey(id))
   if not body then return end -- purged meanwhile
-  local job = redis.call('HMGET', jk, 'a', 'k')
+  local job = redis.call('HMGET', jk, 'a', 'k', 'n')
   local attempt = tonumber(job[1] or 0) + 1
   local token = tonumber(job[2] or 0) + 1
-  redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text())
+  if job[3] then
+    redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text())
+  else -- it left the line: its number now
+    redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text(), 'n', next_seq())
+  end
   redis.call('ZADD', qkey(queue, 'active'), now_ms() + lease_ms, id)
   local list = handoff_key(consumer)
   redis.call('RPUSH', list, delivery(attempt, token, id, queue, body))

@@ -5,11 +5,8 @@
 -- Pushing a job id that already exists stores nothing and reports it stored, so a push retried after a
 -- lost reply never duplicates a job.
 local client_ms = tonumber(ARGV[2])
--- One INCRBY reserves a sequence number for every job (delayed and deduplicated ones leave gaps).
-local count = (#ARGV - 2) / 8
-local seq = redis.call('INCRBY', SEQ, count) - count
-local seq0 = seq -- job k of this call has sequence number seq0 + k
 local out = {}
+local k = 0 -- this job's place in the call
 local queues = {}
 local changes = {}
 local readied = {} -- queue -> score, member pairs for the ready set (one command per queue)
@@ -19,16 +16,16 @@ local jprefix, bprefix = P .. 'j:', P .. 'b:'
 for i = 3, #ARGV, 8 do
   local id, queue, prio, run_at, created, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
     ARGV[i + 6]
-  seq = seq + 1
+  k = k + 1
   local holder = nil
   if dedupe ~= '' then
     holder = redis.call('HGET', DEDUPE, dedupe)
     if holder and holder ~= id and not LIVE[redis.call('HGET', jkey(holder), 's') or ''] then holder = nil end
   end
   if holder and holder ~= id then
-    out[seq - seq0] = holder
+    out[k] = holder
   elseif not redis.call('SET', bprefix .. id, ARGV[i + 7], 'NX') then
-    out[seq - seq0] = 1 -- stored before (a repeated push): nothing to do
+    out[k] = 1 -- stored before (a repeated push): nothing to do
   else
     local jk = jprefix .. id
     -- Due now when it runs at its creation time (the common case: no number to parse), or when its time
@@ -36,9 +33,8 @@ for i = 3, #ARGV, 8 do
     local run_ms = nil
     if run_at ~= created then run_ms = math.floor(tonumber(run_at) * 1000) end
     if run_ms == nil or run_ms <= client_ms then
-      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created,
-        's', 'pending', 'n', seq)
-      if prio == '0' then
+      if prio == '0' then -- into the line; its sequence number is drawn when it leaves it (see take_ready)
+        redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created, 's', 'pending')
         if queue ~= line_queue then
           line_ids = lined[queue]
           if not line_ids then
@@ -50,6 +46,9 @@ for i = 3, #ARGV, 8 do
         line_count = line_count + 1
         line_ids[line_count] = id
       else
+        local seq = next_seq()
+        redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created,
+          's', 'pending', 'n', seq)
         local additions = readied[queue]
         if not additions then
           additions = {}
@@ -57,7 +56,7 @@ for i = 3, #ARGV, 8 do
         end
         local n = #additions
         additions[n + 1] = -tonumber(prio)
-        additions[n + 2] = string.format('%016x', seq) .. id
+        additions[n + 2] = ready_member(seq, id)
         queues[queue] = true
       end
       changes[queue] = 'ready'
@@ -73,7 +72,7 @@ for i = 3, #ARGV, 8 do
       redis.call('HSET', jk, 'd', dedupe)
       redis.call('HSET', DEDUPE, dedupe, id)
     end
-    out[seq - seq0] = 1
+    out[k] = 1
   end
 end
 for queue, additions in pairs(readied) do call_many('ZADD', qkey(queue, 'ready'), additions) end
@@ -88,4 +87,5 @@ for queue, ids in pairs(lined) do
 end
 for queue, _ in pairs(queues) do redis.call('SADD', QUEUES, queue) end
 notify(changes)
+save_seq()
 return out

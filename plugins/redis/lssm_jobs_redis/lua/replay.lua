@@ -18,7 +18,7 @@ if job[4] then
 end
 local changes = {}
 note(changes, queue, place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms))
-save_seq()
 redis.call('SADD', QUEUES, queue)
 notify(changes)
+save_seq()
 return 1

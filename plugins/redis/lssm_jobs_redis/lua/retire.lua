@@ -33,4 +33,5 @@ for _, entry in ipairs(handed) do
   end
 end
 notify(changes)
+save_seq()
 return returned

@@ -81,11 +81,11 @@ for i = 5, #ARGV, 7 do
   end
   out[#out + 1] = applied
 end
-save_seq()
 for queue, ids in pairs(unleased) do call_many('ZREM', qkey(queue, 'active'), ids) end
 for queue, entries in pairs(finished) do
   call_many('RPUSH', qkey(queue, 'done'), entries)
   prune_done(queue, now, retention_ms, retention_max, 2 * #entries + 16)
 end
 notify(changes)
+save_seq()
 return out
