@@ -877,7 +877,7 @@ class RedisBackend(PullBackend):
             status=_STATUS[status],
             attempts=int(attempts or 0),
             priority=int(priority or 0),
-            run_at=float(run_at),
+            run_at=float(run_at if run_at is not None else created),  # no r: due at creation
             created_at=float(created),
             updated_at=float(updated if updated is not None else created),
             dedupe_key=dedupe.decode() if dedupe is not None else None,

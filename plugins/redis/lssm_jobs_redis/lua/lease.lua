@@ -61,7 +61,7 @@ for _, queue in ipairs(queues) do
     local job = redis.call('HMGET', jk, 'n', 'p', 's')
     if job[1] and job[3] == 'active' then
       redis.call('HSET', jk, 's', 'pending', 'u', stamp)
-      redis.call('ZADD', ready, -tonumber(job[2]), ready_member(tonumber(job[1]), id))
+      redis.call('ZADD', ready, -tonumber(job[2] or 0), ready_member(tonumber(job[1]), id))
     end
   end
   local sched = qkey(queue, 'sched')
@@ -69,7 +69,7 @@ for _, queue in ipairs(queues) do
     redis.call('ZREM', sched, id)
     local jk = jkey(id)
     local job = redis.call('HMGET', jk, 'p', 's')
-    if job[1] and job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1])) end
+    if job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1] or 0)) end
   end
 end
 

@@ -12,9 +12,10 @@ local ANY_IDLERS = P .. 'idlers'
 -- @ jkey
 -- A job is a small hash (kept small so Redis stores it compactly as a listpack) plus its body:
 --   j:<id>  t type, q queue, p priority, r run_at, c created_at, u updated_at (epoch seconds as text),
---           s status, a attempts, k lease token, n ready sequence number (see take_ready), d dedupe key, e last error,
---           x dead-letter reason, y traceback, f failed_at. A new job has no u, a, k (fewer fields to write
---           per push): updated_at is then created_at, attempts and token 0.
+--           s status, a attempts, k lease token, n ready sequence number (see take_ready), d dedupe key,
+--           e last error, x dead-letter reason, y traceback, f failed_at. Fields at their usual value are
+--           left out (every field costs Redis time at each push): no p means priority 0, no r means run_at
+--           = created_at, no u means updated_at = created_at, no a or k means 0 attempts, token 0.
 --   b:<id>  the serialized envelope, verbatim
 local function jkey(id) return P .. 'j:' .. id end
 -- @ bkey

@@ -34,7 +34,11 @@ for i = 3, #ARGV, 8 do
     if run_at ~= created then run_ms = math.floor(tonumber(run_at) * 1000) end
     if run_ms == nil or run_ms <= client_ms then
       if prio == '0' then -- into the line; its sequence number is drawn when it leaves it (see take_ready)
-        redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created, 's', 'pending')
+        if run_at == created then
+          redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'c', created, 's', 'pending')
+        else
+          redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'r', run_at, 'c', created, 's', 'pending')
+        end
         if queue ~= line_queue then
           line_ids = lined[queue]
           if not line_ids then
@@ -62,8 +66,8 @@ for i = 3, #ARGV, 8 do
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
-      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created,
-        's', 'scheduled')
+      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'r', run_at, 'c', created, 's', 'scheduled')
+      if prio ~= '0' then redis.call('HSET', jk, 'p', prio) end
       redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
       if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
       queues[queue] = true

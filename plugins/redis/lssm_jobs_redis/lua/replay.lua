@@ -17,7 +17,7 @@ if job[4] then
   end
 end
 local changes = {}
-note(changes, queue, place(jk, id, queue, tonumber(job[2]), to_ms(ARGV[4]), client_ms))
+note(changes, queue, place(jk, id, queue, tonumber(job[2] or 0), to_ms(ARGV[4]), client_ms))
 redis.call('SADD', QUEUES, queue)
 notify(changes)
 save_seq()

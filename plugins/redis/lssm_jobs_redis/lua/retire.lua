@@ -26,7 +26,7 @@ for _, entry in ipairs(handed) do
       redis.call('ZREM', qkey(queue, 'active'), id)
       redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[5]) - 1, 0), 'k', tonumber(token) + 1,
         'u', now_text())
-      redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), ready_member(tonumber(job[3]), id))
+      redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4] or 0), ready_member(tonumber(job[3]), id))
       note(changes, queue, 'ready')
       returned = returned + 1
     end

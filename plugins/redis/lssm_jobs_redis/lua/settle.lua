@@ -63,7 +63,7 @@ for i = 5, #ARGV, 7 do
         end
       elseif op == 'retry' then
         redis.call('HSET', jk, 'r', ARGV[i + 4], 'e', ARGV[i + 5], 'k', next_token)
-        note(changes, queue, place(jk, id, queue, tonumber(job[4]), to_ms(ARGV[i + 4]), client_ms))
+        note(changes, queue, place(jk, id, queue, tonumber(job[4] or 0), to_ms(ARGV[i + 4]), client_ms))
       elseif op == 'dead' then
         redis.call('HSET', jk, 's', 'dead', 'x', ARGV[i + 4], 'u', stamp, 'f', stamp, 'k', next_token)
         if ARGV[i + 5] ~= '' then redis.call('HSET', jk, 'e', ARGV[i + 5]) end
@@ -74,7 +74,7 @@ for i = 5, #ARGV, 7 do
       else -- release: back in its old place in line
         redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[6]) - 1, 0), 'k', next_token,
           'u', stamp)
-        redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4]), member)
+        redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4] or 0), member)
         note(changes, queue, 'ready')
       end
     end
