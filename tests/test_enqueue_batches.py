@@ -10,11 +10,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import pytest
 from lssm_jobs.backends.base import OutgoingJob, PushResult
 from lssm_jobs.backends.memory import MemoryBackend
 from lssm_jobs.errors import SerializationError
-from lssm_jobs.jobs import JobCatalog, JobStatus
+from lssm_jobs.jobs import JobCatalog, JobOptions, JobStatus, define_job_type
 from lssm_jobs.queue import EnqueueRequest, JobQueue
 from lssm_jobs.testing import run_async
 
@@ -136,3 +137,38 @@ async def test_every_envelope_carries_its_own_times() -> None:
     assert later[0].created_at > jobs[0].created_at
     assert jobs[1].run_at == pytest.approx(jobs[1].created_at + 60)
     assert jobs[2].run_at == 1_700_000_000.5
+
+
+@attrs.frozen
+class Signup:
+    email: str
+    plan: str = "free"
+
+
+@run_async()
+async def test_pairs_are_stored_exactly_as_single_enqueues_store_them() -> None:
+    # enqueue_many prepares (type, payload) pairs inline; what it stores must not differ from enqueue's.
+    catalog = JobCatalog()
+    typed = define_job_type(type="signup", payload=Signup, catalog=catalog, version=2)
+    define_job_type(type="known", catalog=catalog, options=JobOptions(queue="mail", priority=3))
+    backend = BatchedMemoryBackend()
+    pairs: list[tuple[Any, Any]] = [
+        (typed, Signup(email="a@example.com")),
+        ("signup", {"email": "b@example.com", "plan": "pro"}),
+        ("known", {"n": 1}),
+        ("unknown.type", [1, "two"]),
+        (typed, {"email": "c@example.com"}),
+    ]
+    async with JobQueue(backend, catalog=catalog, sinks=[]) as queue:
+        many = await queue.enqueue_many(pairs)
+        singles = [await queue.enqueue(job_type, payload) for job_type, payload in pairs]
+        for batch_job, single_job in zip(many, singles, strict=True):
+            stored = [await backend.get(job.id) for job in (batch_job, single_job)]
+            envelopes = [queue.serializer.loads(record.body) for record in stored if record is not None]
+            assert len(envelopes) == 2
+            assert attrs.evolve(envelopes[0], id="", created_at=0.0, run_at=0.0) == attrs.evolve(
+                envelopes[1], id="", created_at=0.0, run_at=0.0
+            )
+            assert attrs.evolve(batch_job, id="", created_at=0.0, run_at=0.0) == attrs.evolve(
+                single_job, id="", created_at=0.0, run_at=0.0
+            )

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -97,6 +98,11 @@ class PreparedJob(NamedTuple):
     run_at: float
     meta: Mapping[str, str]
     body: bytes | str  # the serialized envelope, or (JSON) only the encoded payload, assembled when sent
+
+
+# PreparedJob's own constructor is a Python function; the tuple constructor builds the same record for the
+# enqueue_many loop, which runs once per job before anything is stored.
+_new_prepared = cast(Callable[[tuple[Any, ...]], PreparedJob], functools.partial(tuple.__new__, PreparedJob))
 
 
 def _keep_not_created(kept: list[tuple[int, PushResult]], offset: int, results: list[PushResult]) -> None:
@@ -303,21 +309,11 @@ class JobQueue:
         :raises SerializationError: the payload cannot be serialized.
         :raises ValueError: an invalid setting (negative delay, naive datetime, non-string meta).
         """
-        if isinstance(job_type, JobType):
-            definition: JobType[Any] | None = job_type
-            name = job_type.type
-        else:
-            name = job_type
-            definition = self.catalog.get(name)
-        if definition is None:
+        name, version, definition, options = self._resolve(job_type)
+        if definition is None or definition.payload is None:
             data = typed = payload
-            options, version = DEFAULT_OPTIONS, 1
         else:
-            if definition.payload is None:
-                data = typed = payload
-            else:
-                data, typed = validate_payload(definition, payload)
-            options, version = definition.options, definition.version
+            data, typed = validate_payload(definition, payload)
         if request is None:
             return self._prepared(
                 name,
@@ -373,6 +369,15 @@ class JobQueue:
             MappingProxyType(dict(request.meta)) if request.meta else _NO_META,
             job_id,
         )
+
+    def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
+        """Name, version, definition (None when the catalog does not know the name) and options."""
+        if isinstance(job_type, JobType):
+            return job_type.type, job_type.version, job_type, job_type.options
+        definition = self.catalog.get(job_type)
+        if definition is None:
+            return job_type, 1, None, DEFAULT_OPTIONS
+        return job_type, definition.version, definition, definition.options
 
     def _prepared(
         self,
@@ -527,15 +532,55 @@ class JobQueue:
         # The ids of all jobs from one read of the system's random source (one system call instead of one
         # per job): 32 hex digits (128 random bits) each.
         ids = os.urandom(16 * len(requests)).hex()
-        prepared = []
+        prepared: list[PreparedJob] = []
         prepare = self._prepare
+        # The common case, (type, payload) pairs with the default JSON serializer, is prepared inline: this
+        # loop runs before anything is stored, so each step here delays the first push (what _prepare does,
+        # with the type resolved once per run of jobs of one type).
+        serializer = self.serializer
+        encode = (
+            serializer.encode_value
+            if isinstance(serializer, JsonSerializer) and serializer.assembles(now, now)
+            else None
+        )
+        last_type: Any = None
+        resolved: tuple[str, int, JobType[Any] | None, JobOptions] = ("", 0, None, DEFAULT_OPTIONS)
         for index, request in enumerate(requests):
             job_id = ids[32 * index : 32 * index + 32]
             try:
                 if isinstance(request, EnqueueRequest):
                     prepared.append(prepare(request.job_type, request.payload, now, request, job_id))
+                    continue
+                job_type, payload = request
+                if encode is None:
+                    prepared.append(prepare(job_type, payload, now, None, job_id))
+                    continue
+                if job_type is not last_type:
+                    resolved = self._resolve(job_type)
+                    last_type = job_type
+                name, version, definition, options = resolved
+                if definition is None or definition.payload is None:
+                    data = typed = payload
                 else:
-                    prepared.append(prepare(request[0], request[1], now, None, job_id))
+                    data, typed = validate_payload(definition, payload)
+                prepared.append(
+                    _new_prepared(
+                        (
+                            job_id,
+                            name,
+                            version,
+                            typed,
+                            options.queue,
+                            options.priority,
+                            options,
+                            None,
+                            now,
+                            now,
+                            _NO_META,
+                            encode(data),
+                        )
+                    )
+                )
             except JobValidationError as error:
                 raise JobValidationError(
                     error.job_type,
