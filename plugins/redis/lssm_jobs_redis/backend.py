@@ -544,61 +544,65 @@ class RedisBackend(PullBackend):
 
     # -- producing ------------------------------------------------------------------------------------------
 
-    def _push_wire(self, jobs: Sequence[OutgoingJob]) -> list[bytes]:
-        """The 8 push arguments of each job, encoded as RESP bulk strings; type, queue and priority (shared
-        by the jobs of one type) are encoded once."""
-        wire = []
+    def _push_wire(self, jobs: Sequence[OutgoingJob]) -> tuple[int, list[bytes]]:
+        """The push arguments after the clock (see ``lua/push.lua``), encoded as RESP bulk strings, and how
+        many there are: the kinds of job (type, queue, priority, created_at: what the jobs of one
+        ``enqueue_many`` share), each written once, then 5 arguments per job."""
+        wire: list[bytes] = []
+        kinds: dict[tuple[str, str, int, float], bytes] = {}
+        kind_wire: list[bytes] = []
         heads = self._wire_heads
-        # Jobs of one enqueue_many share their time objects: each distinct one is written out once.
-        last_time: float | None = None
-        last_text = b""
+        last: tuple[str, str, int, float] | None = None
+        number = b""
         for job in jobs:
-            head = heads.get((job.type, job.queue, job.priority))
-            if head is None:
-                head = b"".join(
-                    b"$%d\r\n%b\r\n" % (len(field), field)
-                    for field in (job.type.encode(), job.queue.encode(), b"%d" % job.priority)
-                )
-                if len(heads) < 1024:
-                    heads[(job.type, job.queue, job.priority)] = head
+            created = job.created_at
+            if last is None or not (
+                job.type is last[0]
+                and job.queue is last[1]
+                and job.priority == last[2]
+                and created is last[3]
+            ):
+                last = (job.type, job.queue, job.priority, created)
+                found = kinds.get(last)
+                if found is None:
+                    head = heads.get(last[:3])
+                    if head is None:
+                        head = b"".join(
+                            b"$%d\r\n%b\r\n" % (len(field), field)
+                            for field in (job.type.encode(), job.queue.encode(), b"%d" % job.priority)
+                        )
+                        if len(heads) < 1024:
+                            heads[last[:3]] = head
+                    created_text = repr(float(created)).encode()
+                    kind_wire.append(head + b"$%d\r\n%b\r\n" % (len(created_text), created_text))
+                    index = b"%d" % (len(kinds) + 1)
+                    found = kinds[last] = b"$%d\r\n%b\r\n" % (len(index), index)
+                number = found
             job_id = job.id.encode()
-            if job.run_at is not last_time:
-                last_time = job.run_at
-                last_text = repr(float(last_time)).encode()
-            run_at = last_text
-            created_at = last_text if job.created_at is last_time else repr(float(job.created_at)).encode()
+            run_at = b"" if job.run_at == created else repr(float(job.run_at)).encode()
             dedupe = job.dedupe_key.encode() if job.dedupe_key else b""
             body = job.body
             wire.append(
-                b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
-                % (
-                    len(job_id),
-                    job_id,
-                    head,
-                    len(run_at),
-                    run_at,
-                    len(created_at),
-                    created_at,
-                    len(dedupe),
-                    dedupe,
-                    len(body),
-                    body,
-                )
+                b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+                % (len(job_id), job_id, number, len(run_at), run_at, len(dedupe), dedupe, len(body), body)
             )
-        return wire
+        count = b"%d" % len(kinds)
+        return 1 + 4 * len(kinds) + 5 * len(jobs), [b"$%d\r\n%b\r\n" % (len(count), count), *kind_wire, *wire]
 
     @staticmethod
-    def _push_args(job: OutgoingJob) -> tuple[Any, ...]:
-        return (
-            job.id,
-            job.type,
-            job.queue,
-            int(job.priority),
-            repr(float(job.run_at)),
-            repr(float(job.created_at)),
-            job.dedupe_key or "",
-            job.body,
-        )
+    def _push_values(jobs: Sequence[OutgoingJob]) -> list[Any]:
+        """The same arguments as plain values, for calls through redis-py."""
+        kinds: dict[tuple[str, str, int, float], int] = {}
+        per_job: list[Any] = []
+        for job in jobs:
+            key = (job.type, job.queue, int(job.priority), float(job.created_at))
+            number = kinds.setdefault(key, len(kinds) + 1)
+            run_at = "" if job.run_at == job.created_at else repr(float(job.run_at))
+            per_job.extend((job.id, number, run_at, job.dedupe_key or "", job.body))
+        values: list[Any] = [len(kinds)]
+        for job_type, queue, priority, created in kinds:
+            values.extend((job_type, queue, priority, repr(created)))
+        return values + per_job
 
     @staticmethod
     def _push_results(jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]:
@@ -615,19 +619,20 @@ class RedisBackend(PullBackend):
 
     def _push_command(self, jobs: Sequence[OutgoingJob]) -> bytes:
         """The whole push call for ``jobs``, RESP-encoded: ``FCALL <push> 1 <route> <prefix> <now ms>``
-        (or ``EVALSHA``), then 8 arguments per job."""
+        (or ``EVALSHA``), then the kinds of job and 5 arguments per job (see ``_push_wire``)."""
         invocation = self._push_invocation
         if invocation is None or invocation[0] != self._functions:
             # everything before the clock is the same on every call: encoded once
             encoded = pack_command((*self._invocation(self._scripts.push), self.keys.base))
             invocation = self._push_invocation = (self._functions, encoded[encoded.index(b"\r\n") + 2 :])
         now_ms = b"%d" % int(time.time() * 1000)
+        count, wire = self._push_wire(jobs)
         return b"".join(
             (
-                b"*%d\r\n" % (6 + 8 * len(jobs)),
+                b"*%d\r\n" % (6 + count),
                 invocation[1],
                 b"$%d\r\n%b\r\n" % (len(now_ms), now_ms),
-                *self._push_wire(jobs),
+                *wire,
             )
         )
 
@@ -650,9 +655,7 @@ class RedisBackend(PullBackend):
         channel = self._channel
         script = self._scripts.push
         if channel is None:
-            args: list[Any] = [self.keys.base, int(time.time() * 1000)]
-            for job in jobs:
-                args.extend(self._push_args(job))
+            args: list[Any] = [self.keys.base, int(time.time() * 1000), *self._push_values(jobs)]
             return await self._eval(script, args)
         return await self._reloading(script, lambda: channel.send(self._push_command(jobs)))
 
@@ -677,10 +680,7 @@ class RedisBackend(PullBackend):
             now_ms = int(time.time() * 1000)
             calls: list[list[Any]] = []
             for part in chunks:
-                args: list[Any] = [self.keys.base, now_ms]
-                for job in part:
-                    args.extend(self._push_args(job))
-                calls.append(args)
+                calls.append([self.keys.base, now_ms, *self._push_values(part)])
             replies = await self._pipeline_scripts(self._scripts.push, calls)
         results: list[PushResult] = []
         for part, reply in zip(chunks, replies, strict=True):

@@ -287,6 +287,31 @@ async def test_jobs_of_one_push_keep_their_own_times(redis_backend_factory: Back
             assert record.created_at == pytest.approx(job.created_at, abs=1e-6)
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
+@run_async()
+async def test_jobs_of_several_kinds_in_one_push_keep_their_own_fields(
+    redis_backend_factory: BackendFactory, pipelined: bool
+) -> None:
+    # A push writes what its jobs share (type, queue, priority, creation time) once per kind of job.
+    backend = redis_backend_factory(pipelined=pipelined, functions=pipelined)
+    jobs = []
+    for index in range(12):
+        job = outgoing(queue=("a", "b")[index % 2], priority=(0, 0, 4)[index % 3], dedupe=f"d{index}")
+        jobs.append(attrs.evolve(job, type=("x", "y", "z", "x")[index % 4]))
+    async with opened(backend):
+        assert all(result.created for result in await backend.push(jobs))
+        for job in jobs:
+            record = await backend.get(job.id)
+            assert record is not None
+            assert (record.type, record.queue, record.priority, record.dedupe_key) == (
+                job.type,
+                job.queue,
+                job.priority,
+                job.dedupe_key,
+            )
+            assert record.created_at == pytest.approx(job.created_at, abs=1e-6)
+
+
 @run_async()
 async def test_many_pushes_in_one_call_are_chunked_and_pipelined(
     redis_backend_factory: BackendFactory,

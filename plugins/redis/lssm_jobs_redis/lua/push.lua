@@ -1,10 +1,17 @@
--- Store jobs. ARGV[2]: the client's clock (ms); then 8 values per job: id, type, queue, priority, run_at
--- (epoch seconds), created_at, dedupe key ('' for none), body.
+-- Store jobs. ARGV[2]: the client's clock (ms); ARGV[3]: how many kinds of job follow (what the jobs of
+-- one enqueue share), 4 values each: type, queue, priority, created_at (epoch seconds); then 5 values per
+-- job: id, its kind (1, 2, ...), run_at (epoch seconds; '' when it is created_at), dedupe key ('' for
+-- none), body.
 -- Returns, per job, 1 when it is stored (now, or by an earlier push of the same id), else the id of the
 -- live job holding its dedupe key.
 -- Pushing a job id that already exists stores nothing and reports it stored, so a push retried after a
 -- lost reply never duplicates a job.
 local client_ms = tonumber(ARGV[2])
+local kinds = {}
+local first_job = 4 + 4 * tonumber(ARGV[3])
+for at = 4, first_job - 1, 4 do
+  kinds[tostring((at - 4) / 4 + 1)] = { ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3] }
+end
 local out = {}
 local k = 0 -- this job's place in the call
 local queues = {}
@@ -13,9 +20,11 @@ local readied = {} -- queue -> score, member pairs for the ready set (one comman
 local lined = {} -- queue -> ids for the line (priority 0; one command per queue)
 local line_queue, line_ids, line_count = nil, nil, 0 -- the line being added to (one queue, usually)
 local jprefix, bprefix = P .. 'j:', P .. 'b:'
-for i = 3, #ARGV, 8 do
-  local id, queue, prio, run_at, created, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
-    ARGV[i + 6]
+for i = first_job, #ARGV, 5 do
+  local kind = kinds[ARGV[i + 1]]
+  local id, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3]
+  local job_type, queue, prio, created = kind[1], kind[2], kind[3], kind[4]
+  if run_at == '' then run_at = created end
   k = k + 1
   local holder = nil
   if dedupe ~= '' then
@@ -24,7 +33,7 @@ for i = 3, #ARGV, 8 do
   end
   if holder and holder ~= id then
     out[k] = holder
-  elseif not redis.call('SET', bprefix .. id, ARGV[i + 7], 'NX') then
+  elseif not redis.call('SET', bprefix .. id, ARGV[i + 4], 'NX') then
     out[k] = 1 -- stored before (a repeated push): nothing to do
   else
     local jk = jprefix .. id
@@ -35,9 +44,9 @@ for i = 3, #ARGV, 8 do
     if run_ms == nil or run_ms <= client_ms then
       if prio == '0' then -- into the line; its sequence number is drawn when it leaves it (see take_ready)
         if run_at == created then
-          redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'c', created, 's', 'pending')
+          redis.call('HSET', jk, 't', job_type, 'q', queue, 'c', created, 's', 'pending')
         else
-          redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'r', run_at, 'c', created, 's', 'pending')
+          redis.call('HSET', jk, 't', job_type, 'q', queue, 'r', run_at, 'c', created, 's', 'pending')
         end
         if queue ~= line_queue then
           line_ids = lined[queue]
@@ -51,7 +60,7 @@ for i = 3, #ARGV, 8 do
         line_ids[line_count] = id
       else
         local seq = next_seq()
-        redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'p', prio, 'r', run_at, 'c', created,
+        redis.call('HSET', jk, 't', job_type, 'q', queue, 'p', prio, 'r', run_at, 'c', created,
           's', 'pending', 'n', seq)
         local additions = readied[queue]
         if not additions then
@@ -66,7 +75,7 @@ for i = 3, #ARGV, 8 do
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
-      redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'r', run_at, 'c', created, 's', 'scheduled')
+      redis.call('HSET', jk, 't', job_type, 'q', queue, 'r', run_at, 'c', created, 's', 'scheduled')
       if prio ~= '0' then redis.call('HSET', jk, 'p', prio) end
       redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
       if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
