@@ -1,4 +1,5 @@
-"""The direct constructors of the enqueue hot path build exactly what the attrs constructors build."""
+"""The direct constructors of the enqueue and dispatch hot paths build exactly what the attrs constructors
+and the checked decoding path build."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import attrs
 import pytest
 from lssm_jobs._slots import slot_setters
 from lssm_jobs.backends.base import OutgoingJob, new_outgoing_job
+from lssm_jobs.errors import SerializationError
 from lssm_jobs.jobs import Job, JobOptions, JobStatus, new_job
+from lssm_jobs.serialization import Envelope, envelope_from_dict
 
 
 def _distinct_values(cls: type[Any]) -> dict[str, Any]:
@@ -53,3 +56,36 @@ def test_classes_with_slots_beyond_their_fields_are_refused() -> None:
 
     with pytest.raises(TypeError, match="not exactly its fields"):
         slot_setters(Hashed)
+
+
+def test_plain_envelopes_decode_like_the_checked_path() -> None:
+    data: dict[str, Any] = {
+        "type": "mail.send",
+        "version": 2,
+        "queue": "mail",
+        "priority": 3,
+        "id": "id-1",
+        "created_at": 1700000000.25,
+        "run_at": 1700000001.5,
+        "payload": {"to": "a@example.com"},
+    }
+    expected = Envelope(
+        id="id-1",
+        type="mail.send",
+        version=2,
+        payload={"to": "a@example.com"},
+        queue="mail",
+        priority=3,
+        created_at=1700000000.25,
+        run_at=1700000001.5,
+    )
+    assert envelope_from_dict(data) == expected
+    minimal = {key: data[key] for key in ("type", "version", "id", "created_at", "run_at")}
+    assert envelope_from_dict(minimal) == attrs.evolve(expected, payload=None, queue="default", priority=0)
+    # other shapes take the field-by-field path: converted where that path converts, refused naming the field
+    assert envelope_from_dict({**data, "created_at": 1700000000}).created_at == 1700000000.0
+    assert envelope_from_dict({**data, "meta": {"trace": "t"}}).meta == {"trace": "t"}
+    with pytest.raises(SerializationError, match="'version'"):
+        envelope_from_dict({**data, "version": True})
+    with pytest.raises(SerializationError, match="'queue'"):
+        envelope_from_dict({**data, "queue": 5})

@@ -25,8 +25,9 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
+from lssm_jobs._slots import slot_setters
 from lssm_jobs.errors import FieldError, JobValidationError, SerializationError
-from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobOptions, JobStatus, JobType
+from lssm_jobs.jobs import DEFAULT_OPTIONS, Job, JobOptions, JobStatus, JobType, new_job
 
 ENVELOPE_FORMAT = 1  # bumped when the envelope's own shape changes incompatibly
 _MISSING: Any = object()
@@ -286,27 +287,85 @@ def job_from_envelope(
     """The user-facing :class:`~lssm_jobs.jobs.Job` for an envelope, with its (typed) payload and what the
     backend knows now: status, attempt, current ``run_at`` (a retry moves it) and last error. ``version``
     is the payload's version after any upgrade (the envelope's by default)."""
-    return Job(
-        id=envelope.id,
-        type=envelope.type,
-        version=envelope.version if version is None else version,
-        payload=payload,
-        queue=envelope.queue,
-        status=status,
-        attempt=attempt,
-        max_retries=envelope.options.max_retries,
-        priority=envelope.priority,
-        run_at=envelope.run_at if run_at is None else run_at,
-        created_at=envelope.created_at,
-        dedupe_key=envelope.dedupe_key,
-        last_error=last_error,
-        options=envelope.options,
-        meta=envelope.meta,
+    return new_job(
+        envelope.id,
+        envelope.type,
+        envelope.version if version is None else version,
+        payload,
+        envelope.queue,
+        status,
+        attempt,
+        envelope.options.max_retries,
+        envelope.priority,
+        envelope.run_at if run_at is None else run_at,
+        envelope.created_at,
+        envelope.dedupe_key,
+        last_error,
+        envelope.options,
+        envelope.meta,
     )
+
+
+(
+    _set_id,
+    _set_type,
+    _set_version,
+    _set_payload,
+    _set_queue,
+    _set_priority,
+    _set_options,
+    _set_dedupe_key,
+    _set_created_at,
+    _set_run_at,
+    _set_meta,
+    _set_format,
+) = slot_setters(Envelope)
+
+
+def _plain_envelope(data: dict[str, Any]) -> Envelope | None:
+    """The envelope of the shape every job without options, dedupe key or meta has (what a worker decodes
+    for each job), checked and built in one pass; None for any other shape (then every field is checked
+    one by one, naming the bad one)."""
+    get = data.get
+    job_id, job_type, version = get("id"), get("type"), get("version")
+    queue, priority = get("queue", "default"), get("priority", 0)
+    created_at, run_at, envelope_format = get("created_at"), get("run_at"), get("format", ENVELOPE_FORMAT)
+    if not (
+        type(job_id) is str
+        and type(job_type) is str
+        and type(version) is int
+        and type(queue) is str
+        and type(priority) is int
+        and type(created_at) is float
+        and type(run_at) is float
+        and type(envelope_format) is int
+        and get("options") is None
+        and get("dedupe_key") is None
+        and get("meta") is None
+    ):
+        return None
+    envelope: Envelope = object.__new__(Envelope)
+    _set_id(envelope, job_id)
+    _set_type(envelope, job_type)
+    _set_version(envelope, version)
+    _set_payload(envelope, get("payload"))
+    _set_queue(envelope, queue)
+    _set_priority(envelope, priority)
+    _set_options(envelope, DEFAULT_OPTIONS)
+    _set_dedupe_key(envelope, None)
+    _set_created_at(envelope, created_at)
+    _set_run_at(envelope, run_at)
+    _set_meta(envelope, {})
+    _set_format(envelope, envelope_format)
+    return envelope
 
 
 def envelope_from_dict(data: Any) -> Envelope:
     """Check and build an envelope from decoded data. :raises SerializationError: naming the bad field."""
+    if type(data) is dict:
+        plain = _plain_envelope(data)
+        if plain is not None:
+            return plain
     if not isinstance(data, Mapping):
         raise SerializationError(f"envelope must be an object, got {type(data).__name__}")
     options = data.get("options")
