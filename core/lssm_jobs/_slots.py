@@ -1,11 +1,12 @@
-"""Direct construction of frozen attrs records on the enqueue hot path.
+"""Direct construction of frozen attrs records on the enqueue and dispatch hot paths.
 
 attrs' ``__init__`` of a frozen class sets every field through ``object.__setattr__`` from keyword arguments
 (about 0.1 µs a field). ``enqueue_many`` builds a :class:`~lssm_jobs.jobs.Job` and an
-:class:`~lssm_jobs.backends.base.OutgoingJob` for every job, so :func:`~lssm_jobs.jobs.new_job` and
-:func:`~lssm_jobs.backends.base.new_outgoing_job` set the slots through their descriptors instead, at about
-half the cost. They run no validators, converters or defaults, so they serve only records that have none;
-tests compare what they build with what the attrs constructor builds, field by field.
+:class:`~lssm_jobs.backends.base.OutgoingJob` for every job, and a worker an ``Envelope`` and a ``Job``, so
+:func:`~lssm_jobs.jobs.new_job`, :func:`~lssm_jobs.backends.base.new_outgoing_job` and the serializer's
+plain-envelope path set the slots through their descriptors instead, at about half the cost. They run no
+validators, converters or defaults, so they serve only records that have none; tests compare what they
+build with what the attrs constructor builds, field by field.
 """
 
 from __future__ import annotations
