@@ -12,8 +12,9 @@ After sending, the thread polls its socket for the reply for up to ``reply_spin_
 the kernel. A local Redis answers a push within tens of microseconds, while waking a thread that sleeps
 costs 20-50 µs on many virtual machines (measured on our 2-core benchmark machine: a PING round trip of
 23 µs polling against 61-74 µs sleeping). Polling costs that much CPU per push, so it is skipped where it
-cannot help: a process limited to one CPU (Redis, if local, needs it), TLS sockets, and platforms without
-``MSG_DONTWAIT``.
+cannot help: a process limited to one CPU (Redis, if local, needs it), TLS sockets, platforms without
+``MSG_DONTWAIT``, and a Redis farther away than the polling time (after a reply polling missed, the next
+64 pushes of that thread sleep at once).
 """
 
 from __future__ import annotations
@@ -68,6 +69,24 @@ def _poll(sock: socket.socket, spin: float) -> bytes | None:
         except BlockingIOError:
             if time.perf_counter() >= deadline:
                 return None
+
+
+# After a reply that polling did not see come (Redis is farther than reply_spin_us), this many pushes sleep
+# at once before polling is tried again: a remote Redis costs one wasted poll per this many pushes.
+_UNPOLLED_AFTER_MISS = 64
+
+
+class _ThreadConnection:
+    """One thread's connection, its reply parser, and whether its pushes poll for replies."""
+
+    __slots__ = ("connection", "reader", "sock", "spin", "unpolled")
+
+    def __init__(self, connection: Any, sock: socket.socket, spin: float) -> None:
+        self.connection = connection
+        self.sock = sock
+        self.reader = _parser()
+        self.spin = spin
+        self.unpolled = 0
 
 
 def _usable_cpus() -> int:
@@ -148,13 +167,21 @@ class BlockingPusher:
             return self._roundtrip(backend._push_command(jobs))
 
     def _roundtrip(self, command: bytes) -> Any:
-        _, sock, reader, spin = self._connection()
+        own = self._connection()
+        sock, reader = own.sock, own.reader
         sock.sendall(command)
         while True:
             reply = reader.gets()
             if reply is not False:
                 break
-            data = _poll(sock, spin) if spin else None
+            data = None
+            if own.spin:
+                if own.unpolled:
+                    own.unpolled -= 1
+                else:
+                    data = _poll(sock, own.spin)
+                    if data is None:  # a Redis this far away answers slower than polling can wait for
+                        own.unpolled = _UNPOLLED_AFTER_MISS
             if data is None:
                 data = sock.recv(65536)
             if not data:
@@ -164,10 +191,10 @@ class BlockingPusher:
             raise _as_exception(reply)
         return reply
 
-    def _connection(self) -> tuple[Any, Any, Any, float]:
-        state = getattr(self._local, "state", None)
-        if state is not None:
-            return state  # type: ignore[no-any-return]
+    def _connection(self) -> _ThreadConnection:
+        own: _ThreadConnection | None = getattr(self._local, "own", None)
+        if own is not None:
+            return own
         if self._closed:
             raise builtins.ConnectionError("the Redis backend was closed")
         connection = self._connection_class(**self._settings)
@@ -179,20 +206,20 @@ class BlockingPusher:
                 "this redis-py version keeps its socket elsewhere; blocking pushes unavailable"
             )
         spin = 0.0 if isinstance(sock, ssl.SSLSocket) else self._spin  # SSL sockets take no recv flags
-        state = (connection, sock, _parser(), spin)
-        self._local.state = state
+        own = _ThreadConnection(connection, sock, spin)
+        self._local.own = own
         with self._lock:
             self._connections.append(connection)
-        return state
+        return own
 
     def _drop(self) -> None:
-        state = getattr(self._local, "state", None)
-        self._local.state = None
-        if state is not None:
+        own: _ThreadConnection | None = getattr(self._local, "own", None)
+        self._local.own = None
+        if own is not None:
             with self._lock:
-                if state[0] in self._connections:
-                    self._connections.remove(state[0])
-            state[0].disconnect()
+                if own.connection in self._connections:
+                    self._connections.remove(own.connection)
+            own.connection.disconnect()
 
     def close(self) -> None:
         """Close every thread's connection (threads that push afterwards get an error)."""

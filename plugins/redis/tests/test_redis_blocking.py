@@ -14,7 +14,7 @@ from lssm_jobs.blocking import open_blocking_queue
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs_redis import RedisBackend
-from lssm_jobs_redis.blocking import BlockingPusher, _poll, _usable_cpus
+from lssm_jobs_redis.blocking import _UNPOLLED_AFTER_MISS, BlockingPusher, _poll, _usable_cpus
 
 
 def blocking_queue(url: str, prefix: str, **options: Any) -> Any:
@@ -58,6 +58,29 @@ def test_pushes_wait_for_the_reply_polling_or_sleeping(
         assert isinstance(pusher, BlockingPusher)
         assert (pusher._spin > 0) is (spin_us > 0 and _usable_cpus() > 1)
         assert [job.payload["n"] for job in map(jobs.get, ids) if job is not None] == list(range(20))
+
+
+def test_polling_stops_for_a_while_when_replies_come_later_than_it_waits(
+    redis_server: Any, unique_prefix: Any
+) -> None:
+    # 1 µs of polling cannot see a reply that needs a round trip (a reply already there when the poll
+    # starts is seen, so not every push misses): after a miss the thread sleeps at once for its next 64
+    # pushes, as it would against a remote Redis, and every push still gets its reply.
+    with blocking_queue(redis_server.url, unique_prefix(), reply_spin_us=1) as jobs:
+        jobs.enqueue("report.build", {"n": 0})
+        pusher = jobs.queue.backend.blocking_pusher()
+        assert isinstance(pusher, BlockingPusher)
+        if not pusher._spin:
+            pytest.skip("polling is off in a process limited to one CPU")
+        own = pusher._connection()
+        seen = [own.unpolled]
+        for n in range(1, 40):
+            jobs.enqueue("report.build", {"n": n})
+            seen.append(own.unpolled)
+        assert _UNPOLLED_AFTER_MISS in seen
+        after_miss = seen[seen.index(_UNPOLLED_AFTER_MISS) :]
+        assert after_miss == list(range(_UNPOLLED_AFTER_MISS, _UNPOLLED_AFTER_MISS - len(after_miss), -1))
+        assert jobs.counts()["default"][JobStatus.PENDING] == 40
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
