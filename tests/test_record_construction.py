@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 from lssm_jobs._slots import slot_setters
-from lssm_jobs.backends.base import OutgoingJob, new_outgoing_job
+from lssm_jobs.backends.base import OutgoingJob, PushResult, new_outgoing_job, new_push_result
 from lssm_jobs.errors import SerializationError
 from lssm_jobs.jobs import Job, JobOptions, JobStatus, new_job
 from lssm_jobs.serialization import Envelope, envelope_from_dict
@@ -34,11 +34,14 @@ def _distinct_values(cls: type[Any]) -> dict[str, Any]:
         "options": JobOptions(max_retries=7, queue="mail"),
         "meta": MappingProxyType({"trace": "t-1"}),
         "body": b'{"id":"id-1"}',
+        "created": True,
     }
     return {field.name: samples[field.name] for field in attrs.fields(cls)}
 
 
-@pytest.mark.parametrize(("cls", "build"), [(Job, new_job), (OutgoingJob, new_outgoing_job)])
+@pytest.mark.parametrize(
+    ("cls", "build"), [(Job, new_job), (OutgoingJob, new_outgoing_job), (PushResult, new_push_result)]
+)
 def test_direct_construction_equals_the_attrs_constructor(cls: type[Any], build: Any) -> None:
     values = _distinct_values(cls)
     direct = build(*values.values())

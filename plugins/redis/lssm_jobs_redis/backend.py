@@ -41,6 +41,7 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    new_push_result,
 )
 from lssm_jobs.jobs import JobStatus
 from redis.exceptions import (
@@ -607,9 +608,7 @@ class RedisBackend(PullBackend):
     @staticmethod
     def _push_results(jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]:
         return [
-            PushResult(id=job.id, created=True)
-            if result == 1
-            else PushResult(id=result.decode(), created=False)
+            new_push_result(job.id, True) if result == 1 else new_push_result(result.decode(), False)
             for job, result in zip(jobs, reply, strict=True)
         ]
 
