@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from lssm_jobs.blocking import open_blocking_queue
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import JobCatalog, JobStatus
@@ -63,24 +64,24 @@ def test_pushes_wait_for_the_reply_polling_or_sleeping(
 def test_polling_stops_for_a_while_when_replies_come_later_than_it_waits(
     redis_server: Any, unique_prefix: Any
 ) -> None:
-    # 1 µs of polling cannot see a reply that needs a round trip (a reply already there when the poll
-    # starts is seen, so not every push misses): after a miss the thread sleeps at once for its next 64
-    # pushes, as it would against a remote Redis, and every push still gets its reply.
-    with blocking_queue(redis_server.url, unique_prefix(), reply_spin_us=1) as jobs:
+    # A reply that takes longer than the polling time (here: the server holds writes for 100 ms, as a
+    # remote Redis would be far away) makes the thread sleep at once for its next 64 pushes.
+    admin = redis.Redis.from_url(redis_server.url)
+    with blocking_queue(redis_server.url, unique_prefix()) as jobs:
         jobs.enqueue("report.build", {"n": 0})
         pusher = jobs.queue.backend.blocking_pusher()
         assert isinstance(pusher, BlockingPusher)
         if not pusher._spin:
             pytest.skip("polling is off in a process limited to one CPU")
         own = pusher._connection()
-        seen = [own.unpolled]
-        for n in range(1, 40):
-            jobs.enqueue("report.build", {"n": n})
-            seen.append(own.unpolled)
-        assert _UNPOLLED_AFTER_MISS in seen
-        after_miss = seen[seen.index(_UNPOLLED_AFTER_MISS) :]
-        assert after_miss == list(range(_UNPOLLED_AFTER_MISS, _UNPOLLED_AFTER_MISS - len(after_miss), -1))
-        assert jobs.counts()["default"][JobStatus.PENDING] == 40
+        own.unpolled = 0  # whatever the first push saw
+        admin.execute_command("CLIENT", "PAUSE", "100", "WRITE")
+        jobs.enqueue("report.build", {"n": 1})  # answered after the pause: the poll missed it
+        assert own.unpolled == _UNPOLLED_AFTER_MISS
+        jobs.enqueue("report.build", {"n": 2})
+        assert own.unpolled == _UNPOLLED_AFTER_MISS - 1
+        assert jobs.counts()["default"][JobStatus.PENDING] == 3
+    admin.close()
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
