@@ -88,10 +88,11 @@ class BlockingQueue:
                 timeout_ms,
                 meta,
             )
-            (result,) = pusher([self.queue._outgoing(prepared)])
+            job, body = prepared
+            (result,) = pusher([self.queue._outgoing(job, body)])
             if result.created:
-                return JobQueue._new_job(prepared, now)
-            job, _ = self._call(self.queue._live_duplicate(prepared, result))
+                return job
+            job, _ = self._call(self.queue._live_duplicate(job, body, result))
             return job
         return self._call(
             self.queue.enqueue(

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import os
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 import attrs
 
@@ -83,26 +82,10 @@ QUEUE_OPTIONS = frozenset(
 _NO_META: Mapping[str, str] = MappingProxyType({})
 
 
-class PreparedJob(NamedTuple):
-    """A validated, serialized job on its way to the backend (internal to :class:`JobQueue`)."""
-
-    id: str
-    type: str
-    version: int
-    typed: Any  # the payload as the handler and the returned Job see it
-    queue: str
-    priority: int
-    options: JobOptions
-    dedupe_key: str | None
-    created_at: float
-    run_at: float
-    meta: Mapping[str, str]
-    body: bytes | str  # the serialized envelope, or (JSON) only the encoded payload, assembled when sent
-
-
-# PreparedJob's own constructor is a Python function; the tuple constructor builds the same record for the
-# enqueue_many loop, which runs once per job before anything is stored.
-_new_prepared = cast(Callable[[tuple[Any, ...]], PreparedJob], functools.partial(tuple.__new__, PreparedJob))
+# A prepared job's body: the serialized envelope, or (JSON) only the encoded payload, the envelope being
+# assembled around it when the job is sent. A prepared job is its Job (what enqueue returns) and its body,
+# kept as a pair or, for many jobs, as two parallel lists: no record of its own per job.
+Body = bytes | str
 
 
 def _keep_not_created(kept: list[tuple[int, PushResult]], offset: int, results: list[PushResult]) -> None:
@@ -300,8 +283,8 @@ class JobQueue:
         now: float,
         request: EnqueueRequest | None = None,
         job_id: str | None = None,
-    ) -> PreparedJob:
-        """Validate one job and serialize it. ``request`` carries the
+    ) -> tuple[Job[Any], Body]:
+        """Validate one job and serialize it: its :class:`Job` and its body. ``request`` carries the
         optional settings (None: all defaults, the common case, checked without building a request);
         ``job_id`` is a new random id when None.
 
@@ -393,27 +376,31 @@ class JobQueue:
         run_at: float,
         meta: Mapping[str, str],
         job_id: str | None,
-    ) -> PreparedJob:
+    ) -> tuple[Job[Any], Body]:
         if job_id is None:
             job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
+        job = new_job(
+            job_id,
+            name,
+            version,
+            typed,
+            queue,
+            JobStatus.SCHEDULED if run_at > created_at else JobStatus.PENDING,
+            0,
+            options.max_retries,
+            priority,
+            run_at,
+            created_at,
+            dedupe_key,
+            None,
+            options,
+            meta,
+        )
         serializer = self.serializer
         if isinstance(serializer, JsonSerializer) and serializer.assembles(created_at, run_at):
             # The default: only the payload is encoded now (the part that can fail); the envelope is
             # assembled around it when the job is sent (see _outgoing), overlapping the backend's work.
-            return PreparedJob(
-                job_id,
-                name,
-                version,
-                typed,
-                queue,
-                priority,
-                options,
-                dedupe_key,
-                created_at,
-                run_at,
-                meta,
-                serializer.encode_value(data),
-            )
+            return job, serializer.encode_value(data)
         body = serializer.dumps(
             Envelope(
                 id=job_id,
@@ -429,9 +416,7 @@ class JobQueue:
                 meta=meta,
             )
         )
-        return PreparedJob(
-            job_id, name, version, typed, queue, priority, options, dedupe_key, created_at, run_at, meta, body
-        )
+        return job, body
 
     async def enqueue(
         self,
@@ -473,7 +458,7 @@ class JobQueue:
             timeout_ms,
             meta,
         )
-        jobs = await self._store([prepared], now)
+        jobs = await self._store([prepared[0]], [prepared[1]])
         return jobs[0]
 
     def _prepare_call(
@@ -489,7 +474,7 @@ class JobQueue:
         max_retries: int | None,
         timeout_ms: int | None,
         meta: Mapping[str, str] | None,
-    ) -> PreparedJob:
+    ) -> tuple[Job[Any], Body]:
         """``_prepare`` for ``enqueue``'s arguments (no request object when they are all defaults)."""
         if (
             delay_ms is None
@@ -532,7 +517,8 @@ class JobQueue:
         # The ids of all jobs from one read of the system's random source (one system call instead of one
         # per job): 32 hex digits (128 random bits) each.
         ids = os.urandom(16 * len(requests)).hex()
-        prepared: list[PreparedJob] = []
+        jobs: list[Job[Any]] = []
+        bodies: list[Body] = []
         prepare = self._prepare
         # The common case, (type, payload) pairs with the default JSON serializer, is prepared inline: this
         # loop runs before anything is stored, so each step here delays the first push (what _prepare does,
@@ -549,72 +535,77 @@ class JobQueue:
             job_id = ids[32 * index : 32 * index + 32]
             try:
                 if isinstance(request, EnqueueRequest):
-                    prepared.append(prepare(request.job_type, request.payload, now, request, job_id))
-                    continue
-                job_type, payload = request
-                if encode is None:
-                    prepared.append(prepare(job_type, payload, now, None, job_id))
-                    continue
-                if job_type is not last_type:
-                    resolved = self._resolve(job_type)
-                    last_type = job_type
-                name, version, definition, options = resolved
-                if definition is None or definition.payload is None:
-                    data = typed = payload
+                    job, body = prepare(request.job_type, request.payload, now, request, job_id)
+                elif encode is None:
+                    job, body = prepare(request[0], request[1], now, None, job_id)
                 else:
-                    data, typed = validate_payload(definition, payload)
-                prepared.append(
-                    _new_prepared(
-                        (
-                            job_id,
-                            name,
-                            version,
-                            typed,
-                            options.queue,
-                            options.priority,
-                            options,
-                            None,
-                            now,
-                            now,
-                            _NO_META,
-                            encode(data),
-                        )
+                    job_type, payload = request
+                    if job_type is not last_type:
+                        resolved = self._resolve(job_type)
+                        last_type = job_type
+                    name, version, definition, options = resolved
+                    if definition is None or definition.payload is None:
+                        data = typed = payload
+                    else:
+                        data, typed = validate_payload(definition, payload)
+                    job = new_job(
+                        job_id,
+                        name,
+                        version,
+                        typed,
+                        options.queue,
+                        JobStatus.PENDING,
+                        0,
+                        options.max_retries,
+                        options.priority,
+                        now,
+                        now,
+                        None,
+                        None,
+                        options,
+                        _NO_META,
                     )
-                )
+                    body = encode(data)
             except JobValidationError as error:
                 raise JobValidationError(
                     error.job_type,
                     [FieldError(path=f"[{index}]{e.path[1:]}", message=e.message) for e in error.errors],
                 ) from error
-        return await self._store(prepared, now)
+            jobs.append(job)
+            bodies.append(body)
+        return await self._store(jobs, bodies)
 
-    async def _store(self, prepared: Sequence[PreparedJob], now: float) -> list[Job[Any]]:
-        """Push prepared jobs and return their :class:`Job`s (the live duplicate for a deduplicated one)."""
-        if not prepared:
-            return []
+    async def _store(self, jobs: list[Job[Any]], bodies: Sequence[Body]) -> list[Job[Any]]:
+        """Push prepared jobs (``jobs[i]`` with its ``bodies[i]``) and return them, a deduplicated job replaced
+        by the live duplicate (in ``jobs`` itself)."""
+        if not jobs:
+            return jobs
+        now = jobs[0].created_at  # the jobs of one call share their creation time
         backend = await self._opened()
-        batch = backend.push_batch or len(prepared)
+        batch = backend.push_batch or len(jobs)
         # Only results that stored nothing (dedupe) are kept: the rest are dropped batch by batch, which
         # spares the garbage collector tens of thousands of live objects in a big enqueue_many.
         not_created: list[tuple[int, PushResult]] = []
-        if len(prepared) <= batch:  # one call, awaited directly: no task for a single enqueue
-            _keep_not_created(not_created, 0, await backend.push([self._outgoing(item) for item in prepared]))
-            jobs = [self._new_job(item, now) for item in prepared]
+        outgoing = self._outgoing
+        if len(jobs) <= batch:  # one call, awaited directly: no task for a single enqueue
+            pushed = [outgoing(job, body) for job, body in zip(jobs, bodies, strict=True)]
+            _keep_not_created(not_created, 0, await backend.push(pushed))
         else:
             # Up to PUSHES_IN_FLIGHT batches are sent before the first reply is awaited, so the backend is
-            # never idle between batches; the queue builds Jobs and the next batch meanwhile.
-            jobs = []
+            # never idle between batches; the queue builds the next batch meanwhile.
             in_flight: deque[tuple[int, asyncio.Future[list[PushResult]]]] = deque()
             try:
-                for start in range(0, len(prepared), batch):
-                    part = prepared[start : start + batch]
-                    outgoing = [self._outgoing(item) for item in part]
+                for start in range(0, len(jobs), batch):
+                    end = start + batch
+                    part = [
+                        outgoing(job, body)
+                        for job, body in zip(jobs[start:end], bodies[start:end], strict=True)
+                    ]
                     if len(in_flight) >= PUSHES_IN_FLIGHT:
                         offset, push = in_flight.popleft()
                         _keep_not_created(not_created, offset, await push)
-                    in_flight.append((start, asyncio.ensure_future(backend.push(outgoing))))
+                    in_flight.append((start, asyncio.ensure_future(backend.push(part))))
                     await asyncio.sleep(0)  # let the push go out before building more
-                    jobs.extend(self._new_job(item, now) for item in part)
                 while in_flight:
                     offset, push = in_flight[0]
                     _keep_not_created(not_created, offset, await push)
@@ -624,7 +615,7 @@ class JobQueue:
                     pending.cancel()
         deduplicated: set[int] = set()
         for index, result in not_created:
-            jobs[index], result = await self._live_duplicate(prepared[index], result)
+            jobs[index], result = await self._live_duplicate(jobs[index], bodies[index], result)
             if not result.created:
                 deduplicated.add(index)
         if self.events.wants(JobEnqueued.name):
@@ -643,8 +634,7 @@ class JobQueue:
                 )
         return jobs
 
-    def _outgoing(self, job: PreparedJob) -> OutgoingJob:
-        body = job.body
+    def _outgoing(self, job: Job[Any], body: Body) -> OutgoingJob:
         if type(body) is str:
             body = cast(JsonSerializer, self.serializer).assemble(
                 job.id,
@@ -670,27 +660,9 @@ class JobQueue:
             cast(bytes, body),
         )
 
-    @staticmethod
-    def _new_job(job: PreparedJob, now: float) -> Job[Any]:
-        return new_job(
-            job.id,
-            job.type,
-            job.version,
-            job.typed,
-            job.queue,
-            JobStatus.SCHEDULED if job.run_at > now else JobStatus.PENDING,
-            0,
-            job.options.max_retries,
-            job.priority,
-            job.run_at,
-            job.created_at,
-            job.dedupe_key,
-            None,
-            job.options,
-            job.meta,
-        )
-
-    async def _live_duplicate(self, prepared: PreparedJob, result: PushResult) -> tuple[Job[Any], PushResult]:
+    async def _live_duplicate(
+        self, job: Job[Any], body: Body, result: PushResult
+    ) -> tuple[Job[Any], PushResult]:
         """The job holding a deduplicated job's key. When that job is gone before it can be read back
         (finished and pruned in between), its key is free again: push ours once more."""
         backend = await self._opened()
@@ -698,11 +670,11 @@ class JobQueue:
             existing = await self.get(result.id)
             if existing is not None:
                 return existing, result
-            (result,) = await backend.push([self._outgoing(prepared)])
+            (result,) = await backend.push([self._outgoing(job, body)])
             if result.created:
-                return self._new_job(prepared, time.time()), result
+                return job, result
         raise LssmJobsError(
-            f"dedupe key {prepared.dedupe_key!r} kept pointing at jobs that vanished before they could be read"
+            f"dedupe key {job.dedupe_key!r} kept pointing at jobs that vanished before they could be read"
         )
 
     # -- inspecting -----------------------------------------------------------------------------------------
