@@ -229,7 +229,7 @@ def measure(lib: str, url: str, options: argparse.Namespace, directory: Path) ->
                 time.sleep(0.05)
             time.sleep(1.0)  # let it go idle: the warm-up jobs are done, nothing is queued
             for _ in range(options.latency):
-                adapter.enqueue_single([time.time()])
+                adapter.enqueue_stamped()
                 time.sleep(options.gap)
             result = worker.wait_result(options.timeout)
         finally:

@@ -27,12 +27,8 @@ class Adapter(AsyncAdapter):
         super().__init__()
         self.pool: Any = self.run(create_pool(RedisSettings.from_dsn(redis_url())))
 
-    def enqueue_single(self, times: list[float]) -> None:
-        async def go() -> None:
-            for t in times:
-                await self.pool.enqueue_job("noop", t)
-
-        self.run(go())
+    async def enqueue_one(self, t: float) -> None:
+        await self.pool.enqueue_job("noop", t)
 
     def run_worker(self) -> None:
         async def go() -> None:

@@ -36,12 +36,8 @@ class Adapter(AsyncAdapter):
         self.queue = make_queue()
         self.blocking: BlockingQueue | None = None
 
-    def enqueue_single(self, times: list[float]) -> None:
-        async def go() -> None:
-            for t in times:
-                await self.queue.enqueue(NOOP, {"t": t})
-
-        self.run(go())
+    async def enqueue_one(self, t: float) -> None:
+        await self.queue.enqueue(NOOP, {"t": t})
 
     def enqueue_single_sync(self, times: list[float]) -> bool:
         if self.blocking is None:

@@ -26,12 +26,8 @@ class Adapter(AsyncAdapter):
         self.queue: Any = Queue.from_url(redis_url(), name="bench")
         self.run(self.queue.connect())
 
-    def enqueue_single(self, times: list[float]) -> None:
-        async def go() -> None:
-            for t in times:
-                await self.queue.enqueue("noop", t=t)
-
-        self.run(go())
+    async def enqueue_one(self, t: float) -> None:
+        await self.queue.enqueue("noop", t=t)
 
     def run_worker(self) -> None:
         async def go() -> None:

@@ -27,12 +27,8 @@ class Adapter(AsyncAdapter):
         super().__init__()
         self.run(broker.startup())
 
-    def enqueue_single(self, times: list[float]) -> None:
-        async def go() -> None:
-            for t in times:
-                await noop.kiq(t)
-
-        self.run(go())
+    async def enqueue_one(self, t: float) -> None:
+        await noop.kiq(t)
 
     def run_worker(self) -> None:
         async def go() -> None:
