@@ -74,11 +74,10 @@ class BlockingQueue:
         """
         pusher = self._direct_pusher()
         if pusher is not None:
-            now = time.time()
-            prepared = self.queue._prepare_call(
+            job, body = self.queue._prepare_call(
                 job_type,
                 payload,
-                now,
+                time.time(),
                 delay_ms,
                 run_at,
                 priority,
@@ -88,7 +87,6 @@ class BlockingQueue:
                 timeout_ms,
                 meta,
             )
-            job, body = prepared
             (result,) = pusher([self.queue._outgoing(job, body)])
             if result.created:
                 return job

@@ -26,22 +26,14 @@ class TestRedisClusterConformance(BackendConformance):
 
 class TestRedisScriptsConformance(BackendConformance):
     """The same, with the code sent as ``EVALSHA`` scripts (as on Redis 6.2, or for users without the
-    ``FUNCTION`` permission): each script carries the part of the shared prelude it uses."""
+    ``FUNCTION`` permission; each script carries the part of the shared prelude it uses), over the
+    pipelined channel and with every call through redis-py (``pipelined=False``)."""
 
-    @pytest.fixture
+    @pytest.fixture(params=[True, False], ids=["pipelined", "plain-client"])
     def lssm_jobs_backend_factory(
-        self, redis_server: Any, unique_prefix: Callable[[], str]
+        self, request: pytest.FixtureRequest, redis_server: Any, unique_prefix: Callable[[], str]
     ) -> Callable[[], QueueBackend]:
         prefix = unique_prefix()
-        return lambda: RedisBackend(url=redis_server.url, prefix=prefix, functions=False)
-
-
-class TestRedisPlainClientConformance(BackendConformance):
-    """The same, with every call through redis-py (``pipelined=False``) and scripts."""
-
-    @pytest.fixture
-    def lssm_jobs_backend_factory(
-        self, redis_server: Any, unique_prefix: Callable[[], str]
-    ) -> Callable[[], QueueBackend]:
-        prefix = unique_prefix()
-        return lambda: RedisBackend(url=redis_server.url, prefix=prefix, functions=False, pipelined=False)
+        return lambda: RedisBackend(
+            url=redis_server.url, prefix=prefix, functions=False, pipelined=request.param
+        )

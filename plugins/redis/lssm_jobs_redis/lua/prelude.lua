@@ -156,7 +156,9 @@ local function peek_ready(queue, limit)
     for i = 1, #first, 2 do head[#head + 1] = { tonumber(first[i + 1]), member_id(first[i]) } end
   end
   if #head < limit then
-    for _, id in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - #head - 1)) do head[#head + 1] = { 0, id } end
+    for _, id in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - #head - 1)) do
+      head[#head + 1] = { 0, id }
+    end
   end
   if sorted and #head < limit then
     local rest = redis.call('ZRANGEBYSCORE', ready, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, limit - #head)
