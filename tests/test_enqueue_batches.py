@@ -172,3 +172,15 @@ async def test_pairs_are_stored_exactly_as_single_enqueues_store_them() -> None:
             assert attrs.evolve(batch_job, id="", created_at=0.0, run_at=0.0) == attrs.evolve(
                 single_job, id="", created_at=0.0, run_at=0.0
             )
+
+
+@run_async()
+async def test_a_request_that_is_not_a_pair_is_refused_by_its_place_and_nothing_is_stored() -> None:
+    queue, backend = batched_queue()
+    async with queue:
+        for bad in (("noop", {"n": 1}, "extra"), "noop", None):
+            with pytest.raises(
+                TypeError, match=r"request \[1\] must be an EnqueueRequest or a \(type, payload\)"
+            ):
+                await queue.enqueue_many([("noop", {"n": 0}), bad])
+        assert backend.calls == []

@@ -88,6 +88,21 @@ _NO_META: Mapping[str, str] = MappingProxyType({})
 Body = bytes | str
 
 
+def _pair(request: Any, index: int) -> tuple[str | JobType[Any], Any]:
+    """An enqueue_many request that is not an EnqueueRequest, as its (type, payload) pair.
+
+    :raises TypeError: it is not a pair (naming its place in the requests).
+    """
+    try:
+        job_type, payload = request
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"enqueue_many request [{index}] must be an EnqueueRequest or a (type, payload) pair, "
+            f"got {type(request).__name__}"
+        ) from None
+    return job_type, payload
+
+
 def _keep_not_created(kept: list[tuple[int, PushResult]], offset: int, results: list[PushResult]) -> None:
     """Add to ``kept`` the results (with their index) of a push starting at ``offset`` that stored nothing."""
     for index, result in enumerate(results):
@@ -537,9 +552,9 @@ class JobQueue:
                 if isinstance(request, EnqueueRequest):
                     job, body = prepare(request.job_type, request.payload, now, request, job_id)
                 elif encode is None:
-                    job, body = prepare(request[0], request[1], now, None, job_id)
+                    job, body = prepare(*_pair(request, index), now, None, job_id)
                 else:
-                    job_type, payload = request
+                    job_type, payload = _pair(request, index)
                     if job_type is not last_type:
                         resolved = self._resolve(job_type)
                         last_type = job_type
