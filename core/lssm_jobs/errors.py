@@ -43,6 +43,23 @@ class SerializationError(LssmJobsError):
     """A job envelope could not be encoded or decoded."""
 
 
+class DedupeConflictError(LssmJobsError):
+    """A dead letter cannot be replayed because a live job (scheduled, pending or active) holds its dedupe
+    key now: replaying it would make two live jobs with one key. The dead letter stays where it is.
+
+    ``live_job_id`` names the job holding the key; replay again once it has finished.
+    """
+
+    def __init__(self, job_id: str, dedupe_key: str, live_job_id: str) -> None:
+        self.job_id = job_id
+        self.dedupe_key = dedupe_key
+        self.live_job_id = live_job_id
+        super().__init__(
+            f"dead letter {job_id} was not replayed: its dedupe key {dedupe_key!r} is held by live job "
+            f"{live_job_id}"
+        )
+
+
 class PluginError(LssmJobsError):
     """A plugin is broken: it failed to load, or registered something invalid."""
 
