@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lssm_jobs.jobs import JobStatus
 from lssm_jobs.queue import open_queue
 from lssm_jobs.testing.processes import CliProcess
 
@@ -69,7 +68,9 @@ def counts(app_dir: Path) -> dict[str, int]:
     return asyncio.run(go())
 
 
-def wait_counts(app_dir: Path, done: Callable[[dict[str, int]], bool], *, timeout: float = 60.0) -> dict[str, int]:
+def wait_counts(
+    app_dir: Path, done: Callable[[dict[str, int]], bool], *, timeout: float = 60.0
+) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
         now = counts(app_dir)
@@ -179,7 +180,12 @@ def test_single_process_second_signal_releases_running_jobs(app_dir: Path) -> No
 
 
 def test_processes_flag_rejects_bad_values_in_one_line(app_dir: Path) -> None:
-    for flags in (["--processes", "0"], ["--processes", "many"], ["--max-memory", "lots"], ["--max-jobs", "0"]):
+    for flags in (
+        ["--processes", "0"],
+        ["--processes", "many"],
+        ["--max-memory", "lots"],
+        ["--max-jobs", "0"],
+    ):
         with worker(app_dir, *flags) as process:
             assert process.wait(30) == 2
             errors = [line for line in process.stderr if line.strip()]

@@ -189,4 +189,4 @@ def _is_async(handler: Callable[..., Any]) -> bool:
         target = target.func
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)
-    )  # noqa: B004
+    )

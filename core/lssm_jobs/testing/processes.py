@@ -79,7 +79,9 @@ class CliProcess:
         with self._changed:
             return "\n".join([*self.stderr, *self.stdout])
 
-    def wait_for(self, pattern: str, *, timeout: float = 30.0, count: int = 1, stream: str = "stderr") -> list[str]:
+    def wait_for(
+        self, pattern: str, *, timeout: float = 30.0, count: int = 1, stream: str = "stderr"
+    ) -> list[str]:
         """Wait until ``count`` lines of ``stream`` match ``pattern`` (a regex); return the matches' lines.
 
         :raises TimeoutError: not within ``timeout`` (the message holds the output so far).
@@ -94,7 +96,9 @@ class CliProcess:
                     return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"no {count} line(s) matching {pattern!r} within {timeout}s:\n{self.tail()}")
+                    raise TimeoutError(
+                        f"no {count} line(s) matching {pattern!r} within {timeout}s:\n{self.tail()}"
+                    )
                 if self.process.poll() is not None and not any(reader.is_alive() for reader in self._readers):
                     raise RuntimeError(
                         f"the process exited with {self.process.returncode} before printing {pattern!r}:\n"
@@ -133,7 +137,7 @@ class CliProcess:
 def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
     """``(status, body)`` of a GET, HTTP errors included (a 503 is an answer, not an exception)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as error:
         return int(error.code), error.read().decode()
