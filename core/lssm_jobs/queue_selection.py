@@ -55,7 +55,11 @@ class QueueSelection(Sequence[str], ABC):
         return iter(self.names)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.describe() == other.describe()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, QueueSelection)
+            and type(other) is type(self)
+            and self.describe() == other.describe()
+        )
 
     def __hash__(self) -> int:
         return hash(self.describe())

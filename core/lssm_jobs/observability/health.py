@@ -19,7 +19,8 @@ import concurrent.futures
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from lssm_jobs.backends.base import QueueBackend
 from lssm_jobs.observability.http import Route
@@ -54,7 +55,7 @@ class Health:
         self,
         loop: asyncio.AbstractEventLoop,
         *,
-        backend_check: Callable[[], Awaitable[str | None]],
+        backend_check: Callable[[], Coroutine[Any, Any, str | None]],
         live_checks: Sequence[tuple[str, Check]] = (),
         ready_checks: Sequence[tuple[str, Check]] = (),
         stall_timeout: float = 10.0,
@@ -112,7 +113,9 @@ class Health:
             checked_at, problem = self._cached
             if time.monotonic() - checked_at < 1.0:
                 return problem
-            future = asyncio.run_coroutine_threadsafe(self.backend_check(), self.loop)
+            future: concurrent.futures.Future[str | None] = asyncio.run_coroutine_threadsafe(
+                self.backend_check(), self.loop
+            )
             try:
                 problem = future.result(self.check_timeout + 1.0)
             except concurrent.futures.TimeoutError:

@@ -237,7 +237,7 @@ def multiprocess_registry(path: str) -> Any:
     from prometheus_client import multiprocess
 
     registry = client.CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     return registry
 
 
@@ -245,4 +245,4 @@ def mark_process_dead(pid: int, path: str) -> None:
     """Drop the live gauges of a worker process that exited (its counters keep counting in the sum)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, path)
+    multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]

@@ -188,5 +188,5 @@ def _is_async(handler: Callable[..., Any]) -> bool:
     while isinstance(target, functools.partial):
         target = target.func
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)
+        getattr(target, "__call__", None)  # noqa: B004 - async callable objects
     )
