@@ -50,20 +50,18 @@ class SupervisorLink:
         self.max_jobs = max_jobs
         self.max_memory = max_memory
         self.jobs = 0
-        self.running = 0
         self.recycling: str | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribe = queue.on("*", self._count)
+        # Counting costs an event per job; only --max-jobs needs it.
+        self._unsubscribe = (
+            [queue.on(name, self._count) for name in _FINISHED] if max_jobs is not None else []
+        )
 
     def _count(self, event: Event) -> None:
-        if event.name == "job.started":
-            self.running += 1
-        elif event.name in _FINISHED:
-            self.running = max(0, self.running - 1)
-            self.jobs += 1
-            if self.max_jobs is not None and self.jobs >= self.max_jobs:
-                self._recycle(f"ran {self.jobs} jobs (--max-jobs {self.max_jobs})")
+        self.jobs += 1
+        if self.max_jobs is not None and self.jobs >= self.max_jobs:
+            self._recycle(f"ran {self.jobs} jobs (--max-jobs {self.max_jobs})")
 
     async def start(self) -> None:
         sock = socket.socket(fileno=self.fd)
@@ -111,7 +109,10 @@ class SupervisorLink:
                 self._recycle(
                     f"uses {format_size(rss)} of memory, above --max-memory {format_size(self.max_memory)}"
                 )
-            self.send({"type": "beat", "jobs": self.jobs, "running": self.running, "rss": rss})
+            beat: dict[str, Any] = {"type": "beat", "rss": rss}
+            if self.max_jobs is not None:
+                beat["jobs"] = self.jobs
+            self.send(beat)
             writer = self._writer
             if writer is not None:
                 with contextlib.suppress(ConnectionError, OSError):
@@ -119,7 +120,8 @@ class SupervisorLink:
             await asyncio.sleep(BEAT_INTERVAL)
 
     async def close(self) -> None:
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

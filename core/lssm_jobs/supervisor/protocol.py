@@ -1,8 +1,8 @@
 """The channel between the supervisor and each worker process: JSON lines over a socket pair.
 
-Worker -> supervisor: ``{"type": "ready"}`` once it consumes; ``{"type": "beat", "jobs": N, "running": N,
-"rss": bytes}`` every :data:`BEAT_INTERVAL` seconds; ``{"type": "recycle", "reason": "..."}`` when it
-drains to be replaced (``--max-jobs``, ``--max-memory``).
+Worker -> supervisor: ``{"type": "ready"}`` once it consumes; ``{"type": "beat", "rss": bytes}`` every
+:data:`BEAT_INTERVAL` seconds (with ``"jobs": N`` when it counts them for ``--max-jobs``);
+``{"type": "recycle", "reason": "..."}`` when it drains to be replaced (``--max-jobs``, ``--max-memory``).
 
 Supervisor -> worker: ``{"type": "drain"}`` (finish in-flight jobs, then exit: the first signal) and
 ``{"type": "exit"}`` (release in-flight jobs and exit now: the second signal). Messages rather than

@@ -69,8 +69,7 @@ class WorkerProcess:
     started: float = 0.0
     ready: bool = False
     last_beat: float = 0.0
-    jobs: int = 0
-    running: int = 0
+    jobs: int | None = None  # jobs run, reported by workers counting them (--max-jobs)
     rss: int | None = None
     recycle_reason: str | None = None
     crashes: int = 0  # in a row
@@ -184,7 +183,7 @@ class Supervisor:
         worker.started = worker.last_beat = time.monotonic()
         worker.ready = False
         worker.recycle_reason = None
-        worker.jobs = worker.running = 0
+        worker.jobs = None
         log.info("started %s", worker.label())
         self._task(self._listen(worker, reader), f"lssm-jobs {worker.label()} channel")
         self._task(self._watch(worker, worker.process), f"lssm-jobs {worker.label()} watcher")
@@ -200,8 +199,8 @@ class Supervisor:
                 worker.ready = True
                 log.info("%s is consuming", worker.label())
             elif kind == "beat":
-                worker.jobs = int(message.get("jobs") or 0)
-                worker.running = int(message.get("running") or 0)
+                jobs = message.get("jobs")
+                worker.jobs = int(jobs) if isinstance(jobs, int) else None
                 rss = message.get("rss")
                 worker.rss = int(rss) if isinstance(rss, int) else None
             elif kind == "recycle":
@@ -239,10 +238,13 @@ class Supervisor:
             return
         worker.crashes = 1 if lived >= STABLE_AFTER else worker.crashes + 1
         delay = min(RESTART_DELAY * RESTART_FACTOR ** (worker.crashes - 1), RESTART_MAX_DELAY)
-        memory = f", last seen at {format_size(worker.rss)}" if worker.rss else ""
+        details = [f"{worker.jobs} jobs run"] if worker.jobs is not None else []
+        if worker.rss:
+            details.append(f"last seen at {format_size(worker.rss)}")
         notice(
-            f"lssm-jobs: {worker.label()} died: {describe_exit(returncode)} after {lived:.1f}s "
-            f"({worker.jobs} jobs run{memory}); restarting it in {delay:.1f}s"
+            f"lssm-jobs: {worker.label()} died: {describe_exit(returncode)} after {lived:.1f}s"
+            + (f" ({', '.join(details)})" if details else "")
+            + f"; restarting it in {delay:.1f}s"
         )
         await self._restart(worker, "crash", delay)
 
