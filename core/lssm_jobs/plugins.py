@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sqlite", "lssm_jobs.backends.sqlite"),
     ("builtins", "lssm_jobs.builtin_plugins"),
     ("scheduler", "lssm_jobs.scheduler.builtin"),
+    ("observability", "lssm_jobs.observability.plugin"),
 )
 
 # hook name -> (record type, registry kind shown to users)

@@ -35,6 +35,7 @@ from lssm_jobs.events import (
     JobTimedOut,
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
+from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -375,6 +376,8 @@ async def run_pull_consumer(
     heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
     failures = 0
     queues = list(options.queues) if options.queues else None
+    # Strict order or weights (lssm_jobs.queue_selection): consulted once per lease round.
+    selection = options.queues if isinstance(options.queues, QueueSelection) else None
     try:
         while not stopping.is_set():
             free = options.concurrency - len(in_flight)
@@ -385,12 +388,20 @@ async def run_pull_consumer(
                 stop_waiter.cancel()
                 continue
             try:
-                deliveries = await backend.lease(
-                    queues=queues,
-                    limit=free + options.prefetch,
-                    lease_ms=options.lease_ms,
-                    wait=options.poll_interval,
-                )
+                if selection is not None:
+                    deliveries = await selection.lease(
+                        backend,
+                        limit=free + options.prefetch,
+                        lease_ms=options.lease_ms,
+                        wait=options.poll_interval,
+                    )
+                else:
+                    deliveries = await backend.lease(
+                        queues=queues,
+                        limit=free + options.prefetch,
+                        lease_ms=options.lease_ms,
+                        wait=options.poll_interval,
+                    )
                 failures = 0
             except asyncio.CancelledError:
                 raise
