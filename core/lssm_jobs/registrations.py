@@ -35,6 +35,8 @@ class QueueBackendSpec:
         the CLI (``--url`` becomes ``url=``).
     :param capabilities: what the backend supports.
     :param options_help: option name -> one line of help, shown by ``lssm-jobs plugins``.
+    :param worker_flags: backend options that ``lssm-jobs worker`` offers as flags of their own (a push
+        backend's ``bind`` and ``port`` become ``--bind`` and ``--port``), with their ``options_help`` line.
     """
 
     name: str = attrs.field(validator=_lowercase_name)
@@ -42,6 +44,7 @@ class QueueBackendSpec:
     capabilities: BackendCapabilities = BackendCapabilities()
     description: str = ""
     options_help: dict[str, str] = attrs.field(factory=dict)
+    worker_flags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen(kw_only=True)
