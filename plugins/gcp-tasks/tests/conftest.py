@@ -123,6 +123,27 @@ class OidcKeys:
         token: bytes = jwt.encode(signer, claims)
         return token.decode()
 
+    def forged_token(self, audience: str) -> str:
+        """A token with every right claim and this key id, signed by another key (a forgery)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from google.auth import crypt, jwt
+
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        now = int(time.time())
+        claims = {
+            "iss": "https://accounts.google.com",
+            "aud": audience,
+            "email": SERVICE_ACCOUNT,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 3600,
+        }
+        token: bytes = jwt.encode(crypt.RSASigner.from_string(other.decode(), key_id=self.kid), claims)
+        return token.decode()
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
