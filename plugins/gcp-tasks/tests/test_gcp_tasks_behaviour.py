@@ -5,6 +5,7 @@ and replay, refused requests, the shared secret, the ASGI and WSGI apps."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -168,7 +169,7 @@ def test_failures_retry_as_successor_tasks_then_dead_letter_and_replay(
             await queue.start()
             await wait_until(lambda: queue.dead_letters.get(job.id), timeout=20, message="dead-lettered")
             assert [attempt for attempt, _ in attempts] == [1, 2, 3]
-            gaps = [later - earlier for (_, earlier), (_, later) in zip(attempts, attempts[1:])]
+            gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
             assert all(gap >= 0.28 for gap in gaps), gaps  # the backoff, not the emulator's pace
             dead = await queue.dead_letters.get(job.id)
             assert dead is not None and dead.attempts == 3 and "down on attempt 3" in (dead.error or "")
