@@ -82,6 +82,8 @@ def bench(session: nox.Session) -> None:
     if requirements.exists():
         session.install("-r", str(requirements))
     session.run("python", "bench/run.py", *session.posargs)
+    # Cloud Tasks through its emulator (no peers there: no other Python job library has this backend).
+    session.run("python", "bench/gcp_tasks.py", env=_tasks_emulator(session))
 
 
 @nox.session

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -25,6 +25,10 @@ def _lowercase_name(_: object, attribute: attrs.Attribute[Any], value: str) -> N
         )
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class QueueBackendSpec:
     """A queue backend a plugin provides.
@@ -44,7 +48,7 @@ class QueueBackendSpec:
     capabilities: BackendCapabilities = BackendCapabilities()
     description: str = ""
     options_help: dict[str, str] = attrs.field(factory=dict)
-    worker_flags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    worker_flags: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
 
 @attrs.frozen(kw_only=True)

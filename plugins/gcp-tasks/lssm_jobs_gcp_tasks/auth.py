@@ -157,7 +157,7 @@ class RequestVerifier:
     async def _verify_token(self, token: str) -> AuthResult:
         assert self.certs is not None
         try:
-            header: dict[str, Any] = jwt.decode_header(token)
+            header: dict[str, Any] = jwt.decode_header(token)  # type: ignore[no-untyped-call]
         except (ValueError, auth_exceptions.GoogleAuthError) as error:
             return AuthResult(status=401, reason=f"malformed token: {_short(error)}")
         try:
@@ -166,7 +166,7 @@ class RequestVerifier:
             log.error("cannot fetch the OIDC certificates from %s: %s", self.certs.url, _short(error))
             return AuthResult(status=401, reason="signing certificates unavailable")
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
                 token, certs=dict(certs), audience=self.audience, clock_skew_in_seconds=self.clock_skew
             )
         except (ValueError, auth_exceptions.GoogleAuthError) as error:

@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 from google.api_core import exceptions as api_exceptions
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks import CloudTasksAsyncClient
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcAsyncIOTransport
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2  # type: ignore[import-untyped]
 from lssm_jobs.backends.base import (
     ConsumeOptions,
     DeadLetter,
@@ -218,7 +218,7 @@ class CloudTasksBackend(QueueBackend):
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None and client is not self._given_client:
-            await client.transport.close()
+            await client.transport.close()  # type: ignore[no-untyped-call]
         self._own_channel = None
         await self.ledger.close()
 

@@ -88,17 +88,20 @@ class State(emulator.QueueState):
         self.tombstone_seconds = tombstone_seconds
         self.in_flight: dict[str, Task] = {}
         self.not_before: dict[str, float] = {}
+        self.names: set[str] = set()  # tasks in queues or in flight (a set: the emulator scanned lists)
+        self.due: dict[str, float] = {}  # epoch seconds (proto-plus converts schedule_time on every read)
 
     def _retire(self, name: str) -> None:
         self.tombstones[name] = time.monotonic()
         self.not_before.pop(name, None)
+        self.names.discard(name)
+        self.due.pop(name, None)
 
     def _known(self, name: str) -> bool:
         retired = self.tombstones.get(name)
         if retired is not None and time.monotonic() - retired < self.tombstone_seconds:
             return True
-        queue = name.rsplit("/tasks/", 1)[0]
-        return name in self.in_flight or any(task.name == name for task in self._queue_tasks.get(queue, []))
+        return name in self.names
 
     def require_queue(self, name: str) -> None:
         if name not in self._queues:
@@ -114,7 +117,10 @@ class State(emulator.QueueState):
             self.require_queue(queue)
             if task.name and self._known(task.name):
                 raise AlreadyExists(f"Requested entity already exists: {task.name}")
-            return super().create_task(queue, task)
+            created = super().create_task(queue, task)
+            self.names.add(created.name)
+            self.due[created.name] = created.schedule_time.timestamp() if created.schedule_time else 0.0
+            return created
 
     def get_task(self, name: str) -> Task:
         with self.lock:
@@ -164,7 +170,7 @@ class State(emulator.QueueState):
 
     def take_due(self, queue: str, limit: int) -> list[Task]:
         """Due tasks of ``queue`` (up to ``limit``), moved from the queue to in flight."""
-        now = datetime.now(timezone.utc)
+        now = time.time()
         monotonic = time.monotonic()
         taken: list[Task] = []
         with self.lock:
@@ -174,7 +180,7 @@ class State(emulator.QueueState):
             index = 0
             while index < len(tasks) and len(taken) < limit:
                 task = tasks[index]
-                due = not task.schedule_time or task.schedule_time <= now
+                due = self.due.get(task.name, 0.0) <= now
                 if due and self.not_before.get(task.name, 0.0) <= monotonic:
                     del tasks[index]
                     self.in_flight[task.name] = task
@@ -294,6 +300,7 @@ class Servicer(emulator.Greeter):
             with self._state.lock:
                 task = self._state.get_task(request_.name)
                 task.schedule_time = None  # due now; the dispatcher takes it on its next pass
+                self._state.due[task.name] = 0.0
                 return task
         except NotFound as failure:
             context.abort(failure.grpc_status_code, failure.message)
