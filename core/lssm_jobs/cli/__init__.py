@@ -38,6 +38,64 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Destination prefix of the flags that backends declare for the worker command (``worker_flags``).
+_WORKER_FLAG_DEST = "backend_flag_"
+
+
+def _add_backend_worker_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags installed backends declare for ``worker`` (``QueueBackendSpec.worker_flags``), each passed
+    to the chosen backend as the option of that name."""
+    from lssm_jobs.plugins import get_plugins
+
+    owners: dict[str, list[str]] = {}
+    help_texts: dict[str, str] = {}
+    for name, spec in sorted(get_plugins().queue_backends().items()):
+        for option in spec.worker_flags:
+            owners.setdefault(option, []).append(name)
+            help_texts.setdefault(option, spec.options_help.get(option, ""))
+    if not owners:
+        return
+    taken = {flag for action in parser._actions for flag in action.option_strings}
+    group = parser.add_argument_group("options of the backends that declare them")
+    for option, backends in sorted(owners.items()):
+        flag = "--" + option.replace("_", "-")
+        if flag in taken:
+            log.warning("backend option %r of %s clashes with the worker flag %s; use -o", option, backends, flag)
+            continue
+        group.add_argument(
+            flag,
+            dest=_WORKER_FLAG_DEST + option,
+            metavar=option.upper(),
+            help=f"{help_texts[option]} (backend {', '.join(backends)})",
+        )
+
+
+def _worker_flag_options(args: argparse.Namespace, backend: str | None) -> list[str]:
+    """The backend-declared worker flags given, as ``-o`` options for the chosen backend.
+
+    :raises UsageError: a flag the chosen backend does not declare.
+    """
+    from lssm_jobs.cli.app import BACKEND_ENV, DEFAULT_BACKEND
+    from lssm_jobs.plugins import get_plugins
+
+    given = {
+        key[len(_WORKER_FLAG_DEST) :]: value
+        for key, value in vars(args).items()
+        if key.startswith(_WORKER_FLAG_DEST) and value is not None
+    }
+    if not given:
+        return []
+    import os
+
+    name = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    declared = set(get_plugins().queue_backend(name).worker_flags)
+    for option in given:
+        if option not in declared:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} is not an option of backend {name!r}")
+    return [f"{option}={value}" for option, value in given.items()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lssm-jobs", description="Typed background jobs and scheduler.")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
@@ -73,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--json", action="store_true", help="print progress as JSON lines")
     add_worker_flags(worker)
     _add_backend_flags(worker)
+    _add_backend_worker_flags(worker)
 
     scheduler = commands.add_parser("scheduler", help="run a JobScheduler until SIGTERM/SIGINT")
     scheduler.add_argument("app", metavar="APP", help="module:attribute of a JobScheduler")
@@ -454,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "schedules": manage.schedules_command,
             "top": manage.top_command,
         }
+        if args.command == "worker":
+            args.option = [*_worker_flag_options(args, args.backend), *args.option]
         if args.command == "demo":
             from lssm_jobs.cli.demo import run_demo
 
