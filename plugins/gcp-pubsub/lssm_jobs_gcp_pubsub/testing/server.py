@@ -268,6 +268,10 @@ class PubSubState:
 
     def _requeue(self, subscription: _Subscription, ack_id: str) -> None:
         lease = subscription.leases.pop(ack_id)
+        policy = subscription.config.dead_letter_policy
+        if policy.dead_letter_topic and lease.message.attempts >= policy.max_delivery_attempts:
+            self._forward_dead_letter(subscription, lease.message)  # as the service does, at once
+            return
         bisect.insort(subscription.pending, (lease.message.seq, lease.message), key=lambda entry: entry[0])
         self.changed.notify_all()
 
