@@ -12,6 +12,7 @@ from lssm_jobs.backends.base import BackendCapabilities, QueueBackend
 
 if TYPE_CHECKING:
     from lssm_jobs.events import EventSink
+    from lssm_jobs.ledger.base import JobLedger
     from lssm_jobs.serialization import Serializer
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -94,3 +95,19 @@ class EventSinkSpec:
     name: str = attrs.field(validator=_lowercase_name)
     factory: Callable[..., EventSink]
     description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class JobLedgerSpec:
+    """A job ledger: the store of job records and dead letters that a backend whose service keeps no history
+    (Cloud Tasks, Pub/Sub) is paired with. ``factory(**options)`` returns an unopened
+    :class:`~lssm_jobs.ledger.base.JobLedger`.
+
+    :param name: what backends' ``ledger=`` option and :func:`lssm_jobs.ledger.open_ledger` name.
+    :param options_help: option name -> one line of help, shown by ``lssm-jobs plugins``.
+    """
+
+    name: str = attrs.field(validator=_lowercase_name)
+    factory: Callable[..., JobLedger]
+    description: str = ""
+    options_help: dict[str, str] = attrs.field(factory=dict)
