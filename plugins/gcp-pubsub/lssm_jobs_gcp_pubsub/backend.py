@@ -60,6 +60,7 @@ from lssm_jobs.backends.base import (
     new_push_result,
 )
 from lssm_jobs.jobs import JobStatus
+from lssm_jobs.ledger import FIRST_GENERATION, JobLedger, open_ledger
 
 from lssm_jobs_gcp_pubsub import names as n
 from lssm_jobs_gcp_pubsub.clients import default_project, make_clients
@@ -128,7 +129,8 @@ OPTIONS_HELP = {
     "queues": "queue names whose topics a worker consumes when it is not told (default: every prefixed topic)",
     "url": "pubsub://PROJECT[/PREFIX], the same as project= and prefix=",
     "emulator_host": "HOST:PORT of an emulator or local test server (default: PUBSUB_EMULATOR_HOST)",
-    "ledger": "companion store of job records and dead letters (name or URL of a ledger plugin)",
+    "ledger": "store of job records and dead letters: sqlite:///PATH, redis://HOST:PORT/DB or a ledger name",
+    "ledger_options": "options of a ledger given by name (JSON object)",
     "create": "create missing topics and subscriptions (default true)",
     "ack_deadline_s": "ack deadline of created subscriptions, 10 to 600 (default 60)",
     "max_lease_s": "longest the client extends a running job's lease (default 3600)",
@@ -165,7 +167,10 @@ class PubSubBackend(QueueBackend):
     :param prefix: prefix of every topic and subscription name; different prefixes are independent.
     :param queues: queues a worker consumes when ``--queues`` is not given (default: discovered from the
         project's topics with the prefix).
-    :param ledger: the companion store of job records, dead letters and dedupe keys.
+    :param ledger: the companion store of job records, dead letters and dedupe keys: a
+        :class:`~lssm_jobs.ledger.JobLedger`, a ledger plugin's name (``"sqlite"``, ``"redis"``; options in
+        ``ledger_options``) or a URL (``sqlite:///jobs-ledger.db``, ``redis://host:6379/0``). Every producer
+        and worker of one prefix must share it.
     :param publisher: a ``pubsub_v1.PublisherClient`` you own (not closed by the backend).
     :param subscriber: a ``pubsub_v1.SubscriberClient`` you own (not closed by the backend).
     :param emulator_host: ``HOST:PORT`` of an emulator (plaintext, no credentials); default
@@ -193,7 +198,8 @@ class PubSubBackend(QueueBackend):
         project: str | None = None,
         prefix: str = n.DEFAULT_PREFIX,
         queues: Sequence[str] | None = None,
-        ledger: Any = None,
+        ledger: JobLedger | str,
+        ledger_options: dict[str, Any] | None = None,
         publisher: pubsub_v1.PublisherClient | None = None,
         subscriber: pubsub_v1.SubscriberClient | None = None,
         emulator_host: str | None = None,
@@ -209,7 +215,7 @@ class PubSubBackend(QueueBackend):
             )
         self.naming = Naming(project=project, prefix=prefix)
         self.queues = tuple(queues) if queues else None
-        self.ledger = ledger
+        self.ledger = _resolve_ledger(ledger, ledger_options or {})
         self.publisher = publisher
         self.subscriber = subscriber
         self._owns_clients = publisher is None and subscriber is None
@@ -249,12 +255,10 @@ class PubSubBackend(QueueBackend):
             self.publisher, self.subscriber = make_clients(
                 self.emulator_host, batch_settings=settings, ordering=self.options.ordering
             )
-        if self.ledger is not None:
-            await self.ledger.open()
+        await self.ledger.open()
 
     async def close(self) -> None:
-        if self.ledger is not None:
-            await self.ledger.close()
+        await self.ledger.close()
         if self._owns_clients:
             publisher, subscriber = self.publisher, self.subscriber
             self.publisher = self.subscriber = None
@@ -356,6 +360,7 @@ class PubSubBackend(QueueBackend):
             n.ATTR_TYPE: job.type,
             n.ATTR_QUEUE: job.queue,
             n.ATTR_PRIORITY: str(job.priority),
+            n.ATTR_GENERATION: str(FIRST_GENERATION),
         }
         version = _version(job.body)
         if version is not None:
@@ -443,84 +448,67 @@ class PubSubBackend(QueueBackend):
 
     # -- the ledger: records, dead letters, dedupe -------------------------------------------------------
 
-    def _require_ledger(self, what: str) -> Any:
-        if self.ledger is None:
-            raise LookupError(
-                f"{what} needs the gcp-pubsub backend's ledger (Pub/Sub keeps no job history): open it "
-                "with ledger=..."
-            )
-        return self.ledger
-
     async def _record_new(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
-        if self.ledger is None:
-            for job in jobs:
-                if job.dedupe_key is not None:
-                    raise ValueError(
-                        f"dedupe_key {job.dedupe_key!r} needs the gcp-pubsub backend's ledger (Pub/Sub cannot "
-                        "find a live job by key): open the backend with ledger=..., or drop dedupe_key"
-                    )
-            return [new_push_result(job.id, True) for job in jobs]
-        results: list[PushResult] = await self.ledger.add(jobs)
-        return results
+        return await self.ledger.record(jobs)
 
     async def _undo_new(self, job_ids: Sequence[str]) -> None:
-        if self.ledger is not None and job_ids:
-            await self.ledger.remove(job_ids)
+        if job_ids:
+            await self.ledger.discard(job_ids)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        if self.ledger is None:
-            return None
-        record: JobRecord | None = await self.ledger.get(job_id)
-        return record
+        return await self.ledger.get(job_id)
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
-        if self.ledger is None:
-            return {}
-        counts: dict[str, dict[JobStatus, int]] = await self.ledger.counts()
-        return counts
+        return await self.ledger.counts()
 
     async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
-        dead: list[DeadLetter] = await self._require_ledger("listing dead letters").list_dead(
-            limit=limit, offset=offset
-        )
-        return dead
+        return await self.ledger.list_dead(limit=limit, offset=offset)
 
     async def get_dead(self, job_id: str) -> DeadLetter | None:
-        dead: DeadLetter | None = await self._require_ledger("reading dead letters").get_dead(job_id)
-        return dead
+        return await self.ledger.get_dead(job_id)
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
-        ledger = self._require_ledger("replaying dead letters")
-        dead: DeadLetter | None = await ledger.get_dead(job_id)
+        """Publish the dead letter again as a new generation, then move it back in the ledger (a message of a
+        generation the ledger does not know yet is handed back until it does)."""
+        dead = await self.ledger.get_dead(job_id)
         if dead is None:
             return False
-        names = await self.ensure_queue(dead.queue)
-        replayed: bool = await ledger.replay_dead(job_id, run_at=run_at)
-        if not replayed:
+        generation = await self.ledger.reserve_generation(job_id)
+        if generation is None:
             return False
-        attributes = {n.ATTR_ID: dead.id, n.ATTR_TYPE: dead.type, n.ATTR_QUEUE: dead.queue}
+        names = await self.ensure_queue(dead.queue)
+        attributes = {
+            n.ATTR_ID: dead.id,
+            n.ATTR_TYPE: dead.type,
+            n.ATTR_QUEUE: dead.queue,
+            n.ATTR_GENERATION: str(generation),
+        }
+        version = _version(dead.body)
+        if version is not None:
+            attributes[n.ATTR_VERSION] = version
         await self.publish_job(names, dead.body, attributes, run_at)
-        return True
+        # A dedupe conflict (DedupeConflictError) leaves the dead letter in place; the message just published
+        # then finds it dead and is dropped.
+        return await self.ledger.replay_dead(job_id, run_at=run_at, generation=generation)
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
-        purged: int = await self._require_ledger("purging dead letters").purge_dead(job_ids)
-        return purged
+        return await self.ledger.purge_dead(job_ids)
 
-    # settle bookkeeping called by deliveries (no-ops without a ledger)
 
-    async def record_started(self, delivery: Delivery) -> int:
-        if self.ledger is None:
-            return delivery.attempt
-        attempts: int = await self.ledger.started(delivery.id, attempt=delivery.attempt)
-        return attempts
-
-    async def record_dead(self, dead: DeadLetter) -> None:
-        if self.ledger is not None:
-            await self.ledger.dead(dead)
-
-    async def record_outcome(self, job_id: str, status: JobStatus, **fields: Any) -> None:
-        if self.ledger is not None:
-            await self.ledger.settled(job_id, status, **fields)
+def _resolve_ledger(ledger: JobLedger | str | None, options: dict[str, Any]) -> JobLedger:
+    if isinstance(ledger, JobLedger):
+        return ledger
+    if not ledger:
+        raise ValueError(
+            "gcp-pubsub needs a ledger, the store of job records and dead letters that Pub/Sub does not keep: "
+            "ledger='sqlite:///jobs-ledger.db', ledger='redis://HOST:6379/0', or a JobLedger (see "
+            "docs/gcp-pubsub.md)"
+        )
+    if "://" in ledger:
+        scheme = ledger.partition("://")[0].partition("+")[0]
+        name = "redis" if scheme in ("redis", "rediss", "unix") else scheme
+        return open_ledger(name, url=ledger, **options)
+    return open_ledger(ledger, **options)
 
 
 def _brief(error: BaseException) -> str:

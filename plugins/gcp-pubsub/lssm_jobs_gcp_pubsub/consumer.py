@@ -30,8 +30,9 @@ from typing import Any
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
-from lssm_jobs.backends.base import ConsumeOptions, DeadLetter, Delivery, Dispatch
-from lssm_jobs.jobs import JobStatus
+from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, OutgoingJob
+from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome
+from lssm_jobs.worker import keep_leases_alive
 
 from lssm_jobs_gcp_pubsub import names as n
 from lssm_jobs_gcp_pubsub.backend import MAX_ACK_DEADLINE_S, PubSubBackend, _brief
@@ -82,6 +83,7 @@ class StreamConsumer:
 
     async def run(self) -> None:
         supervisors: list[asyncio.Task[None]] = []
+        heartbeat = asyncio.create_task(keep_leases_alive(self.in_flight, self.options.lease_ms))
         try:
             fixed = self.options.queues or self.backend.queues
             if fixed:
@@ -91,7 +93,11 @@ class StreamConsumer:
             else:
                 await self._discover(supervisors)
         finally:
-            await self._shutdown(supervisors)
+            try:
+                await self._shutdown(supervisors)
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
 
     async def _discover(self, supervisors: list[asyncio.Task[None]]) -> None:
         """Consume every queue with a topic under the prefix, looking again now and then for new ones."""
@@ -212,24 +218,13 @@ class StreamConsumer:
 
     def _on_ready(self, names: QueueNames, message: Message) -> None:
         if self.stopping.is_set():
-            self._spawn(self.nack(names.subscription, message))
+            self._spawn(self._quietly(self.nack(names.subscription, message)))
             return
         run_at = _run_at(message)
         if run_at > time.time():  # early (published by hand, or clocks apart): never run before run_at
-            self._spawn(self.hand_back(names.subscription, message, run_at - time.time()))
+            self._spawn(self._quietly(self.hand_back(names.subscription, message, run_at - time.time())))
             return
-        attributes = message.attributes
-        try:
-            attempts_before = int(attributes.get(n.ATTR_ATTEMPTS) or 0)
-        except ValueError:
-            attempts_before = 0
-        delivery = PubSubDelivery(
-            self,
-            names,
-            message,
-            job_id=attributes.get(n.ATTR_ID) or f"pubsub-{message.message_id}",
-            attempt=attempts_before + (message.delivery_attempt or 1),
-        )
+        delivery = PubSubDelivery(self, names, message)
         task = asyncio.ensure_future(self._run(delivery))
         self.in_flight[task] = delivery
         task.add_done_callback(lambda done: self.in_flight.pop(done, None))
@@ -237,13 +232,62 @@ class StreamConsumer:
     async def _run(self, delivery: PubSubDelivery) -> None:
         async with self.slots:
             if self.stopping.is_set():
-                await delivery.release()
+                await self._quietly(self.nack(delivery.names.subscription, delivery.message))
                 return
             try:
-                delivery.attempt = max(delivery.attempt, await self.backend.record_started(delivery))
+                claimed = await self._claim(delivery)
             except Exception as error:
-                log.warning("could not record the start of job %s: %s", delivery.id, _brief(error))
-            await self.dispatch(delivery)
+                log.warning("could not claim job %s (%s); it comes back in 10s", delivery.id, _brief(error))
+                await self._quietly(self.hand_back(delivery.names.subscription, delivery.message, 10.0))
+                return
+            if claimed:
+                await self.dispatch(delivery)
+
+    async def _claim(self, delivery: PubSubDelivery) -> bool:
+        """Ask the ledger whether this delivery runs its job (see :class:`~lssm_jobs.ledger.ClaimOutcome`);
+        answer the message itself when it does not."""
+        message, subscription = delivery.message, delivery.names.subscription
+        ledger = self.backend.ledger
+        if n.ATTR_ID not in message.attributes:
+            await self._record_foreign(delivery)
+        claim = await ledger.begin(delivery.id, generation=_generation(message), lease_ms=self.options.lease_ms)
+        outcome = claim.outcome
+        if outcome is ClaimOutcome.RUN:
+            delivery.claimed(claim)
+            return True
+        if outcome in (ClaimOutcome.FINISHED, ClaimOutcome.SUPERSEDED):
+            await self.ack(subscription, message)  # a duplicate, or a message a newer one replaced
+        elif outcome is ClaimOutcome.UNKNOWN:
+            log.warning(
+                "message %s names job %s, which the ledger does not know (discarded after a failed publish, "
+                "or purged); dropping it",
+                message.message_id,
+                delivery.id,
+            )
+            await self.ack(subscription, message)
+        elif outcome is ClaimOutcome.BUSY:
+            await self.hand_back(subscription, message, max(10.0, self.options.lease_ms / 1000))
+        elif outcome is ClaimOutcome.EARLY:
+            await self.hand_back(subscription, message, 1.0)
+        else:  # NOT_DUE
+            await self.hand_back(subscription, message, claim.run_at - time.time())
+        return False
+
+    async def _record_foreign(self, delivery: PubSubDelivery) -> None:
+        """A message without a job id (published by something else): recorded as a job of unknown type, so
+        the dispatcher runs or dead-letters it by its body and nothing is silently dropped."""
+        now = time.time()
+        job = OutgoingJob(
+            id=delivery.id,
+            type=delivery.message.attributes.get(n.ATTR_TYPE) or "?",
+            queue=delivery.queue,
+            priority=0,
+            run_at=now,
+            created_at=now,
+            dedupe_key=None,
+            body=delivery.body,
+        )
+        await self.backend.ledger.record([job])
 
     # -- delayed jobs -----------------------------------------------------------------------------------
 
@@ -281,10 +325,6 @@ class StreamConsumer:
             await self.hand_back(names.delayed_subscription, message, 10.0)
             return
         await self.ack(names.delayed_subscription, message)
-        job_id = attributes.get(n.ATTR_ID)
-        if job_id:
-            with contextlib.suppress(Exception):
-                await self.backend.record_outcome(job_id, JobStatus.PENDING)
 
     async def _republish_delayed(self, names: QueueNames, message: Message) -> None:
         try:
@@ -301,30 +341,38 @@ class StreamConsumer:
         self._spawn(self._record_native_dead(names, message))
 
     async def _record_native_dead(self, names: QueueNames, message: Message) -> None:
-        attributes = message.attributes
-        if n.DEAD_LETTER_SOURCE in attributes and n.ATTR_DEAD_REASON not in attributes:
-            count = attributes.get(n.DEAD_LETTER_COUNT, "?")
-            dead = DeadLetter(
-                id=attributes.get(n.ATTR_ID) or f"pubsub-{message.message_id}",
-                type=attributes.get(n.ATTR_TYPE) or "?",
-                queue=names.queue,
-                reason=(
-                    f"delivered {count} times without being settled: forwarded by the Pub/Sub dead-letter "
-                    f"policy of {attributes.get(n.DEAD_LETTER_SOURCE)}"
-                ),
-                error=None,
-                traceback=None,
-                attempts=int(count) if count.isdigit() else 0,
-                failed_at=time.time(),
-                body=message.data,
+        """Record what the native dead-letter policy forwarded (a job whose deliveries kept going unsettled:
+        its workers died) as a dead letter in the ledger; our own dead letters are recorded already."""
+        attributes, subscription = message.attributes, names.dead_subscription
+        job_id = attributes.get(n.ATTR_ID)
+        if n.DEAD_LETTER_SOURCE not in attributes or n.ATTR_DEAD_REASON in attributes or not job_id:
+            await self.ack(subscription, message)
+            return
+        try:
+            claim = await self.backend.ledger.begin(
+                job_id, generation=_generation(message), lease_ms=self.options.lease_ms
             )
-            try:
-                await self.backend.record_dead(dead)
-            except Exception as error:
-                log.error("could not record dead letter %s (%s); it is kept", dead.id, _brief(error))
-                await self.nack(names.dead_subscription, message)
+            if claim.outcome in (ClaimOutcome.BUSY, ClaimOutcome.EARLY, ClaimOutcome.NOT_DUE):
+                await self.hand_back(subscription, message, max(10.0, self.options.lease_ms / 1000))
                 return
-        await self.ack(names.dead_subscription, message)
+            if claim.outcome is ClaimOutcome.RUN:
+                assert claim.token is not None
+                count = attributes.get(n.DEAD_LETTER_COUNT, "?")
+                await self.backend.ledger.dead_letter(
+                    job_id,
+                    claim.token,
+                    reason=(
+                        f"delivered {count} times without being settled (its workers kept dying): forwarded "
+                        f"by the Pub/Sub dead-letter policy of {attributes.get(n.DEAD_LETTER_SOURCE)}"
+                    ),
+                    error=None,
+                    traceback=None,
+                )
+        except Exception as error:
+            log.error("could not record dead letter %s (%s); it is kept", job_id, _brief(error))
+            await self._quietly(self.hand_back(subscription, message, 10.0))
+            return
+        await self.ack(subscription, message)
 
     # -- settling messages ------------------------------------------------------------------------------
 
@@ -422,21 +470,40 @@ def _cancel_streams(streams: list[StreamingPullFuture]) -> None:
 
 
 class PubSubDelivery(Delivery):
-    """One received job message, settled the lssm-jobs way (see :mod:`lssm_jobs_gcp_pubsub.backend`)."""
+    """One received job message, settled the lssm-jobs way (see :mod:`lssm_jobs_gcp_pubsub.backend`): the
+    ledger first (it holds the job's record), then the message."""
 
-    __slots__ = ("attempt", "body", "consumer", "id", "lease_ms", "message", "names", "queue")
+    __slots__ = (
+        "attempt",
+        "body",
+        "consumer",
+        "id",
+        "lease_ms",
+        "message",
+        "names",
+        "next_generation",
+        "queue",
+        "token",
+    )
 
-    def __init__(
-        self, consumer: StreamConsumer, names: QueueNames, message: Message, *, job_id: str, attempt: int
-    ) -> None:
+    def __init__(self, consumer: StreamConsumer, names: QueueNames, message: Message) -> None:
         self.consumer = consumer
         self.names = names
         self.message = message
-        self.id = job_id
-        self.attempt = attempt
+        self.id = message.attributes.get(n.ATTR_ID) or f"pubsub-{message.message_id}"
+        self.attempt = 0
         self.body = message.data
         self.queue = names.queue
-        self.lease_ms = None  # the client's lease management extends it
+        self.lease_ms: int | None = None  # set once the ledger granted the job (its lease is kept alive)
+        self.token = ""
+        self.next_generation = 0
+
+    def claimed(self, claim: Claim) -> None:
+        assert claim.token is not None
+        self.attempt = claim.attempt
+        self.token = claim.token
+        self.next_generation = claim.next_generation
+        self.lease_ms = self.consumer.options.lease_ms
 
     @property
     def _backend(self) -> PubSubBackend:
@@ -445,59 +512,43 @@ class PubSubDelivery(Delivery):
     def _ordered(self) -> bool:
         return self._backend.options.ordering and bool(self.message.ordering_key)
 
-    def _republished_attributes(self, attempts: int) -> dict[str, str]:
-        attributes = {
-            key: value
-            for key, value in self.message.attributes.items()
-            if key not in (n.ATTR_RUN_AT, n.ATTR_ATTEMPTS)
-        }
-        if attempts:
-            attributes[n.ATTR_ATTEMPTS] = str(attempts)
+    def _attributes(self, generation: int) -> dict[str, str]:
+        attributes = {key: value for key, value in self.message.attributes.items() if key != n.ATTR_RUN_AT}
+        attributes[n.ATTR_GENERATION] = str(generation)
         if self.message.ordering_key:
             attributes[ATTR_ORDERING_KEY] = self.message.ordering_key
         return attributes
 
     async def ack(self) -> None:
-        await self._backend.record_outcome(self.id, JobStatus.COMPLETED)
+        await self._backend.ledger.complete(self.id, self.token)
         await self.consumer.ack(self.names.subscription, self.message)
 
     async def retry(self, *, run_at: float, error: str) -> None:
         wait = run_at - time.time()
+        ledger = self._backend.ledger
         if self._ordered() and wait <= MAX_ACK_DEADLINE_S:
             # In place, so later jobs with the same ordering key keep waiting behind this one.
-            await self._backend.record_outcome(self.id, JobStatus.SCHEDULED, run_at=run_at, error=error)
+            await ledger.reschedule(self.id, self.token, run_at=run_at, error=error, generation=None)
             await self.consumer.hand_back(self.names.subscription, self.message, wait)
             return
-        attributes = self._republished_attributes(self.attempt)
+        # Published as the job's next generation before the ledger names it, so a failure here leaves the
+        # current message in charge (delivered again after its deadline).
+        attributes = self._attributes(self.next_generation)
         if wait > 0:
             await self._backend.publish_job(self.names, self.body, attributes, run_at)
         else:
             attributes.pop(ATTR_ORDERING_KEY, None)
             await self._backend._publish(self.names.topic, self.body, attributes, self.message.ordering_key)
-        await self._backend.record_outcome(self.id, JobStatus.SCHEDULED, run_at=run_at, error=error)
+        await ledger.reschedule(self.id, self.token, run_at=run_at, error=error, generation=self.next_generation)
         await self.consumer.ack(self.names.subscription, self.message)
 
     async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
-        attributes = self.message.attributes
-        dead = DeadLetter(
-            id=self.id,
-            type=attributes.get(n.ATTR_TYPE) or "?",
-            queue=self.queue,
-            reason=reason,
-            error=error,
-            traceback=traceback,
-            attempts=self.attempt,
-            failed_at=time.time(),
-            body=self.body,
-        )
-        await self._backend.record_dead(dead)
-        topic_attributes = self._republished_attributes(self.attempt)
-        topic_attributes[n.ATTR_DEAD_REASON] = reason[:1000]
+        await self._backend.ledger.dead_letter(self.id, self.token, reason=reason, error=error, traceback=traceback)
+        attributes = self._attributes(_generation(self.message))
+        attributes[n.ATTR_DEAD_REASON] = reason[:1000]
         try:
-            await self._backend._publish(self.names.dead_topic, self.body, topic_attributes)
-        except Exception as publish_error:
-            if self._backend.ledger is None:
-                raise  # the topic is the only record: keep the message until it is there
+            await self._backend._publish(self.names.dead_topic, self.body, attributes)
+        except Exception as publish_error:  # the ledger holds the dead letter; the topic is for your own tools
             log.warning(
                 "dead letter %s is recorded, but publishing it to %s failed: %s",
                 self.id,
@@ -507,17 +558,19 @@ class PubSubDelivery(Delivery):
         await self.consumer.ack(self.names.subscription, self.message)
 
     async def release(self) -> None:
-        if self._ordered():
-            await self.consumer.nack(self.names.subscription, self.message)
-        else:
-            attributes = self._republished_attributes(self.attempt - 1)
-            attributes.pop(ATTR_ORDERING_KEY, None)
-            await self._backend._publish(self.names.topic, self.body, attributes, self.message.ordering_key)
-            await self.consumer.ack(self.names.subscription, self.message)
-        await self._backend.record_outcome(self.id, JobStatus.PENDING, released=True)
+        await self._backend.ledger.release(self.id, self.token)
+        await self.consumer.nack(self.names.subscription, self.message)  # the same message comes again
 
     async def extend(self, lease_ms: int) -> bool:
-        return True  # the client's lease management extends running jobs
+        # The client's lease management extends the message; the ledger's lease is extended here.
+        return await self._backend.ledger.extend(self.id, self.token, lease_ms=lease_ms)
+
+
+def _generation(message: Message) -> int:
+    try:
+        return int(message.attributes.get(n.ATTR_GENERATION) or FIRST_GENERATION)
+    except ValueError:
+        return FIRST_GENERATION
 
 
 __all__ = ["PubSubDelivery", "StreamConsumer"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from lssm_jobs.backends.base import QueueBackend
+from lssm_jobs.ledger import JobLedger, MemoryLedger, MemoryLedgerStore
 from lssm_jobs_gcp_pubsub import PubSubBackend
 from lssm_jobs_gcp_pubsub.testing.emulator import LocalPubSub, java_emulator_path
 
@@ -74,13 +75,14 @@ def unique_prefix() -> str:
 
 
 @pytest.fixture
-def make_ledger() -> Callable[[], Any]:
-    """Makes the ledger instances of one test (they share storage)."""
-    return lambda: None
+def make_ledger() -> Callable[[], JobLedger]:
+    """Makes the ledger instances of one test: in memory, sharing one store (like one database)."""
+    store = MemoryLedgerStore()
+    return lambda: MemoryLedger(store=store)
 
 
 @pytest.fixture
-def pubsub_backend_factory(pubsub_server: LocalPubSub, make_ledger: Callable[[], Any]) -> Callable[..., PubSubBackend]:
+def pubsub_backend_factory(pubsub_server: LocalPubSub, make_ledger: Callable[[], JobLedger]) -> Callable[..., PubSubBackend]:
     """Makes unopened backends on the session's server, with this test's own prefix (fresh resources)."""
     prefix = unique_prefix()
 
