@@ -559,7 +559,16 @@ class PubSubDelivery(Delivery):
 
     async def release(self) -> None:
         await self._backend.ledger.release(self.id, self.token)
-        await self.consumer.nack(self.names.subscription, self.message)  # the same message comes again
+        if self._ordered():
+            await self.consumer.nack(self.names.subscription, self.message)  # keeps its place in the key's order
+            return
+        # A fresh copy of the same generation rather than a nack: the Java emulator does not redeliver a
+        # message nacked after its stream closed to later streams, and the native dead-letter policy would
+        # count the nack as a failed delivery.
+        attributes = self._attributes(_generation(self.message))
+        attributes.pop(ATTR_ORDERING_KEY, None)
+        await self._backend._publish(self.names.topic, self.body, attributes)
+        await self.consumer.ack(self.names.subscription, self.message)
 
     async def extend(self, lease_ms: int) -> bool:
         # The client's lease management extends the message; the ledger's lease is extended here.

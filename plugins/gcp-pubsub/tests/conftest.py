@@ -81,22 +81,29 @@ def make_ledger() -> Callable[[], JobLedger]:
     return lambda: MemoryLedger(store=store)
 
 
-@pytest.fixture
-def pubsub_backend_factory(pubsub_server: LocalPubSub, make_ledger: Callable[[], JobLedger]) -> Callable[..., PubSubBackend]:
-    """Makes unopened backends on the session's server, with this test's own prefix (fresh resources)."""
+def backend_factory(server: LocalPubSub, make_ledger: Callable[[], JobLedger]) -> Callable[..., PubSubBackend]:
+    """Makes unopened backends on ``server``, all with one new prefix (fresh topics and subscriptions)."""
     prefix = unique_prefix()
 
     def make(**options: Any) -> PubSubBackend:
         settings: dict[str, Any] = {
             "project": PROJECT,
             "prefix": prefix,
-            "emulator_host": pubsub_server.address,
+            "emulator_host": server.address,
             "ledger": make_ledger(),
         }
         settings.update(options)
         return PubSubBackend(**settings)
 
     return make
+
+
+@pytest.fixture
+def pubsub_backend_factory(
+    pubsub_server: LocalPubSub, make_ledger: Callable[[], JobLedger]
+) -> Callable[..., PubSubBackend]:
+    """Makes unopened backends on the session's server, with this test's own prefix."""
+    return backend_factory(pubsub_server, make_ledger)
 
 
 @pytest.fixture
