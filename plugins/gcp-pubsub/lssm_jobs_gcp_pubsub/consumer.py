@@ -243,6 +243,21 @@ class StreamConsumer:
             if claimed:
                 await self.dispatch(delivery)
 
+    def retry_in_place(self, names: QueueNames, message: Message, wait: float) -> None:
+        """Run a job with an ordering key again after ``wait`` seconds on the same (still leased) message."""
+        delivery = PubSubDelivery(self, names, message)
+        task = asyncio.ensure_future(self._run_later(delivery, wait))
+        self.in_flight[task] = delivery
+        task.add_done_callback(lambda done: self.in_flight.pop(done, None))
+
+    async def _run_later(self, delivery: PubSubDelivery, wait: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), max(0.0, wait))
+        if self.stopping.is_set():  # back to Pub/Sub, in its place; the ledger has it scheduled already
+            await self._quietly(self.nack(delivery.names.subscription, delivery.message))
+            return
+        await self._run(delivery)
+
     async def _claim(self, delivery: PubSubDelivery) -> bool:
         """Ask the ledger whether this delivery runs its job (see :class:`~lssm_jobs.ledger.ClaimOutcome`);
         answer the message itself when it does not."""
@@ -526,10 +541,11 @@ class PubSubDelivery(Delivery):
     async def retry(self, *, run_at: float, error: str) -> None:
         wait = run_at - time.time()
         ledger = self._backend.ledger
-        if self._ordered() and wait <= MAX_ACK_DEADLINE_S:
-            # In place, so later jobs with the same ordering key keep waiting behind this one.
+        if self._ordered():
+            # In place: the worker keeps the message leased through the backoff and runs it again, so later
+            # jobs with the same ordering key (held back by the client) keep waiting behind this one.
             await ledger.reschedule(self.id, self.token, run_at=run_at, error=error, generation=None)
-            await self.consumer.hand_back(self.names.subscription, self.message, wait)
+            self.consumer.retry_in_place(self.names, self.message, wait)
             return
         # Published as the job's next generation before the ledger names it, so a failure here leaves the
         # current message in charge (delivered again after its deadline).
