@@ -51,13 +51,11 @@ from lssm_jobs.backends.base import (
     BackendCapabilities,
     ConsumeOptions,
     DeadLetter,
-    Delivery,
     Dispatch,
     JobRecord,
     OutgoingJob,
     PushResult,
     QueueBackend,
-    new_push_result,
 )
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.ledger import FIRST_GENERATION, JobLedger, open_ledger
@@ -393,7 +391,12 @@ class PubSubBackend(QueueBackend):
         return await asyncio.wrap_future(self.publish_message(topic, data, attributes, ordering_key))
 
     async def publish_job(
-        self, names: QueueNames, body: bytes, attributes: dict[str, str], run_at: float, ordering_key: str = ""
+        self,
+        names: QueueNames,
+        body: bytes,
+        attributes: dict[str, str],
+        run_at: float,
+        ordering_key: str = "",
     ) -> str:
         """Publish a job to its queue's topic, or to the ``.delayed`` topic when it is due later."""
         if run_at > time.time():

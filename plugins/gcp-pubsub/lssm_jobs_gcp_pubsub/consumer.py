@@ -41,7 +41,6 @@ from lssm_jobs_gcp_pubsub.names import ATTR_ORDERING_KEY, QueueNames
 log = logging.getLogger("lssm_jobs.gcp_pubsub")
 
 
-
 def _run_at(message: Message) -> float:
     try:
         return float(message.attributes.get(n.ATTR_RUN_AT) or 0.0)
@@ -111,8 +110,10 @@ class StreamConsumer:
                 if queue not in self.consumed:
                     self.consumed.add(queue)
                     supervisors.append(asyncio.create_task(self._supervise(queue)))
-            interval = self.backend.options.discover_interval_s if queues else min(
-                5.0, self.backend.options.discover_interval_s
+            interval = (
+                self.backend.options.discover_interval_s
+                if queues
+                else min(5.0, self.backend.options.discover_interval_s)
             )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), interval)
@@ -127,7 +128,9 @@ class StreamConsumer:
                 names = await self.backend.ensure_queue(queue)
                 streams = self._subscribe(names, ended)
             except Exception as error:
-                log.error("could not consume queue %r (%s); trying again in %.1fs", queue, _brief(error), delay)
+                log.error(
+                    "could not consume queue %r (%s); trying again in %.1fs", queue, _brief(error), delay
+                )
                 self._forget_streams(streams)
                 await self._wait_or_stop(delay)
                 delay = min(delay * 2, 30.0)
@@ -141,7 +144,7 @@ class StreamConsumer:
                 return
             for stream in streams:
                 if stream.done() and not stream.cancelled() and stream.exception() is not None:
-                    log.error("a streaming pull of queue %r ended: %s", queue, _brief(stream.exception()))  # type: ignore[arg-type]
+                    log.error("a streaming pull of queue %r ended: %s", queue, _brief(stream.exception()))
             await asyncio.to_thread(_cancel_streams, streams)
             self._forget_streams(streams)
             await self._wait_or_stop(delay)
@@ -265,7 +268,9 @@ class StreamConsumer:
         ledger = self.backend.ledger
         if n.ATTR_ID not in message.attributes:
             await self._record_foreign(delivery)
-        claim = await ledger.begin(delivery.id, generation=_generation(message), lease_ms=self.options.lease_ms)
+        claim = await ledger.begin(
+            delivery.id, generation=_generation(message), lease_ms=self.options.lease_ms
+        )
         outcome = claim.outcome
         if outcome is ClaimOutcome.RUN:
             delivery.claimed(claim)
@@ -336,7 +341,11 @@ class StreamConsumer:
         try:
             await self.backend._publish(names.topic, message.data, attributes, key)
         except Exception as error:
-            log.error("could not publish due job %s (%s); it comes back in 10s", attributes.get(n.ATTR_ID), _brief(error))
+            log.error(
+                "could not publish due job %s (%s); it comes back in 10s",
+                attributes.get(n.ATTR_ID),
+                _brief(error),
+            )
             await self.hand_back(names.delayed_subscription, message, 10.0)
             return
         await self.ack(names.delayed_subscription, message)
@@ -461,7 +470,9 @@ class StreamConsumer:
         if self.in_flight:
             _, pending = await asyncio.wait(set(self.in_flight), timeout=timeout)
             for task in pending:
-                log.warning("job %s did not finish within the shutdown timeout; releasing it", self.in_flight[task].id)
+                log.warning(
+                    "job %s did not finish within the shutdown timeout; releasing it", self.in_flight[task].id
+                )
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -555,16 +566,22 @@ class PubSubDelivery(Delivery):
         else:
             attributes.pop(ATTR_ORDERING_KEY, None)
             await self._backend._publish(self.names.topic, self.body, attributes, self.message.ordering_key)
-        await ledger.reschedule(self.id, self.token, run_at=run_at, error=error, generation=self.next_generation)
+        await ledger.reschedule(
+            self.id, self.token, run_at=run_at, error=error, generation=self.next_generation
+        )
         await self.consumer.ack(self.names.subscription, self.message)
 
     async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
-        await self._backend.ledger.dead_letter(self.id, self.token, reason=reason, error=error, traceback=traceback)
+        await self._backend.ledger.dead_letter(
+            self.id, self.token, reason=reason, error=error, traceback=traceback
+        )
         attributes = self._attributes(_generation(self.message))
         attributes[n.ATTR_DEAD_REASON] = reason[:1000]
         try:
             await self._backend._publish(self.names.dead_topic, self.body, attributes)
-        except Exception as publish_error:  # the ledger holds the dead letter; the topic is for your own tools
+        except (
+            Exception
+        ) as publish_error:  # the ledger holds the dead letter; the topic is for your own tools
             log.warning(
                 "dead letter %s is recorded, but publishing it to %s failed: %s",
                 self.id,
@@ -576,7 +593,9 @@ class PubSubDelivery(Delivery):
     async def release(self) -> None:
         await self._backend.ledger.release(self.id, self.token)
         if self._ordered():
-            await self.consumer.nack(self.names.subscription, self.message)  # keeps its place in the key's order
+            await self.consumer.nack(
+                self.names.subscription, self.message
+            )  # keeps its place in the key's order
             return
         # A fresh copy of the same generation rather than a nack: the Java emulator does not redeliver a
         # message nacked after its stream closed to later streams, and the native dead-letter policy would

@@ -81,7 +81,9 @@ def make_ledger() -> Callable[[], JobLedger]:
     return lambda: MemoryLedger(store=store)
 
 
-def backend_factory(server: LocalPubSub, make_ledger: Callable[[], JobLedger]) -> Callable[..., PubSubBackend]:
+def backend_factory(
+    server: LocalPubSub, make_ledger: Callable[[], JobLedger]
+) -> Callable[..., PubSubBackend]:
     """Makes unopened backends on ``server``, all with one new prefix (fresh topics and subscriptions)."""
     prefix = unique_prefix()
 
@@ -107,5 +109,7 @@ def pubsub_backend_factory(
 
 
 @pytest.fixture
-def lssm_jobs_backend_factory(pubsub_backend_factory: Callable[..., PubSubBackend]) -> Callable[[], QueueBackend]:
+def lssm_jobs_backend_factory(
+    pubsub_backend_factory: Callable[..., PubSubBackend],
+) -> Callable[[], QueueBackend]:
     return lambda: pubsub_backend_factory()

@@ -5,6 +5,7 @@ CLI, native dead-letter policy, ordering keys, naming."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from lssm_jobs.cli import main as cli_main
 from lssm_jobs.jobs import JobCatalog, JobOptions, JobStatus, define_job_type
 from lssm_jobs.queue import JobQueue, open_queue
 from lssm_jobs.testing import run_async, wait_until
-from lssm_jobs_gcp_pubsub import PubSubBackend, PublishError
+from lssm_jobs_gcp_pubsub import PublishError, PubSubBackend
 from lssm_jobs_gcp_pubsub.names import Naming, decode_queue, encode_queue
 from lssm_jobs_gcp_pubsub.testing.emulator import LocalPubSub
 
@@ -39,7 +40,12 @@ async def test_a_job_whose_worker_is_killed_completes_in_another_worker(
     prefix = unique_prefix()
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
     queue = open_queue(
-        "gcp-pubsub", project=PROJECT, prefix=prefix, emulator_host=pubsub_server.address, ledger=ledger, sinks=[]
+        "gcp-pubsub",
+        project=PROJECT,
+        prefix=prefix,
+        emulator_host=pubsub_server.address,
+        ledger=ledger,
+        sinks=[],
     )
 
     def worker() -> subprocess.Popen[bytes]:
@@ -85,7 +91,9 @@ async def _status(queue: JobQueue, job_id: str, status: JobStatus) -> Any:
 
 
 @run_async(timeout=60)
-async def test_delayed_jobs_run_on_time_never_early(pubsub_backend_factory: Callable[..., PubSubBackend]) -> None:
+async def test_delayed_jobs_run_on_time_never_early(
+    pubsub_backend_factory: Callable[..., PubSubBackend],
+) -> None:
     """Delays within the hold horizon: each job runs at or after its run_at, and within the documented
     precision (0.5 s on our server, 1 s on the Java emulator, whose deliveries are slower)."""
     lateness: list[float] = []
@@ -142,7 +150,9 @@ async def test_retry_backoff_dead_letter_and_replay_through_the_cli(
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
     catalog = JobCatalog()
     flaky = define_job_type(
-        type="flaky", options=JobOptions(max_retries=2, backoff_ms=200, backoff="fixed", jitter=0), catalog=catalog
+        type="flaky",
+        options=JobOptions(max_retries=2, backoff_ms=200, backoff="fixed", jitter=0),
+        catalog=catalog,
     )
     fixed = False
     attempts: list[tuple[int, float]] = []
@@ -174,7 +184,7 @@ async def test_retry_backoff_dead_letter_and_replay_through_the_cli(
         await queue.start()
         await wait_until(lambda: _status(queue, job.id, JobStatus.DEAD), timeout=30, message="dead letter")
         assert [attempt for attempt, _ in attempts] == [1, 2, 3]
-        assert all(b - a >= 0.19 for (_, a), (_, b) in zip(attempts, attempts[1:]))
+        assert all(b - a >= 0.19 for (_, a), (_, b) in itertools.pairwise(attempts))
         capsys.readouterr()
         listed = await asyncio.to_thread(cli, "dlq", "list")
         assert [dead["id"] for dead in listed] == [job.id]
@@ -182,7 +192,9 @@ async def test_retry_backoff_dead_letter_and_replay_through_the_cli(
         assert "dead" in json.dumps(status)
         fixed = True
         await asyncio.to_thread(cli, "dlq", "replay", job.id)
-        done = await wait_until(lambda: _status(queue, job.id, JobStatus.COMPLETED), timeout=30, message="replayed")
+        done = await wait_until(
+            lambda: _status(queue, job.id, JobStatus.COMPLETED), timeout=30, message="replayed"
+        )
         assert done.attempt == 1
         assert await asyncio.to_thread(cli, "dlq", "list") == []
 

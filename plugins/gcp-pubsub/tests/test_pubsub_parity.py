@@ -41,7 +41,9 @@ class Clients:
         received: list[Any] = []
         deadline = time.monotonic() + wait
         while len(received) < count and time.monotonic() < deadline:
-            response = self.subscriber.pull(subscription=subscription, max_messages=count - len(received), timeout=5)
+            response = self.subscriber.pull(
+                subscription=subscription, max_messages=count - len(received), timeout=5
+            )
             received.extend(response.received_messages)
         return received
 
@@ -103,7 +105,9 @@ def test_publish_pull_ack_and_nack(clients: Clients) -> None:
     assert received.message.message_id == message_id
     assert received.message.publish_time.timestamp() > time.time() - 60
     assert received.delivery_attempt == 0  # only set with a dead-letter policy
-    clients.subscriber.modify_ack_deadline(subscription=subscription, ack_ids=[received.ack_id], ack_deadline_seconds=0)
+    clients.subscriber.modify_ack_deadline(
+        subscription=subscription, ack_ids=[received.ack_id], ack_deadline_seconds=0
+    )
     (again,) = clients.pull(subscription)  # a nack delivers again, with a new ack id
     assert again.message.message_id == message_id and again.ack_id != received.ack_id
     clients.subscriber.acknowledge(subscription=subscription, ack_ids=[received.ack_id])  # stale: ignored

@@ -257,7 +257,9 @@ class PubSubState:
         copy.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = project.partition("/")[2]
         copy.attributes["CloudPubSubDeadLetterSourceSubscription"] = short
         copy.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] = str(message.attempts)
-        copy.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = _rfc3339(message.message.publish_time)
+        copy.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = _rfc3339(
+            message.message.publish_time
+        )
         if subscription.dead_letter_topic in self.topics:
             self.publish(subscription.dead_letter_topic, [copy])
 
@@ -284,7 +286,9 @@ class PubSubState:
         with self.lock:
             subscription = self.subscription(name)
             for ack_id in ack_ids:
-                subscription.leases.pop(ack_id, None)  # unknown or stale ack ids are ignored, as the service does
+                subscription.leases.pop(
+                    ack_id, None
+                )  # unknown or stale ack ids are ignored, as the service does
             self.changed.notify_all()
 
     def modify_ack_deadline(self, name: str, ack_ids: Any, seconds: int) -> None:
@@ -326,19 +330,19 @@ class _Service:
         self.state = state
 
     # Publisher
-    def CreateTopic(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method names
+    def CreateTopic(self, request: Any, context: Any) -> Any:
         return self.state.create_topic(request)
 
-    def GetTopic(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetTopic(self, request: Any, context: Any) -> Any:
         return self.state.topic(request.topic)
 
-    def ListTopics(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ListTopics(self, request: Any, context: Any) -> Any:
         with self.state.lock:
             prefix = f"{request.project}/topics/"
             topics = [topic for name, topic in sorted(self.state.topics.items()) if name.startswith(prefix)]
         return _pb["ListTopicsResponse"](topics=topics)
 
-    def ListTopicSubscriptions(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ListTopicSubscriptions(self, request: Any, context: Any) -> Any:
         with self.state.lock:
             self.state.topic(request.topic)
             names = sorted(
@@ -346,33 +350,35 @@ class _Service:
             )
         return _pb["ListTopicSubscriptionsResponse"](subscriptions=names)
 
-    def DeleteTopic(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def DeleteTopic(self, request: Any, context: Any) -> Any:
         self.state.delete_topic(request.topic)
         return empty_pb2.Empty()
 
-    def Publish(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Publish(self, request: Any, context: Any) -> Any:
         return _pb["PublishResponse"](message_ids=self.state.publish(request.topic, request.messages))
 
     # Subscriber
-    def CreateSubscription(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def CreateSubscription(self, request: Any, context: Any) -> Any:
         return self.state.create_subscription(request)
 
-    def GetSubscription(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetSubscription(self, request: Any, context: Any) -> Any:
         return self.state.subscription(request.subscription).config
 
-    def ListSubscriptions(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ListSubscriptions(self, request: Any, context: Any) -> Any:
         with self.state.lock:
             prefix = f"{request.project}/subscriptions/"
             configs = [
-                sub.config for name, sub in sorted(self.state.subscriptions.items()) if name.startswith(prefix)
+                sub.config
+                for name, sub in sorted(self.state.subscriptions.items())
+                if name.startswith(prefix)
             ]
         return _pb["ListSubscriptionsResponse"](subscriptions=configs)
 
-    def DeleteSubscription(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def DeleteSubscription(self, request: Any, context: Any) -> Any:
         self.state.delete_subscription(request.subscription)
         return empty_pb2.Empty()
 
-    def Pull(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Pull(self, request: Any, context: Any) -> Any:
         state = self.state
         limit = request.max_messages or 1
         if limit < 0:
@@ -389,17 +395,17 @@ class _Service:
                     return _pb["PullResponse"](received_messages=received)
                 state.changed.wait(min(left, 0.1))
 
-    def Acknowledge(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Acknowledge(self, request: Any, context: Any) -> Any:
         if not request.ack_ids:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "ack_ids must not be empty")
         self.state.acknowledge(request.subscription, request.ack_ids)
         return empty_pb2.Empty()
 
-    def ModifyAckDeadline(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ModifyAckDeadline(self, request: Any, context: Any) -> Any:
         self.state.modify_ack_deadline(request.subscription, request.ack_ids, request.ack_deadline_seconds)
         return empty_pb2.Empty()
 
-    def StreamingPull(self, requests: Iterator[Any], context: Any) -> Iterator[Any]:  # noqa: N802
+    def StreamingPull(self, requests: Iterator[Any], context: Any) -> Iterator[Any]:
         state = self.state
         try:
             first = next(requests)
@@ -450,7 +456,9 @@ class _Service:
             stream.ack_deadline = request.stream_ack_deadline_seconds
         if request.ack_ids:
             self.state.acknowledge(name, request.ack_ids)
-        for ack_id, seconds in zip(request.modify_deadline_ack_ids, request.modify_deadline_seconds, strict=False):
+        for ack_id, seconds in zip(
+            request.modify_deadline_ack_ids, request.modify_deadline_seconds, strict=False
+        ):
             self.state.modify_ack_deadline(name, [ack_id], seconds)
 
 
@@ -508,7 +516,9 @@ class PubSubTestServer:
         service = _Service(self.state)
         # Each open streaming pull holds one worker thread: the pool must stay well above the number of
         # concurrent subscribers, or unary acks could not be served and everything would stall.
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pubsub-test"))
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pubsub-test")
+        )
         handlers = []
         for service_name, methods in _METHODS.items():
             table = {}
