@@ -140,9 +140,10 @@ class JobLedger(ABC):
         reserved. In this order:
 
         * no record: :attr:`~ClaimOutcome.UNKNOWN`;
+        * ``generation`` newer than the record's: :attr:`~ClaimOutcome.EARLY` (also for a finished job: a
+          replay creates its task before the ledger moves the dead letter back);
         * completed or dead: :attr:`~ClaimOutcome.FINISHED`;
-        * ``generation`` older than the record's: :attr:`~ClaimOutcome.SUPERSEDED`; newer:
-          :attr:`~ClaimOutcome.EARLY`;
+        * ``generation`` older than the record's: :attr:`~ClaimOutcome.SUPERSEDED`;
         * active with an unexpired lease: :attr:`~ClaimOutcome.BUSY` (an active job whose lease expired
           was abandoned by a dead worker, and runs again);
         * scheduled for later than now + ``tolerance`` seconds: :attr:`~ClaimOutcome.NOT_DUE` (services

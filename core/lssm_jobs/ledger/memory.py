@@ -166,12 +166,12 @@ class MemoryLedger(JobLedger):
                 "run_at": entry.run_at,
                 "queue": entry.job.queue,
             }
+            if generation > entry.generation:
+                return Claim(outcome=ClaimOutcome.EARLY, **common)
             if entry.status in (JobStatus.COMPLETED, JobStatus.DEAD):
                 return Claim(outcome=ClaimOutcome.FINISHED, **common)
             if generation < entry.generation:
                 return Claim(outcome=ClaimOutcome.SUPERSEDED, **common)
-            if generation > entry.generation:
-                return Claim(outcome=ClaimOutcome.EARLY, **common)
             if entry.status is JobStatus.ACTIVE and entry.lease_until > now:
                 return Claim(outcome=ClaimOutcome.BUSY, **common)
             if entry.status is JobStatus.SCHEDULED and entry.run_at > now + tolerance:

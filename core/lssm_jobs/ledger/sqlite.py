@@ -276,12 +276,12 @@ class SqliteLedger(JobLedger):
                 "run_at": run_at,
                 "queue": queue,
             }
+            if generation > current:
+                return Claim(outcome=ClaimOutcome.EARLY, **common)
             if status in ("completed", "dead"):
                 return Claim(outcome=ClaimOutcome.FINISHED, **common)
             if generation < current:
                 return Claim(outcome=ClaimOutcome.SUPERSEDED, **common)
-            if generation > current:
-                return Claim(outcome=ClaimOutcome.EARLY, **common)
             if status == "active" and (lease_until or 0.0) > now:
                 return Claim(outcome=ClaimOutcome.BUSY, **common)
             if status == "scheduled" and run_at > now + tolerance:

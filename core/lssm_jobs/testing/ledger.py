@@ -212,6 +212,9 @@ class LedgerConformance:
             for job in (done, dead):
                 again = await ledger.begin(job.id, generation=1, lease_ms=LEASE_MS)
                 assert again.outcome is ClaimOutcome.FINISHED
+            # a newer generation is a carrier the ledger has not heard of yet (a replay in flight)
+            replaying = await ledger.begin(dead.id, generation=claim.next_generation, lease_ms=LEASE_MS)
+            assert replaying.outcome is ClaimOutcome.EARLY
             record = await ledger.get(done.id)
             assert record is not None and record.attempts == 1  # the duplicate counted nothing
             unknown = await ledger.begin(uuid.uuid4().hex, generation=1, lease_ms=LEASE_MS)

@@ -139,9 +139,9 @@ if op == 'begin' then
   current = num(current)
   local head = {current, run_at, queue}
   local function answer(outcome) return {outcome, head[1], head[2], head[3]} end
+  if generation > current then return answer('early') end
   if status == 'completed' or status == 'dead' then return answer('finished') end
   if generation < current then return answer('superseded') end
-  if generation > current then return answer('early') end
   if status == 'active' and num(lease_until) > now then return answer('busy') end
   if status == 'scheduled' and num(run_at) > now + tolerance then return answer('not_due') end
   local expiry = now + lease_ms / 1000
