@@ -490,8 +490,8 @@ class PubSubBackend(QueueBackend):
         if version is not None:
             attributes[n.ATTR_VERSION] = version
         await self.publish_job(names, dead.body, attributes, run_at)
-        # A dedupe conflict (DedupeConflictError) leaves the dead letter in place; the message just published
-        # then finds it dead and is dropped.
+        # Until the ledger moves the dead letter back, the message just published is EARLY and handed back; if
+        # that fails (DedupeConflictError: the dead letter stays), the message is dropped as an orphan later.
         return await self.ledger.replay_dead(job_id, run_at=run_at, generation=generation)
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:

@@ -40,6 +40,9 @@ from lssm_jobs_gcp_pubsub.names import ATTR_ORDERING_KEY, QueueNames
 
 log = logging.getLogger("lssm_jobs.gcp_pubsub")
 
+#: A message whose generation the ledger has not adopted this long after it was published is an orphan.
+ORPHAN_AFTER_S = 600.0
+
 
 def _run_at(message: Message) -> float:
     try:
@@ -288,7 +291,19 @@ class StreamConsumer:
         elif outcome is ClaimOutcome.BUSY:
             await self.hand_back(subscription, message, max(10.0, self.options.lease_ms / 1000))
         elif outcome is ClaimOutcome.EARLY:
-            await self.hand_back(subscription, message, 1.0)
+            # Published before the ledger names its generation (a retry or replay in progress). If that write
+            # never lands (it failed, or a replay hit a dedupe conflict), the message is an orphan: the job's
+            # current message is elsewhere, so after ORPHAN_AFTER_S it is dropped.
+            age = time.time() - message.publish_time.timestamp()
+            if age > ORPHAN_AFTER_S:
+                log.warning(
+                    "dropping message %s of job %s: the ledger never adopted its generation",
+                    message.message_id,
+                    delivery.id,
+                )
+                await self.ack(subscription, message)
+            else:
+                await self.hand_back(subscription, message, max(1.0, min(60.0, age / 2)))
         else:  # NOT_DUE
             await self.hand_back(subscription, message, claim.run_at - time.time())
         return False
