@@ -138,6 +138,8 @@ async def test_publish_failure_after_the_topic_check_undoes_the_records(
         with pytest.raises(PublishError) as raised:
             await queue.enqueue_many([("doomed", {"i": i}) for i in range(3)])
         assert len(raised.value.failed) == 3 and "NotFound" in str(raised.value)
+        with pytest.raises(PublishError):  # a single enqueue takes its own path (one Publish call)
+            await queue.enqueue("doomed", {})
         counts = await queue.counts()
         assert sum(counts["default"].values()) == 1  # only the job published before
 
