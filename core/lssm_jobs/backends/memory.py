@@ -25,6 +25,7 @@ from lssm_jobs.backends.base import (
     PullBackend,
     PushResult,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
 from lssm_jobs.registrations import QueueBackendSpec
@@ -295,14 +296,11 @@ class MemoryBackend(PullBackend):
         job = self.store.jobs.get(job_id)
         if job is None:
             return None
-        status = job.status
-        if status is JobStatus.SCHEDULED and job.run_at <= self.store.clock():
-            status = JobStatus.PENDING
         return JobRecord(
             id=job.id,
             type=job.type,
             queue=job.queue,
-            status=status,
+            status=self._reported_status(job, self.store.clock()),
             attempts=job.attempts,
             priority=job.priority,
             run_at=job.run_at,
@@ -315,10 +313,19 @@ class MemoryBackend(PullBackend):
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
+        now = self.store.clock()
         for job in self.store.jobs.values():
             per_queue = counts.setdefault(job.queue, {})
-            per_queue[job.status] = per_queue.get(job.status, 0) + 1
+            status = self._reported_status(job, now)
+            per_queue[status] = per_queue.get(status, 0) + 1
         return counts
+
+    @staticmethod
+    def _reported_status(job: _StoredJob, now: float) -> JobStatus:
+        """A scheduled job whose time has come is ready, even before a lease promoted it."""
+        if job.status is JobStatus.SCHEDULED and job.run_at <= now:
+            return JobStatus.PENDING
+        return job.status
 
     def _dead(self) -> list[_StoredJob]:
         dead = [job for job in self.store.jobs.values() if job.status is JobStatus.DEAD]
@@ -350,12 +357,15 @@ class MemoryBackend(PullBackend):
         job = self.store.jobs.get(job_id)
         if job is None or job.status is not JobStatus.DEAD:
             return False
+        if job.dedupe_key is not None:
+            holder = self.store.jobs.get(self.store.dedupe.get(job.dedupe_key, ""))
+            if holder is not None and holder.id != job.id and holder.status in LIVE_STATUSES:
+                raise DedupeConflictError(job.id, job.dedupe_key, holder.id)
+            self.store.dedupe[job.dedupe_key] = job.id
         job.attempts = 0
         job.reason = job.traceback = None
         job.run_at = run_at
         job.updated_at = self.store.clock()
-        if job.dedupe_key is not None and job.dedupe_key not in self.store.dedupe:
-            self.store.dedupe[job.dedupe_key] = job.id
         self.store.schedule(job)
         return True
 

@@ -43,6 +43,7 @@ from lssm_jobs.backends.base import (
     PushResult,
     new_push_result,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import JobStatus
 from redis.exceptions import (
     BusyLoadingError,
@@ -873,7 +874,7 @@ class RedisBackend(PullBackend):
             id=job_id,
             type=type_.decode(),
             queue=queue.decode(),
-            status=_STATUS[status],
+            status=_reported_status(status, run_at, created),
             attempts=int(attempts or 0),
             priority=int(priority or 0),
             run_at=float(run_at if run_at is not None else created),  # no r: due at creation
@@ -935,8 +936,14 @@ class RedisBackend(PullBackend):
         return letters[0] if letters else None
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
+        """:raises DedupeConflictError: a live job holds the dead letter's dedupe key; nothing changed."""
         args = [int(time.time() * 1000), job_id, repr(float(run_at))]
         reply = await self._call("replay", lambda: self._script(self._scripts.replay, args))
+        if isinstance(reply, bytes):  # the live job holding the dead letter's dedupe key
+            dead = await self.get(job_id)
+            raise DedupeConflictError(
+                job_id, dead.dedupe_key if dead and dead.dedupe_key else "", reply.decode()
+            )
         return bool(reply)
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
@@ -957,6 +964,13 @@ class RedisBackend(PullBackend):
                 await self._call("purge", lambda args=args: self._script(self._scripts.purge, args))  # type: ignore[misc]
             )
         return deleted
+
+
+def _reported_status(status: bytes, run_at: bytes | None, created: bytes) -> JobStatus:
+    """A delayed job whose time has come is ready, whether or not a lease has moved it yet."""
+    if status == b"scheduled" and float(run_at if run_at is not None else created) <= time.time():
+        return JobStatus.PENDING
+    return _STATUS[status]
 
 
 def _socket_timeout(client: Any) -> float | None:
