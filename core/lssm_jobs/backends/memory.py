@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,18 +56,31 @@ class _StoredJob:
 
 
 class MemoryStore:
-    """The state shared by the memory backends of one process."""
+    """The state shared by the memory backends of one process.
+
+    :param completed_retention: seconds completed jobs stay readable with ``get`` (0: deleted at once).
+    :param completed_max: most completed jobs kept (0: no count limit). ``completed_limit`` is its old,
+        deprecated name.
+    """
 
     def __init__(
         self,
         *,
         clock: Callable[[], float] = time.time,
         completed_retention: float = 3600.0,
-        completed_limit: int = 10_000,
+        completed_max: int = 10_000,
+        completed_limit: int | None = None,
     ) -> None:
+        if completed_limit is not None:
+            warnings.warn(
+                "MemoryStore(completed_limit=...) is deprecated: use completed_max, as on every backend",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            completed_max = completed_limit
         self.clock = clock
         self.completed_retention = completed_retention
-        self.completed_limit = completed_limit
+        self.completed_max = completed_max
         self.jobs: dict[str, _StoredJob] = {}
         self.dedupe: dict[str, str] = {}
         self.ready: dict[str, list[tuple[int, float, int, str]]] = {}  # queue -> heap(-priority, run_at, seq)
@@ -138,7 +152,7 @@ class MemoryStore:
     def prune_completed(self, now: float) -> None:
         while self.completed and (
             self.completed[0][0] <= now - self.completed_retention
-            or len(self.completed) > self.completed_limit
+            or 0 < self.completed_max < len(self.completed)
         ):
             _, job_id = self.completed.pop(0)
             job = self.jobs.get(job_id)
@@ -392,6 +406,9 @@ def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
             factory=_memory_factory,
             capabilities=MemoryBackend.capabilities,
             description="in-process queue for development and tests; not durable",
-            options_help={"completed_retention": "seconds completed jobs stay visible (default 3600)"},
+            options_help={
+                "completed_retention": "seconds completed jobs stay readable (default 3600; 0: delete)",
+                "completed_max": "most completed jobs kept (default 10000; 0: no limit)",
+            },
         )
     ]

@@ -413,7 +413,7 @@ async def test_jobs_handed_to_a_consumer_that_stops_are_given_back(
 
 @run_async()
 async def test_completed_jobs_are_kept_for_their_retention(redis_backend_factory: BackendFactory) -> None:
-    for options, kept in (({"completed_ttl_ms": 0}, 0), ({"completed_max": 2}, 2), ({}, 5)):
+    for options, kept in (({"completed_retention": 0}, 0), ({"completed_max": 2}, 2), ({}, 5)):
         backend = redis_backend_factory(prefix=f"ret{uuid.uuid4().hex[:8]}:", **options)
         await backend.open()
         try:
