@@ -201,9 +201,12 @@ class BackendConformance:
 
     @staticmethod
     async def _status(queue: JobQueue, job_id: str, *statuses: JobStatus, timeout: float = 10.0) -> Job[Any]:
+        """Wait until the (stored) job is in one of ``statuses``; it must not vanish meanwhile."""
+
         async def reached() -> Job[Any] | None:
             job = await queue.get(job_id)
-            return job if job is not None and job.status in statuses else None
+            assert job is not None, f"job {job_id} vanished while awaited in {[s.value for s in statuses]}"
+            return job if job.status in statuses else None
 
         result: Job[Any] = await wait_until(
             reached, timeout=timeout, message=f"job {job_id} in {[s.value for s in statuses]}"
@@ -217,7 +220,9 @@ class BackendConformance:
             return
 
         async def gone() -> bool:
-            return await queue.get(job_id) is None
+            job = await queue.get(job_id)
+            assert job is None or job.status is not JobStatus.COMPLETED, "a completed job was kept"
+            return job is None
 
         await wait_until(gone, timeout=timeout, message=f"completed job {job_id} deleted")
 
@@ -543,9 +548,11 @@ class BackendConformance:
             queue.register(name, handler)
             job = await queue.enqueue(name, {}, dedupe_key="busy", max_retries=1)
             await queue.start()
-            await asyncio.wait_for(running.wait(), 10)
-            assert (await queue.enqueue(name, {}, dedupe_key="busy")).id == job.id  # active
-            proceed.set()
+            try:
+                await asyncio.wait_for(running.wait(), 10)
+                assert (await queue.enqueue(name, {}, dedupe_key="busy")).id == job.id  # active
+            finally:
+                proceed.set()
             retrying = await self._status(queue, job.id, JobStatus.SCHEDULED)
             assert retrying.attempt == 1
             assert (await queue.enqueue(name, {}, dedupe_key="busy")).id == job.id  # waiting for its retry
@@ -902,15 +909,17 @@ class BackendConformance:
             fail = False
             holder = await queue.enqueue(name, {}, dedupe_key="invoice-9")
             assert holder.id != dead.id
-            await self._status(queue, holder.id, JobStatus.ACTIVE)
-            with pytest.raises(DedupeConflictError) as raised:
-                await queue.backend.replay_dead(dead.id, run_at=time.time())
-            assert raised.value.job_id == dead.id and raised.value.live_job_id == holder.id
-            assert raised.value.dedupe_key == "invoice-9"
-            assert await queue.backend.get_dead(dead.id) is not None
-            still = await queue.get(dead.id)
-            assert still is not None and still.status is JobStatus.DEAD
-            release.set()
+            try:
+                await self._status(queue, holder.id, JobStatus.ACTIVE)
+                with pytest.raises(DedupeConflictError) as raised:
+                    await queue.backend.replay_dead(dead.id, run_at=time.time())
+                assert raised.value.job_id == dead.id and raised.value.live_job_id == holder.id
+                assert raised.value.dedupe_key == "invoice-9"
+                assert await queue.backend.get_dead(dead.id) is not None
+                still = await queue.get(dead.id)
+                assert still is not None and still.status is JobStatus.DEAD
+            finally:
+                release.set()
             await self._completed(queue, holder.id)
             assert await queue.dead_letters.replay(dead.id) is True
             await self._completed(queue, dead.id)
@@ -1012,6 +1021,30 @@ class BackendConformance:
             assert [delivery.body for delivery in rest] == [b"3", b"2", b"1"]
             assert (await backend.counts())["default"].get(JobStatus.ACTIVE) == 5
             assert await backend.lease(queues=None, limit=10, lease_ms=30_000, wait=0) == []
+
+    @_needs(PULL)
+    @_conformance_test
+    async def test_concurrent_leases_never_hand_out_one_job_twice(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """Workers leasing at the same time through several backend instances never get one job twice:
+        each of 200 ready jobs is leased exactly once."""
+        async with AsyncExitStack() as stack:
+            backends = [
+                await stack.enter_async_context(opened(lssm_jobs_backend_factory())) for _ in range(4)
+            ]
+            jobs = [_outgoing() for _ in range(200)]
+            await backends[0].push(jobs)
+            leased: list[str] = []
+
+            async def drain(backend: QueueBackend) -> None:
+                assert isinstance(backend, PullBackend)
+                while deliveries := await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0):
+                    leased.extend(delivery.id for delivery in deliveries)
+
+            await asyncio.gather(*(drain(backend) for backend in backends))
+        assert len(leased) == len(set(leased)), "a job was leased twice at once"
+        assert sorted(leased) == sorted(job.id for job in jobs)
 
     @_needs(PULL, "leases")
     @_conformance_test
@@ -1362,20 +1395,22 @@ class BackendConformance:
             completed = await queue.enqueue(name, {}, queue="completed")
             dead = await queue.enqueue(name, {}, queue="dead")
             await queue.start()
-            await self._status(queue, active.id, JobStatus.ACTIVE)
-            await self._completed(queue, completed.id)
-            await self._status(queue, dead.id, JobStatus.DEAD)
-            counts = await queue.counts()
-            release.set()
-        assert counts["pending"].get(JobStatus.PENDING) == 2
-        if delay:
-            assert counts["scheduled"].get(JobStatus.SCHEDULED) == 1
-        assert counts["active"].get(JobStatus.ACTIVE) == 1
-        assert counts["dead"].get(JobStatus.DEAD) == 1
-        if self.completed_retained:
-            assert counts["completed"].get(JobStatus.COMPLETED) == 1
-        else:
-            assert not counts.get("completed", {}).get(JobStatus.COMPLETED)
+            try:
+                await self._status(queue, active.id, JobStatus.ACTIVE)
+                await self._completed(queue, completed.id)
+                await self._status(queue, dead.id, JobStatus.DEAD)
+                counts = await queue.counts()
+            finally:
+                release.set()
+
+        def count(queue_name: str, status: JobStatus) -> int:
+            return counts.get(queue_name, {}).get(status, 0)
+
+        assert count("pending", JobStatus.PENDING) == 2
+        assert count("scheduled", JobStatus.SCHEDULED) == (1 if delay else 0)
+        assert count("active", JobStatus.ACTIVE) == 1
+        assert count("dead", JobStatus.DEAD) == 1
+        assert count("completed", JobStatus.COMPLETED) == (1 if self.completed_retained else 0)
 
 
 async def _ack(delivery: Delivery) -> None:
