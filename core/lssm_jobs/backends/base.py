@@ -279,8 +279,8 @@ class QueueBackend(ABC):
         """The job's record, or None when unknown (or pruned after its retention).
 
         A scheduled job whose ``run_at`` has passed is reported ``pending``; a leased job is ``active``,
-        also after its lease expired, until it is leased again; a dead-lettered job is ``dead``, with its
-        attempts and the dead letter's error as ``last_error``.
+        also after its lease expired, until a lease call makes it ready again or takes it; a dead-lettered
+        job is ``dead``, with its attempts and the dead letter's error as ``last_error``.
         """
 
     @abstractmethod

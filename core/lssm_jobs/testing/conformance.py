@@ -1293,10 +1293,10 @@ class BackendConformance:
     async def test_waiting_worker_wakes_for_a_push_a_due_job_and_a_stop(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
-        """A worker waiting with a long `poll_interval` starts a job pushed in the same process (also by
-        another backend instance), a scheduled job as it comes due and, on pull backends, a job whose lease
-        expired, each within a few seconds, and `stop()` returns as promptly: it waits on `wake()`, not on
-        its next poll."""
+        """A worker waiting with a `poll_interval` of `slow_poll_interval` (10 s) starts a job pushed in the
+        same process (by its own or another backend instance), a scheduled job as it comes due and, on pull
+        backends, a job whose lease expired, each within `wake_bound` (5 s), and `stop()` returns as
+        promptly: `lease` wakes for pushes, due times and `wake()`, not only when it polls."""
         name = _type_name("wake")
         started: dict[str, float] = {}
         bound, slow = self.wake_bound, self.slow_poll_interval
