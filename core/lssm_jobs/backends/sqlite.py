@@ -501,8 +501,9 @@ class SqliteBackend(PullBackend):
     def _ack_many_sync(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
         """Ack ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
         now = time.time()
+        stamps: tuple[float, ...] = ()
         if self.completed_retention <= 0:
-            sql, stamps = f"DELETE FROM lssm_jobs WHERE {self._HELD}", ()
+            sql = f"DELETE FROM lssm_jobs WHERE {self._HELD}"
         else:
             sql = (
                 "UPDATE lssm_jobs SET status = 'completed', finished_at = ?, updated_at = ?, "
