@@ -12,11 +12,11 @@ from pathlib import Path
 import attrs
 import pytest
 from lssm_jobs import registrations
+from lssm_jobs.backends.base import BackendCapabilities, Delivery, PullBackend, QueueBackend
 from lssm_jobs.cli import build_parser
 from lssm_jobs.events import EVENT_TYPES
 from lssm_jobs.hookspecs import HOOK_NAMES, LssmJobsSpec
 from lssm_jobs.jobs import JobOptions
-from lssm_jobs.backends.base import BackendCapabilities, Delivery, PullBackend, QueueBackend
 from lssm_jobs.testing.conformance import PULL, ConformanceRule, conformance_rules, conformance_test_names
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

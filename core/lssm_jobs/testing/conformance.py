@@ -458,7 +458,9 @@ class BackendConformance:
         name = _type_name("overdue")
         async with self._queue(lssm_jobs_backend_factory) as queue:
             job = await queue.enqueue(name, {}, delay_ms=150, queue="later")
-            assert (await queue.counts())["later"].get(JobStatus.SCHEDULED) == 1
+            counts = (await queue.counts())["later"]
+            if time.time() < job.run_at:  # (a stalled machine may have taken longer than the delay)
+                assert counts.get(JobStatus.SCHEDULED) == 1
             await wait_until(lambda: time.time() > job.run_at + 0.05, message="run_at passed")
             stored = await queue.get(job.id)
             assert stored is not None and stored.status is JobStatus.PENDING
@@ -877,8 +879,9 @@ class BackendConformance:
             replayed_at = time.time()
             assert await queue.dead_letters.replay(job.id, delay_ms=400) is True
             waiting = await queue.get(job.id)
-            assert waiting is not None and waiting.status is JobStatus.SCHEDULED and waiting.attempt == 0
-            assert waiting.dedupe_key == "nightly"
+            assert waiting is not None and waiting.attempt == 0 and waiting.dedupe_key == "nightly"
+            if time.time() < replayed_at + 0.4:  # (a stalled machine may have taken longer than the delay)
+                assert waiting.status is JobStatus.SCHEDULED
             if type(queue.backend).capabilities.dedupe:
                 assert (await queue.enqueue(name, {}, dedupe_key="nightly")).id == job.id
             await self._completed(queue, job.id)
@@ -1112,9 +1115,9 @@ class BackendConformance:
             job = _outgoing()
             await mine.push([job])
             leased_at = time.time()
-            (delivery,) = await mine.lease(queues=None, limit=1, lease_ms=300, wait=1.0)
+            (delivery,) = await mine.lease(queues=None, limit=1, lease_ms=500, wait=1.0)
             assert await delivery.extend(5_000) is True
-            while time.time() < leased_at + 0.6:  # twice the first lease: it would have expired
+            while time.time() < leased_at + 1.0:  # twice the first lease: it would have expired
                 assert await other.lease(queues=None, limit=1, lease_ms=30_000, wait=0) == []
                 await asyncio.sleep(0.05)
             await asyncio.gather(delivery.ack(), delivery.extend(5_000))
