@@ -495,21 +495,22 @@ class SqliteBackend(PullBackend):
 
     _HELD = "id = ? AND lease_token = ? AND status = 'active'"
 
+    def _ack_statement(self, now: float) -> tuple[str, tuple[float, ...]]:
+        """The statement acking one held lease, and its parameters before ``(job id, token)``."""
+        if self.completed_retention <= 0:
+            return f"DELETE FROM lssm_jobs WHERE {self._HELD}", ()
+        return (
+            "UPDATE lssm_jobs SET status = 'completed', finished_at = ?, updated_at = ?, "
+            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}"
+        ), (now, now)
+
     def _ack_sync(self, job_id: str, token: str) -> bool:
-        return self._ack_many_sync([(job_id, token)])[0]
+        sql, stamps = self._ack_statement(time.time())
+        return self._settle(sql, (*stamps, job_id, token))
 
     def _ack_many_sync(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
         """Ack ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
-        now = time.time()
-        stamps: tuple[float, ...] = ()
-        if self.completed_retention <= 0:
-            sql = f"DELETE FROM lssm_jobs WHERE {self._HELD}"
-        else:
-            sql = (
-                "UPDATE lssm_jobs SET status = 'completed', finished_at = ?, updated_at = ?, "
-                f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}"
-            )
-            stamps = (now, now)
+        sql, stamps = self._ack_statement(time.time())
         with immediate_transaction(self._db) as db:
             return [db.execute(sql, (*stamps, job_id, token)).rowcount == 1 for job_id, token in leases]
 
@@ -528,15 +529,18 @@ class SqliteBackend(PullBackend):
             (time.time(), job_id, token),
         )
 
+    _EXTEND = f"UPDATE lssm_jobs SET lease_until = ? WHERE {_HELD}"
+
     def _extend_sync(self, job_id: str, token: str, lease_ms: int) -> bool:
-        return self._extend_many_sync([(job_id, token)], lease_ms)[0]
+        return self._settle(self._EXTEND, (time.time() + lease_ms / 1000, job_id, token))
 
     def _extend_many_sync(self, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[bool]:
         """Extend ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
         until = time.time() + lease_ms / 1000
-        sql = f"UPDATE lssm_jobs SET lease_until = ? WHERE {self._HELD}"
         with immediate_transaction(self._db) as db:
-            return [db.execute(sql, (until, job_id, token)).rowcount == 1 for job_id, token in leases]
+            return [
+                db.execute(self._EXTEND, (until, job_id, token)).rowcount == 1 for job_id, token in leases
+            ]
 
     # -- batch settling (one transaction for many deliveries) ---------------------------------------------
 
