@@ -12,11 +12,12 @@ from pathlib import Path
 import attrs
 import pytest
 from lssm_jobs import registrations
+from lssm_jobs.backends.base import BackendCapabilities, Delivery, PullBackend, QueueBackend
 from lssm_jobs.cli import build_parser
 from lssm_jobs.events import EVENT_TYPES
 from lssm_jobs.hookspecs import HOOK_NAMES, LssmJobsSpec
 from lssm_jobs.jobs import JobOptions
-from lssm_jobs.testing.conformance import conformance_test_names
+from lssm_jobs.testing.conformance import PULL, ConformanceRule, conformance_rules, conformance_test_names
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: The pages this test owns: their links and examples are checked.
@@ -109,6 +110,64 @@ def test_no_unknown_conformance_test_is_listed() -> None:
     extra = listed - set(conformance_test_names())
     # The example backend's own redelivery test is named on purpose; everything else must exist.
     assert extra <= {"test_pushed_job_whose_worker_died_is_pushed_again"}, extra
+
+
+def _bullets(text: str) -> dict[str, str]:
+    """``- `name`...`` list items of a page by the name they start with, continuation lines joined and
+    whitespace normalized."""
+    items: dict[str, str] = {}
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        match = re.match(r"^- `(test_\w+)`", line)
+        if not match:
+            continue
+        parts = [line]
+        for follower in lines[index + 1 :]:
+            if not follower.startswith("  ") or not follower.strip():
+                break
+            parts.append(follower)
+        items[match.group(1)] = " ".join(" ".join(parts).split())
+    return items
+
+
+def _needs_tag(needs: tuple[str, ...]) -> str:
+    parts = ["pull backends"] if PULL in needs else []
+    capabilities = [need for need in needs if need != PULL]
+    if capabilities:
+        parts.append("needs " + ", ".join(f"`{name}`" for name in capabilities))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+@pytest.mark.parametrize("rule", conformance_rules(), ids=lambda rule: rule.name)
+def test_each_conformance_rule_is_stated_in_the_guide(rule: ConformanceRule) -> None:
+    """The guide states each test's rule in the words of its docstring, with what it needs."""
+    assert rule.rule, f"{rule.name} needs a docstring stating its rule"
+    stated = _bullets(_read("writing-a-backend.md")).get(rule.name)
+    assert stated == f"- `{rule.name}`{_needs_tag(rule.needs)}: {rule.rule}", (
+        f"docs/writing-a-backend.md states {rule.name} differently from the test's docstring:\n{stated}"
+    )
+
+
+def test_capability_skips_match_the_suite() -> None:
+    section = " ".join(_section(_read("writing-a-backend.md"), "## Capabilities").split())
+    for field in attrs.fields(BackendCapabilities):
+        needing = {rule.name for rule in conformance_rules() if field.name in rule.needs}
+        match = re.search(rf"- `{field.name}` skips (.*?);|- `{field.name}` skips (.*?)\.", section)
+        if not needing:
+            assert match is None, f"the guide says {field.name!r} skips tests; none needs it"
+            continue
+        assert match, f"the guide does not say which tests {field.name!r} skips"
+        listed = set(re.findall(r"`(test_\w+)`", match.group(1) or match.group(2)))
+        assert listed == needing, (field.name, listed ^ needing)
+
+
+@pytest.mark.parametrize("cls", [QueueBackend, PullBackend, Delivery], ids=lambda cls: cls.__name__)
+def test_every_backend_method_is_in_the_guide(cls: type) -> None:
+    text = _read("writing-a-backend.md")
+    methods = [name for name, value in vars(cls).items() if not name.startswith("_") and callable(value)]
+    assert methods
+    missing = [name for name in methods if f"`{name}" not in text and f"`async {name}" not in text]
+    assert not missing, f"docs/writing-a-backend.md does not describe {cls.__name__}.{missing}"
 
 
 # -- events.md -------------------------------------------------------------------------------------------------

@@ -28,9 +28,8 @@ class JobStatus(str, enum.Enum):
     SCHEDULED = "scheduled"  # waiting for its run_at (delayed, or backing off before a retry)
     PENDING = "pending"  # ready to run
     ACTIVE = "active"  # leased by a worker
-    COMPLETED = "completed"
-    FAILED = "failed"  # kept by backends that record failure separately from the dead letter queue
-    DEAD = "dead"  # in the dead letter queue
+    COMPLETED = "completed"  # kept while the backend's completed-job retention lasts
+    DEAD = "dead"  # in the dead letter queue (failed for good, or could not run)
 
 
 LIVE_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.ACTIVE})

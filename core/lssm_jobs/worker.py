@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from lssm_jobs.backends.base import ConsumeOptions, Delivery, PullBackend
+from lssm_jobs.backends.base import ConsumeOptions, Delivery, PullBackend, QueueBackend
 from lssm_jobs.errors import JobTimeoutError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import (
     EventBus,
@@ -338,8 +338,11 @@ async def _wait_or_stop(stopping: asyncio.Event, timeout: float) -> None:
         await asyncio.wait_for(stopping.wait(), timeout)
 
 
-async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) -> None:
-    """Extend the leases of every running job every third of the lease, in one loop for all of them.
+async def keep_leases_alive(
+    in_flight: Mapping[Any, Delivery], lease_ms: int, backend: QueueBackend | None = None
+) -> None:
+    """Extend the leases of every running job every third of the lease, in one loop for all of them: with
+    ``backend``, in one :meth:`~QueueBackend.extend_many` call per beat.
 
     Runs until cancelled. Backends that own their consumption loop (push, stream) can run it over their own
     map of in-flight deliveries.
@@ -350,9 +353,7 @@ async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) ->
         deliveries = [delivery for delivery in in_flight.values() if delivery.lease_ms]
         if not deliveries:
             continue
-        results = await asyncio.gather(
-            *(delivery.extend(lease_ms) for delivery in deliveries), return_exceptions=True
-        )
+        results = await _extend_all(backend, deliveries, lease_ms)
         for delivery, result in zip(deliveries, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("could not extend the lease of job %s: %s", delivery.id, _brief(result))
@@ -364,6 +365,21 @@ async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) ->
                 )
 
 
+async def _extend_all(
+    backend: QueueBackend | None, deliveries: list[Delivery], lease_ms: int
+) -> list[bool | BaseException]:
+    """Extend each delivery's lease (in one batch when the backend is known); per delivery, in order, the
+    answer or the error."""
+    if backend is None:
+        return await asyncio.gather(
+            *(delivery.extend(lease_ms) for delivery in deliveries), return_exceptions=True
+        )
+    try:
+        return list(await backend.extend_many(deliveries, lease_ms))
+    except Exception as error:  # the whole batch failed (the service is unreachable): try again next beat
+        return [error] * len(deliveries)
+
+
 async def run_pull_consumer(
     backend: PullBackend,
     dispatch: Callable[[Delivery], Awaitable[None]],
@@ -373,7 +389,7 @@ async def run_pull_consumer(
     """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
     its own task, keep their leases alive, and on stop finish or release what is in flight."""
     in_flight: dict[asyncio.Future[None], Delivery] = {}
-    heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
+    heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms, backend))
     failures = 0
     queues = list(options.queues) if options.queues else None
     # Strict order or weights (lssm_jobs.queue_selection): consulted once per lease round.

@@ -147,6 +147,19 @@ class Delivery(ABC):
 
     ``attempt`` is 1-based and counts this delivery, so a job whose worker was killed comes back with a
     higher attempt. ``lease_ms`` is None for deliveries without a lease to extend.
+
+    The base class has no constructor: a backend's subclass sets the five attributes in its own
+    ``__init__`` (one delivery is made per job, so it stays a plain object), and keeps what proves its
+    lease (a lease token) to check on every settle.
+
+    **Lease tokens.** Every lease carries a token no earlier lease of the job had. ``ack``, ``retry``,
+    ``dead_letter``, ``release`` and ``extend`` apply only while this delivery's lease is the job's latest
+    and the job was not settled since; otherwise they change nothing (``extend`` returns False). A settle
+    after the lease expired may still apply until the job is leased again.
+
+    **Concurrency.** ``extend`` may run at the same time as a settle of the same delivery (the heartbeat
+    does not wait for the handler); whichever runs last, a settled job stays settled. Settles and extends
+    of different deliveries may run concurrently with each other and with a ``lease`` in progress.
     """
 
     id: str
@@ -157,15 +170,17 @@ class Delivery(ABC):
 
     @abstractmethod
     async def ack(self) -> None:
-        """The job completed. Keep it as completed (for its retention) or delete it."""
+        """The job completed: it is ``completed`` (readable with ``get`` for the backend's retention, if
+        any; a backend configured to keep no completed jobs deletes it) and its dedupe key is free."""
 
     @abstractmethod
     async def retry(self, *, run_at: float, error: str) -> None:
-        """Schedule the job to run again at ``run_at`` (epoch seconds), keeping its attempt count."""
+        """Schedule the job to run again at ``run_at`` (epoch seconds), keeping its attempt count and
+        storing ``error`` as its ``last_error``. It stays live (``scheduled``), so it keeps its dedupe key."""
 
     @abstractmethod
     async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
-        """Move the job to the dead letter queue, keeping its body verbatim."""
+        """Move the job to the dead letter queue, keeping its body verbatim; its dedupe key is free."""
 
     @abstractmethod
     async def release(self) -> None:
@@ -174,7 +189,8 @@ class Delivery(ABC):
     async def extend(self, lease_ms: int) -> bool:
         """Push the lease expiry to ``lease_ms`` from now.
 
-        :returns: False when the lease was already lost (another worker may hold the job now).
+        :returns: False when the lease was already lost (the job was leased again or settled since): then
+            nothing changed. The default (for deliveries without a lease) returns True.
         """
         return True
 
@@ -207,6 +223,14 @@ class QueueBackend(ABC):
     """Stores, leases, delays and settles jobs. Created by a plugin's factory, opened once, closed once.
 
     All methods are coroutines and must not block the event loop (run blocking drivers in a thread).
+    Every method may be called while others are in progress (producers, inspection and settles run
+    concurrently with a consumer), except that one instance runs at most one :meth:`consume` or
+    :meth:`PullBackend.lease` call at a time.
+
+    **Clocks.** ``run_at`` and ``created_at`` are epoch seconds on the producer's clock. A backend decides
+    when a job is due and when a lease expires with one clock of its own: a service's clock where there
+    is a server (Redis uses the server's ``TIME``, shifting ``run_at`` by the producer's offset), the local
+    clock for an embedded store (sqlite, memory). ``lease_ms`` is a duration.
     """
 
     name: ClassVar[str] = ""
@@ -230,7 +254,11 @@ class QueueBackend(ABC):
         """Store ``jobs`` (ready at their ``run_at``), atomically per job; results are in the same order.
 
         A job whose ``dedupe_key`` matches a live (scheduled, pending or active) job is not stored; its
-        result names the live job.
+        result names the live job (``created=False``). A job whose ``id`` is stored already (live, finished
+        or dead) is not stored again and the stored job is left as it is; its result names that id
+        (``created`` False, or True where the backend cannot tell it from a retried push of the same job).
+        A batch need not be all-or-nothing: when ``push`` raises, some of the jobs may be stored, and
+        pushing the same jobs again is safe.
         """
 
     def blocking_pusher(self) -> Callable[[Sequence[OutgoingJob]], list[PushResult]] | None:
@@ -249,30 +277,61 @@ class QueueBackend(ABC):
 
     @abstractmethod
     async def get(self, job_id: str) -> JobRecord | None:
-        """The job's record, or None when unknown (or pruned after its retention)."""
+        """The job's record, or None when unknown (or pruned after its retention).
+
+        A scheduled job whose ``run_at`` has passed is reported ``pending``; a leased job is ``active``,
+        also after its lease expired, until a lease call makes it ready again or takes it; a dead-lettered
+        job is ``dead``, with its attempts and the dead letter's error as ``last_error``.
+        """
 
     @abstractmethod
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
-        """Number of jobs per queue and status (dead letters under :attr:`JobStatus.DEAD`)."""
+        """Number of jobs per queue and status, with the statuses :meth:`get` reports (dead letters under
+        :attr:`JobStatus.DEAD`, completed jobs while they are kept). Statuses without jobs may be left out."""
 
     @abstractmethod
     async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
-        """Dead letters, most recent first."""
+        """Dead letters, most recent ``failed_at`` first: ``limit`` of them after skipping ``offset``."""
 
     @abstractmethod
     async def get_dead(self, job_id: str) -> DeadLetter | None:
-        """One dead letter, or None."""
+        """One dead letter, or None (also for a job that is not dead)."""
 
     @abstractmethod
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
-        """Move a dead letter back into its queue with its attempts reset.
+        """Move a dead letter back into its queue, ready at ``run_at``, with its attempts reset to 0 and
+        its dedupe key kept.
 
         :returns: False when there is no such dead letter.
+        :raises DedupeConflictError: another live job holds its dedupe key now; the dead letter stays.
         """
 
     @abstractmethod
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
-        """Delete the given dead letters (all when None). :returns: how many were deleted."""
+        """Delete the given dead letters (all when None), ignoring ids that are not dead letters.
+
+        :returns: how many were deleted.
+        """
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack several deliveries of this backend at once: what ``ack`` does for each, in as few round
+        trips as the backend can (the default calls each one's ``ack``, one after another). A delivery whose
+        lease was lost changes nothing, as with ``ack``.
+
+        :raises ConnectionError: the service is unreachable (some may have been acked; acking again is safe).
+        """
+        for delivery in deliveries:
+            await delivery.ack()
+
+    async def extend_many(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[bool]:
+        """Extend the leases of several deliveries of this backend at once: what ``extend`` does for each,
+        in as few round trips as the backend can (the default calls each one's ``extend``, concurrently).
+        The shared heartbeat (:func:`lssm_jobs.worker.keep_leases_alive`) calls it every ``lease_ms / 3``.
+
+        :returns: per delivery, in order, False where the lease was lost.
+        :raises ConnectionError: the service is unreachable (some may have been extended).
+        """
+        return list(await asyncio.gather(*(delivery.extend(lease_ms) for delivery in deliveries)))
 
     async def purge_queue(self, queue: str) -> int:
         """Delete every pending and scheduled job of ``queue`` (retries waiting for their time included),
@@ -296,11 +355,16 @@ class PullBackend(QueueBackend):
     async def lease(
         self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
     ) -> list[Delivery]:
-        """Lease up to ``limit`` ready jobs, highest priority first, then oldest ``run_at`` first.
+        """Lease up to ``limit`` ready jobs of ``queues`` (every queue when None): highest priority first,
+        then, within a priority, first ready first: jobs pushed to run now in the order they were pushed,
+        scheduled jobs in the order of their ``run_at`` (ordering every ready job by ``run_at``, as memory
+        and sqlite do, meets this).
 
-        Atomically marks each active with a lease expiring ``lease_ms`` from now and counts the attempt.
-        Jobs whose lease expired are ready again. When none is ready, waits up to ``wait`` seconds for one
-        (returning early on :meth:`QueueBackend.wake`) and may return an empty list.
+        Atomically marks each active with a lease expiring ``lease_ms`` from now, counts the attempt and
+        gives the lease a new token; no other lease of the job, from any instance or process, overlaps it.
+        Jobs whose lease expired are ready again. When none is ready, waits up to ``wait`` seconds for one,
+        returning early on :meth:`QueueBackend.wake`, on a push in this process, and when a scheduled job
+        or a lease comes due, without polling faster meanwhile; it may then return an empty list.
         """
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:

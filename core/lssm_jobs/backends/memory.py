@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from lssm_jobs.backends.base import (
     PullBackend,
     PushResult,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
 from lssm_jobs.registrations import QueueBackendSpec
@@ -54,18 +56,31 @@ class _StoredJob:
 
 
 class MemoryStore:
-    """The state shared by the memory backends of one process."""
+    """The state shared by the memory backends of one process.
+
+    :param completed_retention: seconds completed jobs stay readable with ``get`` (0: deleted at once).
+    :param completed_max: most completed jobs kept (0: no count limit). ``completed_limit`` is its old,
+        deprecated name.
+    """
 
     def __init__(
         self,
         *,
         clock: Callable[[], float] = time.time,
         completed_retention: float = 3600.0,
-        completed_limit: int = 10_000,
+        completed_max: int = 10_000,
+        completed_limit: int | None = None,
     ) -> None:
+        if completed_limit is not None:
+            warnings.warn(
+                "MemoryStore(completed_limit=...) is deprecated: use completed_max, as on every backend",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            completed_max = completed_limit
         self.clock = clock
         self.completed_retention = completed_retention
-        self.completed_limit = completed_limit
+        self.completed_max = completed_max
         self.jobs: dict[str, _StoredJob] = {}
         self.dedupe: dict[str, str] = {}
         self.ready: dict[str, list[tuple[int, float, int, str]]] = {}  # queue -> heap(-priority, run_at, seq)
@@ -137,7 +152,7 @@ class MemoryStore:
     def prune_completed(self, now: float) -> None:
         while self.completed and (
             self.completed[0][0] <= now - self.completed_retention
-            or len(self.completed) > self.completed_limit
+            or 0 < self.completed_max < len(self.completed)
         ):
             _, job_id = self.completed.pop(0)
             job = self.jobs.get(job_id)
@@ -295,14 +310,11 @@ class MemoryBackend(PullBackend):
         job = self.store.jobs.get(job_id)
         if job is None:
             return None
-        status = job.status
-        if status is JobStatus.SCHEDULED and job.run_at <= self.store.clock():
-            status = JobStatus.PENDING
         return JobRecord(
             id=job.id,
             type=job.type,
             queue=job.queue,
-            status=status,
+            status=self._reported_status(job, self.store.clock()),
             attempts=job.attempts,
             priority=job.priority,
             run_at=job.run_at,
@@ -315,10 +327,19 @@ class MemoryBackend(PullBackend):
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
+        now = self.store.clock()
         for job in self.store.jobs.values():
             per_queue = counts.setdefault(job.queue, {})
-            per_queue[job.status] = per_queue.get(job.status, 0) + 1
+            status = self._reported_status(job, now)
+            per_queue[status] = per_queue.get(status, 0) + 1
         return counts
+
+    @staticmethod
+    def _reported_status(job: _StoredJob, now: float) -> JobStatus:
+        """A scheduled job whose time has come is ready, even before a lease promoted it."""
+        if job.status is JobStatus.SCHEDULED and job.run_at <= now:
+            return JobStatus.PENDING
+        return job.status
 
     def _dead(self) -> list[_StoredJob]:
         dead = [job for job in self.store.jobs.values() if job.status is JobStatus.DEAD]
@@ -350,12 +371,15 @@ class MemoryBackend(PullBackend):
         job = self.store.jobs.get(job_id)
         if job is None or job.status is not JobStatus.DEAD:
             return False
+        if job.dedupe_key is not None:
+            holder = self.store.jobs.get(self.store.dedupe.get(job.dedupe_key, ""))
+            if holder is not None and holder.id != job.id and holder.status in LIVE_STATUSES:
+                raise DedupeConflictError(job.id, job.dedupe_key, holder.id)
+            self.store.dedupe[job.dedupe_key] = job.id
         job.attempts = 0
         job.reason = job.traceback = None
         job.run_at = run_at
         job.updated_at = self.store.clock()
-        if job.dedupe_key is not None and job.dedupe_key not in self.store.dedupe:
-            self.store.dedupe[job.dedupe_key] = job.id
         self.store.schedule(job)
         return True
 
@@ -395,6 +419,9 @@ def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
             factory=_memory_factory,
             capabilities=MemoryBackend.capabilities,
             description="in-process queue for development and tests; not durable",
-            options_help={"completed_retention": "seconds completed jobs stay visible (default 3600)"},
+            options_help={
+                "completed_retention": "seconds completed jobs stay readable (default 3600; 0: delete)",
+                "completed_max": "most completed jobs kept (default 10000; 0: no limit)",
+            },
         )
     ]

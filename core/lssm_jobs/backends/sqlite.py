@@ -30,7 +30,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -51,7 +51,7 @@ from lssm_jobs.backends.sqlite_connection import (
     read_transaction,
 )
 from lssm_jobs.backends.sqlite_schema import ensure_schema
-from lssm_jobs.errors import QueueClosedError
+from lssm_jobs.errors import DedupeConflictError, QueueClosedError
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.registrations import QueueBackendSpec
@@ -495,15 +495,24 @@ class SqliteBackend(PullBackend):
 
     _HELD = "id = ? AND lease_token = ? AND status = 'active'"
 
-    def _ack_sync(self, job_id: str, token: str) -> bool:
-        now = time.time()
+    def _ack_statement(self, now: float) -> tuple[str, tuple[float, ...]]:
+        """The statement acking one held lease, and its parameters before ``(job id, token)``."""
         if self.completed_retention <= 0:
-            return self._settle(f"DELETE FROM lssm_jobs WHERE {self._HELD}", (job_id, token))
-        return self._settle(
+            return f"DELETE FROM lssm_jobs WHERE {self._HELD}", ()
+        return (
             "UPDATE lssm_jobs SET status = 'completed', finished_at = ?, updated_at = ?, "
-            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
-            (now, now, job_id, token),
-        )
+            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}"
+        ), (now, now)
+
+    def _ack_sync(self, job_id: str, token: str) -> bool:
+        sql, stamps = self._ack_statement(time.time())
+        return self._settle(sql, (*stamps, job_id, token))
+
+    def _ack_many_sync(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
+        """Ack ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
+        sql, stamps = self._ack_statement(time.time())
+        with immediate_transaction(self._db) as db:
+            return [db.execute(sql, (*stamps, job_id, token)).rowcount == 1 for job_id, token in leases]
 
     def _retry_sync(self, job_id: str, token: str, run_at: float, error: str) -> bool:
         now = time.time()
@@ -520,11 +529,48 @@ class SqliteBackend(PullBackend):
             (time.time(), job_id, token),
         )
 
+    _EXTEND = f"UPDATE lssm_jobs SET lease_until = ? WHERE {_HELD}"
+
     def _extend_sync(self, job_id: str, token: str, lease_ms: int) -> bool:
-        return self._settle(
-            f"UPDATE lssm_jobs SET lease_until = ? WHERE {self._HELD}",
-            (time.time() + lease_ms / 1000, job_id, token),
-        )
+        return self._settle(self._EXTEND, (time.time() + lease_ms / 1000, job_id, token))
+
+    def _extend_many_sync(self, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[bool]:
+        """Extend ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
+        until = time.time() + lease_ms / 1000
+        with immediate_transaction(self._db) as db:
+            return [
+                db.execute(self._EXTEND, (until, job_id, token)).rowcount == 1 for job_id, token in leases
+            ]
+
+    # -- batch settling (one transaction for many deliveries) ---------------------------------------------
+
+    def _own_leases(self, deliveries: Sequence[Delivery]) -> list[tuple[str, str]] | None:
+        """``(job id, lease token)`` of each delivery, or None when some were not leased by this backend."""
+        leases = []
+        for delivery in deliveries:
+            if not isinstance(delivery, _SqliteDelivery) or delivery._backend is not self:
+                return None
+            leases.append((delivery.id, delivery._token))
+        return leases
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack every delivery in one transaction (deliveries of other backends one by one)."""
+        leases = self._own_leases(deliveries)
+        if leases is None:
+            await super().ack_many(deliveries)
+            return
+        if leases:
+            held = await self._run(self._ack_many_sync, leases)
+            for delivery, applied in zip(deliveries, held, strict=True):
+                if not applied:
+                    cast(_SqliteDelivery, delivery)._lost("ack")
+
+    async def extend_many(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[bool]:
+        """Extend every lease in one transaction (deliveries of other backends one by one)."""
+        leases = self._own_leases(deliveries)
+        if leases is None:
+            return await super().extend_many(deliveries, lease_ms)
+        return await self._run(self._extend_many_sync, leases, lease_ms) if leases else []
 
     def _dead_letter_sync(
         self, job_id: str, token: str, reason: str, error: str | None, traceback: str | None
@@ -638,6 +684,7 @@ class SqliteBackend(PullBackend):
         return _dead_letter(row) if row is not None else None
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
+        """:raises DedupeConflictError: a live job holds the dead letter's dedupe key; nothing changed."""
         replayed = await self._run(self._replay_dead_sync, job_id, run_at)
         if replayed:
             self._hub.notify()
@@ -654,6 +701,13 @@ class SqliteBackend(PullBackend):
             if row is None:
                 return False
             job_type, queue, priority, created_at, dedupe_key, error, body = row
+            if dedupe_key is not None:
+                holder = db.execute(
+                    f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} AND id != ? LIMIT 1",
+                    (dedupe_key, job_id),
+                ).fetchone()
+                if holder is not None:
+                    raise DedupeConflictError(job_id, dedupe_key, holder[0])
             # A completed run of the same id may still be retained; the replay replaces it.
             db.execute("DELETE FROM lssm_jobs WHERE id = ?", (job_id,))
             db.execute(

@@ -322,7 +322,6 @@ def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = Fal
         JobStatus.PENDING,
         JobStatus.ACTIVE,
         JobStatus.COMPLETED,
-        JobStatus.FAILED,
         JobStatus.DEAD,
     ]
     if as_json:

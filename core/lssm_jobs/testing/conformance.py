@@ -2,32 +2,43 @@
 
 Subclass :class:`BackendConformance` in a test module and provide the ``lssm_jobs_backend_factory``
 fixture. Tests of features a backend does not declare in its capabilities are skipped, saying which.
+
+Each test's docstring is the rule it checks, word for word as ``docs/writing-a-backend.md`` states it
+(``tests/test_docs.py`` compares them). ``tests/test_conformance_mutants.py`` runs the suite over broken
+variants of the built-in backends, one defect each, and requires it to fail for every one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import attrs
 import pytest
 
-from lssm_jobs.backends.base import OutgoingJob, PullBackend, QueueBackend
-from lssm_jobs.errors import JobValidationError, PermanentJobError, RetryJob
+from lssm_jobs.backends.base import Delivery, OutgoingJob, PullBackend, QueueBackend
+from lssm_jobs.errors import DedupeConflictError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type
 from lssm_jobs.queue import JobQueue
-from lssm_jobs.testing.helpers import run_async, wait_until
+from lssm_jobs.testing.helpers import opened, run_async, wait_until
 
 BackendFactory = Callable[[], QueueBackend]
 
 _names = itertools.count()
+
+#: What a test needs beyond the base contract, by test name (filled by :func:`_needs`).
+_NEEDS: dict[str, tuple[str, ...]] = {}
+#: The marker of tests that lease through :meth:`PullBackend.lease` themselves.
+PULL = "pull"
+_PULL_ONLY_SKIP = "only pull backends lease explicitly; others cover this in their own tests"
 
 
 def _type_name(prefix: str) -> str:
@@ -66,6 +77,91 @@ def _broken_callback(event: Event) -> None:
     raise RuntimeError("a subscriber bug")
 
 
+def _outgoing(
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    run_at: float | None = None,
+    dedupe_key: str | None = None,
+    body: bytes = b"{}",
+    job_id: str | None = None,
+) -> OutgoingJob:
+    """A job pushed straight into a backend (its body is never decoded by these tests)."""
+    now = time.time()
+    return OutgoingJob(
+        id=job_id or uuid.uuid4().hex,
+        type="conformance.raw",
+        queue=queue,
+        priority=priority,
+        run_at=now if run_at is None else run_at,
+        created_at=now,
+        dedupe_key=dedupe_key,
+        body=body,
+    )
+
+
+def _needs(*needs: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a test as needing backend capabilities (``BackendCapabilities`` field names) or :data:`PULL`;
+    the test is skipped, saying which, on backends without them."""
+
+    def mark(test: Callable[..., Any]) -> Callable[..., Any]:
+        _NEEDS[test.__name__] = needs
+        return test
+
+    return mark
+
+
+def _conformance_test(
+    test: Callable[..., Coroutine[Any, Any, None]],
+) -> Callable[..., None]:
+    """An ``async def`` conformance test run in its own event loop, skipped on backends lacking what it
+    needs (see :func:`_needs`)."""
+    bounded = run_async()(test)
+
+    @functools.wraps(test)
+    def run(self: BackendConformance, lssm_jobs_backend_factory: BackendFactory) -> None:
+        backend_class = type(lssm_jobs_backend_factory())
+        for need in _NEEDS.get(test.__name__, ()):
+            if need == PULL:
+                if not issubclass(backend_class, PullBackend):
+                    pytest.skip(_PULL_ONLY_SKIP)
+            elif not getattr(backend_class.capabilities, need):
+                pytest.skip(f"backend does not declare the {need!r} capability")
+        bounded(self, lssm_jobs_backend_factory)
+
+    return run
+
+
+@attrs.define
+class _LoopActivity:
+    iterations: int = 0  # turns of the event loop
+    sleeps: int = 0  # turns that waited for something (a timer, a socket, another thread)
+
+
+@contextmanager
+def _loop_activity() -> Iterator[_LoopActivity]:
+    """Count the running event loop's turns, and those that went to sleep first; stays at 0 on a loop that
+    does not expose its selector."""
+    activity = _LoopActivity()
+    selector = getattr(asyncio.get_running_loop(), "_selector", None)
+    if selector is None:
+        yield activity
+        return
+    original = selector.select
+
+    def select(timeout: float | None = None) -> Any:
+        activity.iterations += 1
+        if timeout is None or timeout > 0:
+            activity.sleeps += 1
+        return original(timeout)
+
+    selector.select = select
+    try:
+        yield activity
+    finally:
+        del selector.select
+
+
 class BackendConformance:
     """The contract every queue backend meets. Requires fixture ``lssm_jobs_backend_factory``."""
 
@@ -73,18 +169,17 @@ class BackendConformance:
     conformance_timeout: float = 60.0
     lease_ms: int = 1_000
     poll_interval: float = 0.05
+    #: Whether the backend under test keeps completed jobs readable (its completed-job retention is above
+    #: 0). Set it to False for a backend configured to delete jobs when they complete: the suite then
+    #: expects ``get`` to return None for a completed job instead of a ``completed`` record.
+    completed_retained: bool = True
+    #: Generous bounds of the waiting tests, for loaded machines: how long a woken worker may take to react
+    #: (seconds), and the poll interval the wake tests give workers (a worker reacting only when it polls
+    #: again misses the bound).
+    wake_bound: float = 5.0
+    slow_poll_interval: float = 10.0
 
     # -- harness ----------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _capabilities(factory: BackendFactory) -> Any:
-        return type(factory()).capabilities
-
-    def _require(self, factory: BackendFactory, *names: str) -> None:
-        capabilities = self._capabilities(factory)
-        for name in names:
-            if not getattr(capabilities, name):
-                pytest.skip(f"backend does not declare the {name!r} capability")
 
     @asynccontextmanager
     async def _queue(
@@ -106,19 +201,63 @@ class BackendConformance:
 
     @staticmethod
     async def _status(queue: JobQueue, job_id: str, *statuses: JobStatus, timeout: float = 10.0) -> Job[Any]:
+        """Wait until the (stored) job is in one of ``statuses``; it must not vanish meanwhile."""
+
         async def reached() -> Job[Any] | None:
             job = await queue.get(job_id)
-            return job if job is not None and job.status in statuses else None
+            assert job is not None, f"job {job_id} vanished while awaited in {[s.value for s in statuses]}"
+            return job if job.status in statuses else None
 
         result: Job[Any] = await wait_until(
             reached, timeout=timeout, message=f"job {job_id} in {[s.value for s in statuses]}"
         )
         return result
 
+    async def _completed(self, queue: JobQueue, job_id: str, timeout: float = 10.0) -> None:
+        """Wait until the job completed: ``completed``, or gone where completed jobs are not kept."""
+        if self.completed_retained:
+            await self._status(queue, job_id, JobStatus.COMPLETED, timeout=timeout)
+            return
+
+        async def gone() -> bool:
+            job = await queue.get(job_id)
+            assert job is None or job.status is not JobStatus.COMPLETED, "a completed job was kept"
+            return job is None
+
+        await wait_until(gone, timeout=timeout, message=f"completed job {job_id} deleted")
+
+    async def _assert_finished(self, backend: QueueBackend, job_id: str) -> None:
+        record = await backend.get(job_id)
+        if self.completed_retained:
+            assert record is not None and record.status is JobStatus.COMPLETED, record
+        else:
+            assert record is None, record
+
+    async def _dead_letters(self, factory: BackendFactory, count: int) -> list[str]:
+        """Dead-letter ``count`` jobs one after another, at distinct times; their ids, oldest first."""
+        name = _type_name("doomed")
+        done: list[str] = []
+
+        async def doomed(job: Job[Any]) -> None:
+            await asyncio.sleep(0.005)  # work, so that failure times differ by more than a clock tick
+            raise PermanentJobError("no")
+
+        async with self._queue(factory, concurrency=1) as queue:
+            queue.register(name, doomed)
+            for index in range(count):
+                job = await queue.enqueue(name, {"i": index})
+                done.append(job.id)
+            await queue.start()
+            for job_id in done:
+                await self._status(queue, job_id, JobStatus.DEAD)
+        return done
+
     # -- enqueue and consume --------------------------------------------------------------------------------
 
-    @run_async()
+    @_conformance_test
     async def test_enqueue_then_consume(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """Jobs enqueued by `JobType` and by name are stored `pending` with unique ids, typed payloads
+        survive the round trip, and every job runs once, at attempt 1, and ends `completed`."""
         catalog = JobCatalog()
         greet = define_job_type(type=_type_name("greet"), payload=Greeting, catalog=catalog)
         recorder = _Recorder()
@@ -130,21 +269,25 @@ class BackendConformance:
             assert len({job.id for job in jobs}) == len(jobs)
             stored = await queue.get(jobs[0].id)
             assert stored is not None and stored.payload == Greeting(name="n0")
+            assert stored.status is JobStatus.PENDING and stored.attempt == 0
             await queue.start()
             await wait_until(lambda: len(recorder.calls) == len(jobs), message="every job handled")
             for job in jobs:
-                done = await self._status(queue, job.id, JobStatus.COMPLETED)
-                assert done.attempt == 1
-            assert {call.payload for call in recorder.calls} >= {Greeting(name="by-name", times=2)}
-            assert all(isinstance(call.payload, Greeting) for call in recorder.calls)
+                await self._completed(queue, job.id)
+        assert sorted(call.id for call in recorder.calls) == sorted(job.id for job in jobs)
+        assert all(call.attempt == 1 for call in recorder.calls)
+        assert {call.payload for call in recorder.calls} >= {Greeting(name="by-name", times=2)}
+        assert all(isinstance(call.payload, Greeting) for call in recorder.calls)
 
-    @run_async()
+    @_conformance_test
     async def test_get_unknown_job_is_none(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """`get` of an unknown id returns `None`."""
         async with self._queue(lssm_jobs_backend_factory) as queue:
             assert await queue.get(uuid.uuid4().hex) is None
 
-    @run_async()
+    @_conformance_test
     async def test_enqueue_many(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """200 jobs pushed in one `enqueue_many` call get unique ids and all run."""
         name = _type_name("many")
         handled: set[int] = set()
         async with self._queue(lssm_jobs_backend_factory, concurrency=8) as queue:
@@ -154,10 +297,12 @@ class BackendConformance:
             await queue.start()
             await wait_until(lambda: len(handled) == 200, timeout=30, message="200 jobs handled")
 
-    @run_async()
+    @_conformance_test
     async def test_invalid_payload_is_rejected_and_nothing_stored(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """A bad payload raises `JobValidationError` naming `$.name` and `$.times`; an `enqueue_many` with
+        one bad payload stores nothing, so counts stay at zero."""
         catalog = JobCatalog()
         greet = define_job_type(type=_type_name("strict"), payload=Greeting, catalog=catalog)
         async with self._queue(lssm_jobs_backend_factory, catalog) as queue:
@@ -170,10 +315,11 @@ class BackendConformance:
             counts = await queue.counts()
             assert sum(sum(per.values()) for per in counts.values()) == 0
 
-    @run_async()
+    @_conformance_test
     async def test_plain_function_handlers_run_off_the_event_loop(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """A sync handler runs in a thread other than the event loop's."""
         name = _type_name("sync")
         threads: list[int] = []
         loop_thread = threading.get_ident()
@@ -184,8 +330,9 @@ class BackendConformance:
             await wait_until(lambda: threads, message="sync handler ran")
             assert threads[0] != loop_thread
 
-    @run_async()
+    @_conformance_test
     async def test_concurrency_is_bounded(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """With `concurrency=3`, exactly 3 jobs, and never more, run at once."""
         name = _type_name("bounded")
         running = 0
         peak = 0
@@ -206,8 +353,9 @@ class BackendConformance:
             await wait_until(lambda: finished == 12, timeout=20, message="12 jobs finished")
         assert peak == 3
 
-    @run_async()
+    @_conformance_test
     async def test_queues_are_separate(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A worker consuming `["fast"]` runs the `fast` job and leaves the `slow` job `pending`."""
         name = _type_name("routed")
         seen: list[str] = []
         async with self._queue(lssm_jobs_backend_factory, queues=["fast"]) as queue:
@@ -220,11 +368,74 @@ class BackendConformance:
             assert waiting is not None and waiting.status is JobStatus.PENDING
         assert seen == ["fast"]
 
+    # -- producing --------------------------------------------------------------------------------------------
+
+    @_conformance_test
+    async def test_push_results_follow_the_order_of_the_jobs(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`push` returns one result per job, in the order of the jobs: the new job's id with
+        `created=True`, or the live duplicate's id with `created=False`."""
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            holders = [_outgoing(dedupe_key="order-1"), _outgoing(dedupe_key="order-2")]
+            await backend.push(holders)
+            batch = [
+                _outgoing(),
+                _outgoing(dedupe_key="order-2"),
+                _outgoing(),
+                _outgoing(dedupe_key="order-1"),
+                _outgoing(dedupe_key="order-3"),
+                _outgoing(),
+            ]
+            results = await backend.push(batch)
+        expected = [
+            (batch[0].id, True),
+            (holders[1].id, False),
+            (batch[2].id, True),
+            (holders[0].id, False),
+            (batch[4].id, True),
+            (batch[5].id, True),
+        ]
+        assert [(result.id, result.created) for result in results] == expected
+
+    @_conformance_test
+    async def test_pushing_a_stored_job_id_again_stores_nothing(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """Pushing a job whose id is stored already, live or dead, stores nothing and leaves the stored job
+        as it was; the result names that id."""
+        async with self._queue(lssm_jobs_backend_factory, queues=["doomed"]) as queue:
+            backend = queue.backend
+            first = _outgoing(body=b"first")
+            (result,) = await backend.push([first])
+            assert result.id == first.id and result.created
+            again = attrs.evolve(first, body=b"second", priority=9)
+            (result,) = await backend.push([again])
+            assert result.id == first.id
+            record = await backend.get(first.id)
+            assert record is not None and record.body == b"first" and record.priority == 0
+            assert sum((await backend.counts()).get("default", {}).values()) == 1
+            # A dead job's id: its body is not an envelope, so the worker dead-letters it.
+            doomed = _outgoing(queue="doomed", body=b"not an envelope")
+            await backend.push([doomed])
+            await queue.start()
+            await wait_until(lambda: backend.get_dead(doomed.id), message="job dead-lettered")
+            await queue.stop()
+            (result,) = await backend.push([attrs.evolve(doomed, body=b"another")])
+            assert result.id == doomed.id
+            record = await backend.get(doomed.id)
+            assert (
+                record is not None and record.status is JobStatus.DEAD and record.body == b"not an envelope"
+            )
+            assert [letter.id for letter in await backend.list_dead()] == [doomed.id]
+
     # -- time and order ---------------------------------------------------------------------------------------
 
-    @run_async()
+    @_needs("delay")
+    @_conformance_test
     async def test_delayed_job_waits_for_its_time(self, lssm_jobs_backend_factory: BackendFactory) -> None:
-        self._require(lssm_jobs_backend_factory, "delay")
+        """A `delay_ms` job is `scheduled` (from `enqueue` and from `get`) and does not start before its
+        `run_at`."""
         name = _type_name("delayed")
         started: list[float] = []
         async with self._queue(lssm_jobs_backend_factory) as queue:
@@ -237,22 +448,73 @@ class BackendConformance:
             await wait_until(lambda: started, message="delayed job ran")
         assert started[0] >= job.run_at - 0.01
 
-    @run_async()
+    @_needs("delay")
+    @_conformance_test
+    async def test_overdue_scheduled_job_is_reported_pending(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A scheduled job whose `run_at` has passed is reported `pending` by `get` and `counts`, even
+        before any worker looked at it."""
+        name = _type_name("overdue")
+        async with self._queue(lssm_jobs_backend_factory) as queue:
+            job = await queue.enqueue(name, {}, delay_ms=150, queue="later")
+            counts = (await queue.counts())["later"]
+            if time.time() < job.run_at:  # (a stalled machine may have taken longer than the delay)
+                assert counts.get(JobStatus.SCHEDULED) == 1
+            await wait_until(lambda: time.time() > job.run_at + 0.05, message="run_at passed")
+            stored = await queue.get(job.id)
+            assert stored is not None and stored.status is JobStatus.PENDING
+            counts = (await queue.counts())["later"]
+            assert counts.get(JobStatus.PENDING) == 1 and not counts.get(JobStatus.SCHEDULED)
+
+    @_needs("priority")
+    @_conformance_test
     async def test_priority_orders_ready_jobs(self, lssm_jobs_backend_factory: BackendFactory) -> None:
-        self._require(lssm_jobs_backend_factory, "priority")
+        """With `concurrency=1`, ready jobs run by descending priority, also across the queues a worker
+        consumes."""
         name = _type_name("prio")
         order: list[int] = []
-        async with self._queue(lssm_jobs_backend_factory, concurrency=1) as queue:
+        async with self._queue(lssm_jobs_backend_factory, concurrency=1, queues=["a", "b"]) as queue:
             queue.register(name, lambda job: order.append(job.priority))
-            for priority in (0, 10, 5, -3, 7):
-                await queue.enqueue(name, {}, priority=priority)
+            for priority, queue_name in ((0, "a"), (10, "b"), (5, "a"), (-3, "b"), (7, "a"), (8, "b")):
+                await queue.enqueue(name, {}, priority=priority, queue=queue_name)
             await queue.start()
-            await wait_until(lambda: len(order) == 5, message="5 prioritized jobs ran")
-        assert order == [10, 7, 5, 0, -3]
+            await wait_until(lambda: len(order) == 6, message="6 prioritized jobs ran")
+        assert order == [10, 8, 7, 5, 0, -3]
 
-    @run_async()
+    @_conformance_test
+    async def test_ready_jobs_of_one_priority_run_first_in_first_out(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """With `concurrency=1`, jobs of one priority run in the order they became ready: jobs enqueued to
+        run now in the order enqueued (one by one or in one `enqueue_many`), then scheduled jobs that came
+        due, in the order of their `run_at`."""
+        name = _type_name("fifo")
+        order: list[str] = []
+        async with self._queue(lssm_jobs_backend_factory, concurrency=1) as queue:
+            queue.register(name, lambda job: order.append(job.payload["n"]))
+            for label in ("a", "b", "c"):
+                await queue.enqueue(name, {"n": label})
+            await queue.enqueue_many([(name, {"n": label}) for label in ("d", "e", "f")])
+            delayed = []
+            if type(queue.backend).capabilities.delay:
+                for label, delay in (("d300", 300), ("d100", 100), ("d200", 200)):
+                    delayed.append(await queue.enqueue(name, {"n": label}, delay_ms=delay))
+            if delayed:
+                latest = max(job.run_at for job in delayed)
+                await wait_until(lambda: time.time() > latest + 0.05, message="every delayed job due")
+            await queue.start()
+            expected = ["a", "b", "c", "d", "e", "f", *(["d100", "d200", "d300"] if delayed else [])]
+            await wait_until(lambda: len(order) == len(expected), message="every job ran")
+        assert order == expected
+
+    # -- dedupe -----------------------------------------------------------------------------------------------
+
+    @_needs("dedupe")
+    @_conformance_test
     async def test_dedupe_key_returns_the_live_job(self, lssm_jobs_backend_factory: BackendFactory) -> None:
-        self._require(lssm_jobs_backend_factory, "dedupe")
+        """A second enqueue with the `dedupe_key` of a live job returns that job and stores nothing; once
+        it completed, the key is free again."""
         name = _type_name("dedupe")
         runs: list[str] = []
         async with self._queue(lssm_jobs_backend_factory) as queue:
@@ -262,18 +524,93 @@ class BackendConformance:
             assert second.id == first.id
             await queue.start()
             await wait_until(lambda: runs, message="deduplicated job ran")
-            await self._status(queue, first.id, JobStatus.COMPLETED)
+            await self._completed(queue, first.id)
             third = await queue.enqueue(name, {"n": 3}, dedupe_key="report:42")
             assert third.id != first.id  # the first one completed: the key is free again
             await wait_until(lambda: len(runs) == 2, message="second job with the key ran")
         assert runs == [first.id, third.id]
 
+    @_needs("dedupe")
+    @_conformance_test
+    async def test_dedupe_key_is_held_while_running_and_retrying(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A job keeps its `dedupe_key` while it runs and while it waits for a retry: enqueueing the key
+        meanwhile returns that job."""
+        name = _type_name("dedupe-busy")
+        running = asyncio.Event()
+        proceed = asyncio.Event()
+
+        async def handler(job: Job[Any]) -> None:
+            running.set()
+            await proceed.wait()
+            raise RetryJob("later", delay_ms=60_000)
+
+        async with self._queue(lssm_jobs_backend_factory) as queue:
+            queue.register(name, handler)
+            job = await queue.enqueue(name, {}, dedupe_key="busy", max_retries=1)
+            await queue.start()
+            try:
+                await asyncio.wait_for(running.wait(), 10)
+                assert (await queue.enqueue(name, {}, dedupe_key="busy")).id == job.id  # active
+            finally:
+                proceed.set()
+            retrying = await self._status(queue, job.id, JobStatus.SCHEDULED)
+            assert retrying.attempt == 1
+            assert (await queue.enqueue(name, {}, dedupe_key="busy")).id == job.id  # waiting for its retry
+
+    @_needs("dedupe")
+    @_conformance_test
+    async def test_dedupe_key_is_free_after_dead_lettering(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """Once a job with a `dedupe_key` is dead-lettered, enqueueing the key creates a new job."""
+        name = _type_name("dedupe-dead")
+        fail = True
+
+        def handler(job: Job[Any]) -> None:
+            if fail:
+                raise RuntimeError("broken")
+
+        async with self._queue(lssm_jobs_backend_factory) as queue:
+            queue.register(name, handler)
+            job = await queue.enqueue(name, {}, dedupe_key="dies", max_retries=0)
+            await queue.start()
+            await self._status(queue, job.id, JobStatus.DEAD)
+            fail = False
+            fresh = await queue.enqueue(name, {}, dedupe_key="dies")
+            assert fresh.id != job.id
+            await self._completed(queue, fresh.id)
+
+    @_needs("dedupe")
+    @_conformance_test
+    async def test_concurrent_pushes_of_one_dedupe_key_create_one_job(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """Producers pushing jobs with one `dedupe_key` at the same time, through several backend
+        instances, create exactly one job; every other result names it."""
+        keys = [f"race-{n}" for n in range(20)]
+        async with AsyncExitStack() as stack:
+            backends = [
+                await stack.enter_async_context(opened(lssm_jobs_backend_factory())) for _ in range(4)
+            ]
+            pushes = [backend.push([_outgoing(dedupe_key=key)]) for key in keys for backend in backends]
+            results = [result for batch in await asyncio.gather(*pushes) for result in batch]
+            counts = await backends[0].counts()
+        for index, key in enumerate(keys):
+            per_key = results[index * len(backends) : (index + 1) * len(backends)]
+            assert sum(result.created for result in per_key) == 1, (key, per_key)
+            assert len({result.id for result in per_key}) == 1, (key, per_key)
+        assert sum(counts.get("default", {}).values()) == len(keys)
+
     # -- failure handling -------------------------------------------------------------------------------------
 
-    @run_async()
+    @_conformance_test
     async def test_retries_with_backoff_then_succeeds(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """A job failing twice is retried no sooner than its backoff; it fires `job.retrying` for attempts
+        1 and 2, then `job.completed` once, and no `job.failed`."""
         catalog = JobCatalog()
         flaky: JobType[Any] = define_job_type(
             type=_type_name("flaky"), options=_no_jitter(max_retries=3, backoff_ms=100), catalog=catalog
@@ -291,9 +628,9 @@ class BackendConformance:
             queue.register(flaky, handler)
             job = await queue.enqueue(flaky, {})
             await queue.start()
-            done = await self._status(queue, job.id, JobStatus.COMPLETED)
+            await wait_until(lambda: recorder.named("job.completed", job.id), message="job.completed")
+            await self._completed(queue, job.id)
         assert [attempt for attempt, _ in attempts] == [1, 2, 3]
-        assert done.attempt == 3
         gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
         assert all(gap >= 0.09 for gap in gaps), gaps
         retrying = recorder.named("job.retrying", job.id)
@@ -302,8 +639,30 @@ class BackendConformance:
         assert recorder.named("job.failed", job.id) == []
         assert len(recorder.named("job.completed", job.id)) == 1
 
-    @run_async()
+    @_conformance_test
+    async def test_retry_waits_scheduled_with_its_error(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A job waiting for its retry is `scheduled` (and counted so), keeps its attempt count, and `get`
+        shows the failure as `last_error`."""
+        name = _type_name("waiting-retry")
+        async with self._queue(lssm_jobs_backend_factory, queues=["retries"]) as queue:
+
+            def handler(job: Job[Any]) -> None:
+                raise RetryJob("upstream said 503", delay_ms=60_000)
+
+            queue.register(name, handler)
+            job = await queue.enqueue(name, {}, queue="retries", max_retries=2)
+            await queue.start()
+            waiting = await self._status(queue, job.id, JobStatus.SCHEDULED)
+            assert waiting.attempt == 1
+            assert waiting.last_error is not None and "upstream said 503" in waiting.last_error
+            assert waiting.run_at >= time.time() + 50
+            assert (await queue.counts())["retries"].get(JobStatus.SCHEDULED) == 1
+
+    @_conformance_test
     async def test_handler_can_ask_for_a_retry_delay(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """`RetryJob(delay_ms=300)` delays the next attempt by at least 300 ms."""
         name = _type_name("retry-after")
         attempts: list[float] = []
 
@@ -316,13 +675,17 @@ class BackendConformance:
             queue.register(name, handler)
             job = await queue.enqueue(name, {}, max_retries=1)
             await queue.start()
-            await self._status(queue, job.id, JobStatus.COMPLETED)
+            await wait_until(lambda: len(attempts) == 2, message="second attempt")
+            await self._completed(queue, job.id)
         assert attempts[1] - attempts[0] >= 0.28
 
-    @run_async()
+    @_conformance_test
     async def test_exhausted_job_fails_once_and_is_dead_lettered(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """After its retries, a job is `dead`, with the reason `failed after 3 attempts`, the error, the
+        traceback and the attempt count; it fires `job.failed` once, `job.retrying` twice and
+        `job.dead_lettered` once."""
         catalog = JobCatalog()
         doomed: JobType[Any] = define_job_type(
             type=_type_name("doomed"), options=_no_jitter(max_retries=2), catalog=catalog
@@ -335,7 +698,7 @@ class BackendConformance:
         async with self._queue(lssm_jobs_backend_factory, catalog) as queue:
             queue.on("*", recorder.event)
             queue.register(doomed, handler)
-            job = await queue.enqueue(doomed, {"secret": "s3cr3t"})
+            job = await queue.enqueue(doomed, {})
             await queue.start()
             dead_job = await self._status(queue, job.id, JobStatus.DEAD)
             assert dead_job.attempt == 3
@@ -350,8 +713,9 @@ class BackendConformance:
         assert len(recorder.named("job.retrying", job.id)) == 2
         assert len(recorder.named("job.dead_lettered", job.id)) == 1
 
-    @run_async()
+    @_conformance_test
     async def test_permanent_error_skips_retries(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """`PermanentJobError` dead-letters at once, despite retries left, with a `permanent ...` reason."""
         name = _type_name("permanent")
         calls: list[int] = []
 
@@ -368,8 +732,10 @@ class BackendConformance:
             assert dead is not None and "permanent" in dead.reason
         assert calls == [1]
 
-    @run_async()
+    @_conformance_test
     async def test_timeout_is_enforced(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """An async handler past `timeout_ms` is stopped and dead-lettered with a `JobTimeoutError`; one
+        `job.timed_out` fires with the right `timeout_ms`."""
         name = _type_name("slow")
         recorder = _Recorder()
 
@@ -387,8 +753,78 @@ class BackendConformance:
         timed_out = recorder.named("job.timed_out", job.id)
         assert len(timed_out) == 1 and timed_out[0].timeout_ms == 100  # type: ignore[attr-defined]
 
-    @run_async()
+    # -- dead letters -----------------------------------------------------------------------------------------
+
+    @_conformance_test
+    async def test_dead_lettered_job_is_reported_by_get(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`get` of a dead-lettered job returns it as `dead`, with its queue, priority, dedupe key and
+        attempts, and the dead letter's error as `last_error`; `get_dead` of a job that is not dead returns
+        `None`."""
+        name = _type_name("obituary")
+
+        def handler(job: Job[Any]) -> None:
+            raise PermanentJobError("card declined")
+
+        async with self._queue(lssm_jobs_backend_factory, queues=["billing"]) as queue:
+            queue.register(name, handler)
+            job = await queue.enqueue(name, {}, queue="billing", priority=3, dedupe_key="bill-7")
+            waiting = await queue.enqueue(name, {}, queue="elsewhere")
+            await queue.start()
+            dead = await self._status(queue, job.id, JobStatus.DEAD)
+            record = await queue.backend.get(job.id)
+            assert await queue.backend.get_dead(waiting.id) is None
+        assert record is not None and record.status is JobStatus.DEAD
+        assert (record.queue, record.priority, record.dedupe_key, record.attempts) == (
+            "billing",
+            3,
+            "bill-7",
+            1,
+        )
+        assert record.last_error is not None and "card declined" in record.last_error
+        assert dead.attempt == 1 and dead.last_error == record.last_error
+
+    @_conformance_test
+    async def test_dead_letters_are_listed_most_recent_first(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`list_dead` returns dead letters most recent first, `limit` of them after skipping `offset`."""
+        first, second, third = await self._dead_letters(lssm_jobs_backend_factory, 3)
+        async with opened(lssm_jobs_backend_factory()) as backend:
+
+            async def listed(**page: int) -> list[str]:
+                return [letter.id for letter in await backend.list_dead(**page)]
+
+            assert await listed() == [third, second, first]
+            assert await listed(limit=2) == [third, second]
+            assert await listed(offset=1) == [second, first]
+            assert await listed(offset=1, limit=1) == [second]
+            assert await listed(offset=3) == []
+
+    @_conformance_test
+    async def test_purge_deletes_only_the_given_dead_letters(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`purge_dead(ids)` deletes those dead letters, ignores ids that are not dead letters (a live job
+        stays untouched), and returns how many it deleted; `purge_dead()` deletes the rest."""
+        first, second, third = await self._dead_letters(lssm_jobs_backend_factory, 3)
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            live = _outgoing()
+            await backend.push([live])
+            assert await backend.purge_dead([second, uuid.uuid4().hex, live.id]) == 1
+            assert [letter.id for letter in await backend.list_dead()] == [third, first]
+            record = await backend.get(live.id)
+            assert record is not None and record.status is JobStatus.PENDING
+            assert await backend.purge_dead() == 2
+            assert await backend.list_dead() == []
+            assert (await backend.get(live.id)) is not None
+
+    @_conformance_test
     async def test_dead_letter_replay_and_purge(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """`replay` resets attempts and the job completes at attempt 1; replaying an unknown id, or the id
+        of a job that is not dead, returns `False`; `list` shows the remaining dead letter and `purge()`
+        deletes it."""
         name = _type_name("replay")
         fixed = False
         done: list[int] = []
@@ -398,26 +834,105 @@ class BackendConformance:
                 raise RuntimeError("bug")
             done.append(job.attempt)
 
-        async with self._queue(lssm_jobs_backend_factory) as queue:
+        async with self._queue(lssm_jobs_backend_factory, queues=["default"]) as queue:
             queue.register(name, handler)
             first = await queue.enqueue(name, {}, max_retries=0)
             second = await queue.enqueue(name, {}, max_retries=0)
+            bystander = await queue.enqueue(name, {}, queue="unconsumed")
             await queue.start()
             await self._status(queue, first.id, JobStatus.DEAD)
             await self._status(queue, second.id, JobStatus.DEAD)
             fixed = True
             assert await queue.dead_letters.replay(first.id) is True
             assert await queue.dead_letters.replay(uuid.uuid4().hex) is False
-            await self._status(queue, first.id, JobStatus.COMPLETED)
+            assert await queue.backend.replay_dead(bystander.id, run_at=time.time()) is False
+            await self._completed(queue, first.id)
             assert done == [1]  # attempts were reset by the replay
             assert [d.id for d in await queue.dead_letters.list()] == [second.id]
             assert await queue.dead_letters.purge() == 1
             assert await queue.dead_letters.list() == []
+            untouched = await queue.get(bystander.id)
+            assert untouched is not None and untouched.status is JobStatus.PENDING and untouched.attempt == 0
+
+    @_needs("delay")
+    @_conformance_test
+    async def test_replay_honours_run_at_and_keeps_the_dedupe_key(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A replayed job waits for the `run_at` given to `replay_dead` (`scheduled` until then) and holds
+        its `dedupe_key` again."""
+        name = _type_name("replay-later")
+        fixed = False
+        started: list[float] = []
+
+        def handler(job: Job[Any]) -> None:
+            if not fixed:
+                raise RuntimeError("bug")
+            started.append(time.time())
+
+        async with self._queue(lssm_jobs_backend_factory) as queue:
+            queue.register(name, handler)
+            job = await queue.enqueue(name, {}, max_retries=0, dedupe_key="nightly")
+            await queue.start()
+            await self._status(queue, job.id, JobStatus.DEAD)
+            fixed = True
+            replayed_at = time.time()
+            assert await queue.dead_letters.replay(job.id, delay_ms=400) is True
+            waiting = await queue.get(job.id)
+            assert waiting is not None and waiting.attempt == 0 and waiting.dedupe_key == "nightly"
+            if time.time() < replayed_at + 0.4:  # (a stalled machine may have taken longer than the delay)
+                assert waiting.status is JobStatus.SCHEDULED
+            if type(queue.backend).capabilities.dedupe:
+                assert (await queue.enqueue(name, {}, dedupe_key="nightly")).id == job.id
+            await self._completed(queue, job.id)
+        assert len(started) == 1 and started[0] >= replayed_at + 0.39
+
+    @_needs("dedupe")
+    @_conformance_test
+    async def test_replay_refuses_while_a_live_job_holds_the_dedupe_key(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`replay_dead` of a dead letter whose `dedupe_key` another live job holds raises
+        `DedupeConflictError` naming the live job, and the dead letter stays; once that job finished, the
+        replay succeeds."""
+        name = _type_name("replay-conflict")
+        fail = True
+        release = asyncio.Event()
+
+        async def handler(job: Job[Any]) -> None:
+            if fail:
+                raise RuntimeError("bug")
+            await release.wait()
+
+        async with self._queue(lssm_jobs_backend_factory) as queue:
+            queue.register(name, handler)
+            dead = await queue.enqueue(name, {}, max_retries=0, dedupe_key="invoice-9")
+            await queue.start()
+            await self._status(queue, dead.id, JobStatus.DEAD)
+            fail = False
+            holder = await queue.enqueue(name, {}, dedupe_key="invoice-9")
+            assert holder.id != dead.id
+            try:
+                await self._status(queue, holder.id, JobStatus.ACTIVE)
+                with pytest.raises(DedupeConflictError) as raised:
+                    await queue.backend.replay_dead(dead.id, run_at=time.time())
+                assert raised.value.job_id == dead.id and raised.value.live_job_id == holder.id
+                assert raised.value.dedupe_key == "invoice-9"
+                assert await queue.backend.get_dead(dead.id) is not None
+                still = await queue.get(dead.id)
+                assert still is not None and still.status is JobStatus.DEAD
+            finally:
+                release.set()
+            await self._completed(queue, holder.id)
+            assert await queue.dead_letters.replay(dead.id) is True
+            await self._completed(queue, dead.id)
 
     # -- jobs that cannot run ---------------------------------------------------------------------------------
 
-    @run_async()
+    @_conformance_test
     async def test_unknown_type_is_dead_lettered(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A job with no registered handler is dead-lettered with `no handler registered` and the type's
+        name."""
         name = _type_name("orphan")
         async with self._queue(lssm_jobs_backend_factory) as queue:
             queue.register(_type_name("other"), lambda job: None)
@@ -427,10 +942,12 @@ class BackendConformance:
             dead = await queue.dead_letters.get(job.id)
             assert dead is not None and "no handler registered" in dead.reason and name in dead.reason
 
-    @run_async()
+    @_conformance_test
     async def test_invalid_stored_payload_is_dead_lettered(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """A payload stored by a producer that did not know the type is dead-lettered with `invalid
+        payload...` by a worker that does, and the handler never runs."""
         name = _type_name("drift")
         strict = JobCatalog()
         define_job_type(type=name, payload=Greeting, catalog=strict)
@@ -446,36 +963,25 @@ class BackendConformance:
             assert dead is not None and dead.reason.startswith("invalid payload")
         assert handled == []
 
-    @run_async()
+    @_conformance_test
     async def test_undecodable_envelope_is_dead_lettered_verbatim(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """Garbage bytes pushed straight into the backend are dead-lettered as `undecodable envelope`, with
+        the body kept byte for byte."""
         garbage = b"\xff\x00 not an envelope"
         job_id = uuid.uuid4().hex
         async with self._queue(lssm_jobs_backend_factory) as queue:
             queue.register(_type_name("any"), lambda job: None)
-            now = time.time()
-            await queue.backend.push(
-                [
-                    OutgoingJob(
-                        id=job_id,
-                        type="mystery",
-                        queue="default",
-                        priority=0,
-                        run_at=now,
-                        created_at=now,
-                        dedupe_key=None,
-                        body=garbage,
-                    )
-                ]
-            )
+            await queue.backend.push([_outgoing(job_id=job_id, body=garbage)])
             await queue.start()
             dead = await wait_until(lambda: queue.dead_letters.get(job_id), message="garbage dead-lettered")
         assert "undecodable envelope" in dead.reason
         assert dead.body == garbage
 
-    @run_async()
+    @_conformance_test
     async def test_old_payload_versions_are_upgraded(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A version 1 job runs on a version 2 worker through its upgrader, as `(2, Greeting(...))`."""
         name = _type_name("versioned")
         old = JobCatalog()
         define_job_type(type=name, version=1, catalog=old)
@@ -496,35 +1002,191 @@ class BackendConformance:
             await wait_until(lambda: handled, message="upgraded job ran")
         assert handled == [(2, Greeting(name="Ada", times=1))]
 
+    # -- leases -----------------------------------------------------------------------------------------------
+
+    @_needs(PULL)
+    @_conformance_test
+    async def test_lease_takes_ready_jobs_up_to_its_limit(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`lease` returns at most `limit` ready jobs, best first, each `active` with its attempt counted;
+        with nothing ready and `wait=0` it returns an empty list at once."""
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            assert isinstance(backend, PullBackend)
+            jobs = [_outgoing(priority=priority, body=b"%d" % priority) for priority in (1, 4, 2, 5, 3)]
+            await backend.push(jobs)
+            first = await backend.lease(queues=None, limit=2, lease_ms=30_000, wait=1.0)
+            assert [delivery.body for delivery in first] == [b"5", b"4"]
+            assert all(delivery.attempt == 1 and delivery.queue == "default" for delivery in first)
+            record = await backend.get(first[0].id)
+            assert record is not None and record.status is JobStatus.ACTIVE and record.attempts == 1
+            rest = await backend.lease(queues=None, limit=10, lease_ms=30_000, wait=1.0)
+            assert [delivery.body for delivery in rest] == [b"3", b"2", b"1"]
+            assert (await backend.counts())["default"].get(JobStatus.ACTIVE) == 5
+            assert await backend.lease(queues=None, limit=10, lease_ms=30_000, wait=0) == []
+
+    @_needs(PULL)
+    @_conformance_test
+    async def test_concurrent_leases_never_hand_out_one_job_twice(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """Workers leasing at the same time through several backend instances never get one job twice:
+        each of 200 ready jobs is leased exactly once."""
+        async with AsyncExitStack() as stack:
+            backends = [
+                await stack.enter_async_context(opened(lssm_jobs_backend_factory())) for _ in range(4)
+            ]
+            jobs = [_outgoing() for _ in range(200)]
+            await backends[0].push(jobs)
+            leased: list[str] = []
+
+            async def drain(backend: QueueBackend) -> None:
+                assert isinstance(backend, PullBackend)
+                while deliveries := await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0):
+                    leased.extend(delivery.id for delivery in deliveries)
+
+            await asyncio.gather(*(drain(backend) for backend in backends))
+        assert len(leased) == len(set(leased)), "a job was leased twice at once"
+        assert sorted(leased) == sorted(job.id for job in jobs)
+
+    @_needs(PULL, "leases")
+    @_conformance_test
+    async def test_settling_a_lost_lease_changes_nothing(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """Once a job was leased again, by any instance, or its delivery settled, that delivery's `ack`,
+        `retry`, `dead_letter` and `release` change nothing and its `extend` returns `False`: every lease
+        has a token of its own."""
+        async with opened(lssm_jobs_backend_factory()) as mine, opened(lssm_jobs_backend_factory()) as other:
+            assert isinstance(mine, PullBackend) and isinstance(other, PullBackend)
+            jobs = [_outgoing() for _ in range(8)]
+            await mine.push(jobs)
+            old = await mine.lease(queues=None, limit=8, lease_ms=200, wait=1.0)
+            assert len(old) == 8
+            # Every lease expires; four jobs are leased again by the same instance, four by another.
+            new = [*await self._lease_n(mine, 4), *await self._lease_n(other, 4)]
+            new_by_id = {delivery.id: delivery for delivery in new}
+            assert len(new_by_id) == 8 and all(delivery.attempt == 2 for delivery in new)
+            for delivery in old:  # each kind of settle, on jobs leased again by each instance
+                settle = _STALE_SETTLES[new.index(new_by_id[delivery.id]) % len(_STALE_SETTLES)]
+                await settle(delivery)
+            assert [await delivery.extend(30_000) for delivery in old] == [False] * 8
+            for job in jobs:
+                record = await mine.get(job.id)
+                assert record is not None and record.status is JobStatus.ACTIVE and record.attempts == 2, (
+                    record
+                )
+            assert await mine.list_dead() == []
+            # A delivery that was released cannot settle the next lease of its job either.
+            released = new[0]
+            await released.release()
+            (again,) = await self._lease_n(other, 1)
+            assert again.id == released.id
+            for settle in _STALE_SETTLES:
+                await settle(released)
+            record = await mine.get(released.id)
+            assert record is not None and record.status is JobStatus.ACTIVE, record
+            assert await again.extend(30_000) is True
+            await again.ack()
+            await self._assert_finished(mine, again.id)
+
+    async def _lease_n(self, backend: PullBackend, count: int) -> list[Delivery]:
+        """Lease exactly ``count`` jobs (waiting for expired leases to be reclaimed)."""
+        leased: list[Delivery] = []
+
+        async def more() -> bool:
+            leased.extend(
+                await backend.lease(queues=None, limit=count - len(leased), lease_ms=30_000, wait=0)
+            )
+            return len(leased) >= count
+
+        await wait_until(more, message=f"{count} jobs leased")
+        return leased
+
+    @_needs(PULL, "leases")
+    @_conformance_test
+    async def test_extend_keeps_the_lease_until_the_job_is_settled(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`extend` moves the lease expiry, so nobody else leases the job past its first expiry; after a
+        settle, also one racing it, `extend` returns `False` and changes nothing."""
+        async with opened(lssm_jobs_backend_factory()) as mine, opened(lssm_jobs_backend_factory()) as other:
+            assert isinstance(mine, PullBackend) and isinstance(other, PullBackend)
+            job = _outgoing()
+            await mine.push([job])
+            leased_at = time.time()
+            (delivery,) = await mine.lease(queues=None, limit=1, lease_ms=500, wait=1.0)
+            assert await delivery.extend(5_000) is True
+            while time.time() < leased_at + 1.0:  # twice the first lease: it would have expired
+                assert await other.lease(queues=None, limit=1, lease_ms=30_000, wait=0) == []
+                await asyncio.sleep(0.05)
+            await asyncio.gather(delivery.ack(), delivery.extend(5_000))
+            assert await delivery.extend(5_000) is False
+            await self._assert_finished(mine, job.id)
+            assert await other.lease(queues=None, limit=1, lease_ms=30_000, wait=0) == []
+
+    @_needs(PULL)
+    @_conformance_test
+    async def test_batch_extend_and_ack_settle_each_delivery(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`extend_many` extends each delivery's lease and answers per delivery, in order (`False` for a
+        lost lease); `ack_many` acks each delivery, and a lost lease among them changes nothing."""
+        async with (
+            opened(lssm_jobs_backend_factory()) as backend,
+            opened(lssm_jobs_backend_factory()) as other,
+        ):
+            assert isinstance(backend, PullBackend) and isinstance(other, PullBackend)
+            await backend.push([_outgoing() for _ in range(5)])
+            deliveries = await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=1.0)
+            assert len(deliveries) == 5
+            settled, lost, *running = deliveries
+            await settled.ack()
+            await lost.release()
+            (thief,) = await other.lease(queues=None, limit=1, lease_ms=30_000, wait=1.0)
+            assert thief.id == lost.id
+            assert await backend.extend_many(deliveries, 30_000) == [False, False, True, True, True]
+            await backend.ack_many([lost, *running])
+            for delivery in running:
+                await self._assert_finished(backend, delivery.id)
+            record = await backend.get(lost.id)
+            assert record is not None and record.status is JobStatus.ACTIVE and record.attempts == 1
+            assert await backend.extend_many(running, 30_000) == [False] * 3
+            assert await other.extend_many([thief], 30_000) == [True]
+
     # -- workers coming and going -----------------------------------------------------------------------------
 
-    @run_async()
+    @_needs(PULL, "leases")
+    @_conformance_test
     async def test_lost_lease_is_delivered_again(self, lssm_jobs_backend_factory: BackendFactory) -> None:
-        self._require(lssm_jobs_backend_factory, "leases")
-        backend = lssm_jobs_backend_factory()
-        if not isinstance(backend, PullBackend):
-            pytest.skip("only pull backends lease explicitly; others cover redelivery in their own tests")
+        """A job leased by a "worker" that dies without settling stays `active` (attempt 1) in `get` and
+        `counts` after its lease expired, until it is delivered again, as attempt 2."""
         name = _type_name("abandoned")
         attempts: list[int] = []
-        async with self._queue(lssm_jobs_backend_factory) as queue:
+        async with (
+            self._queue(lssm_jobs_backend_factory) as queue,
+            opened(lssm_jobs_backend_factory()) as dying,
+        ):
+            assert isinstance(dying, PullBackend)
             queue.register(name, lambda job: attempts.append(job.attempt))
             job = await queue.enqueue(name, {})
             # A worker that leases the job and dies without settling it (no heartbeat either).
-            await backend.open()
-            try:
-                leased = await backend.lease(queues=None, limit=1, lease_ms=300, wait=2.0)
-                assert [delivery.id for delivery in leased] == [job.id]
-                active = await queue.get(job.id)
-                assert active is not None and active.status is JobStatus.ACTIVE
-                await queue.start()
-                await self._status(queue, job.id, JobStatus.COMPLETED)
-            finally:
-                await backend.close()
+            leased = await dying.lease(queues=None, limit=1, lease_ms=300, wait=2.0)
+            leased_at = time.time()
+            assert [delivery.id for delivery in leased] == [job.id]
+            await wait_until(lambda: time.time() > leased_at + 0.35, message="lease expired")
+            expired = await queue.get(job.id)
+            assert expired is not None and expired.status is JobStatus.ACTIVE and expired.attempt == 1
+            assert (await queue.counts())["default"].get(JobStatus.ACTIVE) == 1
+            await queue.start()
+            await self._completed(queue, job.id)
         assert attempts == [2]
 
-    @run_async()
+    @_needs("leases")
+    @_conformance_test
     async def test_running_jobs_keep_their_lease(self, lssm_jobs_backend_factory: BackendFactory) -> None:
-        self._require(lssm_jobs_backend_factory, "leases")
+        """A job running for several lease periods keeps its lease through heartbeats; a second worker does
+        not run it too."""
         name = _type_name("long")
         attempts: list[int] = []
 
@@ -542,13 +1204,14 @@ class BackendConformance:
             await first.start()
             await wait_until(lambda: attempts, message="long job started")
             await second.start()
-            await self._status(first, job.id, JobStatus.COMPLETED)
+            await self._completed(first, job.id)
         assert attempts == [1]
 
-    @run_async()
+    @_conformance_test
     async def test_graceful_stop_finishes_in_flight_jobs(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """`stop()` waits for a running job, which ends `completed`."""
         name = _type_name("graceful")
         started = asyncio.Event()
         finished: list[str] = []
@@ -565,13 +1228,14 @@ class BackendConformance:
             await asyncio.wait_for(started.wait(), 10)
             await queue.stop()
             assert finished == [job.id]
-            done = await queue.get(job.id)
-            assert done is not None and done.status is JobStatus.COMPLETED
+            await self._assert_finished(queue.backend, job.id)
 
-    @run_async()
+    @_conformance_test
     async def test_stop_releases_jobs_that_overrun_the_shutdown_timeout(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
+        """A job still running after `shutdown_timeout` is released as `pending`; another worker then
+        completes it at attempt 1, because the release did not count."""
         name = _type_name("overrun")
         started = asyncio.Event()
         completions: list[int] = []
@@ -591,13 +1255,110 @@ class BackendConformance:
         async with self._queue(lssm_jobs_backend_factory) as other:
             other.register(name, lambda job: completions.append(job.attempt))
             await other.start()
-            await self._status(other, job.id, JobStatus.COMPLETED)
+            await self._completed(other, job.id)
         assert completions == [1]  # a released delivery does not count as an attempt
+
+    # -- waiting ----------------------------------------------------------------------------------------------
+
+    @_conformance_test
+    async def test_idle_worker_waits_instead_of_polling(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """An idle worker calls `lease` at most twice per `poll_interval`, and its event loop goes to sleep
+        at most 50 times a second and turns at most 500 times a second: `lease` waits for work instead of
+        polling."""
+        poll_interval, window = 0.25, 1.0
+        calls = 0
+        async with self._queue(
+            lssm_jobs_backend_factory, poll_interval=poll_interval, lease_ms=60_000
+        ) as queue:
+            backend = queue.backend
+            if isinstance(backend, PullBackend):
+                lease = backend.lease
+
+                async def counted(**arguments: Any) -> list[Delivery]:
+                    nonlocal calls
+                    calls += 1
+                    return await lease(**arguments)
+
+                backend.lease = counted  # type: ignore[method-assign]
+            await queue.start()
+            await asyncio.sleep(0.3)  # settle in: the first leases, the heartbeat's first sleep
+            calls = 0
+            with _loop_activity() as loop:
+                await asyncio.sleep(window)  # the measurement: nothing happens for a second
+            idle_calls = calls
+        assert idle_calls <= 2 * window / poll_interval, f"{idle_calls} lease calls in {window}s of idling"
+        assert loop.sleeps <= 50 * window, f"the event loop slept {loop.sleeps} times in {window}s of idling"
+        assert loop.iterations <= 500 * window, f"the event loop turned {loop.iterations} times in {window}s"
+
+    @_conformance_test
+    async def test_waiting_worker_wakes_for_a_push_a_due_job_and_a_stop(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A worker waiting with a `poll_interval` of `slow_poll_interval` (10 s) starts a job pushed in the
+        same process (by its own or another backend instance), a scheduled job as it comes due and, on pull
+        backends, a job whose lease expired, each within `wake_bound` (5 s), and `stop()` returns as
+        promptly: `lease` wakes for pushes, due times and `wake()`, not only when it polls."""
+        name = _type_name("wake")
+        started: dict[str, float] = {}
+        bound, slow = self.wake_bound, self.slow_poll_interval
+
+        def handler(job: Job[Any]) -> None:
+            started.setdefault(job.payload["n"], time.time())
+
+        async with (
+            self._queue(lssm_jobs_backend_factory, poll_interval=slow, queues=["default"]) as worker,
+            self._queue(lssm_jobs_backend_factory) as producer,
+        ):
+            worker.register(name, handler)
+            capabilities = type(worker.backend).capabilities
+            await worker.start()
+            await asyncio.sleep(0.3)  # let the worker settle into its long wait
+            for label, source in (("pushed", producer), ("own", worker)):
+                pushed = time.time()
+                await source.enqueue(name, {"n": label})
+                await wait_until(
+                    lambda label=label: label in started,  # type: ignore[misc]
+                    timeout=bound,
+                    message=f"{label} job started",
+                )
+                assert started[label] - pushed < bound
+            if capabilities.delay:
+                delayed = await producer.enqueue(name, {"n": "delayed"}, delay_ms=300)
+                await wait_until(
+                    lambda: "delayed" in started, timeout=bound + 0.3, message="delayed job started"
+                )
+                assert delayed.run_at - 0.01 <= started["delayed"] < delayed.run_at + bound
+            if isinstance(worker.backend, PullBackend) and capabilities.leases:
+                async with opened(lssm_jobs_backend_factory()) as dying:
+                    assert isinstance(dying, PullBackend)
+                    abandoned = await producer.enqueue(name, {"n": "abandoned"}, queue="orphans")
+                    (lost,) = await dying.lease(queues=["orphans"], limit=1, lease_ms=300, wait=1.0)
+                    expires = time.time() + 0.3
+                    assert lost.id == abandoned.id
+                    async with self._queue(
+                        lssm_jobs_backend_factory, poll_interval=slow, queues=["orphans"]
+                    ) as rescuer:
+                        rescuer.register(name, handler)
+                        await rescuer.start()
+                        await wait_until(
+                            lambda: "abandoned" in started,
+                            timeout=bound + 0.3,
+                            message="abandoned job started",
+                        )
+                assert started["abandoned"] < expires + bound
+            stop_began = time.monotonic()
+            await worker.stop()
+            stopped_in = time.monotonic() - stop_began
+        assert stopped_in < bound, f"stop() took {stopped_in:.1f}s"
 
     # -- events and inspection ------------------------------------------------------------------------------
 
-    @run_async()
+    @_conformance_test
     async def test_lifecycle_events(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """One job fires exactly `job.enqueued`, `job.started` and `job.completed`, with the right type,
+        attempt and duration, even though another callback raises."""
         name = _type_name("observed")
         recorder = _Recorder()
         async with self._queue(lssm_jobs_backend_factory) as queue:
@@ -613,16 +1374,70 @@ class BackendConformance:
         assert completed.job_type == name and completed.attempt == 1  # type: ignore[attr-defined]
         assert completed.duration_ms >= 0  # type: ignore[attr-defined]
 
-    @run_async()
+    @_conformance_test
     async def test_counts_by_queue_and_status(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """`counts()` reports the jobs of each queue by status: `scheduled`, `pending`, `active`,
+        `completed` (while kept) and `dead`."""
         name = _type_name("counted")
-        async with self._queue(lssm_jobs_backend_factory) as queue:
-            await queue.enqueue(name, {}, queue="reports")
-            await queue.enqueue(name, {}, queue="reports")
-            await queue.enqueue(name, {}, queue="mail", delay_ms=60_000)
-            counts = await queue.counts()
-        assert counts["reports"].get(JobStatus.PENDING) == 2
-        assert counts["mail"].get(JobStatus.SCHEDULED) == 1
+        release = asyncio.Event()
+
+        async def handler(job: Job[Any]) -> None:
+            if job.queue == "dead":
+                raise PermanentJobError("no")
+            if job.queue == "active":
+                await release.wait()
+
+        async with self._queue(lssm_jobs_backend_factory, queues=["active", "completed", "dead"]) as queue:
+            queue.register(name, handler)
+            delay = type(queue.backend).capabilities.delay
+            await queue.enqueue(name, {}, queue="pending")
+            await queue.enqueue(name, {}, queue="pending")
+            if delay:
+                await queue.enqueue(name, {}, queue="scheduled", delay_ms=60_000)
+            active = await queue.enqueue(name, {}, queue="active")
+            completed = await queue.enqueue(name, {}, queue="completed")
+            dead = await queue.enqueue(name, {}, queue="dead")
+            await queue.start()
+            try:
+                await self._status(queue, active.id, JobStatus.ACTIVE)
+                await self._completed(queue, completed.id)
+                await self._status(queue, dead.id, JobStatus.DEAD)
+                counts = await queue.counts()
+            finally:
+                release.set()
+
+        def count(queue_name: str, status: JobStatus) -> int:
+            return counts.get(queue_name, {}).get(status, 0)
+
+        assert count("pending", JobStatus.PENDING) == 2
+        assert count("scheduled", JobStatus.SCHEDULED) == (1 if delay else 0)
+        assert count("active", JobStatus.ACTIVE) == 1
+        assert count("dead", JobStatus.DEAD) == 1
+        assert count("completed", JobStatus.COMPLETED) == (1 if self.completed_retained else 0)
+
+
+async def _ack(delivery: Delivery) -> None:
+    await delivery.ack()
+
+
+async def _retry(delivery: Delivery) -> None:
+    await delivery.retry(run_at=time.time(), error="stale retry")
+
+
+async def _dead_letter(delivery: Delivery) -> None:
+    await delivery.dead_letter(reason="stale dead letter", error=None, traceback=None)
+
+
+async def _release(delivery: Delivery) -> None:
+    await delivery.release()
+
+
+_STALE_SETTLES: tuple[Callable[[Delivery], Coroutine[Any, Any, None]], ...] = (
+    _ack,
+    _retry,
+    _dead_letter,
+    _release,
+)
 
     # -- purging a queue (optional: BackendCapabilities.purge_queue) ------------------------------------------
 
@@ -689,3 +1504,23 @@ class BackendConformance:
 def conformance_test_names() -> Sequence[str]:
     """Names of every conformance test (used by the docs check)."""
     return sorted(name for name in vars(BackendConformance) if name.startswith("test_"))
+
+
+@attrs.frozen(kw_only=True)
+class ConformanceRule:
+    """One conformance test: its name, the rule it checks (its docstring) and what it needs (capability
+    names, or ``"pull"`` for tests that lease through ``PullBackend.lease`` themselves)."""
+
+    name: str
+    rule: str
+    needs: tuple[str, ...]
+
+
+def conformance_rules() -> list[ConformanceRule]:
+    """Every conformance test with the rule it checks, in the order of the suite (used by the docs check)."""
+    rules = []
+    for name, test in vars(BackendConformance).items():
+        if name.startswith("test_"):
+            text = " ".join((test.__doc__ or "").split())
+            rules.append(ConformanceRule(name=name, rule=text, needs=_NEEDS.get(name, ())))
+    return rules

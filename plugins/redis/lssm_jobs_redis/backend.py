@@ -27,6 +27,7 @@ import logging
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -43,6 +44,7 @@ from lssm_jobs.backends.base import (
     PushResult,
     new_push_result,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import JobStatus
 from redis.exceptions import (
     BusyLoadingError,
@@ -95,7 +97,9 @@ _JOB_FIELDS = ("t", "q", "p", "r", "c", "u", "s", "a", "d", "e")
 class RedisOptions:
     """Tuning of the Redis backend (``open_queue("redis", ...)`` keywords besides ``url`` and ``prefix``).
 
-    :param completed_ttl_ms: how long completed jobs stay readable with ``queue.get`` (0: deleted at once).
+    :param completed_retention: seconds completed jobs stay readable with ``queue.get`` (0: deleted at
+        once); the same option, in the same unit, as the memory and sqlite backends'. The old
+        ``completed_ttl_ms`` keyword of :class:`RedisBackend` still works, with a ``DeprecationWarning``.
     :param completed_max: most completed jobs kept per queue (0: no count limit).
     :param push_chunk: jobs per script call of a bulk push (calls are pipelined); bounds how long one call
         holds Redis.
@@ -113,7 +117,7 @@ class RedisOptions:
         polling is also skipped for TLS connections and when the process may use only one CPU.
     """
 
-    completed_ttl_ms: int = 3_600_000
+    completed_retention: float = 3600.0
     completed_max: int = 100_000
     push_chunk: int = 500
     maintenance_batch: int = 200
@@ -130,12 +134,17 @@ class RedisOptions:
         if self.push_chunk < 1 or self.maintenance_batch < 1 or self.settle_batch < 1:
             raise ValueError("push_chunk, maintenance_batch and settle_batch must be >= 1")
 
+    @property
+    def completed_retention_ms(self) -> int:
+        """``completed_retention`` in milliseconds, as the scripts take it."""
+        return int(self.completed_retention * 1000)
+
 
 OPTIONS_HELP = {
     "url": f"redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// URL (default {DEFAULT_URL})",
     "prefix": "key prefix, also the Redis Cluster hash tag (default 'jobs:')",
     "cluster": "treat a redis:// URL as a node of a Redis Cluster",
-    "completed_ttl_ms": "how long completed jobs stay readable (default 1 h; 0 deletes them at once)",
+    "completed_retention": "seconds completed jobs stay readable (default 3600; 0 deletes them at once)",
     "completed_max": "most completed jobs kept per queue (default 100000; 0: no limit)",
     "push_chunk": "jobs per script call of a bulk push (default 500)",
     "maintenance_batch": "most expired leases / due jobs moved per lease call (default 200)",
@@ -286,6 +295,14 @@ class RedisBackend(PullBackend):
             raise ValueError("pass either url= or redis= (a client you own), not both")
         if options is not None and tuning:
             raise ValueError("pass tuning either as options= or as keywords, not both")
+        if "completed_ttl_ms" in tuning:
+            warnings.warn(
+                "the Redis backend's completed_ttl_ms option is deprecated: use completed_retention, in "
+                "seconds, as on every backend",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            tuning.setdefault("completed_retention", tuning.pop("completed_ttl_ms") / 1000)
         self.options = options if options is not None else RedisOptions(**tuning)
         self.keys = KeyLayout.for_prefix(prefix)
         self.prefix = prefix
@@ -741,7 +758,7 @@ class RedisBackend(PullBackend):
                 # registered as idle a little longer than it blocks, so no hand-off misses it
                 int(block * 1000) + 500 if block > 0 else 0,
                 options.maintenance_batch,
-                options.completed_ttl_ms,
+                options.completed_retention_ms,
                 options.completed_max,
                 *names,
             ]
@@ -823,7 +840,7 @@ class RedisBackend(PullBackend):
         head: list[Any] = [
             self.keys.base,
             int(time.time() * 1000),
-            self.options.completed_ttl_ms,
+            self.options.completed_retention_ms,
             self.options.completed_max,
         ]
         channel = self._channel
@@ -874,7 +891,7 @@ class RedisBackend(PullBackend):
             id=job_id,
             type=type_.decode(),
             queue=queue.decode(),
-            status=_STATUS[status],
+            status=_reported_status(status, run_at, created),
             attempts=int(attempts or 0),
             priority=int(priority or 0),
             run_at=float(run_at if run_at is not None else created),  # no r: due at creation
@@ -889,7 +906,9 @@ class RedisBackend(PullBackend):
         options = self.options
         reply = await self._call(
             "counts",
-            lambda: self._script(self._scripts.counts, [options.completed_ttl_ms, options.completed_max]),
+            lambda: self._script(
+                self._scripts.counts, [options.completed_retention_ms, options.completed_max]
+            ),
         )
         counts: dict[str, dict[JobStatus, int]] = {}
         for i in range(0, len(reply), 6):
@@ -936,8 +955,14 @@ class RedisBackend(PullBackend):
         return letters[0] if letters else None
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
+        """:raises DedupeConflictError: a live job holds the dead letter's dedupe key; nothing changed."""
         args = [int(time.time() * 1000), job_id, repr(float(run_at))]
         reply = await self._call("replay", lambda: self._script(self._scripts.replay, args))
+        if isinstance(reply, bytes):  # the live job holding the dead letter's dedupe key
+            dead = await self.get(job_id)
+            raise DedupeConflictError(
+                job_id, dead.dedupe_key if dead and dead.dedupe_key else "", reply.decode()
+            )
         return bool(reply)
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
@@ -964,6 +989,13 @@ class RedisBackend(PullBackend):
         from lssm_jobs_redis.purge_queue import purge_queue
 
         return await purge_queue(self, queue)
+
+
+def _reported_status(status: bytes, run_at: bytes | None, created: bytes) -> JobStatus:
+    """A delayed job whose time has come is ready, whether or not a lease has moved it yet."""
+    if status == b"scheduled" and float(run_at if run_at is not None else created) <= time.time():
+        return JobStatus.PENDING
+    return _STATUS[status]
 
 
 def _socket_timeout(client: Any) -> float | None:

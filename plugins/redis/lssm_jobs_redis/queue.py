@@ -27,7 +27,7 @@ class RedisJobQueue(JobQueue):
     :param redis: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` client.
     :param prefix: key prefix and Redis Cluster hash tag (``"jobs:"`` -> keys ``{jobs}:...``).
     :param options: queue options (``concurrency``, ``serializer``, ``sinks``, ...; see ``JobQueue``) and
-        backend tuning (``completed_ttl_ms``, ``reconnect_timeout``, ...; see ``RedisOptions``).
+        backend tuning (``completed_retention``, ``reconnect_timeout``, ...; see ``RedisOptions``).
     """
 
     def __init__(self, *, redis: RedisClient, prefix: str = "jobs:", **options: Any) -> None:

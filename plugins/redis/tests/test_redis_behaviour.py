@@ -16,6 +16,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from lssm_jobs.backends.base import OutgoingJob
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.events import JobCompleted
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs.queue import JobQueue, open_queue
@@ -413,7 +414,7 @@ async def test_jobs_handed_to_a_consumer_that_stops_are_given_back(
 
 @run_async()
 async def test_completed_jobs_are_kept_for_their_retention(redis_backend_factory: BackendFactory) -> None:
-    for options, kept in (({"completed_ttl_ms": 0}, 0), ({"completed_max": 2}, 2), ({}, 5)):
+    for options, kept in (({"completed_retention": 0}, 0), ({"completed_max": 2}, 2), ({}, 5)):
         backend = redis_backend_factory(prefix=f"ret{uuid.uuid4().hex[:8]}:", **options)
         await backend.open()
         try:
@@ -453,11 +454,17 @@ async def test_dead_letters_keep_the_body_verbatim_and_replay_resets_attempts(
         # the dedupe key is free again once its job is dead
         (fresh,) = await backend.push([outgoing(dedupe="report")])
         assert fresh.created and fresh.id != job.id
+        # while the new job holds the key, the dead letter cannot come back (two live jobs, one key)
+        with pytest.raises(DedupeConflictError) as conflict:
+            await backend.replay_dead(job.id, run_at=time.time())
+        assert (conflict.value.dedupe_key, conflict.value.live_job_id) == ("report", fresh.id)
+        (holder,) = await backend.lease(queues=None, limit=1, lease_ms=10_000, wait=0)
+        await holder.dead_letter(reason="again", error=None, traceback=None)
         assert await backend.replay_dead(job.id, run_at=time.time()) is True
         assert await backend.replay_dead(job.id, run_at=time.time()) is False
         assert await backend.get_dead(job.id) is None
         leased = await backend.lease(queues=None, limit=2, lease_ms=10_000, wait=0)
-        assert {delivery.id: delivery.attempt for delivery in leased} == {job.id: 1, fresh.id: 1}
+        assert {delivery.id: delivery.attempt for delivery in leased} == {job.id: 1}
         for delivery in leased:
             await delivery.dead_letter(reason="again", error=None, traceback=None)
         assert await backend.purge_dead([job.id, "unknown"]) == 1

@@ -37,3 +37,23 @@ class TestRedisScriptsConformance(BackendConformance):
         return lambda: RedisBackend(
             url=redis_server.url, prefix=prefix, functions=False, pipelined=request.param
         )
+
+
+class TestRedisWithoutRetentionConformance(BackendConformance):
+    """Completed jobs deleted at once (``completed_retention=0``): ``get`` of a completed job is None."""
+
+    completed_retained = False
+
+    @pytest.fixture
+    def lssm_jobs_backend_factory(
+        self, redis_server: Any, unique_prefix: Callable[[], str]
+    ) -> Callable[[], QueueBackend]:
+        prefix = unique_prefix()
+        return lambda: RedisBackend(url=redis_server.url, prefix=prefix, completed_retention=0)
+
+
+def test_completed_retention_is_in_seconds_and_the_old_name_warns() -> None:
+    assert RedisBackend(completed_retention=1.5).options.completed_retention_ms == 1500
+    with pytest.warns(DeprecationWarning, match="completed_retention"):
+        backend = RedisBackend(completed_ttl_ms=2500)
+    assert backend.options.completed_retention == 2.5

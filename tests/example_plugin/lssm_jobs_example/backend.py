@@ -28,6 +28,7 @@ from lssm_jobs.backends.base import (
     PushResult,
     QueueBackend,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
 from lssm_jobs.worker import keep_leases_alive
 
@@ -232,18 +233,12 @@ class HttpPushBackend(QueueBackend):
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         results = []
         for job in jobs:
-            duplicate = next(
-                (
-                    t
-                    for t in self.service.tasks.values()
-                    if job.dedupe_key is not None
-                    and t.job.dedupe_key == job.dedupe_key
-                    and t.status in LIVE_STATUSES
-                ),
-                None,
-            )
+            duplicate = self._live_holder(job.dedupe_key)
             if duplicate is not None:
                 results.append(PushResult(id=duplicate.job.id, created=False))
+                continue
+            if job.id in self.service.tasks:  # pushed before (a retried push): keep what is stored
+                results.append(PushResult(id=job.id, created=False))
                 continue
             status = JobStatus.SCHEDULED if job.run_at > time.time() else JobStatus.PENDING
             self.service.tasks[job.id] = _Task(
@@ -252,6 +247,19 @@ class HttpPushBackend(QueueBackend):
             results.append(PushResult(id=job.id, created=True))
         self.service.poke()
         return results
+
+    def _live_holder(self, dedupe_key: str | None) -> _Task | None:
+        """The live task holding ``dedupe_key``, if any."""
+        if dedupe_key is None:
+            return None
+        return next(
+            (
+                t
+                for t in self.service.tasks.values()
+                if t.job.dedupe_key == dedupe_key and t.status in LIVE_STATUSES
+            ),
+            None,
+        )
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
         in_flight: dict[asyncio.Task[Any], Delivery] = {}
@@ -286,7 +294,7 @@ class HttpPushBackend(QueueBackend):
             capacity=options.concurrency,
             queues=frozenset(options.queues) if options.queues else None,
         )
-        heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
+        heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms, self))
         self.service.attach(endpoint, options.lease_ms)
         try:
             await stopping.wait()
@@ -361,6 +369,10 @@ class HttpPushBackend(QueueBackend):
         task = self.service.tasks.get(job_id)
         if task is None or task.status is not JobStatus.DEAD:
             return False
+        key = task.job.dedupe_key
+        holder = self._live_holder(key)
+        if key is not None and holder is not None:
+            raise DedupeConflictError(job_id, key, holder.job.id)
         task.status, task.attempts, task.run_at = JobStatus.SCHEDULED, 0, run_at
         self.service.poke()
         return True
