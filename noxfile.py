@@ -33,8 +33,8 @@ def _tasks_emulator(session: nox.Session) -> dict[str, str]:
     python = TASKS_EMULATOR_VENV / "bin" / "python"
     marker = TASKS_EMULATOR_VENV / ".installed"
     if not marker.exists() or marker.read_text() != TASKS_EMULATOR:
-        session.run("python", "-m", "venv", "--clear", str(TASKS_EMULATOR_VENV), external=True)
-        session.run(str(python), "-m", "pip", "install", "-q", TASKS_EMULATOR, external=True)
+        session.run_install("python", "-m", "venv", "--clear", str(TASKS_EMULATOR_VENV), external=True)
+        session.run_install(str(python), "-m", "pip", "install", "-q", TASKS_EMULATOR, external=True)
         marker.write_text(TASKS_EMULATOR)
     return {"LSSM_JOBS_TASKS_EMULATOR_PYTHON": str(python)}
 

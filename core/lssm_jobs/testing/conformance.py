@@ -1415,37 +1415,16 @@ class BackendConformance:
         assert count("dead", JobStatus.DEAD) == 1
         assert count("completed", JobStatus.COMPLETED) == (1 if self.completed_retained else 0)
 
-
-async def _ack(delivery: Delivery) -> None:
-    await delivery.ack()
-
-
-async def _retry(delivery: Delivery) -> None:
-    await delivery.retry(run_at=time.time(), error="stale retry")
-
-
-async def _dead_letter(delivery: Delivery) -> None:
-    await delivery.dead_letter(reason="stale dead letter", error=None, traceback=None)
-
-
-async def _release(delivery: Delivery) -> None:
-    await delivery.release()
-
-
-_STALE_SETTLES: tuple[Callable[[Delivery], Coroutine[Any, Any, None]], ...] = (
-    _ack,
-    _retry,
-    _dead_letter,
-    _release,
-)
-
     # -- purging a queue (optional: BackendCapabilities.purge_queue) ------------------------------------------
 
-    @run_async()
+    @_needs("purge_queue", "delay", "dedupe")
+    @_conformance_test
     async def test_purge_queue_deletes_only_waiting_jobs_of_that_queue(
         self, lssm_jobs_backend_factory: BackendFactory
     ) -> None:
-        self._require(lssm_jobs_backend_factory, "purge_queue", "delay", "dedupe")
+        """`purge_queue(queue)` deletes that queue's `pending` and `scheduled` jobs and returns how many: the
+        purged jobs are gone from `get` and their dedupe keys are free; running jobs (which still complete),
+        dead letters and other queues stay; purging again, or an unknown queue, returns 0."""
         busy, orphan = _type_name("busy"), _type_name("orphan")
         release = asyncio.Event()
         running: list[str] = []
@@ -1485,9 +1464,10 @@ _STALE_SETTLES: tuple[Callable[[Delivery], Coroutine[Any, Any, None]], ...] = (
             await self._status(queue, active.id, JobStatus.COMPLETED)
             assert await backend.purge_queue("doomed") == 1
 
-    @run_async()
+    @_needs("purge_queue")
+    @_conformance_test
     async def test_purged_jobs_never_run(self, lssm_jobs_backend_factory: BackendFactory) -> None:
-        self._require(lssm_jobs_backend_factory, "purge_queue")
+        """A purged job never runs: a worker started after the purge runs only the jobs enqueued after it."""
         name = _type_name("purged")
         ran: list[str] = []
         async with self._queue(lssm_jobs_backend_factory, concurrency=4) as queue:
@@ -1499,6 +1479,32 @@ _STALE_SETTLES: tuple[Callable[[Delivery], Coroutine[Any, Any, None]], ...] = (
             # Jobs run oldest first: had any purged job survived, it would have run before the sentinel.
             await wait_until(lambda: "sentinel" in ran, message="the job enqueued after the purge ran")
         assert ran == ["sentinel"]
+
+
+
+
+async def _ack(delivery: Delivery) -> None:
+    await delivery.ack()
+
+
+async def _retry(delivery: Delivery) -> None:
+    await delivery.retry(run_at=time.time(), error="stale retry")
+
+
+async def _dead_letter(delivery: Delivery) -> None:
+    await delivery.dead_letter(reason="stale dead letter", error=None, traceback=None)
+
+
+async def _release(delivery: Delivery) -> None:
+    await delivery.release()
+
+
+_STALE_SETTLES: tuple[Callable[[Delivery], Coroutine[Any, Any, None]], ...] = (
+    _ack,
+    _retry,
+    _dead_letter,
+    _release,
+)
 
 
 def conformance_test_names() -> Sequence[str]:
