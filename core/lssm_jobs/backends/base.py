@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 import attrs
 
 from lssm_jobs._slots import slot_setters
+from lssm_jobs.consumer import run_pull_consumer
 from lssm_jobs.jobs import JobStatus
 
 DeliveryKind = Literal["pull", "push", "stream"]
@@ -292,6 +293,4 @@ class PullBackend(QueueBackend):
         """
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
-        from lssm_jobs.worker import run_pull_consumer
-
         await run_pull_consumer(self, dispatch, options, stopping)
