@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
+from lssm_jobs.cli.output import print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.errors import LssmJobsError
 from lssm_jobs.handlers import Handlers
-from lssm_jobs.jobs import JobStatus
 from lssm_jobs.queue import JobQueue
 
 log = logging.getLogger("lssm_jobs.cli")
@@ -290,28 +290,6 @@ async def _status(args: argparse.Namespace) -> int:
         await queue.close()
     print_counts(counts, as_json=args.json)
     return 0
-
-
-def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = False) -> None:
-    columns = [
-        JobStatus.SCHEDULED,
-        JobStatus.PENDING,
-        JobStatus.ACTIVE,
-        JobStatus.COMPLETED,
-        JobStatus.FAILED,
-        JobStatus.DEAD,
-    ]
-    if as_json:
-        print(
-            json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())})
-        )
-        return
-    width = max([5, *(len(name) for name in counts)])
-    print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
-    for name in sorted(counts):
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
-    if not counts:
-        print("(no jobs)")
 
 
 async def _dlq(args: argparse.Namespace) -> int:

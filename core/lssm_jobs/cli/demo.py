@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 
+from lssm_jobs.cli.output import print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.errors import JobValidationError, PermanentJobError
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, define_job_type
@@ -228,8 +229,6 @@ async def run_demo(*, path: str, keep: bool, jobs: int) -> int:
     print(f"  elapsed         {elapsed:.1f}s in all, waiting for delayed jobs and schedule ticks", file=out)
     for letter in dead:
         print(f"  dead letter     {letter.id} {letter.type}: {letter.reason}: {letter.error}", file=out)
-    from lssm_jobs.cli import print_counts
-
     print("\njobs by queue and state", file=out)
     print_counts(counts)
     if keep:

@@ -1,0 +1,29 @@
+"""What several commands print: the table (or JSON) of job counts per queue and state."""
+
+from __future__ import annotations
+
+import json
+
+from lssm_jobs.jobs import JobStatus
+
+
+def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = False) -> None:
+    columns = [
+        JobStatus.SCHEDULED,
+        JobStatus.PENDING,
+        JobStatus.ACTIVE,
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.DEAD,
+    ]
+    if as_json:
+        print(
+            json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())})
+        )
+        return
+    width = max([5, *(len(name) for name in counts)])
+    print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
+    for name in sorted(counts):
+        print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
+    if not counts:
+        print("(no jobs)")
