@@ -25,9 +25,7 @@ from lssm_jobs.backends.base import (
     PullBackend,
     PushResult,
 )
-from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
-from lssm_jobs.registrations import QueueBackendSpec
 
 
 @attrs.define(kw_only=True)
@@ -368,20 +366,3 @@ class MemoryBackend(PullBackend):
                 del self.store.jobs[job_id]
                 purged += 1
         return purged
-
-
-def _memory_factory(store: MemoryStore | None = None, **options: Any) -> MemoryBackend:
-    return MemoryBackend(store=store, **options)
-
-
-@hookimpl
-def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
-    return [
-        QueueBackendSpec(
-            name="memory",
-            factory=_memory_factory,
-            capabilities=MemoryBackend.capabilities,
-            description="in-process queue for development and tests; not durable",
-            options_help={"completed_retention": "seconds completed jobs stay visible (default 3600)"},
-        )
-    ]
