@@ -53,6 +53,8 @@ from lssm_jobs.worker import Dispatcher, Handler
 log = logging.getLogger("lssm_jobs.queue")
 
 H = TypeVar("H", bound=Handler)
+P = TypeVar("P")
+R = TypeVar("R")
 
 #: Comma-separated event sink names attached to queues created without ``sinks=``.
 SINKS_ENV = "LSSM_JOBS_SINKS"
@@ -433,6 +435,38 @@ class JobQueue:
         )
         return job, body
 
+    @overload
+    async def enqueue(
+        self,
+        job_type: JobType[P],
+        payload: P,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[P]: ...
+
+    @overload
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[Any]: ...
+
     async def enqueue(
         self,
         job_type: str | JobType[Any],
@@ -449,7 +483,9 @@ class JobQueue:
     ) -> Job[Any]:
         """Validate and store one job.
 
-        :param job_type: a :class:`JobType` or a type name (validated when the catalog knows it).
+        :param job_type: a :class:`JobType` or a type name (validated when the catalog knows it). With a
+            ``JobType[P]`` the payload must be a ``P`` and the result is a ``Job[P]`` (for type checkers);
+            plain data goes with the type's name.
         :param payload: a payload instance or plain data.
         :param delay_ms: run no earlier than this many milliseconds from now (or ``run_at``: an aware
             datetime or epoch seconds).
@@ -736,15 +772,24 @@ class JobQueue:
     # -- consuming ------------------------------------------------------------------------------------------
 
     @overload
-    def register(self, job_type: str | JobType[Any], handler: H) -> H: ...
+    def register(self, job_type: JobType[P], handler: Callable[[Job[P]], R]) -> Callable[[Job[P]], R]: ...
 
     @overload
-    def register(self, job_type: str | JobType[Any], handler: None = None) -> Callable[[H], H]: ...
+    def register(
+        self, job_type: JobType[P], handler: None = None
+    ) -> Callable[[Callable[[Job[P]], R]], Callable[[Job[P]], R]]: ...
+
+    @overload
+    def register(self, job_type: str, handler: H) -> H: ...
+
+    @overload
+    def register(self, job_type: str, handler: None = None) -> Callable[[H], H]: ...
 
     def register(self, job_type: str | JobType[Any], handler: H | None = None) -> H | Callable[[H], H]:
         """Register the handler of a job type; usable as a decorator (``@queue.register("email.send")``).
 
-        Async handlers are awaited on the loop; plain functions run in the thread pool.
+        Async handlers are awaited on the loop; plain functions run in the thread pool. The handler of a
+        ``JobType[P]`` receives a ``Job[P]`` (for type checkers too).
         :raises ValueError: a handler is already registered for that type.
         """
         name = job_type.type if isinstance(job_type, JobType) else job_type

@@ -179,7 +179,7 @@ async def run_demo(*, path: str, keep: bool, jobs: int) -> int:
     started = time.monotonic()
     async with queue:
         try:
-            await queue.enqueue(SEND_EMAIL, {"to": "ops@example.com", "subject": 42})
+            await queue.enqueue(SEND_EMAIL.type, {"to": "ops@example.com", "subject": 42})
         except JobValidationError as error:
             print(f"  rejected at enqueue (nothing stored): {error}", file=out)
         batch = await queue.enqueue_many(_requests(jobs))
