@@ -28,7 +28,13 @@ from lssm_jobs.backends.base import (
     QueueBackend,
     new_outgoing_job,
 )
-from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
+from lssm_jobs.errors import (
+    FieldError,
+    JobValidationError,
+    LssmJobsError,
+    QueueClosedError,
+    UnsupportedOptionError,
+)
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
 from lssm_jobs.jobs import (
     DEFAULT_OPTIONS,
@@ -245,6 +251,11 @@ class JobQueue:
             self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
         self.handlers: dict[str, Handler] = {}
         self.dead_letters = DeadLetters(self)
+        # enqueue options the backend declares it cannot honour (checked only when one is missing)
+        capabilities = backend.capabilities
+        self._lacking = frozenset(
+            name for name in ("delay", "priority", "dedupe") if not getattr(capabilities, name)
+        )
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
         self._stopping: asyncio.Event | None = None
@@ -355,6 +366,8 @@ class JobQueue:
             run_at = now
         if not math.isfinite(run_at):
             raise ValueError(f"run_at must be a finite time, got {run_at!r}")
+        if self._lacking:
+            self._check_supported(request, delayed=run_at > now)
         return self._prepared(
             name,
             version,
@@ -369,6 +382,20 @@ class JobQueue:
             MappingProxyType(dict(request.meta)) if request.meta else _NO_META,
             job_id,
         )
+
+    def _check_supported(self, request: EnqueueRequest, *, delayed: bool) -> None:
+        """:raises UnsupportedOptionError: the request needs a capability the backend does not declare."""
+        wanted = (
+            ("delay", "a delayed job (delay_ms / run_at in the future)", delayed),
+            ("priority", "a priority", request.priority is not None),
+            ("dedupe", "a dedupe key", request.dedupe_key is not None),
+        )
+        for capability, what, asked in wanted:
+            if asked and capability in self._lacking:
+                raise UnsupportedOptionError(
+                    f"backend {type(self.backend).name or type(self.backend).__name__!r} cannot store "
+                    f"{what}: its capabilities declare {capability}=False; nothing was stored"
+                )
 
     def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
         """Name, version, definition (None when the catalog does not know the name) and options."""
@@ -494,6 +521,7 @@ class JobQueue:
             returns that job instead.
         :returns: the stored job (or the live duplicate).
         :raises JobValidationError: the payload does not fit the job type; nothing was stored.
+        :raises UnsupportedOptionError: an option the backend cannot honour (its capabilities say so).
         """
         now = time.time()
         prepared = self._prepare_call(

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import attrs
+
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
-from lssm_jobs.cli.output import print_counts
+from lssm_jobs.cli.output import describe_capabilities, print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.errors import LssmJobsError
 from lssm_jobs.handlers import Handlers
@@ -387,6 +389,14 @@ def _plugins(args: argparse.Namespace) -> int:
                         {"name": f.name, "distribution": f.distribution, "error": f.error}
                         for f in registry.failures()
                     ],
+                    "backends": {
+                        name: {
+                            "description": spec.description,
+                            "capabilities": attrs.asdict(spec.capabilities),
+                            "options": spec.options_help,
+                        }
+                        for name, spec in sorted(registry.queue_backends().items())
+                    },
                 }
             )
         )
@@ -398,7 +408,9 @@ def _plugins(args: argparse.Namespace) -> int:
         )
         print(f"{info.name:<12} {origin:<28} {provides}")
         for backend in info.provides.get("backends", []):
-            for option, help_text in registry.queue_backends()[backend].options_help.items():
+            spec = registry.queue_backends()[backend]
+            print(f"{'':<12} {'':<28}   {backend} supports: {describe_capabilities(spec.capabilities)}")
+            for option, help_text in spec.options_help.items():
                 print(f"{'':<12} {'':<28}   {backend} option {option}: {help_text}")
     for failure in registry.failures():
         print(f"{failure.name:<12} FAILED ({failure.distribution or '?'}): {failure.error}")

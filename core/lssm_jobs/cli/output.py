@@ -1,9 +1,11 @@
-"""What several commands print: the table (or JSON) of job counts per queue and state."""
+"""What several commands print: the table (or JSON) of job counts per queue and state, a backend's
+capabilities."""
 
 from __future__ import annotations
 
 import json
 
+from lssm_jobs.backends.base import BackendCapabilities
 from lssm_jobs.jobs import JobStatus
 
 
@@ -27,3 +29,21 @@ def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = Fal
         print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
     if not counts:
         print("(no jobs)")
+
+
+def describe_capabilities(capabilities: BackendCapabilities) -> str:
+    """One line, e.g. ``pull delivery; delay, priority, dedupe, leases; durable, shared``."""
+    features = [
+        name
+        for name in ("delay", "priority", "dedupe", "leases", "native_dlq")
+        if getattr(capabilities, name)
+    ]
+    missing = [name for name in ("delay", "priority", "dedupe", "leases") if not getattr(capabilities, name)]
+    storage = [
+        "durable" if capabilities.durable else "not durable",
+        "shared by processes" if capabilities.shared else "one process only",
+    ]
+    parts = [f"{capabilities.delivery} delivery", ", ".join(features) or "no optional features"]
+    if missing:
+        parts.append("no " + ", no ".join(missing))
+    return "; ".join([*parts, ", ".join(storage)])
