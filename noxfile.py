@@ -128,5 +128,8 @@ def docs(session: nox.Session) -> None:
     conformance test, event, option and CLI flag is covered, and the runnable examples run."""
     _install_everything(session)
     session.install(*DOCS_REQUIREMENTS)
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's banner about its successor
     session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(ROOT / "site"))
-    session.run("pytest", "tests/test_docs.py", "tests/test_scheduler_docs.py", *session.posargs)
+    session.run(
+        "pytest", "tests/test_docs.py", "tests/test_docs_options.py", "tests/test_scheduler_docs.py", *session.posargs
+    )

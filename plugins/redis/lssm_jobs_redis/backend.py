@@ -252,7 +252,8 @@ class RedisBackend(PullBackend):
     :param max_connections: see ``socket_timeout``.
     :param client_name: see ``socket_timeout``.
     :param tuning: see :class:`RedisOptions`.
-    :raises ValueError: both or neither of ``url`` and ``redis`` make sense together, or a bad option.
+    :raises ValueError: both ``url`` and ``redis`` given (with neither, the client is made from
+        ``redis://127.0.0.1:6379/0``), or a bad option.
     """
 
     name: ClassVar[str] = "redis"
