@@ -131,5 +131,9 @@ def docs(session: nox.Session) -> None:
     session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's banner about its successor
     session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(ROOT / "site"))
     session.run(
-        "pytest", "tests/test_docs.py", "tests/test_docs_options.py", "tests/test_scheduler_docs.py", *session.posargs
+        "pytest",
+        "tests/test_docs.py",
+        "tests/test_docs_options.py",
+        "tests/test_scheduler_docs.py",
+        *session.posargs,
     )
