@@ -134,6 +134,7 @@ def docs(session: nox.Session) -> None:
         "pytest",
         "tests/test_docs.py",
         "tests/test_docs_options.py",
+        "tests/test_docs_references.py",
         "tests/test_scheduler_docs.py",
         *session.posargs,
     )
