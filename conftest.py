@@ -7,10 +7,9 @@ stay skips.
 Every test is marked ``unit`` or ``integration`` here, in one place, so ``nox -s fast`` (``pytest -m unit``)
 is the inner loop: a test is ``integration`` when it lives in a plugin's suite (they talk to real servers)
 or in ``tests/chaos``, runs programs (the CLI, several scheduler processes, the docs' runnable examples), is
-marked ``slow``, or uses a fixture that needs a server, Node.js or other processes; every other test is
-``unit`` (in process, no server: the memory and sqlite backends, the scheduler on a manual clock, the docs
-checks, the typing tests).
-A test marked ``unit`` or ``integration`` by hand keeps its mark.
+marked ``slow`` or takes seconds of CPU, or uses a fixture that needs a server, Node.js or other processes;
+every other test is ``unit`` (in process, no server: the memory and sqlite backends, the scheduler on a
+manual clock, the docs checks, the typing tests). A test marked ``unit`` or ``integration`` by hand keeps its mark.
 """
 
 from __future__ import annotations
@@ -24,9 +23,14 @@ EXPECTED_SKIPS = ("backend does not declare", "only pull backends")
 
 INTEGRATION_PATHS = ("plugins/", "tests/chaos/")
 INTEGRATION_MODULES = frozenset({"tests/test_cli.py", "tests/test_scheduler_processes.py"})
-#: Tests that run a program each (the docs' runnable examples, in a Python process of their own).
+#: Tests that run a program each (the docs' runnable examples, in a Python process of their own), and
+#: in-process tests that take seconds of CPU (a brute-force walk over DST transitions).
 INTEGRATION_TESTS = frozenset(
-    {"tests/test_docs.py::test_runnable_example", "tests/test_scheduler_docs.py::test_example_runs"}
+    {
+        "tests/test_docs.py::test_runnable_example",
+        "tests/test_scheduler_docs.py::test_example_runs",
+        "tests/test_scheduler_triggers.py::test_next_and_latest_agree_with_brute_force_around_transitions",
+    }
 )
 #: Fixtures that start or need something outside the test process.
 INTEGRATION_FIXTURES = frozenset(
