@@ -1,6 +1,7 @@
 """The option tables in the docs are tested against the code: every option the queue or a backend factory
 takes has a row, every row names an option that exists, and each documented default is the code's default.
-``lssm-jobs plugins`` advertises (``options_help``) only options the factory takes.
+``lssm-jobs plugins`` advertises (``options_help``) only options the factory takes, and the scheduler's
+reference signatures are its real ones.
 
 A table row looks like ``| `name` | default | meaning |``; a row may document several options at once
 (``| `a`, `b` | 1, 2 | ... |``), their defaults then listed in the same order.
@@ -8,6 +9,7 @@ A table row looks like ``| `name` | default | meaning |``; a row may document se
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Iterable
@@ -130,3 +132,48 @@ def test_plugins_advertise_only_options_their_factory_takes(
     spec = load_plugins().queue_backend(backend)
     unknown = sorted(set(spec.options_help) - set(options()))
     assert not unknown, f"backend {backend!r} advertises options its factory does not take: {unknown}"
+
+
+def _documented_signature(page: str, heading: str, prefix: str) -> list[tuple[str, str | None]]:
+    """The parameters of the signature written as ``prefix(...)`` under ``heading`` in ``docs/page``:
+    (name, default or None)."""
+    text = " ".join((DOCS / page).read_text(encoding="utf-8").split())
+    match = re.compile(rf"`{prefix}\((?!\))").search(text, text.index(heading))  # not a mention: `schedule()`
+    assert match, f"docs/{page} has no signature of {prefix} under {heading!r}"
+    start = match.end()
+    parts, depth, current = [], 0, ""
+    for char in text[start:]:
+        if char == ")" and depth == 0:
+            break
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    parameters = []
+    for part in parts:
+        name, _, default = part.strip().partition("=")
+        if name not in ("*", "self"):
+            parameters.append((name, default or None))
+    return parameters
+
+
+@pytest.mark.parametrize(
+    ("prefix", "function"),
+    [
+        ("JobScheduler", "lssm_jobs.scheduler.JobScheduler.__init__"),
+        ("schedule", "lssm_jobs.scheduler.JobScheduler.schedule"),
+    ],
+)
+def test_scheduler_reference_signatures(prefix: str, function: str) -> None:
+    module, _, qualified = function.rpartition(".JobScheduler.")
+    target = getattr(importlib.import_module(module).JobScheduler, qualified)
+    documented = _documented_signature("scheduling.md", "## Reference", prefix)
+    actual = _parameters(target)
+    assert [name for name, _ in documented] == list(actual), "parameter names or order differ"
+    for name, default in documented:
+        if default is None or default.startswith("<"):  # required, or described (<scheduler default>)
+            continue
+        assert _same(default.replace('"', "'"), actual[name]), f"{prefix}: {name}={default} != {actual[name]!r}"
