@@ -176,4 +176,6 @@ def test_scheduler_reference_signatures(prefix: str, function: str) -> None:
     for name, default in documented:
         if default is None or default.startswith("<"):  # required, or described (<scheduler default>)
             continue
-        assert _same(default.replace('"', "'"), actual[name]), f"{prefix}: {name}={default} != {actual[name]!r}"
+        assert _same(default.replace('"', "'"), actual[name]), (
+            f"{prefix}: {name}={default} != {actual[name]!r}"
+        )

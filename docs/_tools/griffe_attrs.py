@@ -11,7 +11,15 @@ from typing import Any
 
 import griffe
 
-_DECORATORS = {"attrs.frozen", "attrs.define", "attrs.mutable", "attr.s", "attr.attrs", "attr.frozen", "attr.define"}
+_DECORATORS = {
+    "attrs.frozen",
+    "attrs.define",
+    "attrs.mutable",
+    "attr.s",
+    "attr.attrs",
+    "attr.frozen",
+    "attr.define",
+}
 _FIELD_CALLS = {"attrs.field", "attr.ib", "attr.field"}
 
 
@@ -28,7 +36,11 @@ def _attrs_decorator(cls: griffe.Class) -> griffe.Expr | str | None:
 def _call_arguments(value: object) -> dict[str, Any]:
     if not isinstance(value, griffe.ExprCall):
         return {}
-    return {argument.name: argument.value for argument in value.arguments if isinstance(argument, griffe.ExprKeyword)}
+    return {
+        argument.name: argument.value
+        for argument in value.arguments
+        if isinstance(argument, griffe.ExprKeyword)
+    }
 
 
 def _own_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
@@ -70,10 +82,17 @@ def _set_init(cls: griffe.Class) -> None:
     for owner in [*ancestors, cls]:
         for parameter in _own_parameters(owner):
             by_name[parameter.name] = parameter
-    ordered = sorted(by_name.values(), key=lambda parameter: parameter.kind is griffe.ParameterKind.keyword_only)
+    ordered = sorted(
+        by_name.values(), key=lambda parameter: parameter.kind is griffe.ParameterKind.keyword_only
+    )
     self_parameter = griffe.Parameter("self", kind=griffe.ParameterKind.positional_or_keyword)
     init = griffe.Function(
-        "__init__", lineno=0, endlineno=0, parent=cls, parameters=griffe.Parameters(self_parameter, *ordered), returns="None"
+        "__init__",
+        lineno=0,
+        endlineno=0,
+        parent=cls,
+        parameters=griffe.Parameters(self_parameter, *ordered),
+        returns="None",
     )
     cls.set_member("__init__", init)
 
