@@ -31,7 +31,8 @@ from lssm_jobs.entities import (
 )
 
 PRISMA_DIR = Path(__file__).parent / "prisma"
-PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "dbname": "test"}
+# .ci/run starts a server of its own on another port (PGPORT) where none runs on 5432.
+PG = {"host": "127.0.0.1", "port": os.environ.get("PGPORT", "5432"), "user": "postgres", "dbname": "test"}
 
 # An application module that adds its own table next to lssm-jobs', pointing at a job.
 invoice_entity = Entity(

@@ -10,8 +10,8 @@ import pytest
 from lssm_jobs.errors import PluginNotFoundError
 from lssm_jobs.queue import MemoryJobQueue, open_queue
 from lssm_jobs.scheduler import JobScheduler, MemorySchedulerStore, SchedulerStore, SqliteSchedulerStore
-from lssm_jobs.scheduler.contract import SchedulerStoreContract
 from lssm_jobs.scheduler.memory_store import MemorySchedulerData
+from lssm_jobs.testing import SchedulerStoreContract
 from lssm_jobs.testing.helpers import run_async
 
 

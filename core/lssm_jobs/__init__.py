@@ -1,7 +1,18 @@
 """lssm-jobs: typed background jobs, retries, a dead letter queue and a cron scheduler, with pluggable
-queue backends."""
+queue backends.
+
+The entry points are importable from here::
+
+    from lssm_jobs import JobOptions, define_job_type, open_queue, MemoryJobQueue, JobScheduler
+
+Job definitions and errors are imported at once; the queue, the scheduler and the blocking facade on first
+use (``import lssm_jobs`` stays cheap for modules that only define job types).
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from lssm_jobs.errors import (
     BackendNotFoundError,
@@ -17,24 +28,64 @@ from lssm_jobs.errors import (
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type
 
+if TYPE_CHECKING:
+    from lssm_jobs.blocking import BlockingQueue, open_blocking_queue
+    from lssm_jobs.handlers import Handlers
+    from lssm_jobs.queue import EnqueueRequest, JobQueue, MemoryJobQueue, open_queue
+    from lssm_jobs.scheduler import JobScheduler
+
 __version__ = "0.1.0"
+
+#: Names imported on first use, and the module each comes from.
+_LAZY = {
+    "BlockingQueue": "lssm_jobs.blocking",
+    "EnqueueRequest": "lssm_jobs.queue",
+    "Handlers": "lssm_jobs.handlers",
+    "JobQueue": "lssm_jobs.queue",
+    "JobScheduler": "lssm_jobs.scheduler",
+    "MemoryJobQueue": "lssm_jobs.queue",
+    "open_blocking_queue": "lssm_jobs.blocking",
+    "open_queue": "lssm_jobs.queue",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lssm_jobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "BackendNotFoundError",
+    "BlockingQueue",
     "DoNotRetry",
+    "EnqueueRequest",
     "FieldError",
+    "Handlers",
     "Job",
     "JobCatalog",
     "JobOptions",
+    "JobQueue",
+    "JobScheduler",
     "JobStatus",
     "JobTimeoutError",
     "JobType",
     "JobValidationError",
     "LssmJobsError",
+    "MemoryJobQueue",
     "PermanentJobError",
     "PluginNotFoundError",
     "RetryJob",
     "SerializationError",
     "__version__",
     "define_job_type",
+    "open_blocking_queue",
+    "open_queue",
 ]

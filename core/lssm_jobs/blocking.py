@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from lssm_jobs.backends.base import DeadLetter, OutgoingJob, PushResult
 from lssm_jobs.errors import QueueClosedError
@@ -27,6 +27,7 @@ from lssm_jobs.jobs import Job, JobStatus, JobType
 from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 class BlockingQueue:
@@ -51,6 +52,38 @@ class BlockingQueue:
             coroutine.close()
             raise QueueClosedError("this blocking queue was closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout)
+
+    @overload
+    def enqueue(
+        self,
+        job_type: JobType[P],
+        payload: P,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[P]: ...
+
+    @overload
+    def enqueue(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[Any]: ...
 
     def enqueue(
         self,

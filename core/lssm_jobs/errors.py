@@ -77,6 +77,12 @@ class BackendNotFoundError(PluginNotFoundError):
     """The queue backend asked for is not installed, blocked, or its plugin failed to load."""
 
 
+class UnsupportedOptionError(LssmJobsError, ValueError):
+    """An enqueue option the queue's backend cannot honour, as its capabilities declare (a delay on a
+    backend without ``delay``, a priority without ``priority``, a dedupe key without ``dedupe``). Raised
+    before anything is stored."""
+
+
 class QueueClosedError(LssmJobsError, RuntimeError):
     """The queue was used after ``close()``, or before it could be opened."""
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
-from lssm_jobs.jobs import JobType
+from lssm_jobs.jobs import Job, JobType
 from lssm_jobs.worker import Handler
 
 H = TypeVar("H", bound=Handler)
+P = TypeVar("P")
+R = TypeVar("R")
 
 
 class Handlers:
@@ -29,13 +31,22 @@ class Handlers:
         self._handlers: dict[str, tuple[str | JobType[Any], Handler]] = {}
 
     @overload
-    def register(self, job_type: str | JobType[Any], handler: H) -> H: ...
+    def register(self, job_type: JobType[P], handler: Callable[[Job[P]], R]) -> Callable[[Job[P]], R]: ...
 
     @overload
-    def register(self, job_type: str | JobType[Any], handler: None = None) -> Callable[[H], H]: ...
+    def register(
+        self, job_type: JobType[P], handler: None = None
+    ) -> Callable[[Callable[[Job[P]], R]], Callable[[Job[P]], R]]: ...
+
+    @overload
+    def register(self, job_type: str, handler: H) -> H: ...
+
+    @overload
+    def register(self, job_type: str, handler: None = None) -> Callable[[H], H]: ...
 
     def register(self, job_type: str | JobType[Any], handler: H | None = None) -> H | Callable[[H], H]:
-        """Register ``handler`` for ``job_type``; usable as a decorator.
+        """Register ``handler`` for ``job_type``; usable as a decorator. The handler of a ``JobType[P]``
+        receives a ``Job[P]``.
 
         :raises ValueError: a handler is already registered for that type.
         """

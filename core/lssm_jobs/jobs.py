@@ -7,7 +7,7 @@ import enum
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
@@ -129,17 +129,47 @@ def _qualified(payload: type[Any] | None) -> str:
 default_catalog = JobCatalog()
 
 
+@overload
 def define_job_type(
     *,
     type: str,
     version: int = 1,
-    payload: type[P] | None = None,
+    payload: builtins.type[P],
+    options: JobOptions = DEFAULT_OPTIONS,
+    upgraders: Mapping[int, PayloadUpgrader] | None = None,
+    description: str = "",
+    catalog: JobCatalog | None = None,
+) -> JobType[P]: ...
+
+
+@overload
+def define_job_type(
+    *,
+    type: str,
+    version: int = 1,
+    payload: None = None,
+    options: JobOptions = DEFAULT_OPTIONS,
+    upgraders: Mapping[int, PayloadUpgrader] | None = None,
+    description: str = "",
+    catalog: JobCatalog | None = None,
+) -> JobType[Any]: ...
+
+
+def define_job_type(
+    *,
+    type: str,
+    version: int = 1,
+    payload: builtins.type[P] | None = None,
     options: JobOptions = DEFAULT_OPTIONS,
     upgraders: Mapping[int, PayloadUpgrader] | None = None,
     description: str = "",
     catalog: JobCatalog | None = None,
 ) -> JobType[P]:
     """Define a job type and record it in the catalog, so its name resolves to it.
+
+    ``define_job_type(type=..., payload=SendEmail)`` is a ``JobType[SendEmail]``: ``queue.enqueue`` then
+    takes a ``SendEmail`` and returns a ``Job[SendEmail]``, and its handler receives one (checked by mypy
+    and pyright). Without ``payload`` it is a ``JobType[Any]`` whose payload is plain data.
 
     :param type: the job type's name, e.g. ``"email.send"``.
     :param version: the payload schema version, carried on every envelope.

@@ -14,13 +14,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from types import ModuleType
 from typing import Any, TypeVar
 
 import attrs
 import importlib_metadata
 import pluggy
 
+from lssm_jobs.builtin_plugins import BUILTIN_PLUGINS
 from lssm_jobs.errors import (
     BackendNotFoundError,
     DuplicateRegistrationError,
@@ -41,15 +41,6 @@ log = logging.getLogger("lssm_jobs.plugins")
 
 #: Comma-separated plugin (entry-point) names not to load, e.g. ``LSSM_JOBS_DISABLE_PLUGINS=redis,gcp-tasks``.
 DISABLE_ENV = "LSSM_JOBS_DISABLE_PLUGINS"
-
-BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("memory", "lssm_jobs.backends.memory"),
-    ("sqlite", "lssm_jobs.backends.sqlite"),
-    ("builtins", "lssm_jobs.builtin_plugins"),
-    ("scheduler", "lssm_jobs.scheduler.builtin"),
-    ("observability", "lssm_jobs.observability.plugin"),
-    ("ledgers", "lssm_jobs.ledger.builtin"),
-)
 
 # hook name -> (record type, registry kind shown to users)
 _KINDS: dict[str, tuple[type[Any], str]] = {
@@ -98,15 +89,6 @@ def _blocked_names(blocked: Iterable[str] | None) -> set[str]:
     names = set(blocked or ())
     names.update(part.strip() for part in os.environ.get(DISABLE_ENV, "").split(",") if part.strip())
     return names
-
-
-def _import(module_name: str) -> Callable[[], object]:
-    def load() -> ModuleType:
-        import importlib
-
-        return importlib.import_module(module_name)
-
-    return load
 
 
 class PluginRegistry:
@@ -260,6 +242,10 @@ class PluginRegistry:
         return record
 
 
+def _loaded(plugin: object) -> Callable[[], object]:
+    return lambda: plugin
+
+
 def _entry_point_candidates() -> list[_Candidate]:
     candidates = []
     for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -290,9 +276,9 @@ def load_plugins(*, entry_points: bool = True, blocked: Iterable[str] | None = N
         core_version = None
     candidates = [
         _Candidate(
-            name=name, load=_import(module), distribution="lssm-jobs", version=core_version, builtin=True
+            name=name, load=_loaded(plugin), distribution="lssm-jobs", version=core_version, builtin=True
         )
-        for name, module in BUILTIN_PLUGINS
+        for name, plugin in BUILTIN_PLUGINS
     ]
     if entry_points:
         candidates.extend(_entry_point_candidates())

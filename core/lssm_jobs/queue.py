@@ -28,7 +28,13 @@ from lssm_jobs.backends.base import (
     QueueBackend,
     new_outgoing_job,
 )
-from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
+from lssm_jobs.errors import (
+    FieldError,
+    JobValidationError,
+    LssmJobsError,
+    QueueClosedError,
+    UnsupportedOptionError,
+)
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
 from lssm_jobs.jobs import (
     DEFAULT_OPTIONS,
@@ -54,6 +60,8 @@ from lssm_jobs.worker import Dispatcher, Handler
 log = logging.getLogger("lssm_jobs.queue")
 
 H = TypeVar("H", bound=Handler)
+P = TypeVar("P")
+R = TypeVar("R")
 
 #: Comma-separated event sink names attached to queues created without ``sinks=``.
 SINKS_ENV = "LSSM_JOBS_SINKS"
@@ -253,6 +261,11 @@ class JobQueue:
         #: costs nothing extra without providers.
         self.meta_providers: list[MetaProvider] = []
         self.dead_letters = DeadLetters(self)
+        # enqueue options the backend declares it cannot honour (checked only when one is missing)
+        capabilities = backend.capabilities
+        self._lacking = frozenset(
+            name for name in ("delay", "priority", "dedupe") if not getattr(capabilities, name)
+        )
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
         self._stopping: asyncio.Event | None = None
@@ -363,6 +376,8 @@ class JobQueue:
             run_at = now
         if not math.isfinite(run_at):
             raise ValueError(f"run_at must be a finite time, got {run_at!r}")
+        if self._lacking:
+            self._check_supported(request, delayed=run_at > now)
         return self._prepared(
             name,
             version,
@@ -386,6 +401,20 @@ class JobQueue:
             provided.update(provider(job_id, name, queue))
         provided.update(meta)
         return MappingProxyType(provided)
+
+    def _check_supported(self, request: EnqueueRequest, *, delayed: bool) -> None:
+        """:raises UnsupportedOptionError: the request needs a capability the backend does not declare."""
+        wanted = (
+            ("delay", "a delayed job (delay_ms / run_at in the future)", delayed),
+            ("priority", "a priority", request.priority is not None),
+            ("dedupe", "a dedupe key", request.dedupe_key is not None),
+        )
+        for capability, what, asked in wanted:
+            if asked and capability in self._lacking:
+                raise UnsupportedOptionError(
+                    f"backend {type(self.backend).name or type(self.backend).__name__!r} cannot store "
+                    f"{what}: its capabilities declare {capability}=False; nothing was stored"
+                )
 
     def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
         """Name, version, definition (None when the catalog does not know the name) and options."""
@@ -454,6 +483,38 @@ class JobQueue:
         )
         return job, body
 
+    @overload
+    async def enqueue(
+        self,
+        job_type: JobType[P],
+        payload: P,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[P]: ...
+
+    @overload
+    async def enqueue(
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        delay_ms: int | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> Job[Any]: ...
+
     async def enqueue(
         self,
         job_type: str | JobType[Any],
@@ -470,7 +531,9 @@ class JobQueue:
     ) -> Job[Any]:
         """Validate and store one job.
 
-        :param job_type: a :class:`JobType` or a type name (validated when the catalog knows it).
+        :param job_type: a :class:`JobType` or a type name (validated when the catalog knows it). With a
+            ``JobType[P]`` the payload must be a ``P`` and the result is a ``Job[P]`` (for type checkers);
+            plain data goes with the type's name.
         :param payload: a payload instance or plain data.
         :param delay_ms: run no earlier than this many milliseconds from now (or ``run_at``: an aware
             datetime or epoch seconds).
@@ -479,6 +542,7 @@ class JobQueue:
             returns that job instead.
         :returns: the stored job (or the live duplicate).
         :raises JobValidationError: the payload does not fit the job type; nothing was stored.
+        :raises UnsupportedOptionError: an option the backend cannot honour (its capabilities say so).
         """
         now = time.time()
         prepared = self._prepare_call(
@@ -759,15 +823,24 @@ class JobQueue:
     # -- consuming ------------------------------------------------------------------------------------------
 
     @overload
-    def register(self, job_type: str | JobType[Any], handler: H) -> H: ...
+    def register(self, job_type: JobType[P], handler: Callable[[Job[P]], R]) -> Callable[[Job[P]], R]: ...
 
     @overload
-    def register(self, job_type: str | JobType[Any], handler: None = None) -> Callable[[H], H]: ...
+    def register(
+        self, job_type: JobType[P], handler: None = None
+    ) -> Callable[[Callable[[Job[P]], R]], Callable[[Job[P]], R]]: ...
+
+    @overload
+    def register(self, job_type: str, handler: H) -> H: ...
+
+    @overload
+    def register(self, job_type: str, handler: None = None) -> Callable[[H], H]: ...
 
     def register(self, job_type: str | JobType[Any], handler: H | None = None) -> H | Callable[[H], H]:
         """Register the handler of a job type; usable as a decorator (``@queue.register("email.send")``).
 
-        Async handlers are awaited on the loop; plain functions run in the thread pool.
+        Async handlers are awaited on the loop; plain functions run in the thread pool. The handler of a
+        ``JobType[P]`` receives a ``Job[P]`` (for type checkers too).
         :raises ValueError: a handler is already registered for that type.
         """
         name = job_type.type if isinstance(job_type, JobType) else job_type

@@ -23,10 +23,19 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, overload
+from typing import Protocol, TypeVar, overload
 
-if TYPE_CHECKING:
-    from lssm_jobs.backends.base import Delivery, PullBackend
+D = TypeVar("D")
+D_co = TypeVar("D_co", covariant=True)
+
+
+class Leasing(Protocol[D_co]):
+    """What a selection uses of a :class:`~lssm_jobs.backends.base.PullBackend` (known only by this method,
+    so that the consumer loop can use selections without importing the backend contract)."""
+
+    async def lease(
+        self, *, queues: Sequence[str] | None, limit: int, lease_ms: int, wait: float
+    ) -> Sequence[D_co]: ...
 
 
 class QueueSelection(Sequence[str], ABC):
@@ -76,9 +85,9 @@ class QueueSelection(Sequence[str], ABC):
     def describe(self) -> str:
         """The selection as the command line writes it (``high=3,low=1`` or ``high>low``)."""
 
-    async def lease(self, backend: PullBackend, *, limit: int, lease_ms: int, wait: float) -> list[Delivery]:
+    async def lease(self, backend: Leasing[D], *, limit: int, lease_ms: int, wait: float) -> Sequence[D]:
         """Lease up to ``limit`` jobs following this selection (what the pull consumer calls per round)."""
-        leased: list[Delivery] = []
+        leased: list[D] = []
         order = self.shares(limit)
         may_have_more: list[str] = []
         for name, share in order:

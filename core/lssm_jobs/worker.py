@@ -1,4 +1,4 @@
-"""The shared dispatcher, which decides every job's outcome, and the consumer loop of pull backends.
+"""The shared dispatcher, which decides every job's outcome (the loop that feeds it: :mod:`lssm_jobs.consumer`).
 
 One dispatcher for every backend keeps semantics identical everywhere: decode, find the handler, validate
 (and upgrade) the payload, run with a timeout, then settle: ack, retry at backoff, or dead-letter. Jobs that
@@ -9,7 +9,6 @@ dropped, never a crashed worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -22,7 +21,9 @@ from typing import Any
 
 import attrs
 
-from lssm_jobs.backends.base import ConsumeOptions, Delivery, PullBackend, QueueBackend
+from lssm_jobs.backends.base import Delivery
+from lssm_jobs.consumer import keep_leases_alive as keep_leases_alive  # where push/stream backends found it
+from lssm_jobs.consumer import settle as _settle
 from lssm_jobs.errors import JobTimeoutError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import (
     EventBus,
@@ -35,7 +36,6 @@ from lssm_jobs.events import (
     JobTimedOut,
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
-from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -53,13 +53,6 @@ _MAX_TRACEBACK_CHARS = 16_000
 def _describe(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return text[:_MAX_ERROR_CHARS]
-
-
-def _brief(error: BaseException) -> str:
-    """A short description of a backend error for logs: a driver's message may quote job data (payloads can
-    hold personal data or secrets), so only its first line, cut short, is logged."""
-    first = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {first[:120]}{'...' if len(first) > 120 else ''}"
 
 
 def _traceback(error: BaseException) -> str:
@@ -305,155 +298,3 @@ async def _awaitable(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-_SETTLE_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0)
-
-
-async def _settle(operation: Callable[[], Awaitable[None]], delivery: Delivery, what: str) -> None:
-    """Run a settle operation, retrying briefly on connection errors (a backend restarting). If it still
-    fails, the job is not lost: its lease expires and it is delivered again (at-least-once)."""
-    last: BaseException | None = None
-    for delay in (0.0, *_SETTLE_DELAYS):
-        if delay:
-            await asyncio.sleep(delay)
-        try:
-            await operation()
-            return
-        except (ConnectionError, OSError, TimeoutError) as error:
-            last = error
-        except Exception as error:
-            last = error
-            break
-    log.error(
-        "could not %s job %s: %s; it will be delivered again after its lease expires",
-        what,
-        delivery.id,
-        _brief(last) if last else "unknown error",
-    )
-
-
-async def _wait_or_stop(stopping: asyncio.Event, timeout: float) -> None:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stopping.wait(), timeout)
-
-
-async def keep_leases_alive(
-    in_flight: Mapping[Any, Delivery], lease_ms: int, backend: QueueBackend | None = None
-) -> None:
-    """Extend the leases of every running job every third of the lease, in one loop for all of them: with
-    ``backend``, in one :meth:`~QueueBackend.extend_many` call per beat.
-
-    Runs until cancelled. Backends that own their consumption loop (push, stream) can run it over their own
-    map of in-flight deliveries.
-    """
-    interval = max(lease_ms / 3000, 0.01)
-    while True:
-        await asyncio.sleep(interval)
-        deliveries = [delivery for delivery in in_flight.values() if delivery.lease_ms]
-        if not deliveries:
-            continue
-        results = await _extend_all(backend, deliveries, lease_ms)
-        for delivery, result in zip(deliveries, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("could not extend the lease of job %s: %s", delivery.id, _brief(result))
-            elif result is False:
-                log.warning(
-                    "lost the lease of job %s (it ran longer than its lease without a heartbeat getting "
-                    "through); another worker may run it too",
-                    delivery.id,
-                )
-
-
-async def _extend_all(
-    backend: QueueBackend | None, deliveries: list[Delivery], lease_ms: int
-) -> list[bool | BaseException]:
-    """Extend each delivery's lease (in one batch when the backend is known); per delivery, in order, the
-    answer or the error."""
-    if backend is None:
-        return await asyncio.gather(
-            *(delivery.extend(lease_ms) for delivery in deliveries), return_exceptions=True
-        )
-    try:
-        return list(await backend.extend_many(deliveries, lease_ms))
-    except Exception as error:  # the whole batch failed (the service is unreachable): try again next beat
-        return [error] * len(deliveries)
-
-
-async def run_pull_consumer(
-    backend: PullBackend,
-    dispatch: Callable[[Delivery], Awaitable[None]],
-    options: ConsumeOptions,
-    stopping: asyncio.Event,
-) -> None:
-    """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
-    its own task, keep their leases alive, and on stop finish or release what is in flight."""
-    in_flight: dict[asyncio.Future[None], Delivery] = {}
-    heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms, backend))
-    failures = 0
-    queues = list(options.queues) if options.queues else None
-    # Strict order or weights (lssm_jobs.queue_selection): consulted once per lease round.
-    selection = options.queues if isinstance(options.queues, QueueSelection) else None
-    try:
-        while not stopping.is_set():
-            free = options.concurrency - len(in_flight)
-            if free <= 0:
-                stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
-                waiting: set[asyncio.Future[Any]] = {*in_flight, stop_waiter}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                stop_waiter.cancel()
-                continue
-            try:
-                if selection is not None:
-                    deliveries = await selection.lease(
-                        backend,
-                        limit=free + options.prefetch,
-                        lease_ms=options.lease_ms,
-                        wait=options.poll_interval,
-                    )
-                else:
-                    deliveries = await backend.lease(
-                        queues=queues,
-                        limit=free + options.prefetch,
-                        lease_ms=options.lease_ms,
-                        wait=options.poll_interval,
-                    )
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                failures += 1
-                delay = min(0.1 * 2 ** min(failures, 7), 10.0)
-                log.error("leasing jobs failed (%s); retrying in %.1fs", _brief(error), delay)
-                await _wait_or_stop(stopping, delay)
-                continue
-            for delivery in deliveries:
-                if stopping.is_set():
-                    await _settle(delivery.release, delivery, "release")
-                    continue
-                task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
-                in_flight[task] = delivery
-                task.add_done_callback(_forget(in_flight))
-            if deliveries:
-                # Let the new jobs start before the next lease request is built and sent: on an idle
-                # worker that request would otherwise sit between a job's arrival and its handler.
-                await asyncio.sleep(0)
-    finally:
-        if in_flight:
-            _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
-            for task in pending:
-                log.warning(
-                    "job %s did not finish within the shutdown timeout; releasing it", in_flight[task].id
-                )
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
-
-
-def _forget(in_flight: dict[asyncio.Future[None], Delivery]) -> Callable[[asyncio.Future[None]], None]:
-    def done(task: asyncio.Future[None]) -> None:
-        in_flight.pop(task, None)
-
-    return done

@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 import attrs
 
 from lssm_jobs._slots import slot_setters
+from lssm_jobs.consumer import run_pull_consumer
 from lssm_jobs.jobs import JobStatus
 
 DeliveryKind = Literal["pull", "push", "stream"]
@@ -326,7 +327,7 @@ class QueueBackend(ABC):
     async def extend_many(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[bool]:
         """Extend the leases of several deliveries of this backend at once: what ``extend`` does for each,
         in as few round trips as the backend can (the default calls each one's ``extend``, concurrently).
-        The shared heartbeat (:func:`lssm_jobs.worker.keep_leases_alive`) calls it every ``lease_ms / 3``.
+        The shared heartbeat (:func:`lssm_jobs.consumer.keep_leases_alive`) calls it every ``lease_ms / 3``.
 
         :returns: per delivery, in order, False where the lease was lost.
         :raises ConnectionError: the service is unreachable (some may have been extended).
@@ -368,6 +369,4 @@ class PullBackend(QueueBackend):
         """
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
-        from lssm_jobs.worker import run_pull_consumer
-
         await run_pull_consumer(self, dispatch, options, stopping)

@@ -27,9 +27,7 @@ from lssm_jobs.backends.base import (
     PushResult,
 )
 from lssm_jobs.errors import DedupeConflictError
-from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
-from lssm_jobs.registrations import QueueBackendSpec
 
 
 @attrs.define(kw_only=True)
@@ -406,22 +404,3 @@ class MemoryBackend(PullBackend):
         store.ready.pop(queue, None)
         return len(doomed)
 
-
-def _memory_factory(store: MemoryStore | None = None, **options: Any) -> MemoryBackend:
-    return MemoryBackend(store=store, **options)
-
-
-@hookimpl
-def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
-    return [
-        QueueBackendSpec(
-            name="memory",
-            factory=_memory_factory,
-            capabilities=MemoryBackend.capabilities,
-            description="in-process queue for development and tests; not durable",
-            options_help={
-                "completed_retention": "seconds completed jobs stay readable (default 3600; 0: delete)",
-                "completed_max": "most completed jobs kept (default 10000; 0: no limit)",
-            },
-        )
-    ]

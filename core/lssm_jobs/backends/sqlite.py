@@ -52,9 +52,7 @@ from lssm_jobs.backends.sqlite_connection import (
 )
 from lssm_jobs.backends.sqlite_schema import ensure_schema
 from lssm_jobs.errors import DedupeConflictError, QueueClosedError
-from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import JobStatus
-from lssm_jobs.registrations import QueueBackendSpec
 
 log = logging.getLogger("lssm_jobs.backends.sqlite")
 
@@ -853,23 +851,3 @@ class _SqliteDelivery(Delivery):
 
     async def extend(self, lease_ms: int) -> bool:
         return await self._backend._run(self._backend._extend_sync, self.id, self._token, lease_ms)
-
-
-@hookimpl
-def lssm_jobs_queue_backends() -> list[QueueBackendSpec]:
-    return [
-        QueueBackendSpec(
-            name="sqlite",
-            factory=SqliteBackend,
-            capabilities=SqliteBackend.capabilities,
-            description="durable queue in one sqlite file (WAL), shared by processes on this machine",
-            options_help={
-                "path": "database file (created if missing)",
-                "url": "sqlite:///relative.db or sqlite:////absolute.db, instead of path",
-                "busy_timeout": "seconds to wait for another process's write lock (default 5)",
-                "completed_retention": "seconds completed jobs stay readable (default 3600; 0: delete)",
-                "prune_interval": "seconds between prunes of expired completed jobs (default 60)",
-                "synchronous": "normal (default; survives crashes) or full (also survives power loss)",
-            },
-        )
-    ]

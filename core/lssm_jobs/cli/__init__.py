@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import attrs
+
 from lssm_jobs.cli import manage
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
+from lssm_jobs.cli.output import describe_capabilities, print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.cli.worker import add_worker_flags, run_worker
 from lssm_jobs.errors import LssmJobsError
-from lssm_jobs.jobs import JobStatus
+from lssm_jobs.handlers import Handlers
 from lssm_jobs.observability.logs import LOG_FORMATS, configure_logging, redact
 from lssm_jobs.queue import JobQueue
 
@@ -316,27 +319,6 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = False) -> None:
-    columns = [
-        JobStatus.SCHEDULED,
-        JobStatus.PENDING,
-        JobStatus.ACTIVE,
-        JobStatus.COMPLETED,
-        JobStatus.DEAD,
-    ]
-    if as_json:
-        print(
-            json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())})
-        )
-        return
-    width = max([5, *(len(name) for name in counts)])
-    print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
-    for name in sorted(counts):
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
-    if not counts:
-        print("(no jobs)")
-
-
 async def _dlq(args: argparse.Namespace) -> int:
     queue = build_queue(args.backend, args.url, args.option)
     try:
@@ -460,6 +442,14 @@ def _plugins(args: argparse.Namespace) -> int:
                         {"name": f.name, "distribution": f.distribution, "error": f.error}
                         for f in registry.failures()
                     ],
+                    "backends": {
+                        name: {
+                            "description": spec.description,
+                            "capabilities": attrs.asdict(spec.capabilities),
+                            "options": spec.options_help,
+                        }
+                        for name, spec in sorted(registry.queue_backends().items())
+                    },
                 }
             )
         )
@@ -471,7 +461,9 @@ def _plugins(args: argparse.Namespace) -> int:
         )
         print(f"{info.name:<12} {origin:<28} {provides}")
         for backend in info.provides.get("backends", []):
-            for option, help_text in registry.queue_backends()[backend].options_help.items():
+            spec = registry.queue_backends()[backend]
+            print(f"{'':<12} {'':<28}   {backend} supports: {describe_capabilities(spec.capabilities)}")
+            for option, help_text in spec.options_help.items():
                 print(f"{'':<12} {'':<28}   {backend} option {option}: {help_text}")
     for failure in registry.failures():
         print(f"{failure.name:<12} FAILED ({failure.distribution or '?'}): {failure.error}")

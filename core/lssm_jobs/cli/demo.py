@@ -16,6 +16,7 @@ from pathlib import Path
 
 import attrs
 
+from lssm_jobs.cli.output import print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.errors import JobValidationError, PermanentJobError
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, define_job_type
@@ -179,7 +180,7 @@ async def run_demo(*, path: str, keep: bool, jobs: int, as_json: bool = False) -
     started = time.monotonic()
     async with queue:
         try:
-            await queue.enqueue(SEND_EMAIL, {"to": "ops@example.com", "subject": 42})
+            await queue.enqueue(SEND_EMAIL.type, {"to": "ops@example.com", "subject": 42})
         except JobValidationError as error:
             print(f"  rejected at enqueue (nothing stored): {error}", file=out)
         batch = await queue.enqueue_many(_requests(jobs))
@@ -229,8 +230,6 @@ async def run_demo(*, path: str, keep: bool, jobs: int, as_json: bool = False) -
     print(f"  elapsed         {elapsed:.1f}s in all, waiting for delayed jobs and schedule ticks", file=out)
     for letter in dead:
         print(f"  dead letter     {letter.id} {letter.type}: {letter.reason}: {letter.error}", file=out)
-    from lssm_jobs.cli import print_counts
-
     print("\njobs by queue and state", file=out)
     if as_json:
         summary = {

@@ -23,17 +23,16 @@ from lssm_jobs.scheduler.app import resolve_scheduler, run_scheduler
 from lssm_jobs.scheduler.clock import Clock, ManualClock, SystemClock
 from lssm_jobs.scheduler.job_scheduler import (
     JobScheduler,
-    MisfirePolicy,
-    OverlapPolicy,
     ScheduleExistsError,
     ScheduleInfo,
     ScheduleNotFoundError,
     current_tick,
-    tick_key,
 )
 from lssm_jobs.scheduler.memory_store import MemorySchedulerStore
+from lssm_jobs.scheduler.misfire import MisfirePolicy, OverlapPolicy, TickPlan, plan_due_ticks
 from lssm_jobs.scheduler.sqlite_store import SqliteSchedulerStore
 from lssm_jobs.scheduler.stores import SchedulerStore, ScheduleState, TickClaim
+from lssm_jobs.scheduler.ticks import tick_key
 from lssm_jobs.scheduler.triggers import (
     CronTrigger,
     DateTrigger,
@@ -62,9 +61,11 @@ __all__ = [
     "SqliteSchedulerStore",
     "SystemClock",
     "TickClaim",
+    "TickPlan",
     "Trigger",
     "current_tick",
     "parse_interval",
+    "plan_due_ticks",
     "resolve_scheduler",
     "run_scheduler",
     "tick_key",

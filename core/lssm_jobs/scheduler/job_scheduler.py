@@ -11,6 +11,9 @@ Firing is two-phase, so a crash cannot lose a tick: the claim stays unfinished, 
 instance that dies in between (SIGKILL, OOM) stops renewing; once its claim is ``claim_timeout`` old, another
 instance (or the same one, restarted) takes it over and fires the tick. Jobs are enqueued once per tick even
 then (the dedupe key); callables run at least once.
+
+Two parts live in their own modules: what to do with due ticks after downtime or while a run is still
+going (:mod:`lssm_jobs.scheduler.misfire`, a pure function) and the claims (:mod:`lssm_jobs.scheduler.claims`).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -36,8 +39,17 @@ from lssm_jobs.errors import JobValidationError, LssmJobsError
 from lssm_jobs.events import EventBus, EventCallback, ScheduleFired, SchedulerTick
 from lssm_jobs.jobs import JobType
 from lssm_jobs.plugins import PluginRegistry, get_plugins
+from lssm_jobs.scheduler.claims import TickClaims
 from lssm_jobs.scheduler.clock import Clock, SystemClock
+from lssm_jobs.scheduler.misfire import (
+    MISFIRE_POLICIES,
+    OVERLAP_POLICIES,
+    MisfirePolicy,
+    OverlapPolicy,
+    plan_due_ticks,
+)
 from lssm_jobs.scheduler.stores import SchedulerStore, TickClaim
+from lssm_jobs.scheduler.ticks import tick_key
 from lssm_jobs.scheduler.triggers import InvalidScheduleError, Trigger, resolve_timezone
 from lssm_jobs.serialization import validate_payload
 
@@ -46,17 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lssm_jobs.scheduler")
 
-MisfirePolicy = Literal["skip", "once", "all"]
-OverlapPolicy = Literal["skip", "allow"]
-MISFIRE_POLICIES: tuple[str, ...] = ("skip", "once", "all")
-OVERLAP_POLICIES: tuple[str, ...] = ("skip", "allow")
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 _UNSET: Any = object()
 _NAME_LIMIT = 200
-_UNFINISHED_SCAN_LIMIT = 500  # unfinished claims read per look for abandoned ones (usually a handful)
-_COMPLETE_ATTEMPTS = 3
 
 _current_tick: contextvars.ContextVar[datetime | None] = contextvars.ContextVar(
     "lssm_jobs_tick", default=None
@@ -152,13 +157,6 @@ def _callable_name(func: Callable[..., Any]) -> str:
 
 def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
-
-
-def tick_key(tick: float) -> str:
-    """How a tick is written in dedupe keys and job meta: ISO 8601 UTC, e.g. ``2026-03-29T01:00:00Z``."""
-    moment = datetime.fromtimestamp(tick, timezone.utc)
-    spec = "seconds" if moment.microsecond == 0 else "microseconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -260,12 +258,13 @@ class JobScheduler:
         self._loop_thread: int | None = None
         self._runner: asyncio.Task[None] | None = None
         self._last_prune = -math.inf
-        # Crash safety: claims this instance is firing right now (schedule, tick), when to look for claims
-        # abandoned by dead instances next, and the earliest moment a claim seen in flight elsewhere could
-        # go stale (the loop wakes up for it).
-        self._in_flight: set[tuple[str, float]] = set()
-        self._scan_due = -math.inf
-        self._stale_at = math.inf
+        self._claims = TickClaims(
+            self.store,
+            owner=self.instance_id,
+            clock=self.clock,
+            claim_timeout=self.claim_timeout,
+            defines=self._schedules.__contains__,
+        )
         self._started_this_check: set[asyncio.Task[None]] = set()
 
     # -- configuration ----------------------------------------------------------------------------------------
@@ -618,7 +617,7 @@ class JobScheduler:
             self._store_open = False
             await self.store.close()
         self._stop_requested.clear()  # stopped: run_due() and start() work again
-        self._scan_due, self._stale_at = -math.inf, math.inf  # a restart looks for abandoned claims first
+        self._claims.reset()  # a restart looks for abandoned claims first
         if runner is not None:
             log.info("scheduler %s stopped", self.instance_id)
 
@@ -684,8 +683,8 @@ class JobScheduler:
         if any(not entry.registered for entry in self._schedules.values()):
             return self.clock.now()
         dues = [entry.due for entry in self._schedules.values() if entry.due is not None]
-        if self._stale_at < math.inf:
-            dues.append(self._stale_at)
+        if self._claims.stale_at < math.inf:
+            dues.append(self._claims.stale_at)
         return min(dues) if dues else None
 
     async def run_due(self) -> int:
@@ -706,7 +705,7 @@ class JobScheduler:
             now = self.clock.now()
             fired = 0
             self._started_this_check = set()
-            if now >= min(self._scan_due, self._stale_at) and not self._stop_requested.is_set():
+            if self._claims.look_due(now) and not self._stop_requested.is_set():
                 fired += await self._take_over_abandoned(now)
             for entry in list(self._schedules.values()):
                 if self._stop_requested.is_set():
@@ -764,49 +763,36 @@ class JobScheduler:
             first = entry.due
             if first is None or first > now:
                 return 0
-        cursor = entry.cursor
-        if entry.func is not None and entry.overlap == "skip" and entry.running - self._started_this_check:
-            # Runs started by an earlier check are still going: this check's ticks are skipped. (Ticks fired
-            # within one check, e.g. a catch-up, run one after another instead; see _start_run.)
-            latest = entry.trigger.latest_fire(cursor, now)
-            if latest is not None:
-                await self._settle(
-                    entry, latest, now, reason="the previous run is still going (overlap skip)"
-                )
-            return 0
-        if now - first <= self.misfire_threshold:
+        # Runs started by an earlier check still going, with overlap "skip": this check's ticks are skipped.
+        # (Ticks fired within one check, e.g. a catch-up, run one after another instead; see _start_run.)
+        busy = bool(
+            entry.func is not None and entry.overlap == "skip" and entry.running - self._started_this_check
+        )
+        plan = plan_due_ticks(
+            entry.trigger,
+            cursor=entry.cursor,
+            first_due=first,
+            now=now,
+            misfire=entry.misfire,
+            misfire_grace=entry.misfire_grace,
+            misfire_threshold=self.misfire_threshold,
+            busy=busy,
+        )
+        if plan.settle_through is not None:
+            await self._settle(entry, plan.settle_through, now, reason=plan.settle_reason)
+        if plan.fire == "due":
             return await self._fire_through(entry, now)
-        if entry.misfire == "skip":  # missed: more than the threshold late
-            last_missed = entry.trigger.latest_fire(
-                cursor, math.nextafter(now - self.misfire_threshold, -math.inf)
-            )
-            if last_missed is not None:
-                await self._settle(entry, last_missed, now, reason="missed (misfire policy skip)")
-            return await self._fire_through(entry, now)
-        grace = entry.misfire_grace
-        if entry.misfire == "once":
-            latest = entry.trigger.latest_fire(cursor, now)
-            if latest is None:
-                return 0
-            if grace is not None and now - latest > grace:
-                await self._settle(entry, latest, now, reason=f"missed by more than the {grace:.0f}s grace")
-                return 0
-            if latest != first:
+        if plan.fire == "one" and plan.tick is not None:
+            if plan.missed_from is not None:
                 log.warning(
                     "schedule %r: ticks from %s to %s were missed; running once for %s (misfire policy once)",
                     entry.name,
-                    tick_key(first),
-                    tick_key(latest),
-                    tick_key(latest),
+                    tick_key(plan.missed_from),
+                    tick_key(plan.tick),
+                    tick_key(plan.tick),
                 )
-            return await self._fire(entry, latest, now)
-        # "all": every missed tick within the grace window, oldest first
-        if grace is not None:
-            horizon = math.nextafter(now - grace, -math.inf)
-            too_old = entry.trigger.latest_fire(cursor, horizon)
-            if too_old is not None:
-                await self._settle(entry, too_old, now, reason=f"missed by more than the {grace:.0f}s grace")
-        return await self._fire_through(entry, now)
+            return await self._fire(entry, plan.tick, now)
+        return 0
 
     async def _fire_through(self, entry: _Schedule, now: float) -> int:
         fired = 0
@@ -830,12 +816,9 @@ class JobScheduler:
 
     async def _fire(self, entry: _Schedule, tick: float, now: float) -> int:
         next_tick = entry.trigger.next_fire(tick)
-        won = await self.store.claim(entry.name, tick, owner=self.instance_id, now=now, next_tick=next_tick)
+        won = await self._claims.claim(entry.name, tick, now=now, next_tick=next_tick)
         entry.advance_to(tick)
-        if not won:
-            # Another instance holds the tick (or it was settled). Should that instance die before it fires
-            # the tick, its claim goes stale one claim timeout from now: look again then.
-            self._stale_at = min(self._stale_at, now + self.claim_timeout)
+        if not won:  # another instance holds the tick (or it was settled)
             await self._refresh(entry)
             return 0
         return await self._fire_claimed(entry, tick)
@@ -860,24 +843,11 @@ class JobScheduler:
 
         :returns: ticks fired.
         """
-        claims = await self.store.unfinished_claims(limit=_UNFINISHED_SCAN_LIMIT)
-        self._scan_due = now + self.claim_timeout / 2
-        self._stale_at = math.inf
-        stale_before = now - self.claim_timeout
         fired = 0
-        for claim in claims:
+        for claim in await self._claims.abandoned(now):
             if self._stop_requested.is_set():
                 break
-            entry = self._schedules.get(claim.schedule)
-            if entry is None or (claim.schedule, claim.tick) in self._in_flight:
-                continue  # a schedule this instance does not define, or a tick it is firing right now
-            if claim.claimed_at > stale_before:  # alive (renewed lately): wake up when it would go stale
-                stale_at = max(claim.claimed_at + self.claim_timeout, math.nextafter(now, math.inf))
-                self._stale_at = min(self._stale_at, stale_at)
-                continue
-            won = await self.store.take_over(
-                claim.schedule, claim.tick, owner=self.instance_id, now=now, stale_before=stale_before
-            )
+            won = await self._claims.take_over(claim, now=now)
             entry = self._schedules.get(claim.schedule)  # the current definition, should it have changed
             if won and entry is not None:
                 fired += await self._fire_taken_over(entry, claim, now)
@@ -895,7 +865,7 @@ class JobScheduler:
                 claim.claimed_by,
                 grace,
             )
-            await self._complete(entry.name, tick)
+            await self._claims.complete(entry.name, tick)
             return 0
         log.warning(
             "schedule %r: tick %s was claimed by %s, which did not finish firing it within the %.0fs claim "
@@ -908,75 +878,6 @@ class JobScheduler:
         )
         return await self._fire_claimed(entry, tick)
 
-    @contextlib.asynccontextmanager
-    async def _renewing(self, name: str, tick: float) -> AsyncIterator[None]:
-        """Renew this instance's claim on ``tick`` every third of the claim timeout while the body runs."""
-        renewer = asyncio.create_task(
-            self._renew(name, tick), name=f"lssm-jobs claim {name} {tick_key(tick)}"
-        )
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
-
-    async def _renew(self, name: str, tick: float) -> None:
-        never = asyncio.Event()
-        while True:
-            deadline = self.clock.now() + self.claim_timeout / 3
-            while self.clock.now() < deadline:
-                await self.clock.sleep_until(deadline, never)
-            try:
-                held = await self.store.renew(name, tick, owner=self.instance_id, now=self.clock.now())
-            except Exception as error:
-                # still ours unless this goes on for the rest of the claim timeout
-                log.warning(
-                    "schedule %r: renewing the claim on tick %s failed (%s: %s); retrying",
-                    name,
-                    tick_key(tick),
-                    type(error).__name__,
-                    error,
-                )
-                continue
-            if not held:
-                if name in self._schedules:
-                    log.warning(
-                        "schedule %r: another instance took over the claim on tick %s (this one did not renew "
-                        "it within the %.0fs claim timeout); the tick may fire twice",
-                        name,
-                        tick_key(tick),
-                        self.claim_timeout,
-                    )
-                return
-
-    async def _complete(self, name: str, tick: float) -> None:
-        """Mark the claim finished: the tick has fired (or was deliberately not fired)."""
-        for attempt in range(_COMPLETE_ATTEMPTS):
-            try:
-                held = await self.store.complete(name, tick, owner=self.instance_id, now=self.clock.now())
-            except Exception as error:
-                if attempt + 1 == _COMPLETE_ATTEMPTS:
-                    log.error(
-                        "schedule %r: tick %s fired but could not be marked done (%s: %s); another instance "
-                        "fires it again after the %.0fs claim timeout",
-                        name,
-                        tick_key(tick),
-                        type(error).__name__,
-                        error,
-                        self.claim_timeout,
-                    )
-                    return
-                await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            if not held and name in self._schedules:
-                log.warning(
-                    "schedule %r: tick %s was taken over by another instance before this one finished it; "
-                    "it may have fired twice",
-                    name,
-                    tick_key(tick),
-                )
-            return
-
     # -- firing -----------------------------------------------------------------------------------------------
 
     def _start_run(self, entry: _Schedule, tick: float) -> None:
@@ -986,7 +887,7 @@ class JobScheduler:
             after = max(entry.running, key=lambda task: task.get_name())
         entry.run_counter += 1
         key = (entry.name, tick)
-        self._in_flight.add(key)
+        self._claims.firing.add(key)
         task = asyncio.create_task(
             self._call(entry, tick, after=after),
             name=f"lssm-jobs schedule {entry.name} #{entry.run_counter:09d}",
@@ -994,11 +895,11 @@ class JobScheduler:
         entry.running.add(task)
         self._started_this_check.add(task)
         task.add_done_callback(entry.running.discard)
-        task.add_done_callback(lambda _: self._in_flight.discard(key))
+        task.add_done_callback(lambda _: self._claims.firing.discard(key))
 
     async def _call(self, entry: _Schedule, tick: float, *, after: asyncio.Task[None] | None = None) -> None:
         assert entry.func is not None
-        async with self._renewing(entry.name, tick):
+        async with self._claims.renewing(entry.name, tick):
             if after is not None:
                 await asyncio.wait({after})
             _current_tick.set(datetime.fromtimestamp(tick, entry.trigger.tz))  # this task's own context
@@ -1024,19 +925,19 @@ class JobScheduler:
                 entry.last_error = f"{type(error).__name__}: {error}"
                 log.exception("schedule %r failed on tick %s", entry.name, tick_key(tick))
         # at-least-once: a failed run is done too (callables have no retries); only a crash re-runs it
-        await self._complete(entry.name, tick)
+        await self._claims.complete(entry.name, tick)
 
     async def _enqueue_claimed(self, entry: _Schedule, tick: float) -> str | None:
         key = (entry.name, tick)
-        self._in_flight.add(key)
+        self._claims.firing.add(key)
         try:
-            async with self._renewing(entry.name, tick):
+            async with self._claims.renewing(entry.name, tick):
                 job_id, settled = await self._enqueue(entry, tick)
             if settled:
-                await self._complete(entry.name, tick)
+                await self._claims.complete(entry.name, tick)
             return job_id
         finally:
-            self._in_flight.discard(key)
+            self._claims.firing.discard(key)
 
     async def _enqueue(self, entry: _Schedule, tick: float) -> tuple[str | None, bool]:
         """Enqueue the tick's job. :returns: the job's id (None when not enqueued), and whether the tick is

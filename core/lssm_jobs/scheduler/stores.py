@@ -2,7 +2,7 @@
 instances (threads, processes, machines) fire each tick exactly once, and finish it even when the
 instance that claimed it dies.
 
-Semantics every store implements (the contract tests in :mod:`lssm_jobs.scheduler.contract` check them):
+Semantics every store implements (the contract tests in :mod:`lssm_jobs.testing.scheduler_stores` check them):
 
 * A schedule's row holds ``last_tick``: every tick at or before it is *settled* (claimed, or deliberately
   skipped by a misfire or overlap policy, or passed while paused) and is never claimed again. A new row

@@ -16,6 +16,9 @@ Enable it in a backend's test suite::
 
     class TestMyBackend(BackendConformance):
         pass
+
+A scheduler store proves itself the same way with :class:`SchedulerStoreContract` and a fixture
+``lssm_jobs_scheduler_store_factory`` (see :mod:`lssm_jobs.testing.scheduler_stores`).
 """
 
 from __future__ import annotations
@@ -23,5 +26,13 @@ from __future__ import annotations
 from lssm_jobs.testing.conformance import BackendConformance
 from lssm_jobs.testing.helpers import opened, run_async, wait_until
 from lssm_jobs.testing.ledger import LedgerConformance
+from lssm_jobs.testing.scheduler_stores import SchedulerStoreContract
 
-__all__ = ["BackendConformance", "LedgerConformance", "opened", "run_async", "wait_until"]
+__all__ = [
+    "BackendConformance",
+    "LedgerConformance",
+    "SchedulerStoreContract",
+    "opened",
+    "run_async",
+    "wait_until",
+]

@@ -307,7 +307,7 @@ class BackendConformance:
         greet = define_job_type(type=_type_name("strict"), payload=Greeting, catalog=catalog)
         async with self._queue(lssm_jobs_backend_factory, catalog) as queue:
             with pytest.raises(JobValidationError) as raised:
-                await queue.enqueue(greet, {"name": 42, "times": "x", "extra": True})
+                await queue.enqueue(greet, {"name": 42, "times": "x", "extra": True})  # type: ignore[misc]
             paths = {error.path for error in raised.value.errors}
             assert {"$.name", "$.times"} <= paths
             with pytest.raises(JobValidationError):

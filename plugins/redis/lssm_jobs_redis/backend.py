@@ -254,10 +254,15 @@ class RedisBackend(PullBackend):
     :param prefix: key prefix; all keys share its hash tag (``"jobs:"`` -> ``{jobs}:...``). Different
         prefixes are independent queues systems, and on a cluster may live on different shards.
     :param cluster: with a ``redis://`` URL, connect to it as a Redis Cluster node.
-    :param socket_timeout, socket_connect_timeout, health_check_interval, max_connections, client_name:
-        connection settings for a client created from ``url``.
+    :param socket_timeout: connection setting of a client created from ``url``, as in redis-py; so are
+        the four below.
+    :param socket_connect_timeout: see ``socket_timeout``.
+    :param health_check_interval: see ``socket_timeout``.
+    :param max_connections: see ``socket_timeout``.
+    :param client_name: see ``socket_timeout``.
     :param tuning: see :class:`RedisOptions`.
-    :raises ValueError: both or neither of ``url`` and ``redis`` make sense together, or a bad option.
+    :raises ValueError: both ``url`` and ``redis`` given (with neither, the client is made from
+        ``redis://127.0.0.1:6379/0``), or a bad option.
     """
 
     name: ClassVar[str] = "redis"

@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis.connection as sync_connection
 from lssm_jobs.backends.base import OutgoingJob, PushResult
@@ -38,8 +38,36 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 from lssm_jobs_redis.channel import _as_exception, _parser, _ReplyError, pack_command
 from lssm_jobs_redis.connection import is_cluster
 
-if TYPE_CHECKING:
-    from lssm_jobs_redis.backend import RedisBackend
+
+class _PusherOptions(Protocol):
+    @property
+    def reply_spin_us(self) -> int: ...
+
+    @property
+    def reconnect_timeout(self) -> float: ...
+
+
+class _Backend(Protocol):
+    """What a pusher uses of :class:`lssm_jobs_redis.backend.RedisBackend`, as a protocol: that module
+    imports this one, so this one does not import it back."""
+
+    @property
+    def client(self) -> Any: ...
+
+    @property
+    def options(self) -> _PusherOptions: ...
+
+    @property
+    def location(self) -> str: ...
+
+    def _push_command(self, jobs: Sequence[OutgoingJob]) -> bytes: ...
+
+    def _push_results(self, jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]: ...
+
+    def _missing(self, error: BaseException) -> bool: ...
+
+    def _load_command(self) -> tuple[Any, ...]: ...
+
 
 # The synchronous twin of each async connection class a single-server client can use.
 _SYNC_CLASSES: dict[type[Any], type[Any]] = {
@@ -102,7 +130,7 @@ class BlockingPusher:
     Safe to call from many threads at once: each thread gets its own connection on first use.
     """
 
-    def __init__(self, backend: RedisBackend, connection_class: type[Any], settings: dict[str, Any]) -> None:
+    def __init__(self, backend: _Backend, connection_class: type[Any], settings: dict[str, Any]) -> None:
         self._backend = backend
         self._connection_class = connection_class
         self._settings = settings
@@ -114,7 +142,7 @@ class BlockingPusher:
         self._spin = spin_us / 1e6 if spin_us > 0 and _DONTWAIT and _usable_cpus() > 1 else 0.0
 
     @classmethod
-    def for_backend(cls, backend: RedisBackend) -> BlockingPusher | None:
+    def for_backend(cls, backend: _Backend) -> BlockingPusher | None:
         """A pusher for ``backend``'s server, or None when its client is not a plain single-server one."""
         client = backend.client
         pool = getattr(client, "connection_pool", None)

@@ -1,5 +1,5 @@
-"""The scheduler store contract (lssm_jobs.scheduler.contract) on a real redis-server and on the cluster,
-plus the Redis store being the default for schedulers of Redis queues."""
+"""The scheduler store contract (lssm_jobs.testing.SchedulerStoreContract) on a real redis-server and on
+the cluster, plus the Redis store being the default for schedulers of Redis queues."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from lssm_jobs.jobs import JobCatalog
 from lssm_jobs.queue import open_queue
-from lssm_jobs.scheduler.contract import SchedulerStoreContract
 from lssm_jobs.scheduler.stores import SchedulerStore
-from lssm_jobs.testing import run_async
+from lssm_jobs.testing import SchedulerStoreContract, run_async
 from lssm_jobs_redis import RedisSchedulerStore
 
 

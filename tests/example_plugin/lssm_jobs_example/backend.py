@@ -28,9 +28,9 @@ from lssm_jobs.backends.base import (
     PushResult,
     QueueBackend,
 )
+from lssm_jobs.consumer import keep_leases_alive
 from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
-from lssm_jobs.worker import keep_leases_alive
 
 
 @attrs.define(kw_only=True)

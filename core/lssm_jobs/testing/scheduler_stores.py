@@ -6,7 +6,7 @@ by one factory share their storage (like scheduler processes on one database), a
 isolated from other tests::
 
     import pytest
-    from lssm_jobs.scheduler.contract import SchedulerStoreContract
+    from lssm_jobs.testing import SchedulerStoreContract
     from my_plugin import MyStore
 
     @pytest.fixture
@@ -17,7 +17,8 @@ isolated from other tests::
     class TestMyStore(SchedulerStoreContract):
         pass
 
-Requires pytest (this module is only imported by test suites).
+Part of :mod:`lssm_jobs.testing`, beside the backend conformance suite: it needs pytest, and no runtime
+module imports it.
 """
 
 from __future__ import annotations
