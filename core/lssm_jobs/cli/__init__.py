@@ -20,7 +20,6 @@ from lssm_jobs.cli.output import describe_capabilities, print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.cli.worker import add_worker_flags, run_worker
 from lssm_jobs.errors import LssmJobsError
-from lssm_jobs.handlers import Handlers
 from lssm_jobs.observability.logs import LOG_FORMATS, configure_logging, redact
 from lssm_jobs.queue import JobQueue
 

@@ -31,8 +31,8 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
 from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, OutgoingJob
-from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome
 from lssm_jobs.consumer import keep_leases_alive
+from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome
 
 from lssm_jobs_gcp_pubsub import names as n
 from lssm_jobs_gcp_pubsub.backend import MAX_ACK_DEADLINE_S, PubSubBackend, _brief

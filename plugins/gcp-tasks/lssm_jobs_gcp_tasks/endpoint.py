@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch
-from lssm_jobs.ledger import Claim, ClaimOutcome
 from lssm_jobs.consumer import keep_leases_alive
+from lssm_jobs.ledger import Claim, ClaimOutcome
 
 from lssm_jobs_gcp_tasks.auth import RequestVerifier
 
