@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.api_core import exceptions as api_exceptions
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks import CloudTasksAsyncClient
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcAsyncIOTransport
-from google.protobuf import duration_pb2  # type: ignore[import-untyped]
+from google.protobuf import duration_pb2
 from lssm_jobs.backends.base import (
     ConsumeOptions,
     DeadLetter,
