@@ -71,11 +71,11 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
     assert main(["plugins"]) == 0
     text = capsys.readouterr().out
     assert (
-        "memory supports: pull delivery; delay, priority, dedupe, leases; not durable, one process only"
+        "memory supports: pull delivery; delay, priority, dedupe, leases, purge_queue; not durable, one process only"
         in text
     )
     assert (
-        "sqlite supports: pull delivery; delay, priority, dedupe, leases; durable, shared by processes"
+        "sqlite supports: pull delivery; delay, priority, dedupe, leases, purge_queue; durable, shared by processes"
         in text
     )
     assert main(["plugins", "--json"]) == 0
@@ -89,5 +89,6 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "native_dlq": False,
         "durable": False,
         "shared": False,
+        "purge_queue": True,
     }
     assert "path" in backends["sqlite"]["options"]

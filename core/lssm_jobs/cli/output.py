@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import attrs
+
 from lssm_jobs.backends.base import BackendCapabilities
 from lssm_jobs.jobs import JobStatus
 
@@ -30,12 +32,16 @@ def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = Fal
         print("(no jobs)")
 
 
+_STORAGE = ("durable", "shared")
+
+
 def describe_capabilities(capabilities: BackendCapabilities) -> str:
     """One line, e.g. ``pull delivery; delay, priority, dedupe, leases; durable, shared``."""
+    # Every yes/no ability, so a flag added to the contract is shown without touching this function.
     features = [
-        name
-        for name in ("delay", "priority", "dedupe", "leases", "native_dlq")
-        if getattr(capabilities, name)
+        field.name
+        for field in attrs.fields(BackendCapabilities)
+        if field.name not in _STORAGE and getattr(capabilities, field.name) is True
     ]
     missing = [name for name in ("delay", "priority", "dedupe", "leases") if not getattr(capabilities, name)]
     storage = [

@@ -1461,7 +1461,7 @@ class BackendConformance:
             again = await queue.enqueue(busy, {}, queue="doomed", delay_ms=60_000, dedupe_key="one")
             assert again.id != waiting[-1].id, "a purged job's dedupe key must be free again"
             release.set()
-            await self._status(queue, active.id, JobStatus.COMPLETED)
+            await self._completed(queue, active.id)
             assert await backend.purge_queue("doomed") == 1
 
     @_needs("purge_queue")
