@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 _REFERENCE = re.compile(r"(?<![\w/.-])(lssm_jobs(?:_[a-z]+)*(?:\.[A-Za-z_]\w*)+)")
-#: Look like code, are not: an SQL table's column, a file name.
-NOT_CODE = frozenset({"lssm_jobs.status", "lssm_jobs.prisma"})
+#: Look like code, are not: an SQL table's column, a file name, OpenTelemetry span attribute names.
+NOT_CODE = frozenset({"lssm_jobs.status", "lssm_jobs.prisma", "lssm_jobs.deduplicated", "lssm_jobs.attempt"})
 
 
 def _resolves(reference: str) -> bool:

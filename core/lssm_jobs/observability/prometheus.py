@@ -33,15 +33,20 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lssm_jobs.errors import LssmJobsError
 from lssm_jobs.events import Event, EventSink
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.observability.http import Route
 
-if TYPE_CHECKING:
-    from lssm_jobs.queue import JobQueue
+
+class CountingQueue(Protocol):
+    """What the queue-depth collector reads of a :class:`~lssm_jobs.queue.JobQueue` (known by this method
+    only: the sink is registered by the plugin registry, which the queue module imports)."""
+
+    async def counts(self) -> dict[str, dict[JobStatus, int]]: ...
+
 
 JOB_CANCELLED = "job.cancelled"  # the cancellation event, counted as soon as the runtime emits it
 
@@ -181,7 +186,7 @@ class QueueDepthCollector:
     Create it on the loop's thread.
     """
 
-    def __init__(self, queue: JobQueue, loop: asyncio.AbstractEventLoop, *, timeout: float = 5.0) -> None:
+    def __init__(self, queue: CountingQueue, loop: asyncio.AbstractEventLoop, *, timeout: float = 5.0) -> None:
         self.queue = queue
         self.loop = loop
         self.timeout = timeout

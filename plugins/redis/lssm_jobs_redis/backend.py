@@ -63,6 +63,7 @@ from lssm_jobs_redis.blocking import BlockingPusher
 from lssm_jobs_redis.channel import RespChannel, pack_command
 from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
+from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
 
 log = logging.getLogger("lssm_jobs.redis")
@@ -991,9 +992,15 @@ class RedisBackend(PullBackend):
 
     async def purge_queue(self, queue: str) -> int:
         """Delete ``queue``'s pending and scheduled jobs, in steps (see :mod:`lssm_jobs_redis.purge_queue`)."""
-        from lssm_jobs_redis.purge_queue import purge_queue
-
-        return await purge_queue(self, queue)
+        deleted = 0
+        while True:
+            taken, removed = await self._call(
+                "purge queue",
+                lambda: purge_step(self.client, self.keys.queues, self.keys.base, queue),
+            )
+            deleted += removed
+            if taken < PURGE_STEP:
+                return deleted
 
 
 def _reported_status(status: bytes, run_at: bytes | None, created: bytes) -> JobStatus:

@@ -6,12 +6,9 @@ an administrative operation, rare, so it keeps the library and its name unchange
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from lssm_jobs_redis.scripts import LuaScript, evalsha
-
-if TYPE_CHECKING:
-    from lssm_jobs_redis.backend import RedisBackend
 
 #: Ready or delayed entries taken per script call.
 PURGE_STEP = 1000
@@ -26,16 +23,11 @@ def purge_queue_script() -> LuaScript:
     return _script
 
 
-async def purge_queue(backend: RedisBackend, queue: str) -> int:
-    """Delete every pending and scheduled job of ``queue``. :returns: how many were deleted."""
-    script = purge_queue_script()
-    deleted = 0
-    while True:
-        args = [backend.keys.base, queue, PURGE_STEP]
-        taken, removed = await backend._call(
-            "purge queue",
-            lambda args=args: evalsha(backend.client, script, backend.keys.queues, args),  # type: ignore[misc]
-        )
-        deleted += int(removed)
-        if int(taken) < PURGE_STEP:
-            return deleted
+async def purge_step(client: Any, queues_key: str, base: str, queue: str) -> tuple[int, int]:
+    """One step of purging ``queue``: up to :data:`PURGE_STEP` ready or delayed entries taken.
+
+    :returns: how many entries were taken, and how many jobs were deleted; fewer than ``PURGE_STEP`` taken
+        means the queue has no waiting jobs left.
+    """
+    taken, removed = await evalsha(client, purge_queue_script(), queues_key, [base, queue, PURGE_STEP])
+    return int(taken), int(removed)
