@@ -74,6 +74,8 @@ def corrupt(client: redis.Redis, backend: RedisBackend, job_id: str, how: str) -
         client.hset(backend.keys.job(job_id), "a", "lots")
     elif how == "fractional token":
         client.hset(backend.keys.job(job_id), "k", "1.5")
+    elif how == "hexadecimal attempts":  # Lua's tonumber reads it, Python's int does not
+        client.hset(backend.keys.job(job_id), "a", "0x1f")
     elif how == "record of another type":
         client.delete(backend.keys.job(job_id))
         client.set(backend.keys.job(job_id), "not a hash")
@@ -91,6 +93,7 @@ def corrupt(client: redis.Redis, backend: RedisBackend, job_id: str, how: str) -
 DAMAGE = {
     "non-numeric attempts": "field a (attempts) is 'lots', not a whole number",
     "fractional token": "field k (lease token) is '1.5', not a whole number",
+    "hexadecimal attempts": "field a (attempts) is '0x1f', not a whole number",
     "record of another type": "is not a hash",
     "body missing": "is missing",
     "body of another type": "holds a list",
@@ -298,6 +301,8 @@ async def test_reading_never_fails_on_damaged_records(
             client.hset(backend.keys.job(jobs[2].id), "a", "x")
             client.zadd(backend.keys.dead, {"ghost": 1})  # a dead letter with nothing stored
             client.set(backend.keys.queue("r", "active"), "a string")
+            client.hset(backend.keys.job(jobs[1].id), "f", "0x10")
+            client.sadd(backend.keys.queues, b"\xff")  # a queue name that is not UTF-8
         letters = {letter.id: letter for letter in await backend.list_dead()}
         assert set(letters) == {job.id for job in jobs} | {"ghost"}
         assert "its record" in letters[jobs[0].id].reason and "is not a hash" in letters[jobs[0].id].reason
@@ -305,8 +310,10 @@ async def test_reading_never_fails_on_damaged_records(
         assert letters[jobs[2].id].attempts == 0 and letters[jobs[2].id].body == jobs[2].body
         assert "it has no record" in letters["ghost"].reason
         assert (await backend.get_dead("ghost")) is not None
+        assert letters[jobs[1].id].failed_at == 0
         counts = await backend.counts()
         assert counts["r"][JobStatus.ACTIVE] == 0 and counts["r"][JobStatus.DEAD] == 3
+        assert counts[b"\xff".decode(errors="surrogateescape")][JobStatus.PENDING] == 0
         with pytest.raises(ValueError, match="cannot be replayed: its record"):
             await backend.replay_dead(jobs[0].id, run_at=time.time())
         assert await backend.replay_dead(jobs[2].id, run_at=time.time()) is True  # attempts are reset

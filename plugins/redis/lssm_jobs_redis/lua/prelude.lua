@@ -63,19 +63,26 @@ local function warn(text) notes[#notes + 1] = text end
 -- A stored number, checked: a record edited by hand (or written by something else) may hold any text, and
 -- arithmetic on it would stop a script halfway. whole: a non-negative integer that prints back exactly
 -- (attempts, lease tokens, sequence numbers; Lua prints numbers with 14 digits), else nil. integer: any
--- integer (priorities), else nil.
+-- integer (priorities), else nil. number: a finite decimal number (times), else nil. All of them only
+-- accept what the client parses too (Lua's tonumber also takes hex, spaces, inf and nan).
 local function whole(value)
-  local number = tonumber(value)
-  if number and number >= 0 and number < 1e14 and number % 1 == 0 then return number end
-  return nil
+  local text = tostring(value)
+  if #text > 14 or not string.find(text, '^%d+$') then return nil end
+  return tonumber(text)
 end
 local function integer(value)
-  local number = tonumber(value)
-  if number and number % 1 == 0 then return number end
+  local text = tostring(value)
+  if not string.find(text, '^%-?%d+$') then return nil end
+  return tonumber(text)
+end
+local function number(value)
+  local text = tostring(value)
+  local parsed = tonumber(text)
+  if parsed and parsed > -math.huge and parsed < math.huge and not string.find(text, '[^%d%.eE%-+]') then
+    return parsed
+  end
   return nil
 end
--- (a function library's top level may not name Lua's globals: tables of checks use this one)
-local function number(value) return tonumber(value) end
 
 -- @ shown
 -- A stored value quoted in a message: cut short.

@@ -96,8 +96,7 @@ for i = 5, #ARGV, 7 do
         note(changes, queue, 'ready')
       end
     end
-  elseif not job.err and (state == nil or (state ~= 'active' and job[1] == tostring(tonumber(token) + 1)))
-  then
+  elseif not job.err and (not state or (state ~= 'active' and job[1] == tostring(tonumber(token) + 1))) then
     applied = 2 -- (a job leased again after this token's settle is active with a newer token: 0)
   end
   out[#out + 1] = applied
