@@ -149,6 +149,37 @@ async def test_a_batch_with_unreadable_jobs_leases_every_healthy_one(
             assert not list(client.scan_iter(match=backend.keys.pattern.replace("*", "corrupt:*")))
 
 
+@run_async(timeout=90)
+async def test_a_worker_runs_every_readable_job_and_dead_letters_the_rest(
+    redis_server: RedisServer, unique_prefix: Callable[[], str]
+) -> None:
+    done: set[str] = set()
+    queue = open_queue(
+        "redis", url=redis_server.url, prefix=unique_prefix(), sinks=[], catalog=JobCatalog(), concurrency=8
+    )
+
+    async def handler(job: Any) -> None:
+        done.add(job.id)
+
+    queue.register("work", handler)
+    async with queue:
+        jobs = await queue.enqueue_many([("work", {"n": n}) for n in range(200)])
+        jobs += [await queue.enqueue("work", {"n": n}, priority=n % 3, queue=f"q{n % 2}") for n in range(40)]
+        backend: Any = queue.backend
+        bad = {job.id: how for job, how in zip(jobs[::12], [*DAMAGE] * 5, strict=False)}
+        with redis_server.client() as client:
+            for job_id, how in bad.items():
+                corrupt(client, backend, job_id, how)
+        await queue.start()
+        await wait_until(
+            lambda: len(done) == len(jobs) - len(bad), timeout=60, message="every readable job run"
+        )
+        assert done == {job.id for job in jobs} - set(bad)
+        letters = await queue.dead_letters.list(limit=1000)
+        assert {letter.id for letter in letters} == set(bad)
+        await queue.stop()
+
+
 @run_async()
 async def test_leasing_across_queues_skips_what_cannot_be_read(
     backend_factory: BackendFactory, redis_server: RedisServer
