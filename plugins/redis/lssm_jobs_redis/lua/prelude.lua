@@ -236,7 +236,11 @@ local seqbox = { value = nil, start = nil }
 -- @ next_seq
 local function next_seq()
   if seqbox.value == nil then
-    local stored = on('GET', SEQ)
+    local stored = redis.pcall('GET', SEQ)
+    if type(stored) == 'table' then -- another type: moved aside, and counted on as below
+      set_aside(SEQ)
+      stored = 'not a string'
+    end
     seqbox.value = whole(stored or 0)
     if seqbox.value == nil then
       -- not a number: start again above the numbers drawn so far (one per job from 0: fewer than the
