@@ -350,13 +350,18 @@ local function read_body(id)
 end
 
 -- @ LEASED_FIELDS lease_numbers
--- The fields a lease reads and checks (HMGET order), and the quick check of the usual case: the attempts
--- and token of a readable record, else nil (record_problem then says why).
+-- The fields a lease reads and checks (HMGET order), and the quick check of the usual case (it runs for
+-- every job leased, so it is plain arithmetic): the attempts and token of a readable record, else nil
+-- (record_problem then says why). Numbers Lua reads but the client would not (' 7', '0x1f') are fine
+-- here: the lease writes both back as plain numbers.
 local LEASED_FIELDS = { 'a', 'k', 'n', 's' }
 local function lease_numbers(job)
   if job.err or not job[4] then return nil end
-  local attempt, token = whole(job[1] or 0), whole(job[2] or 0)
-  if attempt and token and (not job[3] or whole(job[3])) then return attempt, token end
+  local attempt, token = tonumber(job[1] or 0), tonumber(job[2] or 0)
+  if attempt and token and attempt >= 0 and token >= 0 and attempt < 1e14 and token < 1e14
+      and attempt % 1 == 0 and token % 1 == 0 and (not job[3] or whole(job[3])) then
+    return attempt, token
+  end
   return nil
 end
 
