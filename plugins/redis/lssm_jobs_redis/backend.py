@@ -288,16 +288,16 @@ class RedisDelivery(Delivery):
     async def extend(self, lease_ms: int) -> bool:
         """Push the lease expiry to ``lease_ms`` from now.
 
-        :returns: False when the lease was lost: it expired and the job was leased again (it may run
-            elsewhere), or its record became unreadable (then it is in the dead letter queue). True when it
-            was extended, and also when this delivery has settled the job already (a heartbeat racing the
-            job's own ack, retry, dead-letter or release): there is no lease left to lose then, and nobody
-            else runs the job.
+        :returns: True when the lease was extended. False when this delivery holds no lease any more: it
+            expired and the job was leased again (it may run elsewhere), its record became unreadable (then
+            it is in the dead letter queue), or this delivery settled the job already (the contract's rule;
+            the heartbeat never extends a settled delivery, and a settle answered ``SETTLED_ALREADY`` is not
+            logged as a lost lease).
         """
-        if self.lease_ms is None:  # settled (or settling) already
-            return True
+        if self.lease_ms is None:  # settled (or settling) already: there is no lease to extend
+            return False
         self.lease_ms = lease_ms
-        return await self._apply(("extend", self, int(lease_ms))) in (APPLIED, SETTLED_ALREADY)
+        return await self._apply(("extend", self, int(lease_ms))) == APPLIED
 
 
 class RedisBackend(PullBackend):
