@@ -68,6 +68,8 @@ class _Backend(Protocol):
 
     def _load_command(self) -> tuple[Any, ...]: ...
 
+    def full(self, error: OutOfMemoryError, count: int) -> OutOfMemoryError: ...
+
 
 # The synchronous twin of each async connection class a single-server client can use.
 _SYNC_CLASSES: dict[type[Any], type[Any]] = {
