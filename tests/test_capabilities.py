@@ -10,6 +10,7 @@ import pytest
 from lssm_jobs.backends.base import BackendCapabilities
 from lssm_jobs.backends.memory import MemoryBackend
 from lssm_jobs.cli import main
+from lssm_jobs.cli.output import describe_capabilities
 from lssm_jobs.errors import UnsupportedOptionError
 from lssm_jobs.jobs import JobCatalog
 from lssm_jobs.queue import EnqueueRequest, JobQueue
@@ -71,12 +72,12 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
     assert main(["plugins"]) == 0
     text = capsys.readouterr().out
     assert (
-        "memory supports: pull delivery; delay, priority, dedupe, leases, purge_queue; not durable, one process only"
-        in text
+        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; not durable, "
+        "one process only" in text
     )
     assert (
-        "sqlite supports: pull delivery; delay, priority, dedupe, leases, purge_queue; durable, shared by processes"
-        in text
+        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; durable, "
+        "shared by processes" in text
     )
     assert main(["plugins", "--json"]) == 0
     backends = json.loads(capsys.readouterr().out)["backends"]
@@ -84,6 +85,7 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "delivery": "pull",
         "delay": True,
         "priority": True,
+        "fifo": True,
         "dedupe": True,
         "leases": True,
         "native_dlq": False,
@@ -92,3 +94,10 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "purge_queue": True,
     }
     assert "path" in backends["sqlite"]["options"]
+
+
+def test_a_backend_without_an_order_says_so() -> None:
+    unordered = BackendCapabilities(delivery="stream", priority=False, fifo=False, native_dlq=True)
+    assert describe_capabilities(unordered) == (
+        "stream delivery; delay, dedupe, leases, native_dlq; no priority, no fifo; durable, shared by processes"
+    )

@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
+from lssm_jobs.backends.base import DeadLetter
 from lssm_jobs.entities import (
     compose_schema,
     jobs_schema_contribution,
     ledger_schema_contribution,
     render_sql,
 )
+from lssm_jobs.jobs import JobStatus
 from lssm_jobs.ledger import JobLedger, MemoryLedger, open_ledger
 from lssm_jobs.ledger.sqlite import SqliteLedger
 from lssm_jobs.plugins import get_plugins
@@ -66,3 +70,58 @@ def test_sqlite_ledger_shares_a_file_with_the_sqlite_queue(tmp_path: Path) -> No
             await ledger.close()
 
     asyncio.run(main())
+
+
+# -- the suite catches broken ledgers -------------------------------------------------------------------------
+
+
+class _NullsDedupeKeyWhenDead(SqliteLedger):
+    """Frees a dead letter's dedupe key by clearing the column, so ``get`` no longer shows it."""
+
+    async def dead_letter(self, job_id: str, token: str, **details: Any) -> bool:
+        died = await super().dead_letter(job_id, token, **details)
+        await self._run(self._write, "UPDATE lssm_ledger_jobs SET dedupe_key = NULL WHERE id = ?", (job_id,))
+        return died
+
+
+class _KeepsAnEarlierError(MemoryLedger):
+    """Stores the dead letter's error only when no attempt left one before."""
+
+    async def dead_letter(self, job_id: str, token: str, **details: Any) -> bool:
+        entry = self.store.entries.get(job_id)
+        earlier = entry.last_error if entry is not None else None
+        died = await super().dead_letter(job_id, token, **details)
+        if died and entry is not None and earlier is not None:
+            entry.last_error = earlier
+        return died
+
+
+class _ForgetsPriorityWhenDead(MemoryLedger):
+    async def get(self, job_id: str) -> Any:
+        record = await super().get(job_id)
+        if record is not None and record.status is JobStatus.DEAD:
+            record = attrs.evolve(record, priority=0)
+        return record
+
+
+class _GetDeadOfAnyJob(MemoryLedger):
+    async def get_dead(self, job_id: str) -> DeadLetter | None:
+        entry = self.store.entries.get(job_id)
+        return self._letter(entry) if entry is not None else None
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [_NullsDedupeKeyWhenDead, _KeepsAnEarlierError, _ForgetsPriorityWhenDead, _GetDeadOfAnyJob],
+    ids=lambda broken: broken.__name__.strip("_"),
+)
+def test_a_ledger_misreporting_a_dead_letter_fails_the_suite(broken: type[JobLedger], tmp_path: Path) -> None:
+    namespace = f"broken-{uuid.uuid4().hex}"
+
+    def factory() -> JobLedger:
+        if issubclass(broken, SqliteLedger):
+            return broken(path=tmp_path / "ledger.db")
+        return broken(namespace=namespace)  # type: ignore[call-arg]
+
+    with pytest.raises(AssertionError):
+        LedgerConformance().test_dead_letter_is_reported_by_get_as_it_died(factory)

@@ -36,6 +36,7 @@ class BackendCapabilities:
     delivery: DeliveryKind = "pull"
     delay: bool = True  # run_at / delay_ms honoured
     priority: bool = True  # higher priority leased first among ready jobs of a queue
+    fifo: bool = True  # ready jobs of one priority are delivered oldest first (enqueue order, then run_at)
     dedupe: bool = True  # a live dedupe_key returns the existing job
     leases: bool = True  # a job whose worker died is delivered again after its lease expires
     native_dlq: bool = False  # the service itself keeps dead letters (e.g. a Pub/Sub dead-letter topic)

@@ -36,14 +36,16 @@ _STORAGE = ("durable", "shared")
 
 
 def describe_capabilities(capabilities: BackendCapabilities) -> str:
-    """One line, e.g. ``pull delivery; delay, priority, dedupe, leases; durable, shared``."""
+    """One line, e.g. ``pull delivery; delay, priority, fifo, dedupe, leases; durable, shared``."""
     # Every yes/no ability, so a flag added to the contract is shown without touching this function.
     features = [
         field.name
         for field in attrs.fields(BackendCapabilities)
         if field.name not in _STORAGE and getattr(capabilities, field.name) is True
     ]
-    missing = [name for name in ("delay", "priority", "dedupe", "leases") if not getattr(capabilities, name)]
+    missing = [
+        name for name in ("delay", "priority", "fifo", "dedupe", "leases") if not getattr(capabilities, name)
+    ]
     storage = [
         "durable" if capabilities.durable else "not durable",
         "shared by processes" if capabilities.shared else "one process only",

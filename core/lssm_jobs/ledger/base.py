@@ -198,8 +198,10 @@ class JobLedger(ABC):
 
     @abstractmethod
     async def get(self, job_id: str) -> JobRecord | None:
-        """The job's record (dead letters with status :attr:`~lssm_jobs.jobs.JobStatus.DEAD`; waiting jobs
-        scheduled or pending by their ``run_at`` now), or None when unknown or pruned after its retention."""
+        """The job's record (waiting jobs scheduled or pending by their ``run_at`` now), or None when unknown
+        or pruned after its retention. A dead letter is reported with status
+        :attr:`~lssm_jobs.jobs.JobStatus.DEAD` and its queue, priority, dedupe key (freed, but shown), body
+        and attempts as when it died, and the dead letter's error as ``last_error``."""
 
     @abstractmethod
     async def counts(self) -> dict[str, dict[JobStatus, int]]:

@@ -37,6 +37,7 @@ def outgoing(
     *,
     queue: str = "default",
     delay: float = 0.0,
+    priority: int = 0,
     dedupe_key: str | None = None,
     body: bytes | None = None,
     job_id: str | None = None,
@@ -47,7 +48,7 @@ def outgoing(
         id=job_id or uuid.uuid4().hex,
         type="ledger.test",
         queue=queue,
-        priority=0,
+        priority=priority,
         run_at=now + delay,
         created_at=now,
         dedupe_key=dedupe_key,
@@ -339,7 +340,10 @@ class LedgerConformance:
                 await asyncio.sleep(0.01)
             listed = await ledger.list_dead()
             assert [dead.id for dead in listed] == [job.id for job in reversed(jobs)]
+            assert [dead.id for dead in await ledger.list_dead(limit=2)] == [jobs[2].id, jobs[1].id]
+            assert [dead.id for dead in await ledger.list_dead(offset=1)] == [jobs[1].id, jobs[0].id]
             assert [dead.id for dead in await ledger.list_dead(limit=1, offset=1)] == [jobs[1].id]
+            assert await ledger.list_dead(offset=3) == []
             dead = await ledger.get_dead(jobs[0].id)
             assert dead is not None
             assert (dead.reason, dead.error, dead.traceback, dead.attempts, dead.body, dead.queue) == (
@@ -354,6 +358,42 @@ class LedgerConformance:
             assert record is not None and record.status is JobStatus.DEAD
             assert (await ledger.counts())["dlq"] == {JobStatus.DEAD: 3}
             assert await ledger.get_dead(uuid.uuid4().hex) is None
+
+    @run_async()
+    async def test_dead_letter_is_reported_by_get_as_it_died(
+        self, lssm_jobs_ledger_factory: LedgerFactory
+    ) -> None:
+        """``get`` of a dead letter: status dead, its queue, priority, dedupe key (freed, yet still shown),
+        body and attempts as when it died, and the dead letter's error as ``last_error`` (not an earlier
+        attempt's); ``get_dead`` of a job that is not dead is None."""
+        async with _opened(lssm_jobs_ledger_factory) as ledger:
+            key = f"card:{uuid.uuid4().hex[:8]}"
+            job = outgoing(queue="billing", priority=3, dedupe_key=key, body=b"\x00charge")
+            waiting = outgoing(queue="billing")
+            await ledger.record([job, waiting])
+            first = await _run(ledger, job)
+            assert await ledger.reschedule(
+                job.id, first.token or "", run_at=time.time(), error="timeout", generation=None
+            )
+            assert await ledger.get_dead(job.id) is None  # scheduled for a retry: not dead
+            second = await _run(ledger, job)
+            assert await ledger.get_dead(job.id) is None  # running: not dead
+            assert await ledger.dead_letter(
+                job.id, second.token or "", reason="permanent", error="card declined", traceback="tb"
+            )
+            record = await ledger.get(job.id)
+            assert record is not None
+            assert (record.status, record.queue, record.priority, record.dedupe_key, record.attempts) == (
+                JobStatus.DEAD,
+                "billing",
+                3,
+                key,
+                2,
+            )
+            assert (record.body, record.last_error, record.type) == (b"\x00charge", "card declined", job.type)
+            dead = await ledger.get_dead(job.id)
+            assert dead is not None and (dead.error, dead.attempts) == (record.last_error, 2)
+            assert await ledger.get_dead(waiting.id) is None
 
     @run_async()
     async def test_replay_moves_a_dead_letter_back(self, lssm_jobs_ledger_factory: LedgerFactory) -> None:

@@ -6,10 +6,11 @@ with flow control; job records, dead letters and dedupe keys live in a ledger, t
 
 from __future__ import annotations
 
-from lssm_jobs_gcp_pubsub.backend import PubSubBackend, PubSubOptions
+from lssm_jobs_gcp_pubsub.backend import PubSubBackend
 from lssm_jobs_gcp_pubsub.consumer import PubSubDelivery
 from lssm_jobs_gcp_pubsub.errors import MissingResourceError, PublishError
 from lssm_jobs_gcp_pubsub.names import Naming, QueueNames
+from lssm_jobs_gcp_pubsub.options import PubSubOptions
 
 __version__ = "0.1.0"
 

@@ -26,8 +26,11 @@ time; one due later is handed back with an ack deadline that brings it back shor
 A job is never run before its ``run_at``: a worker that receives a job early (published by hand, clocks)
 hands it back until it is due.
 
-Job records (``get``, ``counts``), dead letters and dedupe keys live in the ledger (``ledger.py``), because
-Pub/Sub keeps no history and cannot list messages without consuming them.
+Job records (``get``, ``counts``), dead letters and dedupe keys live in the ledger (:mod:`lssm_jobs.ledger`),
+because Pub/Sub keeps no history and cannot list messages without consuming them.
+
+Order: none across jobs (``fifo=False``); with ``ordering=True``, jobs with one ordering key run one at a
+time in publish order, retries included.
 """
 
 from __future__ import annotations
@@ -38,11 +41,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from typing import Any, ClassVar
 
-import attrs
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
@@ -64,82 +66,14 @@ from lssm_jobs.ledger import FIRST_GENERATION, JobLedger, open_ledger
 
 from lssm_jobs_gcp_pubsub import names as n
 from lssm_jobs_gcp_pubsub.clients import default_project, make_clients
-from lssm_jobs_gcp_pubsub.errors import MissingResourceError, PublishError
+from lssm_jobs_gcp_pubsub.consumer import StreamConsumer
+from lssm_jobs_gcp_pubsub.errors import MissingResourceError, PublishError, brief
 from lssm_jobs_gcp_pubsub.names import Naming, QueueNames
+from lssm_jobs_gcp_pubsub.options import PubSubOptions
 
 log = logging.getLogger("lssm_jobs.gcp_pubsub")
 
-MAX_ACK_DEADLINE_S = 600
 _VERSION = re.compile(rb'"version":\s*(\d+)')
-
-
-@attrs.frozen(kw_only=True)
-class PubSubOptions:
-    """Tuning of the Pub/Sub backend (``open_queue("gcp-pubsub", ...)`` keywords).
-
-    :param create: create missing topics and subscriptions (needs ``roles/pubsub.editor``); False checks
-        they exist and raises :class:`MissingResourceError` naming the first missing one.
-    :param ack_deadline_s: ack deadline of the subscriptions the backend creates (10 to 600).
-    :param max_lease_s: how long the client keeps extending a running job's lease; set it above your
-        longest job timeout.
-    :param dead_letter_policy: give the ready-jobs subscription Pub/Sub's native dead-letter policy (to the
-        ``.dead`` topic); workers then record what it forwards as dead letters.
-    :param max_delivery_attempts: the native policy's limit (5 to 100).
-    :param ordering: publish with ordering keys and create subscriptions with message ordering on.
-    :param exactly_once: create the ready-jobs subscription with exactly-once delivery; acks then wait for
-        the service's confirmation.
-    :param hold_horizon_s: delayed jobs due within this many seconds are held by a worker and published on
-        time; later ones come back to a worker when they get this close.
-    :param hold_max: most delayed jobs one worker holds at once.
-    :param republish_after_s: a delayed message older than this is published again (fresh) instead of
-        handed back, so delays longer than the subscription's message retention are kept.
-    :param publish_timeout_s: how long a publish may retry before it fails.
-    :param batch_max_messages: most messages per Publish call (the client's batching).
-    :param batch_max_latency_s: longest a message waits for its batch to fill.
-    :param discover_interval_s: how often a worker consuming every queue looks for new queues' topics.
-    """
-
-    create: bool = True
-    ack_deadline_s: int = 60
-    max_lease_s: float = 3600.0
-    dead_letter_policy: bool = False
-    max_delivery_attempts: int = 10
-    ordering: bool = False
-    exactly_once: bool = False
-    hold_horizon_s: float = 60.0
-    hold_max: int = 10_000
-    republish_after_s: float = 3 * 24 * 3600.0
-    publish_timeout_s: float = 60.0
-    batch_max_messages: int = 1000
-    batch_max_latency_s: float = 0.005
-    discover_interval_s: float = 60.0
-
-    def __attrs_post_init__(self) -> None:
-        if not 10 <= self.ack_deadline_s <= MAX_ACK_DEADLINE_S:
-            raise ValueError("ack_deadline_s must be 10 to 600")
-        if not 5 <= self.max_delivery_attempts <= 100:
-            raise ValueError("max_delivery_attempts must be 5 to 100")
-        if self.hold_horizon_s < 1 or self.hold_max < 1 or self.batch_max_messages < 1:
-            raise ValueError("hold_horizon_s, hold_max and batch_max_messages must be >= 1")
-
-
-OPTIONS_HELP = {
-    "project": "Google Cloud project id (default: GOOGLE_CLOUD_PROJECT, else Application Default Credentials)",
-    "prefix": f"prefix of topic and subscription names (default {n.DEFAULT_PREFIX!r})",
-    "queues": "queue names whose topics a worker consumes when it is not told (default: every prefixed topic)",
-    "url": "pubsub://PROJECT[/PREFIX], the same as project= and prefix=",
-    "emulator_host": "HOST:PORT of an emulator or local test server (default: PUBSUB_EMULATOR_HOST)",
-    "ledger": "store of job records and dead letters: sqlite:///PATH, redis://HOST:PORT/DB or a ledger name",
-    "ledger_options": "options of a ledger given by name (JSON object)",
-    "create": "create missing topics and subscriptions (default true)",
-    "ack_deadline_s": "ack deadline of created subscriptions, 10 to 600 (default 60)",
-    "max_lease_s": "longest the client extends a running job's lease (default 3600)",
-    "dead_letter_policy": "native dead-letter policy on the jobs subscription (default false)",
-    "max_delivery_attempts": "the native policy's limit, 5 to 100 (default 10)",
-    "ordering": "ordering keys (envelope meta 'ordering_key') and ordered subscriptions (default false)",
-    "exactly_once": "exactly-once delivery on the jobs subscription (default false)",
-    "hold_horizon_s": "delayed jobs due within this are held and published on time (default 60)",
-}
 
 
 def _version(body: bytes) -> str | None:
@@ -184,6 +118,7 @@ class PubSubBackend(QueueBackend):
         delivery="stream",
         delay=True,
         priority=False,  # Pub/Sub delivers in no priority order; the attribute lets subscriptions filter
+        fifo=False,  # Pub/Sub keeps no order; with ordering=True, per ordering key only (docs/gcp-pubsub.md)
         dedupe=True,  # through the ledger
         leases=True,  # ack deadlines: a dead worker's job is delivered again
         native_dlq=True,  # dead-letter topics (and the native dead_letter_policy where configured)
@@ -387,9 +322,10 @@ class PubSubBackend(QueueBackend):
         )
         return future
 
-    async def _publish(
+    async def publish(
         self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str = ""
     ) -> str:
+        """Publish one message and wait for its id (:meth:`publish_message`, awaited)."""
         return await asyncio.wrap_future(self.publish_message(topic, data, attributes, ordering_key))
 
     async def publish_job(
@@ -403,8 +339,8 @@ class PubSubBackend(QueueBackend):
         """Publish a job to its queue's topic, or to the ``.delayed`` topic when it is due later."""
         if run_at > time.time():
             attributes = {**attributes, n.ATTR_RUN_AT: repr(run_at)}
-            return await self._publish(names.delayed_topic, body, attributes)
-        return await self._publish(names.topic, body, attributes, ordering_key)
+            return await self.publish(names.delayed_topic, body, attributes)
+        return await self.publish(names.topic, body, attributes, ordering_key)
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         results = await self._record_new(jobs)
@@ -432,7 +368,7 @@ class PubSubBackend(QueueBackend):
                 futures.append(self.publish_message(names.topic, job.body, attributes, key))
         outcomes = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         failed = {
-            job.id: _brief(outcome)
+            job.id: brief(outcome)
             for job, outcome in zip(stored, outcomes, strict=True)
             if isinstance(outcome, BaseException)
         }
@@ -464,13 +400,11 @@ class PubSubBackend(QueueBackend):
             )
         except Exception as error:
             await self._undo_new([job.id])
-            raise PublishError({job.id: _brief(error)}, []) from error
+            raise PublishError({job.id: brief(error)}, []) from error
 
     # -- consuming ---------------------------------------------------------------------------------------
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
-        from lssm_jobs_gcp_pubsub.consumer import StreamConsumer
-
         wakeup = asyncio.Event()
         self._wakeups.append(wakeup)
         try:
@@ -543,11 +477,6 @@ def _resolve_ledger(ledger: JobLedger | str | None, options: dict[str, Any]) -> 
     return open_ledger(ledger, **options)
 
 
-def _brief(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text[:200]}"
-
-
 def _close_clients(publisher: Any, subscriber: Any) -> None:
     if publisher is not None:
         with contextlib.suppress(Exception):
@@ -559,12 +488,4 @@ def _close_clients(publisher: Any, subscriber: Any) -> None:
             subscriber.close()
 
 
-def run_threadsafe(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> None:
-    """Schedule ``coroutine`` on ``loop`` from another thread (closing it when the loop is gone)."""
-    try:
-        asyncio.run_coroutine_threadsafe(coroutine, loop)
-    except RuntimeError:
-        coroutine.close()
-
-
-__all__ = ["Message", "PubSubBackend", "PubSubOptions"]
+__all__ = ["Message", "PubSubBackend"]

@@ -25,18 +25,19 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
 from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, OutgoingJob
 from lssm_jobs.consumer import keep_leases_alive
-from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome
+from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome, JobLedger
 
 from lssm_jobs_gcp_pubsub import names as n
-from lssm_jobs_gcp_pubsub.backend import MAX_ACK_DEADLINE_S, PubSubBackend, _brief
+from lssm_jobs_gcp_pubsub.errors import brief
 from lssm_jobs_gcp_pubsub.names import ATTR_ORDERING_KEY, QueueNames
+from lssm_jobs_gcp_pubsub.options import MAX_ACK_DEADLINE_S, PubSubOptions
 
 log = logging.getLogger("lssm_jobs.gcp_pubsub")
 
@@ -51,12 +52,46 @@ def _run_at(message: Message) -> float:
         return 0.0
 
 
+class StreamBackend(Protocol):
+    """What the consumer uses of :class:`~lssm_jobs_gcp_pubsub.backend.PubSubBackend` (which starts
+    consumers, so a consumer knows it by this much only)."""
+
+    @property
+    def ledger(self) -> JobLedger: ...
+
+    @property
+    def options(self) -> PubSubOptions: ...
+
+    @property
+    def subscriber(self) -> pubsub_v1.SubscriberClient | None: ...
+
+    @property
+    def queues(self) -> tuple[str, ...] | None: ...
+
+    async def discover_queues(self) -> list[str]: ...
+
+    async def ensure_queue(self, queue: str) -> QueueNames: ...
+
+    async def publish(
+        self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str = ""
+    ) -> str: ...
+
+    async def publish_job(
+        self,
+        names: QueueNames,
+        body: bytes,
+        attributes: dict[str, str],
+        run_at: float,
+        ordering_key: str = "",
+    ) -> str: ...
+
+
 class StreamConsumer:
     """Consumes the queues of one worker until ``stopping`` is set (see the module docstring)."""
 
     def __init__(
         self,
-        backend: PubSubBackend,
+        backend: StreamBackend,
         dispatch: Dispatch,
         options: ConsumeOptions,
         stopping: asyncio.Event,
@@ -107,7 +142,7 @@ class StreamConsumer:
             try:
                 queues = await self.backend.discover_queues()
             except Exception as error:
-                log.error("listing the project's topics failed (%s); trying again", _brief(error))
+                log.error("listing the project's topics failed (%s); trying again", brief(error))
                 queues = []
             for queue in queues:
                 if queue not in self.consumed:
@@ -132,7 +167,7 @@ class StreamConsumer:
                 streams = self._subscribe(names, ended)
             except Exception as error:
                 log.error(
-                    "could not consume queue %r (%s); trying again in %.1fs", queue, _brief(error), delay
+                    "could not consume queue %r (%s); trying again in %.1fs", queue, brief(error), delay
                 )
                 self._forget_streams(streams)
                 await self._wait_or_stop(delay)
@@ -147,7 +182,7 @@ class StreamConsumer:
                 return
             for stream in streams:
                 if stream.done() and not stream.cancelled() and stream.exception() is not None:
-                    log.error("a streaming pull of queue %r ended: %s", queue, _brief(stream.exception()))
+                    log.error("a streaming pull of queue %r ended: %s", queue, brief(stream.exception()))
             await asyncio.to_thread(_cancel_streams, streams)
             self._forget_streams(streams)
             await self._wait_or_stop(delay)
@@ -243,7 +278,7 @@ class StreamConsumer:
             try:
                 claimed = await self._claim(delivery)
             except Exception as error:
-                log.warning("could not claim job %s (%s); it comes back in 10s", delivery.id, _brief(error))
+                log.warning("could not claim job %s (%s); it comes back in 10s", delivery.id, brief(error))
                 await self._quietly(self.hand_back(delivery.names.subscription, delivery.message, 10.0))
                 return
             if claimed:
@@ -354,12 +389,12 @@ class StreamConsumer:
         attributes = dict(message.attributes)
         key = attributes.pop(ATTR_ORDERING_KEY, "")
         try:
-            await self.backend._publish(names.topic, message.data, attributes, key)
+            await self.backend.publish(names.topic, message.data, attributes, key)
         except Exception as error:
             log.error(
                 "could not publish due job %s (%s); it comes back in 10s",
                 attributes.get(n.ATTR_ID),
-                _brief(error),
+                brief(error),
             )
             await self.hand_back(names.delayed_subscription, message, 10.0)
             return
@@ -367,9 +402,9 @@ class StreamConsumer:
 
     async def _republish_delayed(self, names: QueueNames, message: Message) -> None:
         try:
-            await self.backend._publish(names.delayed_topic, message.data, dict(message.attributes))
+            await self.backend.publish(names.delayed_topic, message.data, dict(message.attributes))
         except Exception as error:
-            log.error("could not re-publish a long-delayed job (%s); it comes back later", _brief(error))
+            log.error("could not re-publish a long-delayed job (%s); it comes back later", brief(error))
             await self.hand_back(names.delayed_subscription, message, MAX_ACK_DEADLINE_S)
             return
         await self.ack(names.delayed_subscription, message)
@@ -408,7 +443,7 @@ class StreamConsumer:
                     traceback=None,
                 )
         except Exception as error:
-            log.error("could not record dead letter %s (%s); it is kept", job_id, _brief(error))
+            log.error("could not record dead letter %s (%s); it is kept", job_id, brief(error))
             await self._quietly(self.hand_back(subscription, message, 10.0))
             return
         await self.ack(subscription, message)
@@ -471,7 +506,7 @@ class StreamConsumer:
                         timeout=30,
                     )
                 except Exception as error:
-                    log.warning("could not extend running jobs for the shutdown: %s", _brief(error))
+                    log.warning("could not extend running jobs for the shutdown: %s", brief(error))
         self.streaming = False
         streams, self.streams = list(self.streams), []
         await asyncio.to_thread(_cancel_streams, streams)
@@ -499,7 +534,7 @@ class StreamConsumer:
         try:
             await operation
         except Exception as error:
-            log.warning("could not hand a message back: %s", _brief(error))
+            log.warning("could not hand a message back: %s", brief(error))
 
 
 def _cancel_streams(streams: list[StreamingPullFuture]) -> None:
@@ -547,7 +582,7 @@ class PubSubDelivery(Delivery):
         self.lease_ms = self.consumer.options.lease_ms
 
     @property
-    def _backend(self) -> PubSubBackend:
+    def _backend(self) -> StreamBackend:
         return self.consumer.backend
 
     def _ordered(self) -> bool:
@@ -580,7 +615,7 @@ class PubSubDelivery(Delivery):
             await self._backend.publish_job(self.names, self.body, attributes, run_at)
         else:
             attributes.pop(ATTR_ORDERING_KEY, None)
-            await self._backend._publish(self.names.topic, self.body, attributes, self.message.ordering_key)
+            await self._backend.publish(self.names.topic, self.body, attributes, self.message.ordering_key)
         await ledger.reschedule(
             self.id, self.token, run_at=run_at, error=error, generation=self.next_generation
         )
@@ -593,7 +628,7 @@ class PubSubDelivery(Delivery):
         attributes = self._attributes(_generation(self.message))
         attributes[n.ATTR_DEAD_REASON] = reason[:1000]
         try:
-            await self._backend._publish(self.names.dead_topic, self.body, attributes)
+            await self._backend.publish(self.names.dead_topic, self.body, attributes)
         except (
             Exception
         ) as publish_error:  # the ledger holds the dead letter; the topic is for your own tools
@@ -601,7 +636,7 @@ class PubSubDelivery(Delivery):
                 "dead letter %s is recorded, but publishing it to %s failed: %s",
                 self.id,
                 self.names.dead_topic,
-                _brief(publish_error),
+                brief(publish_error),
             )
         await self.consumer.ack(self.names.subscription, self.message)
 
@@ -617,7 +652,7 @@ class PubSubDelivery(Delivery):
         # count the nack as a failed delivery.
         attributes = self._attributes(_generation(self.message))
         attributes.pop(ATTR_ORDERING_KEY, None)
-        await self._backend._publish(self.names.topic, self.body, attributes)
+        await self._backend.publish(self.names.topic, self.body, attributes)
         await self.consumer.ack(self.names.subscription, self.message)
 
     async def extend(self, lease_ms: int) -> bool:

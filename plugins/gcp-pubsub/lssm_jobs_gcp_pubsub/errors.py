@@ -28,3 +28,9 @@ class PublishError(LssmJobsError, ConnectionError):
 
 class MissingResourceError(LssmJobsError, LookupError):
     """A topic or subscription the backend needs does not exist and ``create`` is off."""
+
+
+def brief(error: BaseException) -> str:
+    """An error in one short line for logs and messages: its type and the first line of its text."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text[:200]}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.registrations import QueueBackendSpec
 
-from lssm_jobs_gcp_pubsub.backend import OPTIONS_HELP, PubSubBackend
+from lssm_jobs_gcp_pubsub.backend import PubSubBackend
+from lssm_jobs_gcp_pubsub.options import OPTIONS_HELP
 
 
 @hookimpl

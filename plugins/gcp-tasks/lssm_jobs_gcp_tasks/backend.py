@@ -18,9 +18,10 @@ Semantics are lssm-jobs', not the queue's retry configuration:
   task again, and once the dead worker's ledger lease expires the job runs again with the next attempt;
   after ``max_retries + 1 + 2`` such deliveries it is dead-lettered as a poison job.
 
-Priority: Cloud Tasks dispatches each queue in its own order (roughly by schedule time) and has no
-priorities, so ``priority`` is stored but not honoured (``BackendCapabilities(priority=False)``); route
-urgent work to its own queue, which Cloud Tasks dispatches independently.
+Priority and order: Cloud Tasks has no priorities and promises no execution order (a task only never runs
+before its ``schedule_time``), so the backend declares ``priority=False`` (an enqueue asking for a
+priority is refused) and ``fifo=False``; route urgent work to its own queue, which Cloud Tasks dispatches
+independently.
 """
 
 from __future__ import annotations

@@ -26,17 +26,14 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch
 from lssm_jobs.consumer import keep_leases_alive
-from lssm_jobs.ledger import Claim, ClaimOutcome
+from lssm_jobs.ledger import Claim, ClaimOutcome, JobLedger
 
 from lssm_jobs_gcp_tasks.auth import RequestVerifier
-
-if TYPE_CHECKING:
-    from lssm_jobs_gcp_tasks.backend import CloudTasksBackend
 
 log = logging.getLogger("lssm_jobs_gcp_tasks.endpoint")
 auth_log = logging.getLogger("lssm_jobs_gcp_tasks.auth")
@@ -62,10 +59,26 @@ def _answer(status: int, text: str, *, retry_after: float | None = None) -> Resp
     return Response(status=status, body=text.encode() + b"\n", headers=headers)
 
 
+class TaskBackend(Protocol):
+    """What the endpoint uses of :class:`~lssm_jobs_gcp_tasks.backend.CloudTasksBackend`: its ledger, its
+    clock tolerance, and creating a retry's task. (The backend makes endpoints, so the endpoint knows it
+    by this much only.)"""
+
+    @property
+    def ledger(self) -> JobLedger: ...
+
+    @property
+    def clock_tolerance(self) -> float: ...
+
+    async def create_successor(
+        self, job_id: str, queue: str, body: bytes, run_at: float, generation: int
+    ) -> None: ...
+
+
 class TaskDelivery(Delivery):
     """A job claimed from the ledger for one request. ``outcome`` says how it was settled (for the reply)."""
 
-    def __init__(self, backend: CloudTasksBackend, claim: Claim, lease_ms: int) -> None:
+    def __init__(self, backend: TaskBackend, claim: Claim, lease_ms: int) -> None:
         assert claim.token is not None
         self._backend = backend
         self._claim = claim
@@ -136,7 +149,7 @@ class TaskEndpoint:
 
     def __init__(
         self,
-        backend: CloudTasksBackend,
+        backend: TaskBackend,
         dispatch: Dispatch,
         options: ConsumeOptions,
         verifier: RequestVerifier,

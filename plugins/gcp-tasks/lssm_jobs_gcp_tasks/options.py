@@ -5,9 +5,17 @@ from __future__ import annotations
 from lssm_jobs.backends.base import BackendCapabilities
 
 #: Push delivery; delays by ``schedule_time``; dedupe and leases through the job ledger; no priorities
-#: (Cloud Tasks has none); durable and shared as long as the ledger is (sqlite: one machine; Redis: shared).
+#: (Cloud Tasks has none) and no order (Cloud Tasks promises none: newer tasks may run before older ones);
+#: durable and shared as long as the ledger is (sqlite: one machine; Redis: shared).
 CAPABILITIES = BackendCapabilities(
-    delivery="push", delay=True, priority=False, dedupe=True, leases=True, durable=True, shared=True
+    delivery="push",
+    delay=True,
+    priority=False,
+    fifo=False,
+    dedupe=True,
+    leases=True,
+    durable=True,
+    shared=True,
 )
 
 #: Backend options the ``worker`` command offers as flags (``--bind``, ``--port``).
