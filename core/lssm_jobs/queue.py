@@ -28,6 +28,7 @@ from lssm_jobs.backends.base import (
     new_outgoing_job,
 )
 from lssm_jobs.errors import (
+    DedupeConflictError,
     FieldError,
     JobValidationError,
     LssmJobsError,
@@ -160,6 +161,21 @@ class EnqueueRequest:
     meta: Mapping[str, str] | None = None
 
 
+@attrs.frozen(kw_only=True)
+class ReplayReport:
+    """What :meth:`DeadLetters.replay_all` did.
+
+    :param replayed: dead letters put back in their queues.
+    :param conflicts: dead letters left in place because a live job holds their dedupe key (each error
+        names the dead letter, the key and the live job).
+    :param missing: dead letters gone before their turn (purged or replayed by someone else meanwhile).
+    """
+
+    replayed: int
+    conflicts: tuple[DedupeConflictError, ...] = ()
+    missing: int = 0
+
+
 class DeadLetters:
     """The dead letter queue of a :class:`JobQueue`: ``queue.dead_letters``."""
 
@@ -176,15 +192,19 @@ class DeadLetters:
         return await backend.get_dead(job_id)
 
     async def replay(self, job_id: str, *, delay_ms: int = 0) -> bool:
-        """Put a dead letter back in its queue with its attempts reset (after you fixed the cause).
+        """Put a dead letter back in its queue with its attempts reset (after you fixed the cause). It keeps
+        its id, envelope, priority and dedupe key, and is ready ``delay_ms`` from now.
 
         :returns: False when no dead letter has that id.
+        :raises DedupeConflictError: a live job (scheduled, pending or active) holds the dead letter's dedupe
+            key now; the dead letter stays where it is (replay it once that job has finished).
         """
+        delay = check_int(delay_ms, "delay_ms", 0, MAX_DELAY_MS)
         backend = await self._queue._opened()
         dead = await backend.get_dead(job_id)
         if dead is None:
             return False
-        replayed = await backend.replay_dead(job_id, run_at=time.time() + delay_ms / 1000)
+        replayed = await backend.replay_dead(job_id, run_at=time.time() + delay / 1000)
         if replayed:
             await self._queue.events.emit(
                 JobReplayed(
@@ -193,15 +213,33 @@ class DeadLetters:
             )
         return replayed
 
-    async def replay_all(self) -> int:
-        """Replay every dead letter. :returns: how many were replayed."""
-        replayed = 0
+    async def replay_all(self) -> ReplayReport:
+        """Replay every dead letter present when the call starts, each exactly once, oldest first.
+
+        The ids are listed first, then replayed: jobs that die again while this runs (workers are running
+        and the cause is not fixed) stay in the dead letter queue instead of being replayed again, so the
+        call always ends. A dead letter whose dedupe key a live job holds is left in place and reported.
+        """
+        ids: dict[str, None] = {}  # ordered, and an id listed twice (the list shifted) is kept once
+        page = 500
+        offset = 0
         while True:
-            batch = await self.list(limit=500)
-            if not batch:
-                return replayed
-            for dead in batch:
-                replayed += await self.replay(dead.id)
+            batch = await self.list(limit=page, offset=offset)
+            ids.update((dead.id, None) for dead in batch)
+            if len(batch) < page:
+                break
+            offset += page
+        replayed = missing = 0
+        conflicts: list[DedupeConflictError] = []
+        for job_id in reversed(ids):  # listed most recent first
+            try:
+                if await self.replay(job_id):
+                    replayed += 1
+                else:
+                    missing += 1
+            except DedupeConflictError as conflict:
+                conflicts.append(conflict)
+        return ReplayReport(replayed=replayed, conflicts=tuple(conflicts), missing=missing)
 
     async def purge(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete the given dead letters, or all of them. :returns: how many were deleted."""
