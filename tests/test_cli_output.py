@@ -24,7 +24,11 @@ CONTROL = ("\x1b", "\r", "\u2028")
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lssm_jobs.cli", *args], capture_output=True, text=True, timeout=60, env=os.environ
+        [sys.executable, "-m", "lssm_jobs.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
     )
 
 

@@ -175,7 +175,9 @@ def test_a_worker_process_survives_handlers_that_exit_and_stops_on_its_own_signa
             return [job.id for job in jobs]
 
     failing = asyncio.run(enqueue())
-    worker = _cli("worker", "exiting_app:handlers", "--url", f"sqlite:///{database}", "--no-progress", cwd=tmp_path)
+    worker = _cli(
+        "worker", "exiting_app:handlers", "--url", f"sqlite:///{database}", "--no-progress", cwd=tmp_path
+    )
     try:
 
         async def settled() -> dict[str, Any]:

@@ -168,7 +168,7 @@ class Dispatcher:
                 data = upgrade(data)
             except asyncio.CancelledError:
                 raise
-            except BaseException as error:  # noqa: B036 - user code: even SystemExit is this job's failure
+            except BaseException as error:  # user code: even SystemExit is the job's failure
                 raise _VersionError(
                     f"upgrading the payload from version {version} to {version + 1} failed: {_describe(error)}"
                 ) from error
@@ -217,7 +217,7 @@ class Dispatcher:
             # The handler raised CancelledError itself (or awaited something cancelled): its failure.
             await self._failed(delivery, job, cancelled, (time.perf_counter() - started) * 1000)
             return
-        except BaseException as error:  # noqa: B036 - SystemExit, KeyboardInterrupt...: the job's failure
+        except BaseException as error:  # SystemExit, KeyboardInterrupt...: the job's failure too
             await self._failed(delivery, job, _handler_error(error), (time.perf_counter() - started) * 1000)
             return
         duration_ms = (time.perf_counter() - started) * 1000
@@ -320,7 +320,7 @@ async def _guarded(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except (asyncio.CancelledError, Exception):
         raise
-    except BaseException as error:  # noqa: B036
+    except BaseException as error:
         raise _HandlerExit(error) from error
 
 
@@ -421,9 +421,14 @@ class LeaseGuard(Delivery):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._settling:
+            if self.settling:  # it may have started while this waited for the lock
                 return True
             return await self.delivery.extend(lease_ms)
+
+    @property
+    def settling(self) -> bool:
+        """Whether settling has started (no extension starts any more)."""
+        return self._settling
 
     async def _settle_alone(self) -> None:
         """No extension starts from now on; wait for one under way to finish."""
@@ -489,7 +494,7 @@ async def _run_in_slot(
     try:
         await slots.acquire()
     finally:
-        queued.discard(asyncio.current_task())  # type: ignore[arg-type]
+        queued.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
     try:
         if stopping.is_set():
             await _settle(delivery.release, delivery, "release")
@@ -565,8 +570,8 @@ async def run_pull_consumer(
         for task, _ in unstarted:
             task.cancel()
         await asyncio.gather(*(task for task, _ in unstarted), return_exceptions=True)
-        for _, delivery in unstarted:
-            await _settle(delivery.release, delivery, "release")
+        for _, unrun in unstarted:
+            await _settle(unrun.release, unrun, "release")
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
             for task in pending:
