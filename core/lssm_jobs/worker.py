@@ -36,6 +36,7 @@ from lssm_jobs.events import (
     JobTimedOut,
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
+from lssm_jobs.limits import MAX_DELAY_MS
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -51,7 +52,11 @@ _MAX_TRACEBACK_CHARS = 16_000
 
 
 def _describe(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    try:
+        message = str(error)
+    except Exception:  # an exception whose __str__ fails is still its job's failure
+        message = "<the exception's str() failed>"
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     return text[:_MAX_ERROR_CHARS]
 
 
@@ -237,8 +242,9 @@ class Dispatcher:
         description = _describe(error)
         permanent = isinstance(error, PermanentJobError)
         if not permanent and job.attempt < job.max_retries + 1:
-            if isinstance(error, RetryJob):
-                delay_ms = error.delay_ms
+            if isinstance(error, RetryJob) and type(error.delay_ms) is int and error.delay_ms >= 0:
+                # Capped like delay_ms at enqueue, so the retry time stays representable everywhere.
+                delay_ms = min(error.delay_ms, MAX_DELAY_MS)
             else:
                 delay_ms = backoff_delay_ms(job.options, job.attempt)
             retry_at = self.clock() + delay_ms / 1000
