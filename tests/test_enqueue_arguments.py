@@ -9,7 +9,6 @@ import asyncio
 import enum
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,21 +31,10 @@ from lssm_jobs.limits import (
     MAX_TIMEOUT_MS,
     MIN_PRIORITY,
 )
-from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
+from lssm_jobs.queue import EnqueueRequest, JobQueue
 from lssm_jobs.testing import run_async, wait_until
 
 Factory = Callable[..., JobQueue]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: Any) -> JobQueue:
-        settings: dict[str, Any] = {"sinks": [], "catalog": JobCatalog(), "poll_interval": 0.05, **options}
-        if request.param == "memory":
-            return open_queue("memory", **settings)
-        return open_queue("sqlite", path=tmp_path / "jobs.db", **settings)
-
-    return make
 
 
 def _nested(depth: int) -> Any:

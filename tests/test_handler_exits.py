@@ -17,22 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lssm_jobs.jobs import Job, JobCatalog, JobStatus
+from lssm_jobs.jobs import Job, JobStatus
 from lssm_jobs.queue import JobQueue, open_queue
 from lssm_jobs.testing import run_async, wait_until
 
 Factory = Callable[..., JobQueue]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: Any) -> JobQueue:
-        settings: dict[str, Any] = {"sinks": [], "catalog": JobCatalog(), "poll_interval": 0.05, **options}
-        if request.param == "memory":
-            return open_queue("memory", **settings)
-        return open_queue("sqlite", path=tmp_path / "jobs.db", **settings)
-
-    return make
 
 
 class Stop(BaseException):

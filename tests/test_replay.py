@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,17 +21,7 @@ from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
 from lssm_jobs.testing import run_async, wait_until
 
 Factory = Callable[..., JobQueue]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: Any) -> JobQueue:
-        settings: dict[str, Any] = {"sinks": [], "catalog": JobCatalog(), "poll_interval": 0.05, **options}
-        if request.param == "memory":
-            return open_queue("memory", **settings)
-        return open_queue("sqlite", path=tmp_path / "jobs.db", **settings)
-
-    return make
+CLI = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _fails(job: Job[Any]) -> None:
@@ -139,18 +127,8 @@ async def test_replay_all_ends_and_replays_each_dead_letter_once(make_queue: Fac
         assert (second.replayed, len(second.conflicts)) == (len(orphans), 2)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lssm_jobs.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=os.environ,
-    )
-
-
 @pytest.mark.slow
-def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path) -> None:
+def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path, lssm_cli: CLI) -> None:
     database = tmp_path / "jobs.db"
     url = f"sqlite:///{database}"
 
@@ -169,7 +147,7 @@ def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path) -> None:
             return dead.id, plain.id, live.id
 
     dead, plain, live = asyncio.run(prepare())
-    result = _cli("dlq", "replay", dead, plain, "--url", url)
+    result = lssm_cli("dlq", "replay", dead, plain, "--url", url)
     assert result.returncode == 1
     assert (
         result.stdout.strip()
@@ -179,10 +157,10 @@ def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path) -> None:
         f"lssm-jobs: error: dead letter {dead} was not replayed: its dedupe key 'report:2026-01' is held by "
         f"live job {live}"
     ]
-    listed = json.loads(_cli("dlq", "list", "--json", "--url", url).stdout)
+    listed = json.loads(lssm_cli("dlq", "list", "--json", "--url", url).stdout)
     assert [letter["id"] for letter in listed] == [dead]
 
-    result = _cli("dlq", "replay", "--all", "--url", url)
+    result = lssm_cli("dlq", "replay", "--all", "--url", url)
     assert result.returncode == 1
     assert result.stdout.startswith("replayed 0 dead letters; 1 left in place")
     assert "Traceback" not in result.stderr and f"held by live job {live}" in result.stderr
