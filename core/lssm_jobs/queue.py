@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -61,6 +62,7 @@ from lssm_jobs.limits import (
     check_run_at,
     check_text,
     depth_exceeds,
+    json_depth_exceeds,
     unencodable_path,
 )
 from lssm_jobs.plugins import PluginRegistry, get_plugins
@@ -126,6 +128,13 @@ def _pair(request: Any, index: int) -> tuple[str | JobType[Any], Any]:
             f"got {type(request).__name__}"
         ) from None
     return job_type, payload
+
+
+@functools.lru_cache(maxsize=1024)
+def _overridden(options: JobOptions, max_retries: int, timeout_ms: int | None) -> JobOptions:
+    """``options`` with a job's own ``max_retries`` and ``timeout_ms`` (checked by the caller). Call sites
+    repeat the same overrides, so each combination is built (and validated) once."""
+    return attrs.evolve(options, max_retries=max_retries, timeout_ms=timeout_ms)
 
 
 def _at_index(error: Exception, index: int) -> Exception:
@@ -420,12 +429,12 @@ class JobQueue:
             else check_text(request.dedupe_key, "dedupe_key", MAX_DEDUPE_KEY_BYTES)
         )
         if request.max_retries is not None or request.timeout_ms is not None:
-            options = attrs.evolve(
+            options = _overridden(
                 options,
-                max_retries=options.max_retries
+                options.max_retries
                 if request.max_retries is None
                 else check_int(request.max_retries, "max_retries", 0, MAX_RETRIES),
-                timeout_ms=options.timeout_ms
+                options.timeout_ms
                 if request.timeout_ms is None
                 else check_int(request.timeout_ms, "timeout_ms", 0, MAX_TIMEOUT_MS),
             )
@@ -484,8 +493,8 @@ class JobQueue:
         """A payload's JSON text (the default serializer), checked against this queue's limits.
 
         The checks cost a flag test and a comparison for the usual small ASCII payload: the UTF-8 encoding
-        only runs for non-ASCII text (where it also finds lone surrogates), and the payload is only walked
-        for its depth when its text holds more brackets than the depth limit.
+        only runs for non-ASCII text (where it also finds lone surrogates), and the depth is measured on
+        the text (see :func:`~lssm_jobs.limits.json_depth_exceeds`).
 
         :raises SerializationError: not serializable, not valid Unicode, too large or too deep.
         """
@@ -507,8 +516,7 @@ class JobQueue:
                 ) from None
         if size > self.max_payload_bytes:
             raise self._too_large(size)
-        depth = self.max_payload_depth
-        if len(text) > 2 * depth and text.count("[") + text.count("{") > depth and depth_exceeds(data, depth):
+        if json_depth_exceeds(text, data, self.max_payload_depth):
             raise self._too_deep()
         return text
 
