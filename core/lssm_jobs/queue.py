@@ -66,6 +66,7 @@ from lssm_jobs.limits import (
     unencodable_path,
 )
 from lssm_jobs.plugins import PluginRegistry, get_plugins
+from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.serialization import (
     Envelope,
     JsonSerializer,
@@ -107,6 +108,9 @@ QUEUE_OPTIONS = frozenset(
 
 
 _NO_META: Mapping[str, str] = MappingProxyType({})
+
+#: ``provider(job_id, job_type, queue) -> extra meta`` (strings): see :attr:`JobQueue.meta_providers`.
+MetaProvider = Callable[[str, str, str], Mapping[str, str]]
 
 
 # A prepared job's body: the serialized envelope, or (JSON) only the encoded payload, the envelope being
@@ -263,7 +267,8 @@ class JobQueue:
     :param serializer: a serializer name (plugin-provided) or instance; JSON by default.
     :param catalog: resolves job type names to definitions; the global catalog by default.
     :param concurrency: most jobs this process runs at once.
-    :param queues: queue names to consume (None: all).
+    :param queues: queue names to consume (None: all), or a
+        :class:`~lssm_jobs.queue_selection.QueueSelection` (strict order, weights).
     :param lease_ms: visibility timeout; running jobs keep extending it, so it bounds how long a dead worker's
         job waits before running elsewhere, not how long a job may run.
     :param shutdown_timeout: seconds in-flight jobs get to finish on :meth:`stop` before being released.
@@ -313,7 +318,7 @@ class JobQueue:
         )
         self.catalog = catalog if catalog is not None else default_catalog
         self.consume_options = ConsumeOptions(
-            queues=tuple(queues) if queues else None,
+            queues=(queues if isinstance(queues, QueueSelection) else tuple(queues)) if queues else None,
             concurrency=concurrency,
             lease_ms=lease_ms,
             prefetch=prefetch,
@@ -336,6 +341,11 @@ class JobQueue:
         for sink in sinks:
             self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
         self.handlers: dict[str, Handler] = {}
+        #: Called for every job enqueued through this queue, before it is serialized; each returns meta
+        #: entries to carry with the job (e.g. OpenTelemetry's W3C ``traceparent``). Meta given to
+        #: ``enqueue`` wins over provided meta. Consulted only when the list is not empty, so enqueueing
+        #: costs nothing extra without providers.
+        self.meta_providers: list[MetaProvider] = []
         self.dead_letters = DeadLetters(self)
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
@@ -463,6 +473,15 @@ class JobQueue:
             job_id,
         )
 
+    def _provided_meta(
+        self, job_id: str, name: str, queue: str, meta: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        provided: dict[str, str] = {}
+        for provider in self.meta_providers:
+            provided.update(provider(job_id, name, queue))
+        provided.update(meta)
+        return MappingProxyType(provided)
+
     def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
         """Name, version, definition (None when the catalog does not know the name) and options.
 
@@ -556,6 +575,8 @@ class JobQueue:
     ) -> tuple[Job[Any], Body]:
         if job_id is None:
             job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
+        if self.meta_providers:  # checked like enqueue's own meta: a provider's bug fails here, not later
+            meta = check_meta(self._provided_meta(job_id, name, queue, meta))
         job = new_job(
             job_id,
             name,
@@ -712,7 +733,9 @@ class JobQueue:
         serializer = self.serializer
         encode = (
             self._encode_payload
-            if isinstance(serializer, JsonSerializer) and serializer.assembles(now, now)
+            if isinstance(serializer, JsonSerializer)
+            and serializer.assembles(now, now)
+            and not self.meta_providers
             else None
         )
         last_type: Any = None
