@@ -76,6 +76,8 @@ def check_int(value: Any, argument: str, low: int, high: int) -> int:
 
 
 def check_priority(value: Any, argument: str = "priority") -> int:
+    if type(value) is int and MIN_PRIORITY <= value <= MAX_PRIORITY:
+        return value
     return check_int(value, argument, MIN_PRIORITY, MAX_PRIORITY)
 
 
