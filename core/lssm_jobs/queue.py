@@ -312,6 +312,7 @@ class JobQueue:
             max_payload_bytes, max_payload_depth
         )
         self._depth_gate = 2 * self.max_payload_depth
+        self._checked_names: set[str] = set()  # job type names not in the catalog, found valid
         self.backend = backend
         self.plugins = plugins or get_plugins()
         self.serializer = (
@@ -496,9 +497,13 @@ class JobQueue:
             return job_type.type, job_type.version, job_type, job_type.options
         if type(job_type) is str:
             definition = self.catalog.get(job_type)
-            if definition is None:  # names in the catalog were checked when their type was defined
-                return check_name(job_type, "job_type"), 1, None, DEFAULT_OPTIONS
-            return job_type, definition.version, definition, definition.options
+            if definition is not None:  # names in the catalog were checked when their type was defined
+                return job_type, definition.version, definition, definition.options
+            if job_type not in self._checked_names:
+                check_name(job_type, "job_type")
+                if len(self._checked_names) < 1024:
+                    self._checked_names.add(job_type)
+            return job_type, 1, None, DEFAULT_OPTIONS
         if isinstance(job_type, str):  # a str subclass (a StrEnum member): its text
             return self._resolve(str.__str__(job_type))
         raise TypeError(
