@@ -34,8 +34,21 @@ class Lease(Protocol):
     async def extend(self, lease_ms: int) -> bool: ...
 
 
+class GuardedLease(Lease, Protocol):
+    """What the heartbeat uses of a :class:`~lssm_jobs.backends.base.LeaseGuard`: its wrapped delivery,
+    and marks around an extension made in a batch, so that a settle never overlaps it."""
+
+    @property
+    def delivery(self) -> Any: ...
+
+    def begin_extend(self) -> bool: ...
+
+    def end_extend(self) -> None: ...
+
+
 L = TypeVar("L", bound=Lease)
 L_co = TypeVar("L_co", bound=Lease, covariant=True)
+G = TypeVar("G", bound=GuardedLease)
 
 
 class Leasing(Protocol[L_co]):
@@ -119,10 +132,11 @@ async def keep_leases_alive(
     in_flight: Mapping[Any, Lease], lease_ms: int, backend: BatchExtending | None = None
 ) -> None:
     """Extend the leases of every running job every third of the lease, in one loop for all of them: with
-    ``backend``, in one ``extend_many`` call per beat.
+    ``backend`` (and guarded deliveries, as the pull consumer has), in one ``extend_many`` call per beat.
 
     Runs until cancelled. Backends that own their consumption loop (push, stream) can run it over their own
-    map of in-flight deliveries.
+    map of in-flight deliveries (wrapped in :class:`~lssm_jobs.backends.base.LeaseGuard`, so that a job
+    settling meanwhile is not reported as a lost lease).
     """
     interval = max(lease_ms / 3000, 0.01)
     while True:
@@ -145,35 +159,79 @@ async def keep_leases_alive(
 async def _extend_all(
     backend: BatchExtending | None, deliveries: list[Lease], lease_ms: int
 ) -> list[bool | BaseException]:
-    """Extend each delivery's lease (in one batch when the backend is known); per delivery, in order, the
-    answer or the error."""
-    if backend is None:
+    """Extend each delivery's lease; per delivery, in order, the answer or the error. Guarded deliveries of
+    a known backend are extended in one batch (a settling one answers True: nothing is left to keep)."""
+    if backend is None or not all(hasattr(delivery, "begin_extend") for delivery in deliveries):
         return await asyncio.gather(
             *(delivery.extend(lease_ms) for delivery in deliveries), return_exceptions=True
         )
+    guards: list[GuardedLease] = deliveries  # type: ignore[assignment]  # checked just above
+    extending = [guard for guard in guards if guard.begin_extend()]
     try:
-        return list(await backend.extend_many(deliveries, lease_ms))
+        answers = list(await backend.extend_many([guard.delivery for guard in extending], lease_ms))
     except Exception as error:  # the whole batch failed (the service is unreachable): try again next beat
-        return [error] * len(deliveries)
+        answers = [error] * len(extending)  # type: ignore[list-item]
+    finally:
+        for guard in extending:
+            guard.end_extend()
+    by_guard: dict[int, bool | BaseException] = {
+        id(guard): answer for guard, answer in zip(extending, answers, strict=True)
+    }
+    return [by_guard.get(id(guard), True) for guard in guards]
+
+
+async def _run_in_slot(
+    dispatch: Callable[[G], Awaitable[None]],
+    delivery: G,
+    slots: asyncio.Semaphore,
+    queued: set[asyncio.Future[None]],
+    stopping: asyncio.Event,
+) -> None:
+    """Run a prefetched delivery once one of the ``concurrency`` slots is free; give it back unrun when
+    the worker stops first. Cancelled while waiting (its task in ``queued``), it leaves the release to
+    the consumer, which also releases deliveries whose task was cancelled before it ever ran."""
+    try:
+        await slots.acquire()
+    finally:
+        queued.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+    try:
+        if stopping.is_set():
+            await settle(delivery.release, delivery, "release")
+        else:
+            await dispatch(delivery)
+    finally:
+        slots.release()
 
 
 async def run_pull_consumer(
     backend: Leasing[L],
-    dispatch: Callable[[L], Awaitable[None]],
+    dispatch: Callable[[G], Awaitable[None]],
     options: ConsumeSettings,
     stopping: asyncio.Event,
+    *,
+    guard: Callable[[L], G],
 ) -> None:
-    """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
-    its own task, keep their leases alive, and on stop finish or release what is in flight."""
-    in_flight: dict[asyncio.Future[None], L] = {}
+    """The consumption loop of every pull backend: lease as many jobs as there are free slots (plus
+    ``prefetch``), run each (wrapped by ``guard``) in its own task, keep their leases alive, and on stop
+    finish or release what is in flight.
+
+    Memory stays bounded whatever the backlog: at most ``concurrency + prefetch`` jobs are leased by this
+    worker at any time, and at most ``concurrency`` of them run; prefetched jobs wait for a slot (their
+    leases kept alive) and are released unrun on stop.
+    """
+    in_flight: dict[asyncio.Future[None], G] = {}
     heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms, backend))
     failures = 0
     queues = list(options.queues) if options.queues else None
     # Strict order or weights (lssm_jobs.queue_selection): consulted once per lease round.
     selection = options.queues if isinstance(options.queues, QueueSelection) else None
+    capacity = options.concurrency + options.prefetch
+    # Without prefetch every leased job has a slot: no semaphore on the hot path.
+    slots = asyncio.Semaphore(options.concurrency) if options.prefetch else None
+    queued: set[asyncio.Future[None]] = set()  # prefetched jobs waiting for a slot
     try:
         while not stopping.is_set():
-            free = options.concurrency - len(in_flight)
+            free = capacity - len(in_flight)
             if free <= 0:
                 stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
                 waiting: set[asyncio.Future[Any]] = {*in_flight, stop_waiter}
@@ -183,17 +241,11 @@ async def run_pull_consumer(
             try:
                 if selection is not None:
                     deliveries = await selection.lease(
-                        backend,
-                        limit=free + options.prefetch,
-                        lease_ms=options.lease_ms,
-                        wait=options.poll_interval,
+                        backend, limit=free, lease_ms=options.lease_ms, wait=options.poll_interval
                     )
                 else:
                     deliveries = await backend.lease(
-                        queues=queues,
-                        limit=free + options.prefetch,
-                        lease_ms=options.lease_ms,
-                        wait=options.poll_interval,
+                        queues=queues, limit=free, lease_ms=options.lease_ms, wait=options.poll_interval
                     )
                 failures = 0
             except asyncio.CancelledError:
@@ -204,11 +256,16 @@ async def run_pull_consumer(
                 log.error("leasing jobs failed (%s); retrying in %.1fs", brief_error(error), delay)
                 await _wait_or_stop(stopping, delay)
                 continue
-            for delivery in deliveries:
+            for leased in deliveries:
+                delivery = guard(leased)
                 if stopping.is_set():
                     await settle(delivery.release, delivery, "release")
                     continue
-                task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
+                if slots is None:
+                    task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
+                else:
+                    task = asyncio.ensure_future(_run_in_slot(dispatch, delivery, slots, queued, stopping))
+                    queued.add(task)
                 in_flight[task] = delivery
                 task.add_done_callback(_forget(in_flight))
             if deliveries:
@@ -216,6 +273,13 @@ async def run_pull_consumer(
                 # worker that request would otherwise sit between a job's arrival and its handler.
                 await asyncio.sleep(0)
     finally:
+        # Prefetched jobs that never got a slot are released at once, not after the shutdown timeout.
+        unstarted = [(task, in_flight[task]) for task in queued if task in in_flight]
+        for task, _ in unstarted:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in unstarted), return_exceptions=True)
+        for _, unrun in unstarted:
+            await settle(unrun.release, unrun, "release")
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
             for task in pending:
@@ -229,7 +293,7 @@ async def run_pull_consumer(
         await asyncio.gather(heartbeat, return_exceptions=True)
 
 
-def _forget(in_flight: dict[asyncio.Future[None], L]) -> Callable[[asyncio.Future[None]], None]:
+def _forget(in_flight: dict[asyncio.Future[None], G]) -> Callable[[asyncio.Future[None]], None]:
     def done(task: asyncio.Future[None]) -> None:
         in_flight.pop(task, None)
 

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
 import traceback as traceback_module
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from lssm_jobs.events import (
     JobTimedOut,
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
+from lssm_jobs.limits import MAX_DELAY_MS
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -51,7 +53,11 @@ _MAX_TRACEBACK_CHARS = 16_000
 
 
 def _describe(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    try:
+        message = str(error)
+    except Exception:  # an exception whose __str__ fails is still its job's failure
+        message = "<the exception's str() failed>"
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     return text[:_MAX_ERROR_CHARS]
 
 
@@ -159,7 +165,9 @@ class Dispatcher:
                 )
             try:
                 data = upgrade(data)
-            except Exception as error:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # user code: even SystemExit is the job's failure
                 raise _VersionError(
                     f"upgrading the payload from version {version} to {version + 1} failed: {_describe(error)}"
                 ) from error
@@ -193,19 +201,23 @@ class Dispatcher:
             else:
                 outcome = self._run_in_thread(prepared.handler, job)
             if timeout_ms:
-                await asyncio.wait_for(_awaitable(outcome), timeout_ms / 1000)
+                await _with_timeout(outcome, timeout_ms / 1000)
             elif inspect.isawaitable(outcome):
                 await outcome
-        except asyncio.CancelledError:
-            raise
         except asyncio.TimeoutError:
             duration_ms = (time.perf_counter() - started) * 1000
             await self._emit(JobTimedOut, job, timeout_ms=int(timeout_ms or 0))
             error = JobTimeoutError(f"job {job.type!r} ran longer than its timeout of {timeout_ms} ms")
             await self._failed(delivery, job, error, duration_ms)
             return
-        except Exception as error:
-            await self._failed(delivery, job, error, (time.perf_counter() - started) * 1000)
+        except asyncio.CancelledError as cancelled:
+            if _cancelled_from_outside():
+                raise  # the worker is stopping: the dispatcher releases the job
+            # The handler raised CancelledError itself (or awaited something cancelled): its failure.
+            await self._failed(delivery, job, cancelled, (time.perf_counter() - started) * 1000)
+            return
+        except BaseException as error:  # SystemExit, KeyboardInterrupt...: the job's failure too
+            await self._failed(delivery, job, _handler_error(error), (time.perf_counter() - started) * 1000)
             return
         duration_ms = (time.perf_counter() - started) * 1000
         await _settle(delivery.ack, delivery, "ack")
@@ -224,8 +236,9 @@ class Dispatcher:
         description = _describe(error)
         permanent = isinstance(error, PermanentJobError)
         if not permanent and job.attempt < job.max_retries + 1:
-            if isinstance(error, RetryJob):
-                delay_ms = error.delay_ms
+            if isinstance(error, RetryJob) and type(error.delay_ms) is int and error.delay_ms >= 0:
+                # Capped like delay_ms at enqueue, so the retry time stays representable everywhere.
+                delay_ms = min(error.delay_ms, MAX_DELAY_MS)
             else:
                 delay_ms = backoff_delay_ms(job.options, job.attempt)
             retry_at = self.clock() + delay_ms / 1000
@@ -284,6 +297,54 @@ class Dispatcher:
 
 class _VersionError(Exception):
     pass
+
+
+class _HandlerExit(Exception):
+    """Carries a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``, a
+    custom subclass) out of a handler's task as an ordinary exception: asyncio re-raises ``SystemExit``
+    and ``KeyboardInterrupt`` out of the event loop, which would stop the whole worker."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
+def _handler_error(error: BaseException) -> BaseException:
+    return error.error if isinstance(error, _HandlerExit) else error
+
+
+async def _guarded(awaitable: Awaitable[Any]) -> Any:
+    """Await a handler's coroutine in its own task (``wait_for`` on Python 3.10), turning what is not an
+    ``Exception`` into one, so the task never re-raises it out of the event loop."""
+    try:
+        return await awaitable
+    except (asyncio.CancelledError, Exception):
+        raise
+    except BaseException as error:
+        raise _HandlerExit(error) from error
+
+
+if sys.version_info >= (3, 11):
+
+    async def _with_timeout(outcome: Any, seconds: float) -> None:
+        # asyncio.timeout runs the handler in the dispatcher's own task: no task of its own to start, and
+        # whatever it raises arrives here.
+        async with asyncio.timeout(seconds):
+            await _awaitable(outcome)
+
+    def _cancelled_from_outside() -> bool:
+        """Whether the running task was cancelled (the worker stopping), rather than a CancelledError
+        raised from inside a handler."""
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _with_timeout(outcome: Any, seconds: float) -> None:
+        await asyncio.wait_for(_guarded(_awaitable(outcome)), seconds)
+
+    def _cancelled_from_outside() -> bool:
+        return True  # no Task.cancelling() to tell: keep releasing, as a stop does
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:

@@ -197,6 +197,79 @@ class Delivery(ABC):
         return True
 
 
+class LeaseGuard(Delivery):
+    """A delivery whose lease extensions and settling never overlap.
+
+    A heartbeat that extends a lease while the job's own ack, retry, dead-letter or release is under way
+    finds the job no longer held, and would report the lease lost although nothing was. So: once settling
+    starts, no extension starts any more and :meth:`extend` answers True without asking the backend
+    (nothing is left to keep); an extension already under way finishes before the settle starts. The
+    heartbeat reports a lost lease only when the backend says the lease was really lost.
+
+    The pull consumer wraps every delivery in one; backends that run their own consumption loop and call
+    :func:`lssm_jobs.consumer.keep_leases_alive` should wrap theirs too, and hand the same guard to the
+    dispatcher.
+    """
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.id = delivery.id
+        self.attempt = delivery.attempt
+        self.body = delivery.body
+        self.queue = delivery.queue
+        self.lease_ms = delivery.lease_ms
+        self._settling = False
+        self._extending: asyncio.Event | None = None  # set while no extension is under way
+
+    @property
+    def settling(self) -> bool:
+        """Whether settling has started (no extension starts any more)."""
+        return self._settling
+
+    def begin_extend(self) -> bool:
+        """Start an extension (the heartbeat's batch path). :returns: False when settling started."""
+        if self._settling:
+            return False
+        if self._extending is None:  # made by the first extension: most jobs never need one
+            self._extending = asyncio.Event()
+        self._extending.clear()
+        return True
+
+    def end_extend(self) -> None:
+        if self._extending is not None:
+            self._extending.set()
+
+    async def extend(self, lease_ms: int) -> bool:
+        if not self.begin_extend():
+            return True
+        try:
+            return await self.delivery.extend(lease_ms)
+        finally:
+            self.end_extend()
+
+    async def _settle_alone(self) -> None:
+        """No extension starts from now on; wait for one under way to finish."""
+        self._settling = True
+        if self._extending is not None:
+            await self._extending.wait()
+
+    async def ack(self) -> None:
+        await self._settle_alone()
+        await self.delivery.ack()
+
+    async def retry(self, *, run_at: float, error: str) -> None:
+        await self._settle_alone()
+        await self.delivery.retry(run_at=run_at, error=error)
+
+    async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
+        await self._settle_alone()
+        await self.delivery.dead_letter(reason=reason, error=error, traceback=traceback)
+
+    async def release(self) -> None:
+        await self._settle_alone()
+        await self.delivery.release()
+
+
 Dispatch = Callable[[Delivery], Awaitable[None]]
 
 
@@ -370,4 +443,4 @@ class PullBackend(QueueBackend):
         """
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
-        await run_pull_consumer(self, dispatch, options, stopping)
+        await run_pull_consumer(self, dispatch, options, stopping, guard=LeaseGuard)

@@ -320,7 +320,7 @@ class MemoryBackend(PullBackend):
             updated_at=job.updated_at,
             dedupe_key=job.dedupe_key,
             last_error=job.last_error,
-            body=job.body,
+            body=_bytes(job.body),
         )
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
@@ -355,7 +355,7 @@ class MemoryBackend(PullBackend):
             traceback=job.traceback,
             attempts=job.attempts,
             failed_at=job.failed_at,
-            body=job.body,
+            body=_bytes(job.body),
         )
 
     async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
@@ -366,19 +366,20 @@ class MemoryBackend(PullBackend):
         return self._dead_letter(job) if job is not None and job.status is JobStatus.DEAD else None
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
-        job = self.store.jobs.get(job_id)
+        store = self.store
+        job = store.jobs.get(job_id)
         if job is None or job.status is not JobStatus.DEAD:
             return False
         if job.dedupe_key is not None:
-            holder = self.store.jobs.get(self.store.dedupe.get(job.dedupe_key, ""))
-            if holder is not None and holder.id != job.id and holder.status in LIVE_STATUSES:
+            holder = store.jobs.get(store.dedupe.get(job.dedupe_key, ""))
+            if holder is not None and holder is not job and holder.status in LIVE_STATUSES:
                 raise DedupeConflictError(job.id, job.dedupe_key, holder.id)
-            self.store.dedupe[job.dedupe_key] = job.id
+            store.dedupe[job.dedupe_key] = job.id
         job.attempts = 0
         job.reason = job.traceback = None
         job.run_at = run_at
-        job.updated_at = self.store.clock()
-        self.store.schedule(job)
+        job.updated_at = store.clock()
+        store.schedule(job)
         return True
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
@@ -403,4 +404,17 @@ class MemoryBackend(PullBackend):
             del store.jobs[job.id]  # its heap entries go stale and are skipped
         store.ready.pop(queue, None)
         return len(doomed)
+
+
+def _bytes(body: object) -> bytes:
+    """A stored body as bytes, even when something other than the queue put another value in the store
+    (text as its UTF-8, anything else as its repr): records are always readable, and the dispatcher
+    dead-letters such a job as undecodable."""
+    if type(body) is bytes:
+        return body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8", "backslashreplace")
+    return repr(body).encode("utf-8", "backslashreplace")
 

@@ -16,10 +16,11 @@ import attrs
 
 from lssm_jobs.cli import manage
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
+from lssm_jobs.cli.escape import escape, escape_lines
 from lssm_jobs.cli.output import describe_capabilities, print_counts
 from lssm_jobs.cli.progress import Progress
 from lssm_jobs.cli.worker import add_worker_flags, run_worker
-from lssm_jobs.errors import LssmJobsError
+from lssm_jobs.errors import DedupeConflictError, LssmJobsError
 from lssm_jobs.observability.logs import LOG_FORMATS, configure_logging, redact
 from lssm_jobs.queue import JobQueue
 
@@ -349,50 +350,71 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
         elif not dead:
             print("(dead letter queue is empty)")
         for d in [] if args.json else dead:
+            # Stored text is escaped: a newline in an error must not forge a line of this list.
             print(
-                f"{d.id}  {_when(d.failed_at)}  {d.type}  [{d.queue}]  attempts={d.attempts}  {d.reason}"
-                + (f": {d.error}" if d.error else "")
+                f"{escape(d.id)}  {_when(d.failed_at)}  {escape(d.type)}  [{escape(d.queue)}]  "
+                f"attempts={d.attempts}  {escape(d.reason)}" + (f": {escape(d.error)}" if d.error else "")
             )
         return 0
     if args.dlq_command == "show":
         found = await queue.dead_letters.get(args.job_id)
         if found is None:
-            print(f"lssm-jobs: error: no dead letter with id {args.job_id}", file=sys.stderr)
+            print(f"lssm-jobs: error: no dead letter with id {escape(args.job_id)}", file=sys.stderr)
             return 1
         if args.json:
             print(json.dumps(_dead_letter_data(found)))
             return 0
         print(
-            f"id:        {found.id}\ntype:      {found.type}\nqueue:     {found.queue}\n"
-            f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\nreason:    {found.reason}\n"
-            f"error:     {found.error or '-'}"
+            f"id:        {escape(found.id)}\ntype:      {escape(found.type)}\nqueue:     {escape(found.queue)}\n"
+            f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\n"
+            f"reason:    {escape(found.reason)}\nerror:     {escape(found.error or '-')}"
         )
         try:
-            body = found.body.decode()
+            body = escape(found.body.decode())
         except UnicodeDecodeError:
             body = repr(found.body)
         print(f"envelope:  {body}")
         if found.traceback:
-            print("traceback:\n" + found.traceback.rstrip())
+            print("traceback:\n" + escape_lines(found.traceback))
         return 0
     if args.dlq_command == "replay":
         if args.all == bool(args.job_ids):
             raise UsageError("give JOB_IDs or --all (not both)")
         if args.all:
-            replayed = await queue.dead_letters.replay_all()
-            print(json.dumps({"replayed": replayed}) if args.json else f"replayed {replayed} dead letters")
-            return 0
-        missing = [job_id for job_id in args.job_ids if not await queue.dead_letters.replay(job_id)]
-        replayed = len(args.job_ids) - len(missing)
-        print(
-            json.dumps({"replayed": replayed, "missing": missing})
-            if args.json
-            else f"replayed {replayed} dead letters"
-        )
+            report = await queue.dead_letters.replay_all()
+            replayed, conflicts, missing_count = report.replayed, list(report.conflicts), report.missing
+            missing: list[str] = []
+        else:
+            replayed, conflicts, missing = 0, [], []
+            for job_id in args.job_ids:
+                try:
+                    if await queue.dead_letters.replay(job_id):
+                        replayed += 1
+                    else:
+                        missing.append(job_id)
+                except DedupeConflictError as conflict:
+                    conflicts.append(conflict)
+            missing_count = len(missing)
+        if args.json:
+            data: dict[str, Any] = {"replayed": replayed}
+            data.update({"gone": missing_count} if args.all else {"missing": missing})
+            data["conflicts"] = [
+                {"id": left.job_id, "dedupe_key": left.dedupe_key, "live_job_id": left.live_job_id}
+                for left in conflicts
+            ]
+            print(json.dumps(data))
+        else:
+            summary = f"replayed {replayed} dead letters"
+            if conflicts:
+                summary += f"; {len(conflicts)} left in place (a live job holds their dedupe key)"
+            if args.all and missing_count:
+                summary += f"; {missing_count} were gone before their turn"
+            print(summary)
+        for left in conflicts:
+            print(f"lssm-jobs: error: {escape(str(left))}", file=sys.stderr)
         if missing:
-            print(f"lssm-jobs: error: no dead letter with id {', '.join(missing)}", file=sys.stderr)
-            return 1
-        return 0
+            print(f"lssm-jobs: error: no dead letter with id {escape(', '.join(missing))}", file=sys.stderr)
+        return 1 if conflicts or missing else 0
     if args.all == bool(args.job_ids):
         raise UsageError("give JOB_IDs or --all (not both)")
     purged = await queue.dead_letters.purge(None if args.all else args.job_ids)
@@ -518,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LssmJobsError, ValueError, TypeError, OSError, ConnectionError) as error:
         if args.debug:
             raise
-        print(redact(f"lssm-jobs: error: {error}"), file=sys.stderr)
+        print(escape(redact(f"lssm-jobs: error: {error}")), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ import json
 import attrs
 
 from lssm_jobs.backends.base import BackendCapabilities
+from lssm_jobs.cli.escape import escape
 from lssm_jobs.jobs import JobStatus
 
 
@@ -24,10 +25,13 @@ def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = Fal
             json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())})
         )
         return
-    width = max([5, *(len(name) for name in counts)])
+    shown = {name: escape(name) for name in counts}  # queue names come from whoever enqueued
+    width = max([5, *(len(name) for name in shown.values())])
     print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
     for name in sorted(counts):
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
+        print(
+            f"{shown[name]:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns)
+        )
     if not counts:
         print("(no jobs)")
 
