@@ -48,6 +48,7 @@ from lssm_jobs.serialization import (
     job_from_envelope,
     validate_payload,
 )
+from lssm_jobs.signing import SigningKeys, SigningSerializer
 from lssm_jobs.worker import Dispatcher, Handler
 
 log = logging.getLogger("lssm_jobs.queue")
@@ -75,6 +76,7 @@ QUEUE_OPTIONS = frozenset(
         "sinks",
         "executor",
         "plugins",
+        "signing_key",
     }
 )
 
@@ -191,6 +193,8 @@ class JobQueue:
         ``LSSM_JOBS_SINKS``, else ``["logging"]``.
     :param executor: thread pool for plain-function handlers; by default the queue makes one with as many
         threads as ``concurrency`` when it starts, and shuts it down on close.
+    :param signing_key: sign every envelope with HMAC-SHA256 and run only jobs whose signature verifies
+        (one key, or several for rotation: the first signs, any verifies); see :mod:`lssm_jobs.signing`.
     """
 
     def __init__(
@@ -209,6 +213,7 @@ class JobQueue:
         sinks: Sequence[str | EventSink] | None = None,
         executor: Executor | None = None,
         plugins: PluginRegistry | None = None,
+        signing_key: SigningKeys | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -217,6 +222,8 @@ class JobQueue:
         self.serializer = (
             self.plugins.serializer(serializer).factory() if isinstance(serializer, str) else serializer
         )
+        if signing_key is not None:
+            self.serializer = SigningSerializer(self.serializer, signing_key)
         self.catalog = catalog if catalog is not None else default_catalog
         self.consume_options = ConsumeOptions(
             queues=tuple(queues) if queues else None,

@@ -13,6 +13,7 @@ import attrs
 
 from lssm_jobs.handlers import Handlers
 from lssm_jobs.queue import QUEUE_OPTIONS, JobQueue, open_queue
+from lssm_jobs.signing import SigningSerializer, signing_keys_from_environment
 
 BACKEND_ENV = "LSSM_JOBS_BACKEND"
 URL_ENV = "LSSM_JOBS_URL"
@@ -87,7 +88,14 @@ def build_queue(
     """The queue a command works on: the APP's own JobQueue, or one opened from flags/env with the APP's
     handlers included."""
     queue_options = {key: value for key, value in (queue_options or {}).items() if value is not None}
+    try:
+        keys = signing_keys_from_environment()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if isinstance(app, JobQueue):
+        if keys is not None and not isinstance(app.serializer, SigningSerializer):
+            # The keys from the environment apply to an APP queue without its own; one with keys keeps them.
+            app.serializer = SigningSerializer(app.serializer, keys)
         if backend or url or options:
             raise UsageError(
                 "APP is a JobQueue with its own backend; drop --backend/--url/--option, or point APP "
@@ -103,6 +111,8 @@ def build_queue(
     unknown = set(queue_options) - QUEUE_OPTIONS
     if unknown:
         raise UsageError(f"unknown queue options: {sorted(unknown)}")
+    if keys is not None:
+        queue_options["signing_key"] = keys
     queue = open_queue(name, **opts, **queue_options)
     if app is not None:
         if not isinstance(app, Handlers):
