@@ -209,7 +209,7 @@ async def test_meta_must_be_strings_and_enqueue_many_paths_are_indexed() -> None
     catalog = JobCatalog()
     ping = define_job_type(type="ping.meta", payload=Ping, catalog=catalog)
     async with _queue(catalog) as queue:
-        with pytest.raises(ValueError, match="meta keys and values must be strings"):
+        with pytest.raises(TypeError, match="meta keys and values must be strings"):
             await queue.enqueue(ping, {"host": "h"}, meta={"attempt": 5})  # type: ignore[dict-item]
         with pytest.raises(JobValidationError) as raised:
             await queue.enqueue_many([EnqueueRequest(job_type=ping, payload={"host": 1})])

@@ -14,6 +14,7 @@ Safe to share between threads (e.g. one per web process)::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -32,7 +33,8 @@ T = TypeVar("T")
 class BlockingQueue:
     """Synchronous methods mirroring :class:`~lssm_jobs.queue.JobQueue`'s producer and inspection API.
 
-    :param timeout: seconds a call may take before ``TimeoutError`` (the call may still complete).
+    :param timeout: seconds a call may take before ``TimeoutError``; the call is then cancelled (work the
+        backend had already done, such as a push it received, stays done).
     """
 
     def __init__(self, queue: JobQueue, *, timeout: float = 30.0) -> None:
@@ -50,7 +52,14 @@ class BlockingQueue:
         if self._closed:
             coroutine.close()
             raise QueueClosedError("this blocking queue was closed")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            # Cancelled, not left running: callers that keep timing out (a stalled backend) must not pile
+            # up work on the private loop, so at most one call per calling thread is ever in flight.
+            future.cancel()
+            raise
 
     def enqueue(
         self,

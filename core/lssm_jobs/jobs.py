@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import math
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -13,6 +14,15 @@ import attrs
 
 from lssm_jobs._slots import slot_setters
 from lssm_jobs.errors import JobTypeConflictError
+from lssm_jobs.limits import (
+    MAX_DELAY_MS,
+    MAX_RETRIES,
+    MAX_TIMEOUT_MS,
+    MAX_VERSION,
+    check_int,
+    check_name,
+    check_priority,
+)
 
 P = TypeVar("P")
 
@@ -36,9 +46,34 @@ class JobStatus(str, enum.Enum):
 LIVE_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.ACTIVE})
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: int | float | None) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+def _int_in(low: int, high: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        check_int(value, attribute.name, low, high)
+
+    return check
+
+
+def _optional_int_in(low: int, high: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            check_int(value, attribute.name, low, high)
+
+    return check
+
+
+def _jitter(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"jitter must be a number, got {builtins.type(value).__name__}")
+    if not (value >= 0 and math.isfinite(value)):  # also refuses NaN
+        raise ValueError(f"jitter must be >= 0 (a fraction: 0.1 means +/-10%), got {value!r}")
+
+
+def _queue_name(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_name(value, attribute.name)
+
+
+def _priority(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_priority(value, attribute.name)
 
 
 @attrs.frozen(kw_only=True, cache_hash=True)  # hashed once: it keys per-type caches on hot paths
@@ -48,18 +83,23 @@ class JobOptions:
     Backoff before retry ``n`` (1-based) is ``backoff_ms`` for ``fixed``, ``backoff_ms * n`` for
     ``linear`` and ``backoff_ms * 2 ** (n - 1)`` for ``exponential``, capped at ``max_backoff_ms``, then
     spread by ``jitter`` (a fraction: 0.1 means +/-10%) so retries of many jobs do not arrive together.
+
+    Every field is checked on construction (see :mod:`lssm_jobs.limits` for the bounds).
+
+    :raises TypeError: a field of the wrong type (``max_retries=True``, ``queue=5``).
+    :raises ValueError: a field out of range, or an empty or unprintable queue name.
     """
 
-    max_retries: int = attrs.field(default=3, validator=_non_negative)
-    backoff_ms: int = attrs.field(default=1000, validator=_non_negative)
+    max_retries: int = attrs.field(default=3, validator=_int_in(0, MAX_RETRIES))
+    backoff_ms: int = attrs.field(default=1000, validator=_int_in(0, MAX_DELAY_MS))
     backoff: BackoffKind = attrs.field(
         default="exponential", validator=attrs.validators.in_(("exponential", "fixed", "linear"))
     )
-    max_backoff_ms: int = attrs.field(default=3_600_000, validator=_non_negative)
-    jitter: float = attrs.field(default=0.1, validator=_non_negative)
-    timeout_ms: int | None = attrs.field(default=None, validator=_non_negative)
-    queue: str = "default"
-    priority: int = 0
+    max_backoff_ms: int = attrs.field(default=3_600_000, validator=_int_in(0, MAX_DELAY_MS))
+    jitter: float = attrs.field(default=0.1, validator=_jitter)
+    timeout_ms: int | None = attrs.field(default=None, validator=_optional_int_in(0, MAX_TIMEOUT_MS))
+    queue: str = attrs.field(default="default", validator=_queue_name)
+    priority: int = attrs.field(default=0, validator=_priority)
 
     @property
     def max_attempts(self) -> int:
@@ -69,16 +109,34 @@ class JobOptions:
 DEFAULT_OPTIONS = JobOptions()
 
 
+def _type_name(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_name(value, "job type name")
+
+
+def _options(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, JobOptions):
+        raise TypeError(f"options must be a JobOptions, got {builtins.type(value).__name__}")
+
+
+def _upgraders(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"upgraders must map versions to functions, got {builtins.type(value).__name__}")
+    for version, upgrade in value.items():
+        check_int(version, "upgraders version", 1, MAX_VERSION)
+        if not callable(upgrade):
+            raise TypeError(f"upgraders[{version}] must be a function, got {builtins.type(upgrade).__name__}")
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class JobType(Generic[P]):
     """A named, versioned kind of job with a typed payload. Create with :func:`define_job_type`."""
 
-    type: str
-    version: int
+    type: str = attrs.field(validator=_type_name)
+    version: int = attrs.field(validator=_int_in(1, MAX_VERSION))
     payload: builtins.type[P] | None
-    options: JobOptions = DEFAULT_OPTIONS
-    upgraders: Mapping[int, PayloadUpgrader] = attrs.field(factory=dict)
-    description: str = ""
+    options: JobOptions = attrs.field(default=DEFAULT_OPTIONS, validator=_options)
+    upgraders: Mapping[int, PayloadUpgrader] = attrs.field(factory=dict, validator=_upgraders)
+    description: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
 
     def __repr__(self) -> str:
         payload = self.payload.__qualname__ if self.payload is not None else "Any"
@@ -148,19 +206,20 @@ def define_job_type(
     :param options: defaults for retries, backoff, timeout, queue and priority.
     :param upgraders: ``{old_version: fn}``; ``fn`` turns a version ``old_version`` payload (plain data) into
         a version ``old_version + 1`` payload, so jobs enqueued before a deploy still run after it.
-    :raises ValueError: the name is empty or the version is below 1.
+    :raises TypeError: an argument of the wrong type (a name that is not a string, options that are not a
+        :class:`JobOptions`, a version that is not an integer).
+    :raises ValueError: the name is empty, longer than 255 characters or holds a control character, or the
+        version is out of range (1 to 2**31 - 1).
     :raises JobTypeConflictError: the name and version are already defined with another payload class.
     """
-    if not type or not isinstance(type, str):
+    if isinstance(type, str) and not type:
         raise ValueError("a job type needs a non-empty string name")
-    if version < 1:
-        raise ValueError(f"job type version must be >= 1, got {version}")
     job_type: JobType[P] = JobType(
         type=type,
         version=version,
         payload=payload,
         options=options,
-        upgraders=dict(upgraders or {}),
+        upgraders=dict(upgraders) if isinstance(upgraders, Mapping) else upgraders or {},
         description=description,
     )
     (catalog if catalog is not None else default_catalog).add(job_type)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections import deque
@@ -28,7 +27,14 @@ from lssm_jobs.backends.base import (
     QueueBackend,
     new_outgoing_job,
 )
-from lssm_jobs.errors import FieldError, JobValidationError, LssmJobsError, QueueClosedError
+from lssm_jobs.errors import (
+    DedupeConflictError,
+    FieldError,
+    JobValidationError,
+    LssmJobsError,
+    QueueClosedError,
+    SerializationError,
+)
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
 from lssm_jobs.jobs import (
     DEFAULT_OPTIONS,
@@ -39,6 +45,23 @@ from lssm_jobs.jobs import (
     JobType,
     default_catalog,
     new_job,
+)
+from lssm_jobs.limits import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_PAYLOAD_DEPTH,
+    MAX_DEDUPE_KEY_BYTES,
+    MAX_DELAY_MS,
+    MAX_RETRIES,
+    MAX_TIMEOUT_MS,
+    check_int,
+    check_meta,
+    check_name,
+    check_payload_limits,
+    check_priority,
+    check_run_at,
+    check_text,
+    depth_exceeds,
+    unencodable_path,
 )
 from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.serialization import (
@@ -76,6 +99,8 @@ QUEUE_OPTIONS = frozenset(
         "sinks",
         "executor",
         "plugins",
+        "max_payload_bytes",
+        "max_payload_depth",
         "signing_key",
     }
 )
@@ -105,6 +130,16 @@ def _pair(request: Any, index: int) -> tuple[str | JobType[Any], Any]:
     return job_type, payload
 
 
+def _at_index(error: Exception, index: int) -> Exception:
+    """``error`` (a TypeError, ValueError or SerializationError) with the enqueue_many request's index in
+    front of its message; other exception types, and messages already naming the index, are kept as they
+    are."""
+    prefix = f"enqueue_many request [{index}]"
+    if type(error) not in (TypeError, ValueError, SerializationError) or str(error).startswith(prefix):
+        return error
+    return type(error)(f"{prefix}: {error}")
+
+
 def _keep_not_created(kept: list[tuple[int, PushResult]], offset: int, results: list[PushResult]) -> None:
     """Add to ``kept`` the results (with their index) of a push starting at ``offset`` that stored nothing."""
     for index, result in enumerate(results):
@@ -128,6 +163,21 @@ class EnqueueRequest:
     meta: Mapping[str, str] | None = None
 
 
+@attrs.frozen(kw_only=True)
+class ReplayReport:
+    """What :meth:`DeadLetters.replay_all` did.
+
+    :param replayed: dead letters put back in their queues.
+    :param conflicts: dead letters left in place because a live job holds their dedupe key (each error
+        names the dead letter, the key and the live job).
+    :param missing: dead letters gone before their turn (purged or replayed by someone else meanwhile).
+    """
+
+    replayed: int
+    conflicts: tuple[DedupeConflictError, ...] = ()
+    missing: int = 0
+
+
 class DeadLetters:
     """The dead letter queue of a :class:`JobQueue`: ``queue.dead_letters``."""
 
@@ -144,15 +194,19 @@ class DeadLetters:
         return await backend.get_dead(job_id)
 
     async def replay(self, job_id: str, *, delay_ms: int = 0) -> bool:
-        """Put a dead letter back in its queue with its attempts reset (after you fixed the cause).
+        """Put a dead letter back in its queue with its attempts reset (after you fixed the cause). It keeps
+        its id, envelope, priority and dedupe key, and is ready ``delay_ms`` from now.
 
         :returns: False when no dead letter has that id.
+        :raises DedupeConflictError: a live job (scheduled, pending or active) holds the dead letter's dedupe
+            key now; the dead letter stays where it is (replay it once that job has finished).
         """
+        delay = check_int(delay_ms, "delay_ms", 0, MAX_DELAY_MS)
         backend = await self._queue._opened()
         dead = await backend.get_dead(job_id)
         if dead is None:
             return False
-        replayed = await backend.replay_dead(job_id, run_at=time.time() + delay_ms / 1000)
+        replayed = await backend.replay_dead(job_id, run_at=time.time() + delay / 1000)
         if replayed:
             await self._queue.events.emit(
                 JobReplayed(
@@ -161,15 +215,33 @@ class DeadLetters:
             )
         return replayed
 
-    async def replay_all(self) -> int:
-        """Replay every dead letter. :returns: how many were replayed."""
-        replayed = 0
+    async def replay_all(self) -> ReplayReport:
+        """Replay every dead letter present when the call starts, each exactly once, oldest first.
+
+        The ids are listed first, then replayed: jobs that die again while this runs (workers are running
+        and the cause is not fixed) stay in the dead letter queue instead of being replayed again, so the
+        call always ends. A dead letter whose dedupe key a live job holds is left in place and reported.
+        """
+        ids: dict[str, None] = {}  # ordered, and an id listed twice (the list shifted) is kept once
+        page = 500
+        offset = 0
         while True:
-            batch = await self.list(limit=500)
-            if not batch:
-                return replayed
-            for dead in batch:
-                replayed += await self.replay(dead.id)
+            batch = await self.list(limit=page, offset=offset)
+            ids.update((dead.id, None) for dead in batch)
+            if len(batch) < page:
+                break
+            offset += page
+        replayed = missing = 0
+        conflicts: list[DedupeConflictError] = []
+        for job_id in reversed(ids):  # listed most recent first
+            try:
+                if await self.replay(job_id):
+                    replayed += 1
+                else:
+                    missing += 1
+            except DedupeConflictError as conflict:
+                conflicts.append(conflict)
+        return ReplayReport(replayed=replayed, conflicts=tuple(conflicts), missing=missing)
 
     async def purge(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete the given dead letters, or all of them. :returns: how many were deleted."""
@@ -195,6 +267,11 @@ class JobQueue:
         threads as ``concurrency`` when it starts, and shuts it down on close.
     :param signing_key: sign every envelope with HMAC-SHA256 and run only jobs whose signature verifies
         (one key, or several for rotation: the first signs, any verifies); see :mod:`lssm_jobs.signing`.
+    :param max_payload_bytes: most bytes a job's encoded payload may take (the payload's UTF-8 JSON text
+        with the default serializer; the whole envelope with another); 1 MiB by default.
+    :param max_payload_depth: deepest nesting of lists and objects in a payload; 64 by default, at most
+        200 (what every worker can decode and validate again).
+    :raises TypeError, ValueError: an option of the wrong type or out of range.
     """
 
     def __init__(
@@ -213,10 +290,18 @@ class JobQueue:
         sinks: Sequence[str | EventSink] | None = None,
         executor: Executor | None = None,
         plugins: PluginRegistry | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH,
         signing_key: SigningKeys | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        check_int(concurrency, "concurrency", 1, 1_000_000)
+        check_int(prefetch, "prefetch", 0, 1_000_000)
+        check_int(lease_ms, "lease_ms", 1, MAX_TIMEOUT_MS)
+        if default_timeout_ms is not None:
+            check_int(default_timeout_ms, "default_timeout_ms", 0, MAX_TIMEOUT_MS)
+        self.max_payload_bytes, self.max_payload_depth = check_payload_limits(
+            max_payload_bytes, max_payload_depth
+        )
         self.backend = backend
         self.plugins = plugins or get_plugins()
         self.serializer = (
@@ -306,20 +391,19 @@ class JobQueue:
         request: EnqueueRequest | None = None,
         job_id: str | None = None,
     ) -> tuple[Job[Any], Body]:
-        """Validate one job and serialize it: its :class:`Job` and its body. ``request`` carries the
-        optional settings (None: all defaults, the common case, checked without building a request);
-        ``job_id`` is a new random id when None.
+        """Check and serialize one job: its :class:`Job` and its body. ``request`` carries the optional
+        settings (None: all defaults, the common case, checked without building a request); ``job_id`` is
+        a new random id when None.
 
+        :raises TypeError: an argument of the wrong type (naming it).
+        :raises ValueError: an argument out of range (naming it; see :mod:`lssm_jobs.limits`).
         :raises JobValidationError: the payload does not fit the job type.
-        :raises SerializationError: the payload cannot be serialized.
-        :raises ValueError: an invalid setting (negative delay, naive datetime, non-string meta).
+        :raises SerializationError: the payload cannot be serialized, or is larger or deeper than this
+            queue's ``max_payload_bytes`` / ``max_payload_depth``.
         """
         name, version, definition, options = self._resolve(job_type)
-        if definition is None or definition.payload is None:
-            data = typed = payload
-        else:
-            data, typed = validate_payload(definition, payload)
         if request is None:
+            data, typed = self._payload(definition, payload)
             return self._prepared(
                 name,
                 version,
@@ -334,55 +418,125 @@ class JobQueue:
                 _NO_META,
                 job_id,
             )
+        # Every setting is checked before the payload: cheap type tests, each naming its argument.
+        queue = options.queue if request.queue is None else check_name(request.queue, "queue")
+        priority = options.priority if request.priority is None else check_priority(request.priority)
+        dedupe_key = (
+            None
+            if request.dedupe_key is None
+            else check_text(request.dedupe_key, "dedupe_key", MAX_DEDUPE_KEY_BYTES)
+        )
         if request.max_retries is not None or request.timeout_ms is not None:
             options = attrs.evolve(
                 options,
-                max_retries=options.max_retries if request.max_retries is None else request.max_retries,
-                timeout_ms=options.timeout_ms if request.timeout_ms is None else request.timeout_ms,
+                max_retries=options.max_retries
+                if request.max_retries is None
+                else check_int(request.max_retries, "max_retries", 0, MAX_RETRIES),
+                timeout_ms=options.timeout_ms
+                if request.timeout_ms is None
+                else check_int(request.timeout_ms, "timeout_ms", 0, MAX_TIMEOUT_MS),
             )
-        if request.meta and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in request.meta.items()
-        ):
-            raise ValueError("meta keys and values must be strings (they travel as message headers)")
-        if request.delay_ms is not None and request.run_at is not None:
-            raise ValueError("pass delay_ms or run_at, not both")
+        meta = _NO_META if request.meta is None else check_meta(request.meta) or _NO_META
         if request.delay_ms is not None:
-            if request.delay_ms < 0:
-                raise ValueError("delay_ms must be >= 0")
-            run_at = now + request.delay_ms / 1000
-        elif isinstance(request.run_at, datetime):
-            if request.run_at.tzinfo is None:
-                raise ValueError("run_at must be timezone-aware (naive datetimes are ambiguous)")
-            run_at = request.run_at.timestamp()
+            if request.run_at is not None:
+                raise ValueError("pass delay_ms or run_at, not both")
+            run_at = now + check_int(request.delay_ms, "delay_ms", 0, MAX_DELAY_MS) / 1000
         elif request.run_at is not None:
-            run_at = float(request.run_at)
+            run_at = check_run_at(request.run_at, now)
         else:
             run_at = now
-        if not math.isfinite(run_at):
-            raise ValueError(f"run_at must be a finite time, got {run_at!r}")
+        data, typed = self._payload(definition, payload)
         return self._prepared(
             name,
             version,
             data,
             typed,
-            request.queue or options.queue,
-            options.priority if request.priority is None else request.priority,
+            queue,
+            priority,
             options,
-            request.dedupe_key,
+            dedupe_key,
             now,
             run_at,
-            MappingProxyType(dict(request.meta)) if request.meta else _NO_META,
+            meta,
             job_id,
         )
 
     def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
-        """Name, version, definition (None when the catalog does not know the name) and options."""
+        """Name, version, definition (None when the catalog does not know the name) and options.
+
+        :raises TypeError: ``job_type`` is neither a :class:`JobType` nor a string.
+        :raises ValueError: an unknown name that is not a valid job type name.
+        """
+        if type(job_type) is str:
+            definition = self.catalog.get(job_type)
+            if definition is None:  # names in the catalog were checked when their type was defined
+                return check_name(job_type, "job_type"), 1, None, DEFAULT_OPTIONS
+            return job_type, definition.version, definition, definition.options
         if isinstance(job_type, JobType):
             return job_type.type, job_type.version, job_type, job_type.options
-        definition = self.catalog.get(job_type)
-        if definition is None:
-            return job_type, 1, None, DEFAULT_OPTIONS
-        return job_type, definition.version, definition, definition.options
+        if isinstance(job_type, str):  # a str subclass (a StrEnum member): its text
+            return self._resolve(str.__str__(job_type))
+        raise TypeError(
+            f"job_type must be a JobType or a job type name (str), got {type(job_type).__name__} {job_type!r}"
+        )
+
+    @staticmethod
+    def _payload(definition: JobType[Any] | None, payload: Any) -> tuple[Any, Any]:
+        """The payload's plain data and its typed form (both the payload itself for untyped jobs)."""
+        if definition is None or definition.payload is None:
+            return payload, payload
+        return validate_payload(definition, payload)
+
+    def _encode_payload(self, data: Any) -> str:
+        """A payload's JSON text (the default serializer), checked against this queue's limits.
+
+        The checks cost a flag test and a comparison for the usual small ASCII payload: the UTF-8 encoding
+        only runs for non-ASCII text (where it also finds lone surrogates), and the payload is only walked
+        for its depth when its text holds more brackets than the depth limit.
+
+        :raises SerializationError: not serializable, not valid Unicode, too large or too deep.
+        """
+        try:
+            text = cast(JsonSerializer, self.serializer).encode_value(data)
+        except SerializationError as error:
+            if isinstance(error.__cause__, RecursionError):
+                raise self._too_deep() from error
+            raise
+        if text.isascii():
+            size = len(text)
+        else:
+            try:
+                size = len(text.encode())
+            except UnicodeEncodeError:
+                raise SerializationError(
+                    f"payload is not valid Unicode: the string at {unencodable_path(data)} holds a lone "
+                    "surrogate"
+                ) from None
+        if size > self.max_payload_bytes:
+            raise self._too_large(size)
+        depth = self.max_payload_depth
+        if len(text) > 2 * depth and text.count("[") + text.count("{") > depth and depth_exceeds(data, depth):
+            raise self._too_deep()
+        return text
+
+    def _check_encoded(self, data: Any, body: bytes) -> None:
+        """The limits, for a body made by a serializer other than the default (the whole envelope)."""
+        if len(body) > self.max_payload_bytes:
+            raise self._too_large(len(body))
+        if depth_exceeds(data, self.max_payload_depth):
+            raise self._too_deep()
+
+    def _too_large(self, size: int) -> SerializationError:
+        return SerializationError(
+            f"payload is {size} bytes encoded, more than this queue's max_payload_bytes "
+            f"({self.max_payload_bytes}); store large data elsewhere and enqueue a reference to it"
+        )
+
+    def _too_deep(self) -> SerializationError:
+        return SerializationError(
+            f"payload nests lists and objects more than this queue's max_payload_depth "
+            f"({self.max_payload_depth}) levels deep"
+        )
 
     def _prepared(
         self,
@@ -422,22 +576,26 @@ class JobQueue:
         if isinstance(serializer, JsonSerializer) and serializer.assembles(created_at, run_at):
             # The default: only the payload is encoded now (the part that can fail); the envelope is
             # assembled around it when the job is sent (see _outgoing), overlapping the backend's work.
-            return job, serializer.encode_value(data)
-        body = serializer.dumps(
-            Envelope(
-                id=job_id,
-                type=name,
-                version=version,
-                payload=data,
-                queue=queue,
-                priority=priority,
-                options=options,
-                dedupe_key=dedupe_key,
-                created_at=created_at,
-                run_at=run_at,
-                meta=meta,
+            return job, self._encode_payload(data)
+        try:
+            body = serializer.dumps(
+                Envelope(
+                    id=job_id,
+                    type=name,
+                    version=version,
+                    payload=data,
+                    queue=queue,
+                    priority=priority,
+                    options=options,
+                    dedupe_key=dedupe_key,
+                    created_at=created_at,
+                    run_at=run_at,
+                    meta=meta,
+                )
             )
-        )
+        except (UnicodeError, RecursionError) as error:  # a serializer that lets them through
+            raise SerializationError(f"payload cannot be serialized: {type(error).__name__}: {error}") from error
+        self._check_encoded(data, body)
         return job, body
 
     async def enqueue(
@@ -533,6 +691,9 @@ class JobQueue:
 
         :raises JobValidationError: for the first invalid payload, its paths prefixed with the request's
             ``[index]`` (``[3].email``); nothing was stored.
+        :raises TypeError, ValueError, SerializationError: for the first invalid argument or payload (as
+            ``enqueue`` raises them), the message starting with ``enqueue_many request [index]``; nothing
+            was stored.
         """
         now = time.time()
         requests = list(requests)
@@ -547,7 +708,7 @@ class JobQueue:
         # with the type resolved once per run of jobs of one type).
         serializer = self.serializer
         encode = (
-            serializer.encode_value
+            self._encode_payload
             if isinstance(serializer, JsonSerializer) and serializer.assembles(now, now)
             else None
         )
@@ -566,10 +727,7 @@ class JobQueue:
                         resolved = self._resolve(job_type)
                         last_type = job_type
                     name, version, definition, options = resolved
-                    if definition is None or definition.payload is None:
-                        data = typed = payload
-                    else:
-                        data, typed = validate_payload(definition, payload)
+                    data, typed = self._payload(definition, payload)
                     job = new_job(
                         job_id,
                         name,
@@ -593,6 +751,8 @@ class JobQueue:
                     error.job_type,
                     [FieldError(path=f"[{index}]{e.path[1:]}", message=e.message) for e in error.errors],
                 ) from error
+            except (TypeError, ValueError, SerializationError) as error:
+                raise _at_index(error, index) from error
             jobs.append(job)
             bodies.append(body)
         return await self._store(jobs, bodies)

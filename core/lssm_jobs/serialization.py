@@ -165,6 +165,20 @@ def _field_errors(error: BaseException) -> list[FieldError]:
     return errors
 
 
+_TOO_DEEP = FieldError(path="$", message="the payload nests too deeply to validate")
+
+
+def _from_recursion(error: BaseException) -> bool:
+    """Whether ``error`` is, or (in cattrs' exception groups) holds, a RecursionError."""
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, RecursionError):
+            return True
+        pending.extend(getattr(current, "exceptions", ()))
+    return False
+
+
 def structure_payload(job_type: JobType[Any], data: Any, converter: cattrs.Converter | None = None) -> Any:
     """Turn plain data into the job type's payload class, or raise :class:`JobValidationError`."""
     if job_type.payload is None:
@@ -173,6 +187,8 @@ def structure_payload(job_type: JobType[Any], data: Any, converter: cattrs.Conve
     try:
         return converter.structure(data, job_type.payload)
     except Exception as error:
+        if _from_recursion(error):  # cattrs reports it deep down a path as long as the nesting
+            raise JobValidationError(job_type.type, [_TOO_DEEP]) from error
         raise JobValidationError(job_type.type, _field_errors(error)) from error
 
 
@@ -187,12 +203,15 @@ def validate_payload(
     converter = converter or payload_converter
     if job_type.payload is None:
         return payload, payload
-    if not is_typeddict(job_type.payload) and isinstance(payload, job_type.payload):
-        data = converter.unstructure(payload)
-    else:
-        data = payload
-    typed = structure_payload(job_type, data, converter)
-    return converter.unstructure(typed), typed
+    try:
+        if not is_typeddict(job_type.payload) and isinstance(payload, job_type.payload):
+            data = converter.unstructure(payload)
+        else:
+            data = payload
+        typed = structure_payload(job_type, data, converter)
+        return converter.unstructure(typed), typed
+    except RecursionError as error:
+        raise JobValidationError(job_type.type, [_TOO_DEEP]) from error
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -458,10 +477,14 @@ class JsonSerializer(Serializer):
             raise SerializationError(f"payload is not JSON-serializable: {error}") from error
 
     def decode(self, raw: bytes) -> Any:
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise SerializationError(f"an envelope must be bytes, got {builtins.type(raw).__name__}")
         try:
-            return self._decoder.decode(raw.decode())
+            return self._decoder.decode(bytes(raw).decode())
         except (UnicodeDecodeError, ValueError) as error:
             raise SerializationError(f"not valid JSON: {error}") from error
+        except RecursionError as error:  # written by something that does not check the depth at enqueue
+            raise SerializationError("not readable: the JSON nests too deeply to decode") from error
 
     def dumps(self, envelope: Envelope) -> bytes:
         if envelope.format != ENVELOPE_FORMAT or not self.assembles(envelope.created_at, envelope.run_at):

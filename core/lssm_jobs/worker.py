@@ -14,6 +14,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
 import traceback as traceback_module
 from collections.abc import Awaitable, Callable, Mapping
@@ -165,7 +166,9 @@ class Dispatcher:
                 )
             try:
                 data = upgrade(data)
-            except Exception as error:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # noqa: B036 - user code: even SystemExit is this job's failure
                 raise _VersionError(
                     f"upgrading the payload from version {version} to {version + 1} failed: {_describe(error)}"
                 ) from error
@@ -199,19 +202,23 @@ class Dispatcher:
             else:
                 outcome = self._run_in_thread(prepared.handler, job)
             if timeout_ms:
-                await asyncio.wait_for(_awaitable(outcome), timeout_ms / 1000)
+                await _with_timeout(outcome, timeout_ms / 1000)
             elif inspect.isawaitable(outcome):
                 await outcome
-        except asyncio.CancelledError:
-            raise
         except asyncio.TimeoutError:
             duration_ms = (time.perf_counter() - started) * 1000
             await self._emit(JobTimedOut, job, timeout_ms=int(timeout_ms or 0))
             error = JobTimeoutError(f"job {job.type!r} ran longer than its timeout of {timeout_ms} ms")
             await self._failed(delivery, job, error, duration_ms)
             return
-        except Exception as error:
-            await self._failed(delivery, job, error, (time.perf_counter() - started) * 1000)
+        except asyncio.CancelledError as cancelled:
+            if _cancelled_from_outside():
+                raise  # the worker is stopping: the dispatcher releases the job
+            # The handler raised CancelledError itself (or awaited something cancelled): its failure.
+            await self._failed(delivery, job, cancelled, (time.perf_counter() - started) * 1000)
+            return
+        except BaseException as error:  # noqa: B036 - SystemExit, KeyboardInterrupt...: the job's failure
+            await self._failed(delivery, job, _handler_error(error), (time.perf_counter() - started) * 1000)
             return
         duration_ms = (time.perf_counter() - started) * 1000
         await _settle(delivery.ack, delivery, "ack")
@@ -292,6 +299,54 @@ class _VersionError(Exception):
     pass
 
 
+class _HandlerExit(Exception):
+    """Carries a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``, a
+    custom subclass) out of a handler's task as an ordinary exception: asyncio re-raises ``SystemExit``
+    and ``KeyboardInterrupt`` out of the event loop, which would stop the whole worker."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _handler_error(error: BaseException) -> BaseException:
+    return error.error if isinstance(error, _HandlerExit) else error
+
+
+async def _guarded(awaitable: Awaitable[Any]) -> Any:
+    """Await a handler's coroutine in its own task (``wait_for`` on Python 3.10), turning what is not an
+    ``Exception`` into one, so the task never re-raises it out of the event loop."""
+    try:
+        return await awaitable
+    except (asyncio.CancelledError, Exception):
+        raise
+    except BaseException as error:  # noqa: B036
+        raise _HandlerExit(error) from error
+
+
+if sys.version_info >= (3, 11):
+
+    async def _with_timeout(outcome: Any, seconds: float) -> None:
+        # asyncio.timeout runs the handler in the dispatcher's own task: no task of its own to start, and
+        # whatever it raises arrives here.
+        async with asyncio.timeout(seconds):
+            await _awaitable(outcome)
+
+    def _cancelled_from_outside() -> bool:
+        """Whether the running task was cancelled (the worker stopping), rather than a CancelledError
+        raised from inside a handler."""
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _with_timeout(outcome: Any, seconds: float) -> None:
+        await asyncio.wait_for(_guarded(_awaitable(outcome)), seconds)
+
+    def _cancelled_from_outside() -> bool:
+        return True  # no Task.cancelling() to tell: keep releasing, as a stop does
+
+
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
     while isinstance(handler, functools.partial):
         handler = handler.func
@@ -337,11 +392,69 @@ async def _wait_or_stop(stopping: asyncio.Event, timeout: float) -> None:
         await asyncio.wait_for(stopping.wait(), timeout)
 
 
+class LeaseGuard(Delivery):
+    """A delivery whose lease extensions and settling never overlap.
+
+    A heartbeat that extends a lease while the job's own ack, retry, dead-letter or release is under way
+    finds the job no longer held, and would report the lease lost although nothing was. So: once settling
+    starts, ``extend`` returns True without touching the backend (nothing is left to keep); an extension
+    already under way finishes before the settle operation starts. ``extend`` returns False only when the
+    backend says the lease was really lost.
+
+    The pull consumer wraps every delivery in one; backends that run their own consumption loop and call
+    :func:`keep_leases_alive` should wrap theirs too, and hand the same guard to the dispatcher.
+    """
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.id = delivery.id
+        self.attempt = delivery.attempt
+        self.body = delivery.body
+        self.queue = delivery.queue
+        self.lease_ms = delivery.lease_ms
+        self._settling = False
+        self._lock: asyncio.Lock | None = None  # made by the first extension: most jobs never need one
+
+    async def extend(self, lease_ms: int) -> bool:
+        if self._settling:
+            return True
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._settling:
+                return True
+            return await self.delivery.extend(lease_ms)
+
+    async def _settle_alone(self) -> None:
+        """No extension starts from now on; wait for one under way to finish."""
+        self._settling = True
+        if self._lock is not None:
+            async with self._lock:
+                pass
+
+    async def ack(self) -> None:
+        await self._settle_alone()
+        await self.delivery.ack()
+
+    async def retry(self, *, run_at: float, error: str) -> None:
+        await self._settle_alone()
+        await self.delivery.retry(run_at=run_at, error=error)
+
+    async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
+        await self._settle_alone()
+        await self.delivery.dead_letter(reason=reason, error=error, traceback=traceback)
+
+    async def release(self) -> None:
+        await self._settle_alone()
+        await self.delivery.release()
+
+
 async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) -> None:
     """Extend the leases of every running job every third of the lease, in one loop for all of them.
 
     Runs until cancelled. Backends that own their consumption loop (push, stream) can run it over their own
-    map of in-flight deliveries.
+    map of in-flight deliveries (wrapped in :class:`LeaseGuard`, so that a job settling meanwhile is not
+    reported as a lost lease).
     """
     interval = max(lease_ms / 3000, 0.01)
     while True:
@@ -363,21 +476,54 @@ async def keep_leases_alive(in_flight: Mapping[Any, Delivery], lease_ms: int) ->
                 )
 
 
+async def _run_in_slot(
+    dispatch: Callable[[Delivery], Awaitable[None]],
+    delivery: Delivery,
+    slots: asyncio.Semaphore,
+    queued: set[asyncio.Future[None]],
+    stopping: asyncio.Event,
+) -> None:
+    """Run a prefetched delivery once one of the ``concurrency`` slots is free; give it back unrun when
+    the worker stops first. Cancelled while waiting (its task in ``queued``), it leaves the release to
+    the consumer, which also releases deliveries whose task was cancelled before it ever ran."""
+    try:
+        await slots.acquire()
+    finally:
+        queued.discard(asyncio.current_task())  # type: ignore[arg-type]
+    try:
+        if stopping.is_set():
+            await _settle(delivery.release, delivery, "release")
+        else:
+            await dispatch(delivery)
+    finally:
+        slots.release()
+
+
 async def run_pull_consumer(
     backend: PullBackend,
     dispatch: Callable[[Delivery], Awaitable[None]],
     options: ConsumeOptions,
     stopping: asyncio.Event,
 ) -> None:
-    """The consumption loop of every pull backend: lease as many jobs as there are free slots, run each in
-    its own task, keep their leases alive, and on stop finish or release what is in flight."""
+    """The consumption loop of every pull backend: lease as many jobs as there are free slots (plus
+    ``prefetch``), run each in its own task, keep their leases alive, and on stop finish or release what
+    is in flight.
+
+    Memory stays bounded whatever the backlog: at most ``concurrency + prefetch`` jobs are leased by this
+    worker at any time, and at most ``concurrency`` of them run; prefetched jobs wait for a slot (their
+    leases kept alive) and are released unrun on stop.
+    """
     in_flight: dict[asyncio.Future[None], Delivery] = {}
     heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
     failures = 0
     queues = list(options.queues) if options.queues else None
+    capacity = options.concurrency + options.prefetch
+    # Without prefetch every leased job has a slot: no semaphore on the hot path.
+    slots = asyncio.Semaphore(options.concurrency) if options.prefetch else None
+    queued: set[asyncio.Future[None]] = set()  # prefetched jobs waiting for a slot
     try:
         while not stopping.is_set():
-            free = options.concurrency - len(in_flight)
+            free = capacity - len(in_flight)
             if free <= 0:
                 stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
                 waiting: set[asyncio.Future[Any]] = {*in_flight, stop_waiter}
@@ -386,10 +532,7 @@ async def run_pull_consumer(
                 continue
             try:
                 deliveries = await backend.lease(
-                    queues=queues,
-                    limit=free + options.prefetch,
-                    lease_ms=options.lease_ms,
-                    wait=options.poll_interval,
+                    queues=queues, limit=free, lease_ms=options.lease_ms, wait=options.poll_interval
                 )
                 failures = 0
             except asyncio.CancelledError:
@@ -400,11 +543,16 @@ async def run_pull_consumer(
                 log.error("leasing jobs failed (%s); retrying in %.1fs", _brief(error), delay)
                 await _wait_or_stop(stopping, delay)
                 continue
-            for delivery in deliveries:
+            for leased in deliveries:
+                delivery = LeaseGuard(leased)
                 if stopping.is_set():
                     await _settle(delivery.release, delivery, "release")
                     continue
-                task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
+                if slots is None:
+                    task: asyncio.Future[None] = asyncio.ensure_future(dispatch(delivery))
+                else:
+                    task = asyncio.ensure_future(_run_in_slot(dispatch, delivery, slots, queued, stopping))
+                    queued.add(task)
                 in_flight[task] = delivery
                 task.add_done_callback(_forget(in_flight))
             if deliveries:
@@ -412,6 +560,13 @@ async def run_pull_consumer(
                 # worker that request would otherwise sit between a job's arrival and its handler.
                 await asyncio.sleep(0)
     finally:
+        # Prefetched jobs that never got a slot are released at once, not after the shutdown timeout.
+        unstarted = [(task, in_flight[task]) for task in queued if task in in_flight]
+        for task, _ in unstarted:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in unstarted), return_exceptions=True)
+        for _, delivery in unstarted:
+            await _settle(delivery.release, delivery, "release")
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
             for task in pending:

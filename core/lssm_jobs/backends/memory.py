@@ -25,6 +25,7 @@ from lssm_jobs.backends.base import (
     PullBackend,
     PushResult,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
 from lssm_jobs.registrations import QueueBackendSpec
@@ -310,7 +311,7 @@ class MemoryBackend(PullBackend):
             updated_at=job.updated_at,
             dedupe_key=job.dedupe_key,
             last_error=job.last_error,
-            body=job.body,
+            body=_bytes(job.body),
         )
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
@@ -336,7 +337,7 @@ class MemoryBackend(PullBackend):
             traceback=job.traceback,
             attempts=job.attempts,
             failed_at=job.failed_at,
-            body=job.body,
+            body=_bytes(job.body),
         )
 
     async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
@@ -347,16 +348,20 @@ class MemoryBackend(PullBackend):
         return self._dead_letter(job) if job is not None and job.status is JobStatus.DEAD else None
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
-        job = self.store.jobs.get(job_id)
+        store = self.store
+        job = store.jobs.get(job_id)
         if job is None or job.status is not JobStatus.DEAD:
             return False
+        if job.dedupe_key is not None:
+            holder = store.jobs.get(store.dedupe.get(job.dedupe_key, ""))
+            if holder is not None and holder is not job and holder.status in LIVE_STATUSES:
+                raise DedupeConflictError(job.id, job.dedupe_key, holder.id)
+            store.dedupe[job.dedupe_key] = job.id
         job.attempts = 0
         job.reason = job.traceback = None
         job.run_at = run_at
-        job.updated_at = self.store.clock()
-        if job.dedupe_key is not None and job.dedupe_key not in self.store.dedupe:
-            self.store.dedupe[job.dedupe_key] = job.id
-        self.store.schedule(job)
+        job.updated_at = store.clock()
+        store.schedule(job)
         return True
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
@@ -368,6 +373,19 @@ class MemoryBackend(PullBackend):
                 del self.store.jobs[job_id]
                 purged += 1
         return purged
+
+
+def _bytes(body: object) -> bytes:
+    """A stored body as bytes, even when something other than the queue put another value in the store
+    (text as its UTF-8, anything else as its repr): records are always readable, and the dispatcher
+    dead-letters such a job as undecodable."""
+    if type(body) is bytes:
+        return body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8", "backslashreplace")
+    return repr(body).encode("utf-8", "backslashreplace")
 
 
 def _memory_factory(store: MemoryStore | None = None, **options: Any) -> MemoryBackend:

@@ -50,8 +50,22 @@ from lssm_jobs.backends.sqlite_connection import (
     immediate_transaction,
     read_transaction,
 )
+from lssm_jobs.backends.sqlite_records import (
+    Kind,
+    blob_id_matches,
+    blob_of,
+    clean_id,
+    describe,
+    id_of,
+    id_param,
+    int_of,
+    optional_text_of,
+    problems,
+    real_of,
+    text_of,
+)
 from lssm_jobs.backends.sqlite_schema import ensure_schema
-from lssm_jobs.errors import QueueClosedError
+from lssm_jobs.errors import DedupeConflictError, QueueClosedError, SerializationError
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.registrations import QueueBackendSpec
@@ -69,6 +83,38 @@ _DEAD_COLUMNS = (
     "traceback, failed_at, body"
 )
 _LIVE = "('scheduled', 'pending', 'active')"
+_STATUSES = ("scheduled", "pending", "active", "completed")
+#: What a lease returns of each row, and the type each must have for the row to be run.
+_LEASED_COLUMNS = "id, queue, attempts, priority, run_at, created_at, body"
+_LEASED_KINDS: tuple[tuple[str, Kind], ...] = (
+    ("id", "text"),
+    ("queue", "text"),
+    ("attempts", "int"),
+    ("priority", "int"),
+    ("run_at", "real"),
+    ("created_at", "real"),
+    ("body", "blob"),
+)
+# Rows no lease would ever pick, each condition an index range (in sqlite's order of values, NULL <
+# numbers < TEXT < BLOB, so ``>= 9e999`` is "infinite, TEXT or BLOB" and ``>= x''`` is "BLOB"): a status
+# other than the four known ones, a scheduled job whose run_at is not a finite number, a BLOB queue or id.
+_UNREADABLE = (
+    "SELECT rowid FROM lssm_jobs WHERE status < 'active' OR (status > 'active' AND status < 'completed') "
+    "OR (status > 'completed' AND status < 'pending') OR (status > 'pending' AND status < 'scheduled') "
+    "OR status > 'scheduled' "
+    "UNION SELECT rowid FROM lssm_jobs WHERE status = 'scheduled' AND run_at >= 9e999 "  # inf, TEXT, BLOB
+    "UNION SELECT rowid FROM lssm_jobs WHERE queue >= x'' "
+    "UNION SELECT rowid FROM lssm_jobs WHERE id >= x''"
+)
+_UNEXPIRING_LEASES = (
+    "SELECT rowid FROM lssm_jobs WHERE status = 'active' AND lease_until IS NULL "
+    "UNION SELECT rowid FROM lssm_jobs WHERE status = 'active' AND lease_until >= 9e999"
+)
+_UNEXPIRING_COMPLETED = (
+    "SELECT rowid FROM lssm_jobs WHERE status = 'completed' AND finished_at IS NULL "
+    "UNION SELECT rowid FROM lssm_jobs WHERE status = 'completed' AND finished_at >= 9e999"
+)
+_UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
 PRUNE_BATCH = 2_000
 #: Most ids bound in one statement (sqlite's historical limit is 999 variables).
@@ -307,7 +353,7 @@ class SqliteBackend(PullBackend):
                         (job.dedupe_key,),
                     ).fetchone()
                     if live is not None:
-                        results.append(PushResult(id=live[0], created=False))
+                        results.append(PushResult(id=id_of(live[0]), created=False))
                         continue
                 if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
                     results.append(PushResult(id=job.id, created=False))  # already pushed, and died
@@ -398,8 +444,9 @@ class SqliteBackend(PullBackend):
         if now >= self._next_prune:
             try:
                 self._prune_sync(now)
+                self._sweep_sync(now)
             except sqlite3.OperationalError as error:  # housekeeping must not stop leasing; next time
-                log.warning("could not prune completed jobs in %s: %s", self.path, error)
+                log.warning("could not prune or sweep %s: %s", self.path, error)
         if not self._has_work(db, queues, now):
             return [], self._next_due(db)
         token = uuid.uuid4().hex
@@ -417,48 +464,128 @@ class SqliteBackend(PullBackend):
             )
             where, params = _queue_filter(queues)
             # 'pending' is only ever written for jobs already due, so no run_at test: that keeps sqlite on
-            # the lease indexes, read in ORDER BY order, instead of sorting every pending job.
+            # the lease indexes, read in ORDER BY order, instead of sorting every pending job. Rows are
+            # picked by rowid, which stays an integer whatever the other columns were changed to.
             pick = (
-                f"SELECT id FROM lssm_jobs WHERE status = 'pending'{where} "
+                f"SELECT rowid FROM lssm_jobs WHERE status = 'pending'{where} "
                 "ORDER BY priority DESC, run_at, created_at LIMIT ?"
             )
             assign = (
                 "UPDATE lssm_jobs SET status = 'active', attempts = attempts + 1, lease_until = ?, "
                 "lease_token = ?, updated_at = ?"
             )
-            returned = "id, queue, attempts, priority, run_at, created_at, body"
+            returned = f"rowid, {_LEASED_COLUMNS}"
             lease_until = now + lease_ms / 1000
             if self.use_returning:
                 rows = db.execute(
-                    f"{assign} WHERE id IN ({pick}) RETURNING {returned}",
+                    f"{assign} WHERE rowid IN ({pick}) RETURNING {returned}",
                     (lease_until, token, now, *params, limit),
                 ).fetchall()
             else:
-                ids = [row[0] for row in db.execute(pick, (*params, limit)).fetchall()]
-                marks = ", ".join("?" * len(ids))
+                rowids = [row[0] for row in db.execute(pick, (*params, limit)).fetchall()]
+                marks = ", ".join("?" * len(rowids))
                 rows = []
-                if ids:
-                    db.execute(f"{assign} WHERE id IN ({marks})", (lease_until, token, now, *ids))
+                if rowids:
+                    db.execute(f"{assign} WHERE rowid IN ({marks})", (lease_until, token, now, *rowids))
                     rows = db.execute(
-                        f"SELECT {returned} FROM lssm_jobs WHERE id IN ({marks})", ids
+                        f"SELECT {returned} FROM lssm_jobs WHERE rowid IN ({marks})", rowids
                     ).fetchall()
-        leased = [
-            _LeasedRow(
-                id=r[0],
-                queue=r[1],
-                attempts=r[2],
-                priority=r[3],
-                run_at=r[4],
-                created_at=r[5],
-                body=bytes(r[6]),
-                token=token,
-            )
-            for r in rows
-        ]
+            leased = []
+            for r in rows:
+                wrong = problems(r[1:], _LEASED_KINDS)
+                if wrong:
+                    # Checked before the lease commits: a row that cannot be read goes to the dead letter
+                    # queue in this same transaction, and the healthy rows leased with it run as usual.
+                    self._bury(db, r[0], wrong, now)
+                    continue
+                leased.append(
+                    _LeasedRow(
+                        id=r[1],
+                        queue=r[2],
+                        attempts=r[3],
+                        priority=r[4],
+                        run_at=r[5],
+                        created_at=r[6],
+                        body=r[7],
+                        token=token,
+                    )
+                )
         if not leased:  # the work seen was in other queues (now promoted or reclaimed for them)
             return [], self._next_due(db)
         leased.sort(key=lambda row: (-row.priority, row.run_at, row.created_at))
         return leased, None
+
+    def _bury(self, db: sqlite3.Connection, rowid: int, wrong: Sequence[str], now: float) -> None:
+        """Move the unreadable row ``rowid`` of ``lssm_jobs`` to the dead letter queue (inside the caller's
+        write transaction), every value turned into what its dead-letter column needs and the body kept
+        byte for byte, with a reason naming what was wrong."""
+        row = db.execute(
+            "SELECT id, type, queue, priority, run_at, created_at, dedupe_key, attempts, last_error, body "
+            "FROM lssm_jobs WHERE rowid = ?",
+            (rowid,),
+        ).fetchone()
+        if row is None:
+            return
+        job_id = clean_id(row[0])
+        if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job_id,)).fetchone() is not None:
+            job_id = f"{job_id}#row{rowid}"  # never replace another dead letter
+        reason = f"corrupt record: {'; '.join(wrong)} (changed outside lssm-jobs?)"
+        db.execute(
+            f"INSERT INTO lssm_dead_letters ({_DEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+            (
+                job_id,
+                text_of(row[1], "?"),
+                text_of(row[2], "default"),
+                int_of(row[3]),
+                real_of(row[4], now),
+                real_of(row[5], now),
+                optional_text_of(row[6]),
+                int_of(row[7]),
+                reason,
+                optional_text_of(row[8]),
+                now,
+                blob_of(row[9]),
+            ),
+        )
+        db.execute("DELETE FROM lssm_jobs WHERE rowid = ?", (rowid,))
+        log.warning("job %s moved to the dead letter queue: %s", job_id, reason)
+
+    def _sweep_sync(self, now: float) -> int:
+        """Find the rows no lease would ever pick or finish, because a column that leasing selects on holds
+        something it cannot compare (an unknown status, a TEXT ``run_at`` on a scheduled job, a BLOB queue
+        name or id, an unreadable lease expiry): dead-letter them, reclaim leases that cannot expire, and
+        delete completed jobs whose finish time cannot expire. Every condition is an index range, so a
+        healthy table costs a few index probes. Runs with the completed-job pruning.
+
+        :returns: how many rows were dead-lettered, reclaimed or deleted.
+        """
+        db = self._db
+        stuck = db.execute(f"SELECT count(*) FROM (SELECT 1 FROM ({_UNREADABLE} UNION {_UNEXPIRING}) LIMIT 1)").fetchone()[0]
+        if not stuck:
+            return 0
+        changed = 0
+        with immediate_transaction(db):
+            for rowid, status, run_at, queue, job_id in db.execute(
+                f"SELECT rowid, status, run_at, queue, id FROM lssm_jobs WHERE rowid IN ({_UNREADABLE})"
+            ).fetchall():
+                wrong = problems((status, queue, job_id), (("status", "text"), ("queue", "text"), ("id", "text")))
+                if status not in _STATUSES and not wrong:
+                    wrong = [f"unknown status {text_of(status)!r}"]
+                elif status == "scheduled" and not wrong:
+                    wrong = [describe("run_at", run_at)]
+                self._bury(db, rowid, wrong or ["unreadable row"], now)
+                changed += 1
+            reclaimed = db.execute(
+                "UPDATE lssm_jobs SET status = 'pending', lease_until = NULL, lease_token = NULL, "
+                f"updated_at = ? WHERE rowid IN ({_UNEXPIRING_LEASES})",
+                (now,),
+            ).rowcount
+            if reclaimed:
+                log.warning("%d active jobs had an unreadable lease expiry; they are ready again", reclaimed)
+            deleted = db.execute(f"DELETE FROM lssm_jobs WHERE rowid IN ({_UNEXPIRING_COMPLETED})").rowcount
+            if deleted:
+                log.warning("%d completed jobs had an unreadable finished_at; deleted as expired", deleted)
+        return changed + reclaimed + deleted
 
     @staticmethod
     def _has_work(db: sqlite3.Connection, queues: tuple[str, ...] | None, now: float) -> bool:
@@ -479,7 +606,7 @@ class SqliteBackend(PullBackend):
             "SELECT (SELECT min(run_at) FROM lssm_jobs WHERE status = 'scheduled'), "
             "(SELECT min(lease_until) FROM lssm_jobs WHERE status = 'active')"
         ).fetchone()
-        times = [value for value in row if value is not None]
+        times = [value for value in row if type(value) in (int, float)]  # a corrupt TEXT time is swept
         return min(times) if times else None
 
     def wake(self) -> None:
@@ -555,44 +682,33 @@ class SqliteBackend(PullBackend):
         expired, cutoff = self._expired_completed(now)
         with read_transaction(self._db) as db:
             row = db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM lssm_jobs WHERE id = ? AND NOT ({expired})", (job_id, cutoff)
+                f"SELECT {_JOB_COLUMNS} FROM lssm_jobs WHERE id = CAST(? AS TEXT) AND NOT ({expired})",
+                (id_param(job_id), cutoff),
             ).fetchone()
             if row is not None:
-                status = row[3]
-                if status in ("scheduled", "pending"):
-                    status = _waiting_status(row[6], now)
-                return JobRecord(
-                    id=row[0],
-                    type=row[1],
-                    queue=row[2],
-                    status=JobStatus(status),
-                    attempts=row[4],
-                    priority=row[5],
-                    run_at=row[6],
-                    created_at=row[7],
-                    updated_at=row[8],
-                    dedupe_key=row[9],
-                    last_error=row[10],
-                    body=bytes(row[11]),
-                )
-            dead = db.execute(
-                f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE id = ?", (job_id,)
-            ).fetchone()
+                return _job_record(row, now)
+            rowid = _dead_rowid(db, job_id)
+            dead = (
+                None
+                if rowid is None
+                else db.execute(f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE rowid = ?", (rowid,)).fetchone()
+            )
         if dead is None:
             return None
+        letter = _dead_letter(dead)
         return JobRecord(
-            id=dead[0],
-            type=dead[1],
-            queue=dead[2],
+            id=letter.id,
+            type=letter.type,
+            queue=letter.queue,
             status=JobStatus.DEAD,
-            attempts=dead[7],
-            priority=dead[3],
-            run_at=dead[4],
-            created_at=dead[5],
-            updated_at=dead[11],
-            dedupe_key=dead[6],
-            last_error=dead[9],
-            body=bytes(dead[12]),
+            attempts=letter.attempts,
+            priority=int_of(dead[3]),
+            run_at=real_of(dead[4], letter.failed_at),
+            created_at=real_of(dead[5], letter.failed_at),
+            updated_at=letter.failed_at,
+            dedupe_key=optional_text_of(dead[6]),
+            last_error=letter.error,
+            body=letter.body,
         )
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
@@ -613,7 +729,16 @@ class SqliteBackend(PullBackend):
                 "SELECT queue, 'dead', count(*) FROM lssm_dead_letters GROUP BY queue"
             ).fetchall()
         for queue, state, count in [*jobs, *dead]:
-            per_queue = counts.setdefault(queue, {})
+            if state not in _STATUSES and state != "dead":
+                log.warning(
+                    "%d jobs in queue %r have an unknown status %r; workers move them to the dead letter "
+                    "queue",
+                    count,
+                    text_of(queue),
+                    text_of(state),
+                )
+                continue
+            per_queue = counts.setdefault(text_of(queue, "default"), {})
             per_queue[JobStatus(state)] = per_queue.get(JobStatus(state), 0) + count
         return counts
 
@@ -632,8 +757,11 @@ class SqliteBackend(PullBackend):
         return await self._run(self._get_dead_sync, job_id)
 
     def _get_dead_sync(self, job_id: str) -> DeadLetter | None:
+        rowid = _dead_rowid(self._db, job_id)
+        if rowid is None:
+            return None
         row = self._db.execute(
-            f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE id = ?", (job_id,)
+            f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE rowid = ?", (rowid,)
         ).fetchone()
         return _dead_letter(row) if row is not None else None
 
@@ -646,33 +774,44 @@ class SqliteBackend(PullBackend):
     def _replay_dead_sync(self, job_id: str, run_at: float) -> bool:
         now = time.time()
         with immediate_transaction(self._db) as db:
-            row = db.execute(
-                "SELECT type, queue, priority, created_at, dedupe_key, error, body "
-                "FROM lssm_dead_letters WHERE id = ?",
-                (job_id,),
-            ).fetchone()
-            if row is None:
+            rowid = _dead_rowid(db, job_id)
+            if rowid is None:
                 return False
-            job_type, queue, priority, created_at, dedupe_key, error, body = row
+            row = db.execute(
+                "SELECT id, type, queue, priority, created_at, dedupe_key, error, body "
+                "FROM lssm_dead_letters WHERE rowid = ?",
+                (rowid,),
+            ).fetchone()
+            # Every value as its column needs it, so that whatever was done to the dead letter, the job
+            # it becomes can be leased (an unreadable body is then dead-lettered again by the worker).
+            job_id = clean_id(row[0])
+            dedupe_key = optional_text_of(row[5])
+            if dedupe_key is not None:
+                live = db.execute(
+                    f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} AND id != ? LIMIT 1",
+                    (dedupe_key, job_id),
+                ).fetchone()
+                if live is not None:
+                    raise DedupeConflictError(job_id, dedupe_key, id_of(live[0]))
             # A completed run of the same id may still be retained; the replay replaces it.
             db.execute("DELETE FROM lssm_jobs WHERE id = ?", (job_id,))
             db.execute(
                 f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
-                    job_type,
-                    queue,
+                    text_of(row[1], "?"),
+                    text_of(row[2], "default"),
                     _waiting_status(run_at, now),
-                    priority,
+                    int_of(row[3]),
                     run_at,
-                    created_at,
+                    real_of(row[4], now),
                     now,
                     dedupe_key,
-                    error,
-                    body,
+                    optional_text_of(row[6]),
+                    blob_of(row[7]),
                 ),
             )
-            db.execute("DELETE FROM lssm_dead_letters WHERE id = ?", (job_id,))
+            db.execute("DELETE FROM lssm_dead_letters WHERE rowid = ?", (rowid,))
         return True
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
@@ -682,11 +821,18 @@ class SqliteBackend(PullBackend):
         with immediate_transaction(self._db) as db:
             if job_ids is None:
                 return db.execute("DELETE FROM lssm_dead_letters").rowcount
+            wanted = set(job_ids)
+            plain = [job_id for job_id in wanted if isinstance(id_param(job_id), str)]
             purged = 0
-            for start in range(0, len(job_ids), _ID_CHUNK):
-                chunk = job_ids[start : start + _ID_CHUNK]
+            for start in range(0, len(plain), _ID_CHUNK):
+                chunk = plain[start : start + _ID_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 purged += db.execute(f"DELETE FROM lssm_dead_letters WHERE id IN ({marks})", chunk).rowcount
+            if purged < len(wanted):  # ids of dead letters whose id column was changed (BLOB, bad UTF-8)
+                for job_id in wanted:
+                    rowid = _dead_rowid(db, job_id)
+                    if rowid is not None:
+                        purged += db.execute("DELETE FROM lssm_dead_letters WHERE rowid = ?", (rowid,)).rowcount
             return purged
 
     # -- retention ---------------------------------------------------------------------------------------
@@ -726,17 +872,91 @@ class _LeasedRow:
     token: str
 
 
+_DEAD_KINDS: tuple[tuple[str, Kind], ...] = (
+    ("id", "text"),
+    ("type", "text"),
+    ("queue", "text"),
+    ("priority", "int"),
+    ("run_at", "real"),
+    ("created_at", "real"),
+    ("dedupe_key", "text?"),
+    ("attempts", "int"),
+    ("reason", "text"),
+    ("error", "text?"),
+    ("traceback", "text?"),
+    ("failed_at", "real"),
+    ("body", "blob"),
+)
+#: Dead letters whose id column holds a BLOB (sqlite's order: every BLOB sorts after all TEXT).
+_BLOB_ID = "id >= x''"
+
+
 def _dead_letter(row: Sequence[Any]) -> DeadLetter:
+    """A dead letter from its row, whatever its columns hold: a value of the wrong type is shown as best it
+    can be, and the reason says which columns were changed."""
+    wrong = problems(row, _DEAD_KINDS)
+    reason = text_of(row[8])
+    if wrong:
+        reason = f"{reason} [stored record was changed: {'; '.join(wrong)}]"
     return DeadLetter(
-        id=row[0],
-        type=row[1],
-        queue=row[2],
-        reason=row[8],
-        error=row[9],
-        traceback=row[10],
-        attempts=row[7],
-        failed_at=row[11],
-        body=bytes(row[12]),
+        id=id_of(row[0]),
+        type=text_of(row[1], "?"),
+        queue=text_of(row[2], "default"),
+        reason=reason,
+        error=optional_text_of(row[9]),
+        traceback=optional_text_of(row[10]),
+        attempts=int_of(row[7]),
+        failed_at=real_of(row[11], 0.0),
+        body=blob_of(row[12]),
+    )
+
+
+def _dead_rowid(db: sqlite3.Connection, job_id: str) -> int | None:
+    """The rowid of the dead letter ``job_id``: by its id, or (when none has it) among dead letters whose
+    id was changed to a BLOB, by the text :func:`id_of` shows for it."""
+    row = db.execute("SELECT rowid FROM lssm_dead_letters WHERE id = CAST(? AS TEXT)", (id_param(job_id),)).fetchone()
+    if row is not None:
+        return int(row[0])
+    for rowid, stored in db.execute(f"SELECT rowid, id FROM lssm_dead_letters WHERE {_BLOB_ID}"):
+        if blob_id_matches(stored, job_id):
+            return int(rowid)
+    return None
+
+
+_JOB_KINDS: tuple[tuple[str, Kind], ...] = (("status", "text"), ("body", "blob"))
+
+
+def _job_record(row: Sequence[Any], now: float) -> JobRecord:
+    """A job's record from its ``lssm_jobs`` row (``_JOB_COLUMNS``).
+
+    :raises SerializationError: its status or body cannot be read (a worker moves such a row to the dead
+        letter queue); other columns of the wrong type are read as best they can be.
+    """
+    status = row[3]
+    wrong = problems((status, row[11]), _JOB_KINDS)
+    if not wrong and status not in _STATUSES:
+        wrong = [f"unknown status {status!r}"]
+    if wrong:
+        raise SerializationError(
+            f"the stored record of job {id_of(row[0])} is corrupt ({'; '.join(wrong)}); workers move it to "
+            "the dead letter queue"
+        )
+    run_at = real_of(row[6], now)
+    if status in ("scheduled", "pending"):
+        status = _waiting_status(run_at, now)
+    return JobRecord(
+        id=id_of(row[0]),
+        type=text_of(row[1], "?"),
+        queue=text_of(row[2], "default"),
+        status=JobStatus(status),
+        attempts=int_of(row[4]),
+        priority=int_of(row[5]),
+        run_at=run_at,
+        created_at=real_of(row[7], run_at),
+        updated_at=real_of(row[8], run_at),
+        dedupe_key=optional_text_of(row[9]),
+        last_error=optional_text_of(row[10]),
+        body=row[11],
     )
 
 

@@ -24,7 +24,8 @@ def connect(
     path: str | os.PathLike[str], *, busy_timeout: float = 5.0, synchronous: Synchronous = "normal"
 ) -> sqlite3.Connection:
     """Open ``path`` (created if missing) in WAL mode, in autocommit mode (transactions are explicit: use
-    :func:`immediate_transaction` to write), with foreign keys enforced.
+    :func:`immediate_transaction` to write), with foreign keys enforced. TEXT values that are not valid
+    UTF-8 are read with ``surrogateescape`` (they do not encode back as UTF-8; nothing else changes).
 
     The connection belongs to the calling thread; use it from that thread only.
 
@@ -56,6 +57,9 @@ def connect(
             )
         connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         connection.execute("PRAGMA foreign_keys = ON")
+        # TEXT that is not valid UTF-8 (written by other tools) is read as a string that does not encode,
+        # instead of failing the whole query: the row's reader decides what to do with it.
+        connection.text_factory = _decode_text
     except sqlite3.DatabaseError as error:
         connection.close()
         raise ConnectionError(f"cannot use sqlite database {target!r}: {error}") from error
@@ -63,6 +67,10 @@ def connect(
         connection.close()
         raise
     return connection
+
+
+def _decode_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 @contextmanager

@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
+from lssm_jobs.cli.escape import escape, escape_lines
 from lssm_jobs.cli.progress import Progress
-from lssm_jobs.errors import LssmJobsError
+from lssm_jobs.errors import DedupeConflictError, LssmJobsError
 from lssm_jobs.handlers import Handlers
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.queue import JobQueue
@@ -306,10 +307,13 @@ def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = Fal
             json.dumps({queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())})
         )
         return
-    width = max([5, *(len(name) for name in counts)])
+    shown = {name: escape(name) for name in counts}  # queue names come from whoever enqueued
+    width = max([5, *(len(name) for name in shown.values())])
     print(f"{'queue':<{width}}  " + "  ".join(f"{status.value:>9}" for status in columns))
     for name in sorted(counts):
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns))
+        print(
+            f"{shown[name]:<{width}}  " + "  ".join(f"{counts[name].get(status, 0):>9}" for status in columns)
+        )
     if not counts:
         print("(no jobs)")
 
@@ -345,9 +349,10 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
         elif not dead:
             print("(dead letter queue is empty)")
         for d in [] if args.json else dead:
+            # Stored text is escaped: a newline in an error must not forge a line of this list.
             print(
-                f"{d.id}  {_when(d.failed_at)}  {d.type}  [{d.queue}]  attempts={d.attempts}  {d.reason}"
-                + (f": {d.error}" if d.error else "")
+                f"{escape(d.id)}  {_when(d.failed_at)}  {escape(d.type)}  [{escape(d.queue)}]  "
+                f"attempts={d.attempts}  {escape(d.reason)}" + (f": {escape(d.error)}" if d.error else "")
             )
         return 0
     if args.dlq_command == "show":
@@ -356,30 +361,47 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
             print(f"lssm-jobs: error: no dead letter with id {args.job_id}", file=sys.stderr)
             return 1
         print(
-            f"id:        {found.id}\ntype:      {found.type}\nqueue:     {found.queue}\n"
-            f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\nreason:    {found.reason}\n"
-            f"error:     {found.error or '-'}"
+            f"id:        {escape(found.id)}\ntype:      {escape(found.type)}\nqueue:     {escape(found.queue)}\n"
+            f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\n"
+            f"reason:    {escape(found.reason)}\nerror:     {escape(found.error or '-')}"
         )
         try:
-            body = found.body.decode()
+            body = escape(found.body.decode())
         except UnicodeDecodeError:
             body = repr(found.body)
         print(f"envelope:  {body}")
         if found.traceback:
-            print("traceback:\n" + found.traceback.rstrip())
+            print("traceback:\n" + escape_lines(found.traceback))
         return 0
     if args.dlq_command == "replay":
         if args.all == bool(args.job_ids):
             raise UsageError("give JOB_IDs or --all (not both)")
         if args.all:
-            print(f"replayed {await queue.dead_letters.replay_all()} dead letters")
-            return 0
-        missing = [job_id for job_id in args.job_ids if not await queue.dead_letters.replay(job_id)]
-        print(f"replayed {len(args.job_ids) - len(missing)} dead letters")
+            report = await queue.dead_letters.replay_all()
+            replayed, conflicts, missing_count = report.replayed, list(report.conflicts), report.missing
+            missing: list[str] = []
+        else:
+            replayed, conflicts, missing = 0, [], []
+            for job_id in args.job_ids:
+                try:
+                    if await queue.dead_letters.replay(job_id):
+                        replayed += 1
+                    else:
+                        missing.append(job_id)
+                except DedupeConflictError as conflict:
+                    conflicts.append(conflict)
+            missing_count = len(missing)
+        summary = f"replayed {replayed} dead letters"
+        if conflicts:
+            summary += f"; {len(conflicts)} left in place (a live job holds their dedupe key)"
+        if args.all and missing_count:
+            summary += f"; {missing_count} were gone before their turn"
+        print(summary)
+        for conflict in conflicts:
+            print(f"lssm-jobs: error: {escape(str(conflict))}", file=sys.stderr)
         if missing:
-            print(f"lssm-jobs: error: no dead letter with id {', '.join(missing)}", file=sys.stderr)
-            return 1
-        return 0
+            print(f"lssm-jobs: error: no dead letter with id {escape(', '.join(missing))}", file=sys.stderr)
+        return 1 if conflicts or missing else 0
     if args.all == bool(args.job_ids):
         raise UsageError("give JOB_IDs or --all (not both)")
     purged = await queue.dead_letters.purge(None if args.all else args.job_ids)
@@ -470,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LssmJobsError, ValueError, TypeError, OSError, ConnectionError) as error:
         if args.debug:
             raise
-        print(f"lssm-jobs: error: {error}", file=sys.stderr)
+        print(f"lssm-jobs: error: {escape(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,100 @@
+"""The CLI's text output escapes control characters from stored data (error text, tracebacks, queue and
+type names), so a newline cannot forge a line and an escape sequence cannot drive the terminal; ``--json``
+output stays exact. Run as a real subprocess on a sqlite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lssm_jobs.jobs import Job, JobCatalog
+from lssm_jobs.queue import open_queue
+from lssm_jobs.testing import wait_until
+
+HOSTILE = "boom\nabc123  2026-01-01 00:00:00 UTC  fake.job  [default]  attempts=1  forged line\x1b[2J\r\u2028"
+CONTROL = ("\x1b", "\r", "\u2028")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lssm_jobs.cli", *args], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "jobs.db"
+
+    def hostile(job: Job[Any]) -> None:
+        raise RuntimeError(HOSTILE)
+
+    async def prepare() -> None:
+        async with open_queue(
+            "sqlite", path=path, sinks=[], catalog=JobCatalog(), poll_interval=0.05, queues=["default"]
+        ) as queue:
+            queue.register("report", hostile)
+            job = await queue.enqueue("report", {}, max_retries=0)
+            await queue.enqueue("waiting", {}, queue="parked")  # a queue no worker consumes
+            await queue.start()
+            await wait_until(lambda: queue.dead_letters.get(job.id), message="dead")
+
+    asyncio.run(prepare())
+    # Names that enqueue refuses today, written by another tool (or an older version) straight into the file.
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE lssm_dead_letters SET queue = 'q\nforged\x1b[31m', type = 't\x07'")
+        connection.execute("UPDATE lssm_jobs SET queue = 'waiting\nforged  0  0\x1b]0;title\x07'")
+    return path
+
+
+def test_dlq_list_and_show_escape_stored_text(database: Path) -> None:
+    url = f"sqlite:///{database}"
+    listed = _cli("dlq", "list", "--url", url)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 1, lines  # one dead letter, one line: the newlines in its error forge nothing
+    assert not any(char in listed.stdout for char in CONTROL)
+    assert "RuntimeError: boom\\nabc123" in lines[0] and "forged line\\x1b[2J\\r\\u2028" in lines[0]
+    assert "[q\\nforged\\x1b[31m]" in lines[0] and "  t\\x07  " in lines[0]
+
+    exact = json.loads(_cli("dlq", "list", "--json", "--url", url).stdout)
+    assert exact[0]["error"] == f"RuntimeError: {HOSTILE}"
+    assert exact[0]["queue"] == "q\nforged\x1b[31m"
+
+    shown = _cli("dlq", "show", exact[0]["id"], "--url", url)
+    assert shown.returncode == 0, shown.stderr
+    assert not any(char in shown.stdout for char in CONTROL)
+    fields = [line for line in shown.stdout.splitlines() if not line.startswith(" ")]
+    # Every line outside the indented traceback is one of the command's own fields.
+    assert [line.split(":")[0] for line in fields] == [
+        "id",
+        "type",
+        "queue",
+        "failed at",
+        "attempts",
+        "reason",
+        "error",
+        "envelope",
+        "traceback",
+    ]
+    assert "error:     RuntimeError: boom\\nabc123" in shown.stdout
+    traceback = shown.stdout.split("traceback:\n", 1)[1].splitlines()
+    assert traceback[0].startswith("  Traceback") and all(line.startswith("  ") for line in traceback)
+
+
+def test_status_escapes_queue_names(database: Path) -> None:
+    url = f"sqlite:///{database}"
+    status = _cli("status", "--url", url)
+    assert status.returncode == 0, status.stderr
+    assert not any(char in status.stdout for char in (*CONTROL, "\x07"))
+    lines = status.stdout.splitlines()
+    assert len(lines) == 3  # the header and two queues
+    assert any(line.startswith("waiting\\nforged  0  0\\x1b]0;title\\x07 ") for line in lines)
+    exact = json.loads(_cli("status", "--json", "--url", url).stdout)
+    assert set(exact) == {"q\nforged\x1b[31m", "waiting\nforged  0  0\x1b]0;title\x07"}
