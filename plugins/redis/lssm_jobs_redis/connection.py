@@ -29,7 +29,6 @@ from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
 _SECRET_QUERY = re.compile(r"(?i)([?&][^=&]*(?:password|secret|token)[^=&]*=)[^&]*")
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^@/]*)@")
 
 # Query options of our own URL forms that are passed to the connections, with their types.
 _TLS_OPTIONS: dict[str, type[Any]] = {
@@ -50,14 +49,36 @@ _NUMBER_OPTIONS: dict[str, type[Any]] = {
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (user info or query option) replaced by ``***``, fit for logs."""
+    """``url`` with any password (user info or query option) replaced by ``***``, fit for logs and output.
 
-    def userinfo(match: re.Match[str]) -> str:
-        user, _, password = match.group(2).partition(":")
-        hidden = f"{user}:***" if password or ":" in match.group(2) else user or "***"
-        return f"{match.group(1)}{hidden}@"
-
-    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(userinfo, url))
+    The user info ends at the **last** ``@`` of the URL, as the clients parse it (``urllib`` splits the
+    host part at its last ``@``): a password may hold unencoded ``@`` (or ``/``, ``?``, ``#``, which break
+    parsing, and the URL then appears in an error message). Everything between the user name and that
+    ``@`` is hidden, and so is the value of every query option named like a password, secret or token;
+    when such parts overlap (an ``@`` in a query value), their union is hidden: more than the password,
+    never less.
+    """
+    hidden = [False] * len(url)
+    start = url.find("://") + 3
+    at = url.rfind("@")
+    if start >= 3 and at >= start:
+        colon = url.find(":", start, at)
+        for index in range(colon + 1 if colon >= 0 else start, at):
+            hidden[index] = True
+    for match in _SECRET_QUERY.finditer(url):
+        for index in range(match.end(1), match.end()):
+            hidden[index] = True
+    parts: list[str] = []
+    index = 0
+    while index < len(url):
+        if hidden[index]:
+            while index < len(url) and hidden[index]:
+                index += 1
+            parts.append("***")
+        else:
+            parts.append(url[index])
+            index += 1
+    return "".join(parts)
 
 
 def default_retry(attempts: int = 3) -> Retry:

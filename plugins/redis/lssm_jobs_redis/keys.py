@@ -4,7 +4,8 @@ Every key of one prefix carries the same Redis Cluster hash tag, so all of them 
 Lua script touches a single slot: the backend works unchanged on a cluster. The Lua scripts build the same
 names (see ``lua/prelude.lua``); :class:`KeyLayout` is the Python side of that one layout.
 
-With ``prefix="jobs:"`` the keys are::
+With ``prefix="jobs:"`` the keys are (``prefix="jobs"`` gives ``{jobs}j:<id>``, ``{jobs}queues``, ...: another
+job system)::
 
     {jobs}:j:<id>             hash   one job: routing fields, status, attempts, lease token (small: a listpack)
     {jobs}:b:<id>             string the job's serialized envelope, verbatim
@@ -24,6 +25,7 @@ With ``prefix="jobs:"`` the keys are::
     {jobs}:dead               zset   dead letters; score failed time
     {jobs}:deadcount          hash   queue -> number of dead letters
     {jobs}:cron:...           scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
+    {jobs}:corrupt:...        values of another type found where the keys above belong, moved aside
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ import attrs
 
 def hash_tagged(prefix: str) -> str:
     """The key prefix for ``prefix``: used verbatim when it already holds a ``{hash tag}``, else the prefix
-    without its trailing ``:`` becomes the tag (``"jobs:"`` -> ``"{jobs}:"``).
+    itself with braces around all of it but one trailing ``:`` (the hash tag): ``"jobs:"`` -> ``"{jobs}:"``,
+    ``"jobs"`` -> ``"{jobs}"``, ``"jobs::"`` -> ``"{jobs:}:"``.
+
+    Different prefixes give different keys (``jobs`` and ``jobs:`` are two independent job systems): every
+    key name the backend appends starts with a letter, never with ``:``.
 
     :raises ValueError: the prefix is empty, or its braces do not form a usable hash tag.
     """
@@ -49,10 +55,10 @@ def hash_tagged(prefix: str) -> str:
         return prefix
     if "}" in prefix:
         raise ValueError(f"prefix {prefix!r} has a '}}' without a '{{'")
-    tag = prefix.rstrip(":")
+    tag, colon = (prefix[:-1], ":") if prefix.endswith(":") else (prefix, "")
     if not tag:
         raise ValueError(f"prefix {prefix!r} needs at least one character besides ':'")
-    return "{" + tag + "}:"
+    return "{" + tag + "}" + colon
 
 
 @attrs.frozen(kw_only=True)
@@ -106,4 +112,5 @@ class KeyLayout:
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix (tests, tooling)."""
         escaped = "".join("\\" + char if char in "*?[]\\" else char for char in self.base)
-        return escaped + "*"
+        # our key names start with a letter: "{jobs}[^:]*" leaves out the keys of prefix "jobs:"
+        return escaped + ("*" if self.base.endswith(":") else "[^:]*")

@@ -70,7 +70,8 @@ def outgoing(
 
 def test_prefixes_become_hash_tags() -> None:
     assert hash_tagged("jobs:") == "{jobs}:"
-    assert hash_tagged("jobs") == "{jobs}:"
+    assert hash_tagged("jobs") == "{jobs}"  # another job system than "jobs:" (see test_redis_faults.py)
+    assert hash_tagged("jobs::") == "{jobs:}:"
     assert hash_tagged("{app}:jobs:") == "{app}:jobs:"
     for bad in ("", ":", "{}", "a}b", "{abc"):
         with pytest.raises(ValueError):
@@ -526,6 +527,12 @@ def test_urls_are_redacted_for_logs() -> None:
         == "redis://host/0?sentinel_password=***&db=1"
     )
     assert redact_url("redis://host:6379") == "redis://host:6379"
+    # the password ends at the last "@", as the client parses it; when unsure, hide more, never less
+    assert redact_url("redis://app:p@ss@host:6379/0") == "redis://app:***@host:6379/0"
+    assert redact_url("redis://:a@b@c@host") == "redis://:***@host"
+    assert redact_url("redis://app:a/b?c#d@host/0") == "redis://app:***@host/0"
+    assert redact_url("redis+sentinel://u:p@w@h1:1,h2:2/m?sentinel_password=s@t") == "redis+sentinel://u:***"
+    assert redact_url("unix:///run/redis.sock?password=s3@cret") == "unix://***"
 
 
 def test_url_forms_build_the_right_clients() -> None:
