@@ -4,6 +4,8 @@ tests/fuzz/test_signed_envelopes.py."""
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 import subprocess
@@ -23,6 +25,7 @@ from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs.queue import JobQueue, MemoryJobQueue, open_queue
 from lssm_jobs.serialization import Envelope, JsonSerializer, Serializer
 from lssm_jobs.signing import (
+    DOMAIN,
     MAGIC,
     MIN_KEY_BYTES,
     SIGNING_KEY_ENV,
@@ -73,6 +76,17 @@ def test_a_signed_envelope_round_trips(inner: Serializer) -> None:
     assert signing.loads(body) == envelope
     assert signing.decode(signing.encode({"x": [1, 2]})) == {"x": [1, 2]}
     assert signing.decode(signing.encode({})) == {}
+
+
+@pytest.mark.parametrize("length", [16, 63, 64, 65, 200])
+def test_the_mac_is_hmac_sha256_of_the_domain_and_the_envelope(length: int) -> None:
+    key = bytes(range(256))[:length] if length <= 256 else b"k" * length
+    signing = SigningSerializer(JsonSerializer(), key)
+    for inner in (b"{}", JsonSerializer().dumps(_envelope()), b"\x00binary", b"x" * 1000):
+        signed = signing.sign(inner)
+        expected = base64.urlsafe_b64encode(hmac.digest(key, DOMAIN + inner, "sha256")).rstrip(b"=")
+        assert expected in signed
+        assert signing.verify(signed) == inner
 
 
 def test_signed_json_stays_readable_without_the_key() -> None:
