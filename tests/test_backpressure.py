@@ -65,9 +65,7 @@ async def test_a_flood_while_a_slow_worker_runs_stays_within_concurrency_plus_pr
             for _ in range(FLOOD // 2_000):  # the flood arrives while the worker runs
                 await queue.enqueue_many([("slow", {}) for _ in range(2_000)])
                 await asyncio.sleep(0.05)
-            await wait_until(
-                lambda: most_running >= CONCURRENCY, timeout=10, message="every slot in use"
-            )
+            await wait_until(lambda: most_running >= CONCURRENCY, timeout=10, message="every slot in use")
             await asyncio.sleep(0.5)
         finally:
             watcher.cancel()

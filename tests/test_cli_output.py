@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,9 @@ from lssm_jobs.jobs import Job, JobCatalog
 from lssm_jobs.queue import open_queue
 from lssm_jobs.testing import wait_until
 
+CLI = Callable[..., subprocess.CompletedProcess[str]]
 HOSTILE = "boom\nabc123  2026-01-01 00:00:00 UTC  fake.job  [default]  attempts=1  forged line\x1b[2J\r\u2028"
 CONTROL = ("\x1b", "\r", "\u2028")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lssm_jobs.cli", *args], capture_output=True, text=True, timeout=60, env=os.environ
-    )
 
 
 @pytest.fixture
@@ -53,9 +47,9 @@ def database(tmp_path: Path) -> Path:
     return path
 
 
-def test_dlq_list_and_show_escape_stored_text(database: Path) -> None:
+def test_dlq_list_and_show_escape_stored_text(database: Path, lssm_cli: CLI) -> None:
     url = f"sqlite:///{database}"
-    listed = _cli("dlq", "list", "--url", url)
+    listed = lssm_cli("dlq", "list", "--url", url)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert len(lines) == 1, lines  # one dead letter, one line: the newlines in its error forge nothing
@@ -63,11 +57,11 @@ def test_dlq_list_and_show_escape_stored_text(database: Path) -> None:
     assert "RuntimeError: boom\\nabc123" in lines[0] and "forged line\\x1b[2J\\r\\u2028" in lines[0]
     assert "[q\\nforged\\x1b[31m]" in lines[0] and "  t\\x07  " in lines[0]
 
-    exact = json.loads(_cli("dlq", "list", "--json", "--url", url).stdout)
+    exact = json.loads(lssm_cli("dlq", "list", "--json", "--url", url).stdout)
     assert exact[0]["error"] == f"RuntimeError: {HOSTILE}"
     assert exact[0]["queue"] == "q\nforged\x1b[31m"
 
-    shown = _cli("dlq", "show", exact[0]["id"], "--url", url)
+    shown = lssm_cli("dlq", "show", exact[0]["id"], "--url", url)
     assert shown.returncode == 0, shown.stderr
     assert not any(char in shown.stdout for char in CONTROL)
     fields = [line for line in shown.stdout.splitlines() if not line.startswith(" ")]
@@ -88,13 +82,13 @@ def test_dlq_list_and_show_escape_stored_text(database: Path) -> None:
     assert traceback[0].startswith("  Traceback") and all(line.startswith("  ") for line in traceback)
 
 
-def test_status_escapes_queue_names(database: Path) -> None:
+def test_status_escapes_queue_names(database: Path, lssm_cli: CLI) -> None:
     url = f"sqlite:///{database}"
-    status = _cli("status", "--url", url)
+    status = lssm_cli("status", "--url", url)
     assert status.returncode == 0, status.stderr
     assert not any(char in status.stdout for char in (*CONTROL, "\x07"))
     lines = status.stdout.splitlines()
     assert len(lines) == 3  # the header and two queues
     assert any(line.startswith("waiting\\nforged  0  0\\x1b]0;title\\x07 ") for line in lines)
-    exact = json.loads(_cli("status", "--json", "--url", url).stdout)
+    exact = json.loads(lssm_cli("status", "--json", "--url", url).stdout)
     assert set(exact) == {"q\nforged\x1b[31m", "waiting\nforged  0  0\x1b]0;title\x07"}

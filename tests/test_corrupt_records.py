@@ -157,7 +157,9 @@ async def test_any_value_in_any_job_column(value: str, tmp_path: Path) -> None:
 
 
 @run_async()
-async def test_a_text_body_leased_with_healthy_jobs_is_dead_lettered_and_they_run_once(tmp_path: Path) -> None:
+async def test_a_text_body_leased_with_healthy_jobs_is_dead_lettered_and_they_run_once(
+    tmp_path: Path,
+) -> None:
     """The report: a body changed to TEXT from the sqlite shell made every lease of its batch fail after it
     committed, so the healthy jobs leased with it were leased again and again, and dead-lettered as poison
     jobs that never ran."""

@@ -9,7 +9,6 @@ import asyncio
 import enum
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,21 +31,10 @@ from lssm_jobs.limits import (
     MAX_TIMEOUT_MS,
     MIN_PRIORITY,
 )
-from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
+from lssm_jobs.queue import EnqueueRequest, JobQueue
 from lssm_jobs.testing import run_async, wait_until
 
 Factory = Callable[..., JobQueue]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: Any) -> JobQueue:
-        settings: dict[str, Any] = {"sinks": [], "catalog": JobCatalog(), "poll_interval": 0.05, **options}
-        if request.param == "memory":
-            return open_queue("memory", **settings)
-        return open_queue("sqlite", path=tmp_path / "jobs.db", **settings)
-
-    return make
 
 
 def _nested(depth: int) -> Any:
@@ -141,12 +129,18 @@ def _ways_in(
     """Every way a job gets in, as ``(name, call(job_type, payload, options))``; a call either returns a
     coroutine (async API) or does the work (blocking facade)."""
     yield "enqueue", lambda t, p, o: queue.enqueue(t, p, **o)
-    yield "enqueue_many request", lambda t, p, o: queue.enqueue_many(
-        [EnqueueRequest(job_type="ok.first"), EnqueueRequest(job_type=t, payload=p, **o)]
+    yield (
+        "enqueue_many request",
+        lambda t, p, o: queue.enqueue_many(
+            [EnqueueRequest(job_type="ok.first"), EnqueueRequest(job_type=t, payload=p, **o)]
+        ),
     )
     yield "blocking enqueue", lambda t, p, o: blocking.enqueue(t, p, **o)
-    yield "blocking enqueue_many", lambda t, p, o: blocking.enqueue_many(
-        [EnqueueRequest(job_type="ok.first"), EnqueueRequest(job_type=t, payload=p, **o)]
+    yield (
+        "blocking enqueue_many",
+        lambda t, p, o: blocking.enqueue_many(
+            [EnqueueRequest(job_type="ok.first"), EnqueueRequest(job_type=t, payload=p, **o)]
+        ),
     )
 
 
@@ -311,7 +305,9 @@ async def test_what_is_accepted_at_every_bound_is_read_back_and_run(make_queue: 
                 {"i": 2, "text": "é🙂" * 1000},
                 queue="q" * MAX_NAME_LENGTH,
                 dedupe_key="k" * MAX_DEDUPE_KEY_BYTES,
-                meta={f"k{i:02}" + "m" * (MAX_META_KEY_BYTES - 3): "v" * MAX_META_VALUE_BYTES for i in range(64)},
+                meta={
+                    f"k{i:02}" + "m" * (MAX_META_KEY_BYTES - 3): "v" * MAX_META_VALUE_BYTES for i in range(64)
+                },
             ),
             await queue.enqueue("bounds", _nested(DEFAULT_MAX_PAYLOAD_DEPTH)),
             await queue.enqueue("bounds", "x" * (DEFAULT_MAX_PAYLOAD_BYTES - 2)),

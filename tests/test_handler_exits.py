@@ -17,22 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lssm_jobs.jobs import Job, JobCatalog, JobStatus
+from lssm_jobs.jobs import Job, JobStatus
 from lssm_jobs.queue import JobQueue, open_queue
 from lssm_jobs.testing import run_async, wait_until
 
 Factory = Callable[..., JobQueue]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: Any) -> JobQueue:
-        settings: dict[str, Any] = {"sinks": [], "catalog": JobCatalog(), "poll_interval": 0.05, **options}
-        if request.param == "memory":
-            return open_queue("memory", **settings)
-        return open_queue("sqlite", path=tmp_path / "jobs.db", **settings)
-
-    return make
 
 
 class Stop(BaseException):
@@ -175,7 +164,9 @@ def test_a_worker_process_survives_handlers_that_exit_and_stops_on_its_own_signa
             return [job.id for job in jobs]
 
     failing = asyncio.run(enqueue())
-    worker = _cli("worker", "exiting_app:handlers", "--url", f"sqlite:///{database}", "--no-progress", cwd=tmp_path)
+    worker = _cli(
+        "worker", "exiting_app:handlers", "--url", f"sqlite:///{database}", "--no-progress", cwd=tmp_path
+    )
     try:
 
         async def settled() -> dict[str, Any]:
@@ -215,3 +206,37 @@ def test_a_worker_process_survives_handlers_that_exit_and_stops_on_its_own_signa
 async def _status_is(queue: JobQueue, job_id: str, status: JobStatus) -> bool:
     job = await queue.get(job_id)
     return job is not None and job.status is status
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@run_async()
+async def test_odd_exceptions_and_retry_delays_still_settle_the_job(make_queue: Factory) -> None:
+    from lssm_jobs.errors import RetryJob
+
+    async def unprintable(job: Job[Any]) -> None:
+        raise Unprintable
+
+    async def retry_far(job: Job[Any]) -> None:
+        error = RetryJob("later", delay_ms=1)
+        error.delay_ms = 10**400  # set past RetryJob's own check, as a subclass might
+        raise error
+
+    async with make_queue() as queue:
+        queue.register("unprintable", unprintable)
+        queue.register("retry.far", retry_far)
+        odd = await queue.enqueue("unprintable", {}, max_retries=0)
+        far = await queue.enqueue("retry.far", {})
+        await queue.start()
+        dead = await wait_until(lambda: queue.dead_letters.get(odd.id), message="dead-lettered")
+        assert dead.error == "Unprintable: <the exception's str() failed>"
+
+        async def scheduled() -> Job[Any] | None:
+            job = await queue.get(far.id)
+            return job if job is not None and job.status is JobStatus.SCHEDULED else None
+
+        retried = await wait_until(scheduled, message="the retry scheduled")
+        assert retried.run_at < 2**40  # capped at the longest delay (3650 days)

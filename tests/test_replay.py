@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,17 +21,7 @@ from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
 from lssm_jobs.testing import run_async, wait_until
 
 Factory = Callable[..., JobQueue]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(**options: Any) -> JobQueue:
-        settings: dict[str, Any] = {"sinks": [], "catalog": JobCatalog(), "poll_interval": 0.05, **options}
-        if request.param == "memory":
-            return open_queue("memory", **settings)
-        return open_queue("sqlite", path=tmp_path / "jobs.db", **settings)
-
-    return make
+CLI = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _fails(job: Job[Any]) -> None:
@@ -53,7 +41,9 @@ async def _status(queue: JobQueue, job_id: str) -> JobStatus | None:
 async def test_replay_while_a_live_job_holds_the_dedupe_key(make_queue: Factory) -> None:
     async with make_queue(queues=["work"]) as queue:
         queue.register("sync.invoice", _fails)
-        first = await queue.enqueue("sync.invoice", {"n": 1}, queue="work", dedupe_key="invoice:42", max_retries=0)
+        first = await queue.enqueue(
+            "sync.invoice", {"n": 1}, queue="work", dedupe_key="invoice:42", max_retries=0
+        )
         await queue.start()
         await _dead(queue, first.id)
         await queue.stop()
@@ -64,7 +54,11 @@ async def test_replay_while_a_live_job_holds_the_dedupe_key(make_queue: Factory)
         with pytest.raises(DedupeConflictError) as raised:
             await queue.dead_letters.replay(first.id)
         conflict = raised.value
-        assert (conflict.job_id, conflict.dedupe_key, conflict.live_job_id) == (first.id, "invoice:42", second.id)
+        assert (conflict.job_id, conflict.dedupe_key, conflict.live_job_id) == (
+            first.id,
+            "invoice:42",
+            second.id,
+        )
         assert str(conflict) == (
             f"dead letter {first.id} was not replayed: its dedupe key 'invoice:42' is held by live job "
             f"{second.id}"
@@ -133,19 +127,15 @@ async def test_replay_all_ends_and_replays_each_dead_letter_once(make_queue: Fac
         assert (second.replayed, len(second.conflicts)) == (len(orphans), 2)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lssm_jobs.cli", *args], capture_output=True, text=True, timeout=60, env=os.environ
-    )
-
-
 @pytest.mark.slow
-def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path) -> None:
+def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path, lssm_cli: CLI) -> None:
     database = tmp_path / "jobs.db"
     url = f"sqlite:///{database}"
 
     async def prepare() -> tuple[str, str, str]:
-        async with open_queue("sqlite", path=database, sinks=[], catalog=JobCatalog(), poll_interval=0.05) as queue:
+        async with open_queue(
+            "sqlite", path=database, sinks=[], catalog=JobCatalog(), poll_interval=0.05
+        ) as queue:
             queue.register("report", _fails)
             dead = await queue.enqueue("report", {}, dedupe_key="report:2026-01", max_retries=0)
             plain = await queue.enqueue("report", {}, max_retries=0)
@@ -157,17 +147,20 @@ def test_cli_reports_replay_conflicts_in_one_line(tmp_path: Path) -> None:
             return dead.id, plain.id, live.id
 
     dead, plain, live = asyncio.run(prepare())
-    result = _cli("dlq", "replay", dead, plain, "--url", url)
+    result = lssm_cli("dlq", "replay", dead, plain, "--url", url)
     assert result.returncode == 1
-    assert result.stdout.strip() == "replayed 1 dead letters; 1 left in place (a live job holds their dedupe key)"
+    assert (
+        result.stdout.strip()
+        == "replayed 1 dead letters; 1 left in place (a live job holds their dedupe key)"
+    )
     assert result.stderr.strip().splitlines() == [
         f"lssm-jobs: error: dead letter {dead} was not replayed: its dedupe key 'report:2026-01' is held by "
         f"live job {live}"
     ]
-    listed = json.loads(_cli("dlq", "list", "--json", "--url", url).stdout)
+    listed = json.loads(lssm_cli("dlq", "list", "--json", "--url", url).stdout)
     assert [letter["id"] for letter in listed] == [dead]
 
-    result = _cli("dlq", "replay", "--all", "--url", url)
+    result = lssm_cli("dlq", "replay", "--all", "--url", url)
     assert result.returncode == 1
     assert result.stdout.startswith("replayed 0 dead letters; 1 left in place")
     assert "Traceback" not in result.stderr and f"held by live job {live}" in result.stderr

@@ -69,9 +69,10 @@ def check_int(value: Any, argument: str, low: int, high: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{argument} must be an integer, got {_kind(value)} {_shown(value)}")
         value = int(value)  # an int subclass, e.g. an IntEnum member
-    if value < low or value > high:
-        raise ValueError(f"{argument} must be between {low} and {high}, got {_shown(value)}")
-    return value
+    number: int = value
+    if number < low or number > high:
+        raise ValueError(f"{argument} must be between {low} and {high}, got {_shown(number)}")
+    return number
 
 
 def check_priority(value: Any, argument: str = "priority") -> int:
@@ -115,9 +116,7 @@ def check_name(value: Any, argument: str) -> str:
     if len(text) > MAX_NAME_LENGTH:
         raise ValueError(f"{argument} must be at most {MAX_NAME_LENGTH} characters, got {len(text)}")
     bad = next(char for char in text if not char.isprintable())
-    raise ValueError(
-        f"{argument} must hold only printable characters, got {_shown(text)} (with {ascii(bad)})"
-    )
+    raise ValueError(f"{argument} must hold only printable characters, got {_shown(text)} (with {bad!a})")
 
 
 def check_text(value: Any, argument: str, max_bytes: int, *, empty: bool = False) -> str:
@@ -173,13 +172,17 @@ def check_run_at(value: Any, now: float) -> float:
         # float() of a huge int overflows; clamped, it fails the range checks below with their message
         when = float(max(min(value, 2**53), -(2**53))) if isinstance(value, int) else float(value)
     else:
-        raise TypeError(f"run_at must be an aware datetime or epoch seconds, got {_kind(value)} {_shown(value)}")
+        raise TypeError(
+            f"run_at must be an aware datetime or epoch seconds, got {_kind(value)} {_shown(value)}"
+        )
     if not math.isfinite(when):
         raise ValueError(f"run_at must be a finite time, got {_shown(value)}")
     if when < 0:
         raise ValueError(f"run_at must not be before 1970 (epoch seconds >= 0), got {_shown(value)}")
     if when > now + MAX_DELAY_MS / 1000:
-        raise ValueError(f"run_at must be at most {MAX_DELAY_MS // 86_400_000} days ahead, got {_shown(value)}")
+        raise ValueError(
+            f"run_at must be at most {MAX_DELAY_MS // 86_400_000} days ahead, got {_shown(value)}"
+        )
     return when
 
 

@@ -594,7 +594,9 @@ class JobQueue:
                 )
             )
         except (UnicodeError, RecursionError) as error:  # a serializer that lets them through
-            raise SerializationError(f"payload cannot be serialized: {type(error).__name__}: {error}") from error
+            raise SerializationError(
+                f"payload cannot be serialized: {type(error).__name__}: {error}"
+            ) from error
         self._check_encoded(data, body)
         return job, body
 

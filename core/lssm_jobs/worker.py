@@ -36,6 +36,7 @@ from lssm_jobs.events import (
     JobTimedOut,
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
+from lssm_jobs.limits import MAX_DELAY_MS
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -51,7 +52,11 @@ _MAX_TRACEBACK_CHARS = 16_000
 
 
 def _describe(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    try:
+        message = str(error)
+    except Exception:  # an exception whose __str__ fails is still its job's failure
+        message = "<the exception's str() failed>"
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     return text[:_MAX_ERROR_CHARS]
 
 
@@ -168,7 +173,7 @@ class Dispatcher:
                 data = upgrade(data)
             except asyncio.CancelledError:
                 raise
-            except BaseException as error:  # noqa: B036 - user code: even SystemExit is this job's failure
+            except BaseException as error:  # user code: even SystemExit is the job's failure
                 raise _VersionError(
                     f"upgrading the payload from version {version} to {version + 1} failed: {_describe(error)}"
                 ) from error
@@ -217,7 +222,7 @@ class Dispatcher:
             # The handler raised CancelledError itself (or awaited something cancelled): its failure.
             await self._failed(delivery, job, cancelled, (time.perf_counter() - started) * 1000)
             return
-        except BaseException as error:  # noqa: B036 - SystemExit, KeyboardInterrupt...: the job's failure
+        except BaseException as error:  # SystemExit, KeyboardInterrupt...: the job's failure too
             await self._failed(delivery, job, _handler_error(error), (time.perf_counter() - started) * 1000)
             return
         duration_ms = (time.perf_counter() - started) * 1000
@@ -237,8 +242,9 @@ class Dispatcher:
         description = _describe(error)
         permanent = isinstance(error, PermanentJobError)
         if not permanent and job.attempt < job.max_retries + 1:
-            if isinstance(error, RetryJob):
-                delay_ms = error.delay_ms
+            if isinstance(error, RetryJob) and type(error.delay_ms) is int and error.delay_ms >= 0:
+                # Capped like delay_ms at enqueue, so the retry time stays representable everywhere.
+                delay_ms = min(error.delay_ms, MAX_DELAY_MS)
             else:
                 delay_ms = backoff_delay_ms(job.options, job.attempt)
             retry_at = self.clock() + delay_ms / 1000
@@ -320,7 +326,7 @@ async def _guarded(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except (asyncio.CancelledError, Exception):
         raise
-    except BaseException as error:  # noqa: B036
+    except BaseException as error:
         raise _HandlerExit(error) from error
 
 
@@ -421,9 +427,14 @@ class LeaseGuard(Delivery):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._settling:
+            if self.settling:  # it may have started while this waited for the lock
                 return True
             return await self.delivery.extend(lease_ms)
+
+    @property
+    def settling(self) -> bool:
+        """Whether settling has started (no extension starts any more)."""
+        return self._settling
 
     async def _settle_alone(self) -> None:
         """No extension starts from now on; wait for one under way to finish."""
@@ -489,7 +500,7 @@ async def _run_in_slot(
     try:
         await slots.acquire()
     finally:
-        queued.discard(asyncio.current_task())  # type: ignore[arg-type]
+        queued.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
     try:
         if stopping.is_set():
             await _settle(delivery.release, delivery, "release")
@@ -565,8 +576,8 @@ async def run_pull_consumer(
         for task, _ in unstarted:
             task.cancel()
         await asyncio.gather(*(task for task, _ in unstarted), return_exceptions=True)
-        for _, delivery in unstarted:
-            await _settle(delivery.release, delivery, "release")
+        for _, unrun in unstarted:
+            await _settle(unrun.release, unrun, "release")
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
             for task in pending:

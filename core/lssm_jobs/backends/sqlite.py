@@ -560,15 +560,17 @@ class SqliteBackend(PullBackend):
         :returns: how many rows were dead-lettered, reclaimed or deleted.
         """
         db = self._db
-        stuck = db.execute(f"SELECT count(*) FROM (SELECT 1 FROM ({_UNREADABLE} UNION {_UNEXPIRING}) LIMIT 1)").fetchone()[0]
-        if not stuck:
+        any_stuck = f"SELECT count(*) FROM (SELECT 1 FROM ({_UNREADABLE} UNION {_UNEXPIRING}) LIMIT 1)"
+        if not db.execute(any_stuck).fetchone()[0]:
             return 0
         changed = 0
         with immediate_transaction(db):
             for rowid, status, run_at, queue, job_id in db.execute(
                 f"SELECT rowid, status, run_at, queue, id FROM lssm_jobs WHERE rowid IN ({_UNREADABLE})"
             ).fetchall():
-                wrong = problems((status, queue, job_id), (("status", "text"), ("queue", "text"), ("id", "text")))
+                wrong = problems(
+                    (status, queue, job_id), (("status", "text"), ("queue", "text"), ("id", "text"))
+                )
                 if status not in _STATUSES and not wrong:
                     wrong = [f"unknown status {text_of(status)!r}"]
                 elif status == "scheduled" and not wrong:
@@ -691,7 +693,9 @@ class SqliteBackend(PullBackend):
             dead = (
                 None
                 if rowid is None
-                else db.execute(f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE rowid = ?", (rowid,)).fetchone()
+                else db.execute(
+                    f"SELECT {_DEAD_COLUMNS} FROM lssm_dead_letters WHERE rowid = ?", (rowid,)
+                ).fetchone()
             )
         if dead is None:
             return None
@@ -832,7 +836,9 @@ class SqliteBackend(PullBackend):
                 for job_id in wanted:
                     rowid = _dead_rowid(db, job_id)
                     if rowid is not None:
-                        purged += db.execute("DELETE FROM lssm_dead_letters WHERE rowid = ?", (rowid,)).rowcount
+                        purged += db.execute(
+                            "DELETE FROM lssm_dead_letters WHERE rowid = ?", (rowid,)
+                        ).rowcount
             return purged
 
     # -- retention ---------------------------------------------------------------------------------------
@@ -914,7 +920,9 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
 def _dead_rowid(db: sqlite3.Connection, job_id: str) -> int | None:
     """The rowid of the dead letter ``job_id``: by its id, or (when none has it) among dead letters whose
     id was changed to a BLOB, by the text :func:`id_of` shows for it."""
-    row = db.execute("SELECT rowid FROM lssm_dead_letters WHERE id = CAST(? AS TEXT)", (id_param(job_id),)).fetchone()
+    row = db.execute(
+        "SELECT rowid FROM lssm_dead_letters WHERE id = CAST(? AS TEXT)", (id_param(job_id),)
+    ).fetchone()
     if row is not None:
         return int(row[0])
     for rowid, stored in db.execute(f"SELECT rowid, id FROM lssm_dead_letters WHERE {_BLOB_ID}"):

@@ -67,7 +67,11 @@ def describe(name: str, value: object) -> str:
 def problems(row: Sequence[Any], columns: Sequence[tuple[str, Kind]]) -> list[str]:
     """What is wrong with ``row`` (one value per ``columns`` entry), as readable phrases; empty when every
     value has the type its column needs."""
-    return [describe(name, value) for value, (name, kind) in zip(row, columns) if not _fits(value, kind)]
+    return [
+        describe(name, value)
+        for value, (name, kind) in zip(row, columns, strict=True)
+        if not _fits(value, kind)
+    ]
 
 
 def text_of(value: object, default: str = "") -> str:

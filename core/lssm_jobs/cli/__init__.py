@@ -397,8 +397,8 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
         if args.all and missing_count:
             summary += f"; {missing_count} were gone before their turn"
         print(summary)
-        for conflict in conflicts:
-            print(f"lssm-jobs: error: {escape(str(conflict))}", file=sys.stderr)
+        for left in conflicts:
+            print(f"lssm-jobs: error: {escape(str(left))}", file=sys.stderr)
         if missing:
             print(f"lssm-jobs: error: no dead letter with id {escape(', '.join(missing))}", file=sys.stderr)
         return 1 if conflicts or missing else 0
