@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import random
 import time
@@ -43,11 +44,13 @@ from lssm_jobs.backends.base import (
     PushResult,
     new_push_result,
 )
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import JobStatus
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -157,8 +160,36 @@ _OP_WIRE = {
 
 
 def _wire(value: str | int) -> bytes:
-    data = value.encode() if isinstance(value, str) else b"%d" % value
+    data = value.encode(errors="surrogateescape") if isinstance(value, str) else b"%d" % value
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _text(raw: bytes) -> str:
+    """Text stored in Redis: a job id or queue name written by hand need not be UTF-8; its bytes are kept
+    (surrogate escapes), so the same id reaches Redis again (see :func:`_raw`)."""
+    return raw.decode(errors="surrogateescape")
+
+
+def _raw(text: str) -> bytes:
+    return text.encode(errors="surrogateescape")
+
+
+def _printable(raw: bytes) -> str:
+    """Text from Redis fit for one log line: control characters escaped (stored values can hold anything,
+    and a newline would forge a log line)."""
+    text = raw.decode(errors="backslashreplace")
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def log_notes(notes: Sequence[Any]) -> None:
+    """Log the warnings a script returned: records it could not read (moved to the dead letter queue or
+    dropped) and keys of ours that held another type (moved aside)."""
+    for note in notes:
+        log.warning("Redis: %s", _printable(note if isinstance(note, bytes) else str(note).encode()))
+
+
+#: Settle script results (see ``lua/settle.lua``).
+APPLIED, NOT_APPLIED, SETTLED_ALREADY, UNREADABLE = 1, 0, 2, 3
 
 
 class RedisDelivery(Delivery):
@@ -192,7 +223,7 @@ class RedisDelivery(Delivery):
     def args(self, op: tuple[Any, ...]) -> list[Any]:
         """The settle script arguments of ``op``, for clients other than the channel."""
         extra = [*op[2:], "", "", ""][:3]
-        return [op[0], self.id, self._token, self.queue, *extra]
+        return [op[0], _raw(self.id), self._token, _raw(self.queue), *extra]
 
     def wire(self, op: tuple[Any, ...]) -> bytes:
         """The settle script arguments of ``op`` as RESP bulk strings."""
@@ -207,32 +238,57 @@ class RedisDelivery(Delivery):
         extra.extend([_EMPTY] * (3 - len(extra)))
         return head + b"".join(extra)
 
-    async def _apply(self, op: tuple[Any, ...]) -> bool:
-        applied = await self._backend._settler.submit(op)
-        if not applied and op[0] != "extend":
+    async def _apply(self, op: tuple[Any, ...]) -> int:
+        result: int = await self._backend._settler.submit(op)
+        if result == APPLIED:
+            return result
+        if result == UNREADABLE:
             log.warning(
-                "%s of job %s ignored: it was settled already, or its lease expired and it may run "
-                "elsewhere (then give jobs a longer lease_ms, or keep the event loop free for heartbeats)",
+                "%s of job %s not applied: its record in Redis could not be read; it was moved to the dead "
+                "letter queue with the reason",
                 op[0],
-                self.id,
+                _printable(_raw(self.id)),
             )
-        return applied
+        elif result == SETTLED_ALREADY:
+            log.debug("%s of job %s: this delivery settled it already", op[0], _printable(_raw(self.id)))
+        elif op[0] != "extend":
+            log.warning(
+                "%s of job %s ignored: its lease expired and it was leased again, so it may run elsewhere "
+                "(give jobs a longer lease_ms, or keep the event loop free for heartbeats)",
+                op[0],
+                _printable(_raw(self.id)),
+            )
+        return result
 
     async def ack(self) -> None:
+        self.lease_ms = None
         await self._apply(("ack", self))
 
     async def retry(self, *, run_at: float, error: str) -> None:
+        self.lease_ms = None
         await self._apply(("retry", self, repr(float(run_at)), error))
 
     async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
+        self.lease_ms = None
         await self._apply(("dead", self, reason, error or "", traceback or ""))
 
     async def release(self) -> None:
+        self.lease_ms = None
         await self._apply(("release", self))
 
     async def extend(self, lease_ms: int) -> bool:
+        """Push the lease expiry to ``lease_ms`` from now.
+
+        :returns: False when the lease was lost: it expired and the job was leased again (it may run
+            elsewhere), or its record became unreadable (then it is in the dead letter queue). True when it
+            was extended, and also when this delivery has settled the job already (a heartbeat racing the
+            job's own ack, retry, dead-letter or release): there is no lease left to lose then, and nobody
+            else runs the job.
+        """
+        if self.lease_ms is None:  # settled (or settling) already
+            return True
         self.lease_ms = lease_ms
-        return await self._apply(("extend", self, int(lease_ms)))
+        return await self._apply(("extend", self, int(lease_ms))) in (APPLIED, SETTLED_ALREADY)
 
 
 class RedisBackend(PullBackend):
@@ -309,7 +365,7 @@ class RedisBackend(PullBackend):
         self._closed = False
         self._woken = 0
         self._outage_since: float | None = None
-        self._settler: Coalescer[tuple[Any, ...], bool] = Coalescer(
+        self._settler: Coalescer[tuple[Any, ...], int] = Coalescer(
             self._settle_many, max_batch=self.options.settle_batch, inline=False
         )
         self._pusher: Coalescer[OutgoingJob, PushResult] = Coalescer(
@@ -348,7 +404,11 @@ class RedisBackend(PullBackend):
     async def open(self) -> None:
         """Connect (when created from a URL), check the server answers, and load the scripts.
 
-        :raises ConnectionError: Redis cannot be reached (the message names the host, never credentials).
+        A full Redis (``maxmemory`` reached) is no reason to fail: workers must be able to start and finish
+        jobs then (see :mod:`lssm_jobs_redis.scripts`).
+
+        :raises ConnectionError: Redis cannot be reached, or it refused to load the code (the message says
+            which, and names the host, never credentials).
         :raises ValueError: the client decodes responses to text (create it with ``decode_responses=False``).
         """
         if self._client is None:
@@ -365,6 +425,10 @@ class RedisBackend(PullBackend):
         except RedisError as error:
             if self._owns_client:
                 await self._close_client()
+            if isinstance(error, ResponseError) and not isinstance(error, TRANSIENT_ERRORS):
+                raise builtins.ConnectionError(
+                    f"Redis at {self.location} answered but refused to load lssm-jobs' code: {error}"
+                ) from error
             raise builtins.ConnectionError(f"cannot reach Redis at {self.location}: {error}") from error
         socket_timeout = _socket_timeout(self._client)
         # a blocking wait must end before redis-py's socket timeout would call the connection broken
@@ -375,22 +439,34 @@ class RedisBackend(PullBackend):
             self._blocker = RespChannel(pool, reply_timeout=None)
 
     async def close(self) -> None:
-        """Stop listening for wake-ups; close the client only when the backend created it."""
+        """Stop listening for wake-ups; close the client only when the backend created it.
+
+        Never raises: whatever Redis answers now (unreachable, full, refusing), closing completes, and
+        what could not be done is logged (jobs not given back return when their leases expire).
+        """
         if self._closed:
             return
         self._closed = True
-        self.wake()
-        await self._settler.close()
-        await self._pusher.close()
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("finish settling", self._settler.close),
+            ("finish pushing", self._pusher.close),
+        ]
         if self._consumed and self._client is not None:
-            await self._retire()
+            steps.append(("deregister the consumer", self._retire))
         for channel in (self._channel, self._blocker):
             if channel is not None:
-                await channel.close()
-        if self._blocking_pusher is not None:
-            self._blocking_pusher.close()
+                steps.append(("close a connection", channel.close))
         if self._owns_client:
-            await self._close_client()
+            steps.append(("close the client", self._close_client))
+        with contextlib.suppress(RuntimeError):  # no running event loop: nothing waits in it then
+            self.wake()
+        for what, step in steps:
+            try:
+                await step()
+            except Exception as error:
+                log.warning("closing the Redis backend: could not %s: %s", what, error)
+            if what == "finish pushing" and self._blocking_pusher is not None:
+                self._blocking_pusher.close()
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
@@ -428,16 +504,18 @@ class RedisBackend(PullBackend):
 
     async def _retire(self) -> None:
         try:
-            returned = await self._call(
+            reply = await self._call(
                 "retire", lambda: self._script(self._scripts.retire, [self.consumer_id]), patience=5.0
             )
-        except builtins.ConnectionError as error:
+        except (builtins.ConnectionError, RedisError) as error:
             log.warning(
                 "could not deregister consumer %s: %s (its hand-offs return when their leases expire)",
                 self.consumer_id,
                 error,
             )
             return
+        returned = int(reply[0])
+        log_notes(reply[1:])
         self._consumed = False
         if returned:
             log.info("gave back %d job(s) handed to this consumer after it stopped taking work", returned)
@@ -527,11 +605,21 @@ class RedisBackend(PullBackend):
         channel = self._channel
         if self._functions:
             library = self._scripts.library
-            if channel is not None:
-                await channel.call("FUNCTION", "LOAD", "REPLACE", library)
-            else:
-                await self.client.function_load(library, replace=True)
-        elif channel is not None:
+            try:
+                if channel is not None:
+                    await channel.call("FUNCTION", "LOAD", "REPLACE", library)
+                else:
+                    await self.client.function_load(library, replace=True)
+                return
+            except OutOfMemoryError:
+                # A full Redis refuses FUNCTION LOAD but not SCRIPT LOAD: go on with scripts, which run on
+                # a full Redis as the functions do (see scripts.py).
+                log.warning(
+                    "Redis at %s is full (maxmemory) and lost lssm-jobs' function library: using scripts",
+                    self.location,
+                )
+                self._functions = False
+        if channel is not None:
             await channel.call("SCRIPT", "LOAD", script.source)
         else:
             await self.client.script_load(script.source)
@@ -607,9 +695,11 @@ class RedisBackend(PullBackend):
 
     @staticmethod
     def _push_results(jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]:
+        if len(reply) > len(jobs):
+            log_notes(reply[len(jobs) :])
         return [
-            new_push_result(job.id, True) if result == 1 else new_push_result(result.decode(), False)
-            for job, result in zip(jobs, reply, strict=True)
+            new_push_result(job.id, True) if result == 1 else new_push_result(_text(result), False)
+            for job, result in zip(jobs, reply[: len(jobs)], strict=True)
         ]
 
     async def _push_chunk(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
@@ -660,15 +750,37 @@ class RedisBackend(PullBackend):
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;
-        single pushes made concurrently are coalesced into one call."""
+        single pushes made concurrently are coalesced into one call.
+
+        :raises redis.exceptions.OutOfMemoryError: Redis is full (``maxmemory``): nothing of a refused call
+            was stored (see :meth:`full`).
+        """
         if not jobs:
             return []
-        if len(jobs) == 1:
-            return [await self._pusher.submit(jobs[0])]
+        try:
+            if len(jobs) == 1:
+                return [await self._pusher.submit(jobs[0])]
+            chunk = self.options.push_chunk
+            if len(jobs) <= chunk:
+                return await self._push_chunk(jobs)
+            return await self._call("push", lambda: self._push_pipelined(jobs))
+        except OutOfMemoryError as error:
+            raise self.full(error, len(jobs)) from None
+
+    def full(self, error: OutOfMemoryError, count: int) -> OutOfMemoryError:
+        """The error a push refused by a full Redis raises: what happened and what to do."""
         chunk = self.options.push_chunk
-        if len(jobs) <= chunk:
-            return await self._push_chunk(jobs)
-        return await self._call("push", lambda: self._push_pipelined(jobs))
+        stored = (
+            f"; of a push of more than push_chunk={chunk} jobs, earlier chunks may be stored (pushing the "
+            "same jobs again stores none twice)"
+            if count > chunk
+            else ""
+        )
+        return OutOfMemoryError(
+            f"Redis at {self.location} is full (used memory > maxmemory, {error}): the job was not stored"
+            f"{stored}. Workers keep running and settling jobs; free memory (purge dead letters, lower "
+            "completed_ttl_ms / completed_max) or raise maxmemory"
+        )
 
     async def _push_pipelined(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         chunk = self.options.push_chunk
@@ -708,7 +820,7 @@ class RedisBackend(PullBackend):
     def _queue_name(self, raw: bytes) -> str:
         name = self._queue_names.get(raw)
         if name is None:
-            name = self._queue_names[raw] = raw.decode()
+            name = self._queue_names[raw] = raw.decode(errors="surrogateescape")
         return name
 
     async def lease(
@@ -747,9 +859,11 @@ class RedisBackend(PullBackend):
             try:
                 reply = await self._eval(self._scripts.lease, args)
                 if len(reply) > 1:
-                    if self._outage_since is not None:
-                        self._note_recovery()
-                    return self._deliveries(reply[1:], lease_ms)
+                    deliveries = self._deliveries(reply[1:], lease_ms)
+                    if deliveries:  # (else only warnings: nothing was leased, as below)
+                        if self._outage_since is not None:
+                            self._note_recovery()
+                        return deliveries
                 if block <= 0 or self._woken != woken:
                     if self._outage_since is not None:
                         self._note_recovery()
@@ -797,20 +911,29 @@ class RedisBackend(PullBackend):
         return entry
 
     def _deliveries(self, entries: list[bytes], lease_ms: int) -> list[Delivery]:
-        """Parse deliveries: ``b"<attempt> <token> <id length> <queue length>\\n<id><queue><body>"``."""
+        """Parse deliveries: ``b"<attempt> <token> <id length> <queue length>\\n<id><queue><body>"``; entries
+        starting with ``!`` are warnings of the lease script (see :func:`log_notes`)."""
         queue_name = self._queue_name
         deliveries: list[Delivery] = []
         for entry in entries:
+            if entry[:1] == b"!":
+                log_notes([entry[1:]])
+                continue
             head, _, rest = entry.partition(b"\n")
-            attempt, token, id_length, queue_length = head.split(b" ")
-            id_end = int(id_length)
-            queue_end = id_end + int(queue_length)
+            try:
+                attempt, token, id_length, queue_length = head.split(b" ")
+                id_end = int(id_length)
+                queue_end = id_end + int(queue_length)
+                number = int(attempt)
+            except ValueError:  # an entry written by hand in the hand-off list (a lease's are checked)
+                log_notes([b"dropped a hand-off entry that is not a delivery: " + entry[:40]])
+                continue
             deliveries.append(
                 RedisDelivery(
                     self,
-                    rest[:id_end].decode(),
+                    rest[:id_end].decode(errors="surrogateescape"),
                     queue_name(rest[id_end:queue_end]),
-                    int(attempt),
+                    number,
                     token,
                     rest[queue_end:],
                     lease_ms,
@@ -818,7 +941,7 @@ class RedisBackend(PullBackend):
             )
         return deliveries
 
-    async def _settle_many(self, ops: Sequence[tuple[Any, ...]]) -> list[bool]:
+    async def _settle_many(self, ops: Sequence[tuple[Any, ...]]) -> list[int]:
         head: list[Any] = [
             self.keys.base,
             int(time.time() * 1000),
@@ -840,49 +963,72 @@ class RedisBackend(PullBackend):
             for op in ops:
                 args.extend(op[1].args(op))
             reply = await self._call("settle", lambda: self._eval(self._scripts.settle, args))
-        return [bool(applied) for applied in reply]
+        if len(reply) > len(ops):
+            log_notes(reply[len(ops) :])
+            del reply[len(ops) :]
+        results: list[int] = reply
+        return results
 
     # -- inspecting -----------------------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None when unknown.
+
+        :raises ValueError: the job's record in Redis cannot be read (written by hand or by something else;
+            a worker moves such a job to the dead letter queue when it meets it).
+        """
         key = self.keys.job(job_id)
         body_key = self.keys.body(job_id)
         channel = self._channel
-        if channel is not None:
-            fields, body = await self._call(
-                "get",
-                lambda: asyncio.gather(
-                    channel.call("HMGET", key, *_JOB_FIELDS), channel.call("GET", body_key)
-                ),
-            )
-        else:
+        try:
+            if channel is not None:
+                fields, body = await self._call(
+                    "get",
+                    lambda: asyncio.gather(
+                        channel.call("HMGET", key, *_JOB_FIELDS), channel.call("GET", body_key)
+                    ),
+                )
+            else:
 
-            async def read() -> list[Any]:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.hmget(key, _JOB_FIELDS)
-                pipe.get(body_key)
-                result: list[Any] = await pipe.execute()
-                return result
+                async def read() -> list[Any]:
+                    pipe = self.client.pipeline(transaction=False)
+                    pipe.hmget(key, _JOB_FIELDS)
+                    pipe.get(body_key)
+                    result: list[Any] = await pipe.execute()
+                    return result
 
-            fields, body = await self._call("get", read)
+                fields, body = await self._call("get", read)
+        except ResponseError as refused:
+            if "WRONGTYPE" not in str(refused):
+                raise
+            raise ValueError(
+                f"job {job_id} cannot be read: its record ({key}) or body ({body_key}) holds another type of "
+                "Redis value"
+            ) from None
         values = [body, *fields]
         body, type_, queue, priority, run_at, created, updated, status, attempts, dedupe, error = values
-        if body is None or status is None:
+        if status is None:
             return None
-        return JobRecord(
-            id=job_id,
-            type=type_.decode(),
-            queue=queue.decode(),
-            status=_STATUS[status],
-            attempts=int(attempts or 0),
-            priority=int(priority or 0),
-            run_at=float(run_at if run_at is not None else created),  # no r: due at creation
-            created_at=float(created),
-            updated_at=float(updated if updated is not None else created),
-            dedupe_key=dedupe.decode() if dedupe is not None else None,
-            last_error=error.decode() if error is not None else None,
-            body=body,
-        )
+        try:
+            return JobRecord(
+                id=job_id,
+                type=_text(type_) if type_ is not None else "",
+                queue=_text(queue) if queue is not None else "",
+                status=_STATUS[status],
+                attempts=int(attempts or 0),
+                priority=int(priority or 0),
+                run_at=float(run_at if run_at is not None else created),  # no r: due at creation
+                created_at=float(created),
+                updated_at=float(updated if updated is not None else created),
+                dedupe_key=_text(dedupe) if dedupe is not None else None,
+                last_error=error.decode(errors="replace") if error is not None else None,
+                body=body if body is not None else b"",  # (a record whose body went missing)
+            )
+        except (KeyError, ValueError, TypeError) as problem:
+            raise ValueError(
+                f"job {job_id} cannot be read: its record ({key}) holds a value that is not what lssm-jobs "
+                f"stores there ({type(problem).__name__}: {_printable(str(problem).encode())[:80]})"
+            ) from None
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         options = self.options
@@ -908,12 +1054,12 @@ class RedisBackend(PullBackend):
             job_id, type_, queue, reason, error, trace, attempts, failed_at, body = reply[i : i + 9]
             letters.append(
                 DeadLetter(
-                    id=job_id.decode(),
-                    type=type_.decode() if type_ else "",
-                    queue=queue.decode() if queue else "",
-                    reason=reason.decode() if reason else "",
-                    error=error.decode() if error else None,
-                    traceback=trace.decode() if trace else None,
+                    id=_text(job_id),
+                    type=_text(type_) if type_ else "",
+                    queue=_text(queue) if queue else "",
+                    reason=reason.decode(errors="replace") if reason else "",
+                    error=error.decode(errors="replace") if error else None,
+                    traceback=trace.decode(errors="replace") if trace else None,
                     attempts=int(attempts or 0),
                     failed_at=float(failed_at or 0),
                     body=body,
@@ -930,32 +1076,44 @@ class RedisBackend(PullBackend):
         return self._dead_letters(reply)
 
     async def get_dead(self, job_id: str) -> DeadLetter | None:
-        reply = await self._call("get dead letter", lambda: self._script(self._scripts.dead, ["get", job_id]))
+        reply = await self._call(
+            "get dead letter", lambda: self._script(self._scripts.dead, ["get", _raw(job_id)])
+        )
         letters = self._dead_letters(reply)
         return letters[0] if letters else None
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
-        args = [int(time.time() * 1000), job_id, repr(float(run_at))]
+        """Move a dead letter back into its queue (at ``run_at``), attempts reset, dedupe key kept.
+
+        :raises DedupeConflictError: another live job holds its dedupe key (the dead letter stays).
+        :raises ValueError: the dead letter cannot be replayed: its record is unreadable or it has no body.
+        """
+        args = [int(time.time() * 1000), _raw(job_id), repr(float(run_at))]
         reply = await self._call("replay", lambda: self._script(self._scripts.replay, args))
-        return bool(reply)
+        outcome = int(reply[0])
+        if outcome == 2:
+            raise DedupeConflictError(job_id, _text(reply[2]), _text(reply[1]))
+        if outcome == 3:
+            raise ValueError(f"dead letter {job_id} cannot be replayed: {_printable(reply[1])}")
+        log_notes(reply[1:])
+        return outcome == 1
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete dead letters, in calls of at most 1000 so a large dead letter queue never blocks Redis."""
         deleted = 0
         if job_ids is None:
             while True:
-                count = int(
-                    await self._call("purge", lambda: self._script(self._scripts.purge, ["oldest", 1000]))
-                )
-                deleted += count
-                if count < 1000:
+                reply = await self._call("purge", lambda: self._script(self._scripts.purge, ["oldest", 1000]))
+                log_notes(reply[1:])
+                deleted += int(reply[0])
+                if int(reply[0]) < 1000:
                     return deleted
-        ids = list(job_ids)
+        ids = [_raw(job_id) for job_id in job_ids]
         for start in range(0, len(ids), 1000):
-            args = ["ids", *ids[start : start + 1000]]
-            deleted += int(
-                await self._call("purge", lambda args=args: self._script(self._scripts.purge, args))  # type: ignore[misc]
-            )
+            args: list[Any] = ["ids", *ids[start : start + 1000]]
+            reply = await self._call("purge", lambda args=args: self._script(self._scripts.purge, args))  # type: ignore[misc]
+            log_notes(reply[1:])
+            deleted += int(reply[0])
         return deleted
 
 

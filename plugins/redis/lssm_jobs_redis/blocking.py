@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import redis.connection as sync_connection
 from lssm_jobs.backends.base import OutgoingJob, PushResult
 from redis.asyncio import connection as async_connection
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, OutOfMemoryError, ResponseError, TimeoutError
 
 from lssm_jobs_redis.channel import _as_exception, _parser, _ReplyError, pack_command
 from lssm_jobs_redis.connection import is_cluster
@@ -143,6 +143,8 @@ class BlockingPusher:
         while True:
             try:
                 reply = self._push_once(jobs)
+            except OutOfMemoryError as error:
+                raise backend.full(error, len(jobs)) from None
             except _TRANSIENT as error:
                 self._drop()
                 remaining = deadline - time.monotonic()

@@ -30,6 +30,7 @@ from redis.exceptions import (
     ConnectionError,
     MovedError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
     TimeoutError,
@@ -49,6 +50,7 @@ _ERRORS: dict[str, type[Exception]] = {
     "CLUSTERDOWN": ClusterDownError,
     "TRYAGAIN": TryAgainError,
     "MASTERDOWN": ConnectionError,
+    "OOM": OutOfMemoryError,
 }
 
 

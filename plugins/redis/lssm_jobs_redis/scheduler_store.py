@@ -15,7 +15,7 @@ from typing import Any
 from lssm_jobs.scheduler.stores import SchedulerStore, ScheduleState, TickClaim
 from redis.exceptions import RedisError
 
-from lssm_jobs_redis.backend import TRANSIENT_ERRORS, RedisBackend
+from lssm_jobs_redis.backend import TRANSIENT_ERRORS, RedisBackend, log_notes
 from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.scripts import evalsha, scripts
@@ -37,7 +37,8 @@ def _number(value: Any) -> float | None:
 def _state(row: Any) -> ScheduleState | None:
     if not row:
         return None
-    name, last, next_tick, paused, updated = row
+    name, last, next_tick, paused, updated = row[:5]
+    log_notes(row[5:])
     return ScheduleState(
         name=_text(name),
         last_tick=_number(last),

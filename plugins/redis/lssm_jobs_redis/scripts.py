@@ -12,6 +12,16 @@ served in two forms:
 Either way a server that does not know the code yet (first use, restart without persistence, failover to a
 replica that never saw it) gets it loaded once and the call is repeated; there is no per-call existence
 check (unlike redis-py's ``Script`` objects inside pipelines).
+
+**A full Redis** (``maxmemory`` reached, ``maxmemory-policy noeviction``) refuses commands that may grow
+memory. The operations that only move jobs or free memory (lease, settle, retire, replay, purge) must keep
+working then, or workers could not finish what they hold and nothing would ever free memory; pushes are
+refused, so producers get one clear error and nothing is stored. Functions declare it: ``allow-oom`` for
+those, ``no-writes`` for the read-only ones (dead letters, counts; Redis refuses even reads from a function
+without flags when full). Scripts cannot declare flags on Redis 6.2, where Redis refuses a memory-growing
+command in a script only while the script has written nothing yet; the scripts of those operations
+therefore start with a write that cannot grow memory (``DEL`` of a key that never exists), after which
+Redis lets them finish. Redis 7 treats scripts without flags the same way.
 """
 
 from __future__ import annotations
@@ -22,12 +32,26 @@ from importlib import resources
 from typing import Any
 
 import attrs
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 NAMES = ("push", "lease", "settle", "replay", "purge", "dead", "counts", "retire", "scheduler")
 
+#: Function flags (see the module docstring): what runs on a full Redis, what only reads.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "lease": ("allow-oom",),
+    "settle": ("allow-oom",),
+    "retire": ("allow-oom",),
+    "replay": ("allow-oom",),
+    "purge": ("allow-oom",),
+    "dead": ("no-writes",),
+    "counts": ("no-writes",),
+}
+
+# The first write of a script that must run on a full Redis (see the module docstring).
+_OOM_GUARD = "redis.call('DEL', P .. 'oom-guard') -- lets the script run on a full Redis (scripts.py)\n"
+
 # Library-level state that must start fresh on every call of a function (a script gets it for free).
-_RESET = "  clock = nil\n  seqbox.value = nil\n  seqbox.start = nil\n"
+_RESET = "  clock = nil\n  seqbox.value = nil\n  seqbox.start = nil\n  if notes[1] then notes = {} end\n"
 
 
 def _read(name: str) -> str:
@@ -53,7 +77,8 @@ class LuaScript:
     @classmethod
     def load(cls, name: str) -> LuaScript:
         prelude, body = _read("prelude"), _read(name)
-        source = f"{_needed_prelude(prelude, body)}\n-- {name}.lua\n{body}"
+        guard = _OOM_GUARD if "allow-oom" in FLAGS.get(name, ()) else ""
+        source = f"{_needed_prelude(prelude, body)}\n-- {name}.lua\n{guard}{body}"
         return cls(
             name=name,
             source=source,
@@ -84,9 +109,10 @@ def library_source() -> str:
         f"    setup_prefix = argv[1]\n  end\n{_RESET}end"
     )
     for name in NAMES:
+        flags = ", ".join(f"'{flag}'" for flag in FLAGS.get(name, ()))
         lines.append(
-            f"redis.register_function('{LIBRARY}_{name}', function(KEYS, ARGV)\n  setup(ARGV)\n"
-            f"-- {name}.lua\n{_read(name)}\nend)"
+            f"redis.register_function{{function_name = '{LIBRARY}_{name}', flags = {{{flags}}},\n"
+            f"callback = function(KEYS, ARGV)\n  setup(ARGV)\n-- {name}.lua\n{_read(name)}\nend}}"
         )
     return "\n".join(lines) + "\n"
 
@@ -162,7 +188,11 @@ async def evalsha(
         except ResponseError as error:
             if not function_missing(error):
                 raise
-            await client.execute_command("FUNCTION", "LOAD", "REPLACE", scripts().library)
+            try:
+                await client.execute_command("FUNCTION", "LOAD", "REPLACE", scripts().library)
+            except OutOfMemoryError:  # a full Redis refuses FUNCTION LOAD, not SCRIPT LOAD: run the script
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, 1, key, *args)
             return await client.execute_command("FCALL", script.function, 1, key, *args)
     try:
         return await client.evalsha(script.sha, 1, key, *args)
@@ -182,6 +212,11 @@ async def load_all(client: Any, *, functions: bool) -> bool:
         try:
             await client.function_load(scripts().library, replace=True)
             return True
+        except OutOfMemoryError:
+            # A full Redis refuses FUNCTION LOAD: use the library when it is there already, else scripts
+            # (SCRIPT LOAD is allowed), so a worker can start and drain the queue.
+            if await client.function_list(library=LIBRARY):
+                return True
         except ResponseError as error:
             text = str(error).lower()
             if "unknown command" not in text and "noperm" not in text and "no permissions" not in text:

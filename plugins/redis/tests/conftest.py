@@ -54,6 +54,17 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop(kill=True)
 
 
+@pytest.fixture
+def small_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone that refuses writes when full (``maxmemory-policy noeviction``;
+    the test sets ``maxmemory``)."""
+    _require_server()
+    server = RedisServer(tmp_path / "redis", extra=("--maxmemory-policy", "noeviction"))
+    server.start()
+    yield server
+    server.stop(kill=True)
+
+
 def _tls_files(directory: Path) -> dict[str, Path]:
     """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl command."""
     openssl = shutil.which("openssl")

@@ -16,6 +16,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from lssm_jobs.backends.base import OutgoingJob
+from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.events import JobCompleted
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs.queue import JobQueue, open_queue
@@ -454,13 +455,22 @@ async def test_dead_letters_keep_the_body_verbatim_and_replay_resets_attempts(
         # the dedupe key is free again once its job is dead
         (fresh,) = await backend.push([outgoing(dedupe="report")])
         assert fresh.created and fresh.id != job.id
+        # ... so the dead letter cannot be replayed while that live job holds it (nothing changes)
+        with pytest.raises(DedupeConflictError) as conflict:
+            await backend.replay_dead(job.id, run_at=time.time())
+        assert (conflict.value.dedupe_key, conflict.value.live_job_id) == ("report", fresh.id)
+        assert (await backend.get_dead(job.id)) == dead
+        (taken,) = await backend.lease(queues=None, limit=1, lease_ms=10_000, wait=0)
+        await taken.dead_letter(reason="again", error=None, traceback=None)
+        # once it is not live, the replay takes the key back
         assert await backend.replay_dead(job.id, run_at=time.time()) is True
         assert await backend.replay_dead(job.id, run_at=time.time()) is False
         assert await backend.get_dead(job.id) is None
-        leased = await backend.lease(queues=None, limit=2, lease_ms=10_000, wait=0)
-        assert {delivery.id: delivery.attempt for delivery in leased} == {job.id: 1, fresh.id: 1}
-        for delivery in leased:
-            await delivery.dead_letter(reason="again", error=None, traceback=None)
+        (duplicate,) = await backend.push([outgoing(dedupe="report")])
+        assert (duplicate.id, duplicate.created) == (job.id, False)
+        (delivery,) = await backend.lease(queues=None, limit=2, lease_ms=10_000, wait=0)
+        assert (delivery.id, delivery.attempt, delivery.body) == (job.id, 1, body)
+        await delivery.dead_letter(reason="again", error=None, traceback=None)
         assert await backend.purge_dead([job.id, "unknown"]) == 1
         assert [letter.id for letter in await backend.list_dead()] == [fresh.id]
         assert await backend.purge_dead() == 1

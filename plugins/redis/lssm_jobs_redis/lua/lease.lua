@@ -3,7 +3,10 @@
 -- else it is registered as idle for that long); [6]: most expired leases / due jobs to move per queue;
 -- [7], [8]: completed retention (ms, count); [9...]: queue names (none: every queue).
 -- Returns the ms until the next delayed job or lease comes due (-1: none; computed only when nothing was
--- leased), then one delivery (see prelude) per leased job, hand-offs that reached the caller first.
+-- leased), then one delivery (see prelude) per leased job, hand-offs that reached the caller first, then
+-- warnings for the client to log, each starting with '!' (a delivery starts with a digit).
+-- A job whose record cannot be read (see record_problem) goes to the dead letter queue with the reason and
+-- never stops the others: every job is checked before anything of it is written.
 local limit = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local consumer = ARGV[4]
@@ -15,7 +18,7 @@ local expiry = now + lease_ms
 local queues = {}
 local every = #ARGV < 9
 if every then
-  queues = redis.call('SMEMBERS', QUEUES)
+  queues = on('SMEMBERS', QUEUES)
 else
   for i = 9, #ARGV do queues[#queues + 1] = ARGV[i] end
 end
@@ -24,27 +27,31 @@ local me = consumer .. lease_ms
 
 -- 0. This consumer is not idle while it is here: drop its registrations (step 4 registers it again).
 if every then
-  redis.call('ZREM', ANY_IDLERS, me)
+  on('ZREM', ANY_IDLERS, me)
 else
-  for _, queue in ipairs(queues) do redis.call('ZREM', qkey(queue, 'idlers'), me) end
+  for _, queue in ipairs(queues) do on('ZREM', qkey(queue, 'idlers'), me) end
 end
 
 --    Jobs handed to this consumer while it was not blocked (its wait had just ended): still its own when
 --    their token is unchanged, with the lease renewed from now.
 local list = handoff_key(consumer)
-local handed = redis.call('LRANGE', list, 0, -1)
+local handed = on('LRANGE', list, 0, -1)
 if #handed > 0 then
   redis.call('DEL', list)
   for _, entry in ipairs(handed) do
     if entry ~= '' then
-      local token, id_length, queue_length, start = string.match(entry, '^%d+ (%d+) (%d+) (%d+)\n()')
-      local id = string.sub(entry, start, start + id_length - 1)
-      local queue = string.sub(entry, start + id_length, start + id_length + queue_length - 1)
-      local job = redis.call('HMGET', jkey(id), 'k', 's')
-      if job[1] == token and job[2] == 'active' then
-        redis.call('ZADD', qkey(queue, 'active'), expiry, id)
-        out[#out + 1] = entry
-        limit = limit - 1
+      local id, queue, token = handed_job(entry)
+      if not id then
+        warn('dropped ' .. shown(entry) .. ' from ' .. list .. ': not a delivery')
+      else
+        local job = redis.pcall('HMGET', jkey(id), 'k', 's')
+        if job.err then
+          bury(id, queue, record_problem(id, {}, job))
+        elseif job[1] == token and job[2] == 'active' then
+          on('ZADD', qkey(queue, 'active'), expiry, id)
+          out[#out + 1] = entry
+          limit = limit - 1
+        end
       end
     end
   end
@@ -52,24 +59,38 @@ end
 
 -- 1. Jobs whose lease expired (their worker died) are ready again, in their old place; due delayed jobs
 --    become ready.
+--    Entries naming a job that is elsewhere by now are stale: dropped.
+local EXPIRED_FIELDS, DUE_FIELDS = { 'n', 'p', 's' }, { 'p', 's' }
 for _, queue in ipairs(queues) do
   local active = qkey(queue, 'active')
   local ready = qkey(queue, 'ready')
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, batch)) do
+  for _, id in ipairs(on('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, batch)) do
     redis.call('ZREM', active, id)
     local jk = jkey(id)
-    local job = redis.call('HMGET', jk, 'n', 'p', 's')
-    if job[1] and job[3] == 'active' then
-      redis.call('HSET', jk, 's', 'pending', 'u', stamp)
-      redis.call('ZADD', ready, -tonumber(job[2] or 0), ready_member(tonumber(job[1]), id))
+    local job = redis.pcall('HMGET', jk, 'n', 'p', 's')
+    local problem = record_problem(id, EXPIRED_FIELDS, job)
+    if problem then
+      bury(id, queue, problem)
+    elseif job[3] == 'active' then
+      if job[1] then
+        redis.call('HSET', jk, 's', 'pending', 'u', stamp)
+        on('ZADD', ready, -tonumber(job[2] or 0), ready_member(tonumber(job[1]), id))
+      else
+        bury(id, queue, 'it is active without a sequence number')
+      end
     end
   end
   local sched = qkey(queue, 'sched')
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, batch)) do
+  for _, id in ipairs(on('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, batch)) do
     redis.call('ZREM', sched, id)
     local jk = jkey(id)
-    local job = redis.call('HMGET', jk, 'p', 's')
-    if job[2] == 'scheduled' then make_ready(jk, id, queue, tonumber(job[1] or 0)) end
+    local job = redis.pcall('HMGET', jk, 'p', 's')
+    local problem = record_problem(id, DUE_FIELDS, job)
+    if problem then
+      bury(id, queue, problem)
+    elseif job[2] == 'scheduled' then
+      make_ready(jk, id, queue, tonumber(job[1] or 0))
+    end
   end
 end
 
@@ -84,7 +105,10 @@ if limit > 0 then
     for _, queue in ipairs(queues) do
       local head = peek_ready(queue, limit)
       if #head > 0 then
-        for _, entry in ipairs(head) do entry[3] = tonumber(redis.call('HGET', jkey(entry[2]), 'c') or 0) end
+        for _, entry in ipairs(head) do
+          -- creation time orders jobs across queues; one that cannot be read is checked when leased
+          entry[3] = tonumber(redis.pcall('HGET', jkey(entry[2]), 'c')) or 0
+        end
         streams[#streams + 1] = { queue = queue, head = head, next = 1, taken = 0 }
       end
     end
@@ -122,10 +146,19 @@ if #picked > 0 then
   for i, pick in ipairs(picked) do
     local queue, id, body = pick[1], pick[2], bodies[i]
     local jk = jkey(id)
-    if body then
-      local job = redis.call('HMGET', jk, 'a', 'k', 'n')
-      local attempt = tonumber(job[1] or 0) + 1
-      local token = tonumber(job[2] or 0) + 1
+    local job = redis.pcall('HMGET', jk, 'a', 'k', 'n', 's')
+    local attempt, token = lease_numbers(job)
+    local problem = nil
+    if not attempt then
+      problem = record_problem(id, LEASED_FIELDS, job)
+    elseif not body and job[4] == 'pending' then
+      problem = body_problem(id)
+    end
+    if id == '' then -- not a job entry (dropped by take_ready with a warning)
+    elseif problem then
+      bury(id, queue, problem)
+    elseif job[4] == 'pending' then -- else a stale entry: the job is elsewhere by now
+      attempt, token = attempt + 1, token + 1
       if job[3] then
         redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp)
       else -- it left the line: its number now (see take_ready)
@@ -150,6 +183,7 @@ if #out > 1 then
     if has_ready(queue) then offer(queue) end
   end
   save_seq()
+  for _, text in ipairs(notes) do out[#out + 1] = '!' .. text end
   return out
 end
 save_seq()
@@ -161,16 +195,17 @@ local next_due = nil
 for _, queue in ipairs(queues) do
   prune_done(queue, now, retention_ms, retention_max, batch)
   for _, kind in ipairs({ 'sched', 'active' }) do
-    local first = redis.call('ZRANGE', qkey(queue, kind), 0, 0, 'WITHSCORES')
+    local first = on('ZRANGE', qkey(queue, kind), 0, 0, 'WITHSCORES')
     if first[2] then
       local due = tonumber(first[2]) - now
       if next_due == nil or due < next_due then next_due = due end
     end
   end
   if block_ms > 0 and not every then
-    redis.call('ZADD', qkey(queue, 'idlers'), now + block_ms, me)
+    on('ZADD', qkey(queue, 'idlers'), now + block_ms, me)
   end
 end
-if block_ms > 0 and every then redis.call('ZADD', ANY_IDLERS, now + block_ms, me) end
+if block_ms > 0 and every then on('ZADD', ANY_IDLERS, now + block_ms, me) end
 if next_due ~= nil then out[1] = math.max(next_due, 0) end
+for _, text in ipairs(notes) do out[#out + 1] = '!' .. text end
 return out

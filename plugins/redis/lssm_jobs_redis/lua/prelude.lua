@@ -53,6 +53,136 @@ local function to_ms(text) return math.floor(tonumber(text) * 1000) end
 -- @ LIVE
 local LIVE = { scheduled = true, pending = true, active = true }
 
+-- @ notes warn
+-- Warnings for the client to log (it cannot see what happened here otherwise): records this call could not
+-- read, and keys of ours that held another type. Each script returns them after its own results.
+local notes = {}
+local function warn(text) notes[#notes + 1] = text end
+
+-- @ whole integer number
+-- A stored number, checked: a record edited by hand (or written by something else) may hold any text, and
+-- arithmetic on it would stop a script halfway. whole: a non-negative integer that prints back exactly
+-- (attempts, lease tokens, sequence numbers; Lua prints numbers with 14 digits), else nil. integer: any
+-- integer (priorities), else nil.
+local function whole(value)
+  local number = tonumber(value)
+  if number and number >= 0 and number < 1e14 and number % 1 == 0 then return number end
+  return nil
+end
+local function integer(value)
+  local number = tonumber(value)
+  if number and number % 1 == 0 then return number end
+  return nil
+end
+-- (a function library's top level may not name Lua's globals: tables of checks use this one)
+local function number(value) return tonumber(value) end
+
+-- @ shown
+-- A stored value quoted in a message: cut short.
+local function shown(value)
+  if #value > 40 then value = string.sub(value, 1, 40) .. '...' end
+  return "'" .. value .. "'"
+end
+
+-- @ on set_aside
+-- Run a command on one of our structures (a queue's line or sets, the dedupe hash, the dead letters...).
+-- When the key holds another type (set by hand, or by another program using the prefix), it is moved
+-- aside to <prefix>corrupt:<key without prefix>, kept for inspection, and the command runs on a fresh
+-- key: one foreign value never stops the queue, and nothing of ours was in it.
+local function set_aside(key)
+  local aside = P .. 'corrupt:' .. string.sub(key, #P + 1)
+  local kind = redis.call('TYPE', key).ok
+  redis.call('RENAME', key, aside)
+  warn('key ' .. key .. ' held a ' .. kind .. ', not what lssm-jobs keeps there: moved to ' .. aside)
+  return aside
+end
+local function on(command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    if not string.find(reply.err, 'WRONGTYPE', 1, true) then error(reply) end
+    set_aside(key)
+    return redis.call(command, key, ...)
+  end
+  return reply
+end
+
+-- @ count_dead
+-- Add `delta` to the dead letter count of `queue` (a derived counter: a value that is not a number is
+-- started again from 0).
+local function count_dead(queue, delta)
+  local reply = redis.pcall('HINCRBY', DEADCOUNT, queue, delta)
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'WRONGTYPE', 1, true) then
+      set_aside(DEADCOUNT)
+    else
+      warn('the dead letter count of queue ' .. queue .. ' was not a number: counted again from 0')
+      redis.call('HDEL', DEADCOUNT, queue)
+    end
+    reply = redis.call('HINCRBY', DEADCOUNT, queue, delta)
+  end
+  if reply <= 0 then redis.call('HDEL', DEADCOUNT, queue) end
+end
+
+-- @ bury
+-- Move job `id`, whose record cannot be read (`problem` says why; `queue` is where it was found), to the
+-- dead letter queue, keeping what can be kept: its body verbatim (a dead letter with an empty body when it
+-- has none), the readable fields of its hash. A key of the wrong type is moved aside (see set_aside). The
+-- lease token moves on, so a worker holding the job cannot settle it any more. Never fails.
+local BURY_CHECKS = { a = whole, k = whole, n = whole, p = integer, r = number, c = number, u = number }
+local function bury(id, queue, problem)
+  local jk, bk = jkey(id), bkey(id)
+  local kind = redis.call('TYPE', jk).ok
+  if kind ~= 'hash' and kind ~= 'none' then set_aside(jk) end
+  local body_kind = redis.call('TYPE', bk).ok
+  if body_kind ~= 'string' and body_kind ~= 'none' then set_aside(bk) end
+  local stamp = now_text()
+  for field, check in pairs(BURY_CHECKS) do
+    local value = redis.call('HGET', jk, field)
+    if value and not check(value) then redis.call('HDEL', jk, field) end
+  end
+  local fields = redis.call('HMGET', jk, 't', 'q', 'c', 'k', 'd')
+  local reason = 'unreadable job record: ' .. problem
+  -- the token moves past any delivery's: a worker still running the job is told its settle was ignored
+  redis.call('HSET', jk, 's', 'dead', 'x', reason, 'u', stamp, 'f', stamp, 'k', (whole(fields[4]) or 0) + 2,
+    't', fields[1] or '?', 'q', fields[2] or queue, 'c', fields[3] or stamp)
+  if on('ZADD', DEAD, now_ms(), id) == 1 then count_dead(fields[2] or queue, 1) end
+  if fields[5] and on('HGET', DEDUPE, fields[5]) == id then redis.call('HDEL', DEDUPE, fields[5]) end
+  warn('job ' .. id .. ' of queue ' .. queue .. ' moved to the dead letter queue: ' .. reason)
+end
+
+-- @ body_problem
+-- Why job `id` has no usable body (its key is missing or holds another type).
+local function body_problem(id)
+  local kind = redis.call('TYPE', bkey(id)).ok
+  if kind == 'none' then return 'its body (' .. bkey(id) .. ') is missing' end
+  return 'its body key ' .. bkey(id) .. ' holds a ' .. kind
+end
+
+-- @ record_problem
+-- Why the fields `values` (HMGET of `fields`) of job `id` cannot be used, or nil when they can. `values`
+-- may be the error of an HMGET on a key of another type; a hash without the status field has no record.
+local FIELD_NAMES = { a = 'attempts', k = 'lease token', n = 'sequence number', p = 'priority',
+  r = 'run_at', c = 'created_at', u = 'updated_at', s = 'status' }
+local FIELD_CHECKS = { a = whole, k = whole, n = whole, p = integer, r = number, c = number }
+local EXPECTED = { a = 'a whole number', k = 'a whole number', n = 'a whole number', p = 'an integer' }
+local function record_problem(id, fields, values)
+  if values.err then return 'its record ' .. jkey(id) .. ' is not a hash' end
+  for i, field in ipairs(fields) do
+    local value = values[i]
+    if value then
+      local check = FIELD_CHECKS[field]
+      if check and not check(value) then
+        return 'field ' .. field .. ' (' .. FIELD_NAMES[field] .. ') is ' .. shown(value) .. ', not '
+          .. (EXPECTED[field] or 'a number')
+      end
+    elseif field == 's' then
+      if redis.call('EXISTS', jkey(id)) == 0 then return 'it has no record (' .. jkey(id) .. ')' end
+      return 'its record has no status'
+    end
+  end
+  return nil
+end
+
 -- @ ready_member
 -- Ready-set member: the sequence number in fixed-width hex first, so jobs of equal priority (equal score)
 -- leave in the order they became ready; the job id follows from character 17 on.
@@ -66,19 +196,30 @@ local function delivery(attempt, token, id, queue, body)
   return attempt .. ' ' .. token .. ' ' .. #id .. ' ' .. #queue .. '\n' .. id .. queue .. body
 end
 
+-- @ handed_job
+-- The id, queue and lease token of a delivery in a hand-off list, or nil when `entry` is not one.
+local function handed_job(entry)
+  local token, id_length, queue_length, start = string.match(entry, '^%d+ (%d+) (%d+) (%d+)\n()')
+  if not token then return nil end
+  local queue_start = start + tonumber(id_length)
+  local queue_end = queue_start + tonumber(queue_length) - 1
+  if id_length == '0' or queue_end > #entry then return nil end
+  return string.sub(entry, start, queue_start - 1), string.sub(entry, queue_start, queue_end), token
+end
+
 -- @ call_many
 -- Run `command key ...values` in calls of at most 1000 values (Lua's unpack has a stack limit): one call
 -- for a batch of jobs instead of one per job.
 local function call_many(command, key, values)
   for start = 1, #values, 1000 do
-    redis.call(command, key, unpack(values, start, math.min(start + 999, #values)))
+    on(command, key, unpack(values, start, math.min(start + 999, #values)))
   end
 end
 
 -- @ release_dedupe
 -- Forget a dedupe key if it still points at this job (it may have been taken over by a newer job).
 local function release_dedupe(key, id)
-  if key and redis.call('HGET', DEDUPE, key) == id then redis.call('HDEL', DEDUPE, key) end
+  if key and on('HGET', DEDUPE, key) == id then redis.call('HDEL', DEDUPE, key) end
 end
 
 -- @ seqbox
@@ -88,7 +229,15 @@ local seqbox = { value = nil, start = nil }
 -- @ next_seq
 local function next_seq()
   if seqbox.value == nil then
-    seqbox.value = tonumber(redis.call('GET', SEQ) or '0')
+    local stored = on('GET', SEQ)
+    seqbox.value = whole(stored or 0)
+    if seqbox.value == nil then
+      -- not a number: start again above the numbers drawn so far (one per job from 0: fewer than the
+      -- milliseconds since 1970)
+      seqbox.value = now_ms()
+      warn('the ready-order counter ' .. SEQ .. ' was ' .. shown(stored) .. ': started again at '
+        .. seqbox.value)
+    end
     seqbox.start = seqbox.value
   end
   seqbox.value = seqbox.value + 1
@@ -105,11 +254,11 @@ local function make_ready(jk, id, queue, prio)
   if prio == 0 then
     redis.call('HSET', jk, 's', 'pending', 'u', now_text())
     redis.call('HDEL', jk, 'n') -- a new place in line: its number is drawn when it leaves the line
-    redis.call('RPUSH', qkey(queue, 'line'), id)
+    on('RPUSH', qkey(queue, 'line'), id)
   else
     local seq = next_seq()
     redis.call('HSET', jk, 's', 'pending', 'n', seq, 'u', now_text())
-    redis.call('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
+    on('ZADD', qkey(queue, 'ready'), -prio, ready_member(seq, id))
   end
 end
 
@@ -124,27 +273,38 @@ end
 -- <= 0, then the line, then the ready set's members of score > 0 (negative priorities).
 -- take_ready removes and returns the ids of up to `limit` of them, best first; peek_ready returns up to
 -- `limit` of them as {score, id}, best first, removing nothing.
+-- A member of the ready set that is not <16 hex digits><id> (written by hand) is dropped with a warning.
+local function ready_ids(popped, taken)
+  for i = 1, #popped, 2 do
+    local member = popped[i]
+    if #member > 16 then
+      taken[#taken + 1] = member_id(member)
+    else -- (peek_ready reports it with the id '')
+      warn('dropped ' .. shown(member) .. ' from a ready set: not a job entry')
+    end
+  end
+end
 local function take_ready(queue, limit)
   local ready = qkey(queue, 'ready')
   local taken = {}
   local sorted = redis.call('EXISTS', ready) == 1
   if sorted then
-    local first = redis.call('ZCOUNT', ready, '-inf', 0)
-    if first > 0 then
-      local popped = redis.call('ZPOPMIN', ready, math.min(first, limit))
-      for i = 1, #popped, 2 do taken[#taken + 1] = member_id(popped[i]) end
-    end
+    local first = on('ZCOUNT', ready, '-inf', 0)
+    if first > 0 then ready_ids(redis.call('ZPOPMIN', ready, math.min(first, limit)), taken) end
   end
   if #taken < limit then
-    local popped = redis.call('LPOP', qkey(queue, 'line'), limit - #taken)
+    local popped = on('LPOP', qkey(queue, 'line'), limit - #taken)
     if popped then
-      for i = 1, #popped do taken[#taken + 1] = popped[i] end
+      for i = 1, #popped do
+        if popped[i] ~= '' then
+          taken[#taken + 1] = popped[i]
+        else
+          warn('dropped an empty entry from ' .. qkey(queue, 'line'))
+        end
+      end
     end
   end
-  if sorted and #taken < limit then
-    local popped = redis.call('ZPOPMIN', ready, limit - #taken)
-    for i = 1, #popped, 2 do taken[#taken + 1] = member_id(popped[i]) end
-  end
+  if sorted and #taken < limit then ready_ids(redis.call('ZPOPMIN', ready, limit - #taken), taken) end
   return taken
 end
 local function peek_ready(queue, limit)
@@ -152,11 +312,11 @@ local function peek_ready(queue, limit)
   local head = {}
   local sorted = redis.call('EXISTS', ready) == 1
   if sorted then
-    local first = redis.call('ZRANGEBYSCORE', ready, '-inf', 0, 'WITHSCORES', 'LIMIT', 0, limit)
+    local first = on('ZRANGEBYSCORE', ready, '-inf', 0, 'WITHSCORES', 'LIMIT', 0, limit)
     for i = 1, #first, 2 do head[#head + 1] = { tonumber(first[i + 1]), member_id(first[i]) } end
   end
   if #head < limit then
-    for _, id in ipairs(redis.call('LRANGE', qkey(queue, 'line'), 0, limit - #head - 1)) do
+    for _, id in ipairs(on('LRANGE', qkey(queue, 'line'), 0, limit - #head - 1)) do
       head[#head + 1] = { 0, id }
     end
   end
@@ -170,28 +330,57 @@ end
 -- @ has_ready
 local function has_ready(queue) return redis.call('EXISTS', qkey(queue, 'ready'), qkey(queue, 'line')) > 0 end
 
+-- @ read_body
+-- Job `id`'s body, or nil and why there is none.
+local function read_body(id)
+  local body = redis.pcall('GET', bkey(id))
+  if type(body) == 'string' then return body end
+  return nil, body_problem(id)
+end
+
+-- @ LEASED_FIELDS lease_numbers
+-- The fields a lease reads and checks (HMGET order), and the quick check of the usual case: the attempts
+-- and token of a readable record, else nil (record_problem then says why).
+local LEASED_FIELDS = { 'a', 'k', 'n', 's' }
+local function lease_numbers(job)
+  if job.err or not job[4] then return nil end
+  local attempt, token = whole(job[1] or 0), whole(job[2] or 0)
+  if attempt and token and (not job[3] or whole(job[3])) then return attempt, token end
+  return nil
+end
+
 -- @ hand_over
 -- Idle consumers block on their own hand-off list (BLPOP) after registering in an idlers set (score: until
 -- when, member: 16-character consumer id followed by its lease ms). Giving them ready jobs here, leased
 -- in the same atomic step, saves them a round trip: the job travels in the reply to their BLPOP.
-local function hand_over(queue, id, idler)
-  local consumer = string.sub(idler, 1, 16)
-  local lease_ms = tonumber(string.sub(idler, 17))
+-- Returns whether job `id` (just taken from the queue's order) was handed over: a job whose record cannot
+-- be read goes to the dead letter queue instead, a stale entry (the job is elsewhere) is dropped.
+local function hand_over(queue, id, consumer, lease_ms)
   local jk = jkey(id)
-  local body = redis.call('GET', bkey(id))
-  if not body then return end -- purged meanwhile
-  local job = redis.call('HMGET', jk, 'a', 'k', 'n')
-  local attempt = tonumber(job[1] or 0) + 1
-  local token = tonumber(job[2] or 0) + 1
+  local job = redis.pcall('HMGET', jk, 'a', 'k', 'n', 's')
+  local attempt, token = lease_numbers(job)
+  local problem, body = nil, nil
+  if attempt then
+    if job[4] ~= 'pending' then return false end
+    body, problem = read_body(id)
+  else
+    problem = record_problem(id, LEASED_FIELDS, job)
+  end
+  if problem then
+    bury(id, queue, problem)
+    return false
+  end
+  attempt, token = attempt + 1, token + 1
   if job[3] then
     redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text())
   else -- it left the line: its number now
     redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', now_text(), 'n', next_seq())
   end
-  redis.call('ZADD', qkey(queue, 'active'), now_ms() + lease_ms, id)
+  on('ZADD', qkey(queue, 'active'), now_ms() + lease_ms, id)
   local list = handoff_key(consumer)
-  redis.call('RPUSH', list, delivery(attempt, token, id, queue, body))
+  on('RPUSH', list, delivery(attempt, token, id, queue, body))
   redis.call('PEXPIRE', list, lease_ms + 60000)
+  return true
 end
 
 -- @ offer
@@ -202,16 +391,25 @@ local function offer(queue)
   if redis.call('EXISTS', mine, ANY_IDLERS) == 0 then return end -- the usual case: every consumer is busy
   for _, idlers in ipairs({ mine, ANY_IDLERS }) do
     if redis.call('EXISTS', idlers) == 1 then
-      redis.call('ZREMRANGEBYSCORE', idlers, '-inf', now_ms() - 1)
+      on('ZREMRANGEBYSCORE', idlers, '-inf', now_ms() - 1)
       while true do
         local idler = redis.call('ZPOPMIN', idlers)
         if #idler == 0 then break end
-        local best = take_ready(queue, 1)
-        if #best == 0 then
-          redis.call('ZADD', idlers, idler[2], idler[1])
-          return
+        local lease_ms = whole(string.sub(idler[1], 17))
+        if #idler[1] <= 16 or not lease_ms then
+          warn('dropped ' .. shown(idler[1]) .. ' from ' .. idlers .. ': not an idle consumer entry')
+        else
+          local handed = false
+          while not handed do
+            local best = take_ready(queue, 1)
+            if #best > 0 then
+              handed = hand_over(queue, best[1], string.sub(idler[1], 1, 16), lease_ms)
+            elseif not has_ready(queue) then -- (else what it took was not a job entry)
+              redis.call('ZADD', idlers, idler[2], idler[1])
+              return
+            end
+          end
         end
-        hand_over(queue, best[1], idler[1])
       end
     end
   end
@@ -223,7 +421,7 @@ end
 local function wake_idlers(queue)
   for _, idlers in ipairs({ qkey(queue, 'idlers'), ANY_IDLERS }) do
     if redis.call('EXISTS', idlers) == 1 then
-      for _, idler in ipairs(redis.call('ZRANGEBYSCORE', idlers, now_ms(), '+inf')) do
+      for _, idler in ipairs(on('ZRANGEBYSCORE', idlers, now_ms(), '+inf')) do
         local list = handoff_key(string.sub(idler, 1, 16))
         redis.call('RPUSH', list, '')
         redis.call('PEXPIRE', list, 60000)
@@ -244,7 +442,7 @@ local function place(jk, id, queue, prio, run_ms, client_ms)
   end
   local sched = qkey(queue, 'sched')
   redis.call('HSET', jk, 's', 'scheduled', 'u', now_text())
-  redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
+  on('ZADD', sched, run_ms + now_ms() - client_ms, id)
   if redis.call('ZRANGE', sched, 0, 0)[1] == id then return 'first' end
   return 'later'
 end
@@ -271,16 +469,25 @@ end
 local function prune_done(queue, now, retention_ms, retention_max, budget)
   local done = qkey(queue, 'done')
   local excess = 0
-  if retention_max > 0 then excess = redis.call('LLEN', done) - retention_max end
+  if retention_max > 0 then excess = on('LLEN', done) - retention_max end
   local cutoff = now - retention_ms
   for _ = 1, budget do
-    local head = redis.call('LINDEX', done, 0)
+    local head = on('LINDEX', done, 0)
     if not head then return end
     local space = string.find(head, ' ', 1, true)
-    if excess <= 0 and tonumber(string.sub(head, 1, space - 1)) > cutoff then return end
+    local at = space and tonumber(string.sub(head, 1, space - 1))
+    if not at then
+      warn('dropped ' .. shown(head) .. ' from ' .. done .. ': not a completed job entry')
+    elseif excess <= 0 and at > cutoff then
+      return
+    end
     redis.call('LPOP', done)
-    local id = string.sub(head, space + 1)
-    redis.call('DEL', jkey(id), bkey(id))
+    if at then
+      local id = string.sub(head, space + 1)
+      local status = redis.pcall('HGET', jkey(id), 's')
+      -- an entry naming a job that is not completed (written by hand) must not delete it
+      if not (LIVE[status] or status == 'dead') then redis.call('DEL', jkey(id), bkey(id)) end
+    end
     excess = excess - 1
   end
 end

@@ -3,7 +3,9 @@
 -- job: id, its kind (1, 2, ...), run_at (epoch seconds; '' when it is created_at), dedupe key ('' for
 -- none), body.
 -- Returns, per job, 1 when it is stored (now, or by an earlier push of the same id), else the id of the
--- live job holding its dedupe key.
+-- live job holding its dedupe key; then warnings for the client to log (see notes in the prelude).
+-- Nothing fails once a job is being stored: the job's keys are fresh (a key of another type in the way is
+-- moved aside), every structure written is checked (see on), so no job is ever half-stored.
 -- Pushing a job id that already exists stores nothing and reports it stored, so a push retried after a
 -- lost reply never duplicates a job.
 local client_ms = tonumber(ARGV[2])
@@ -20,6 +22,13 @@ local readied = {} -- queue -> score, member pairs for the ready set (one comman
 local lined = {} -- queue -> ids for the line (priority 0; one command per queue)
 local line_queue, line_ids, line_count = nil, nil, 0 -- the line being added to (one queue, usually)
 local jprefix, bprefix = P .. 'j:', P .. 'b:'
+-- A job's first write: its hash key had no body, so a value of another type there is not ours (moved aside).
+local function store(jk, ...)
+  if type(redis.pcall('HSET', jk, ...)) == 'table' then
+    set_aside(jk)
+    redis.call('HSET', jk, ...)
+  end
+end
 for i = first_job, #ARGV, 5 do
   local kind = kinds[ARGV[i + 1]]
   local id, run_at, dedupe = ARGV[i], ARGV[i + 2], ARGV[i + 3]
@@ -28,8 +37,10 @@ for i = first_job, #ARGV, 5 do
   k = k + 1
   local holder = nil
   if dedupe ~= '' then
-    holder = redis.call('HGET', DEDUPE, dedupe)
-    if holder and holder ~= id and not LIVE[redis.call('HGET', jkey(holder), 's') or ''] then holder = nil end
+    holder = on('HGET', DEDUPE, dedupe)
+    -- a holder whose record cannot be read does not hold the key (it goes to the dead letter queue when
+    -- a worker meets it)
+    if holder and holder ~= id and not LIVE[redis.pcall('HGET', jkey(holder), 's')] then holder = nil end
   end
   if holder and holder ~= id then
     out[k] = holder
@@ -44,9 +55,9 @@ for i = first_job, #ARGV, 5 do
     if run_ms == nil or run_ms <= client_ms then
       if prio == '0' then -- into the line; its sequence number is drawn when it leaves it (see take_ready)
         if run_at == created then
-          redis.call('HSET', jk, 't', job_type, 'q', queue, 'c', created, 's', 'pending')
+          store(jk, 't', job_type, 'q', queue, 'c', created, 's', 'pending')
         else
-          redis.call('HSET', jk, 't', job_type, 'q', queue, 'r', run_at, 'c', created, 's', 'pending')
+          store(jk, 't', job_type, 'q', queue, 'r', run_at, 'c', created, 's', 'pending')
         end
         if queue ~= line_queue then
           line_ids = lined[queue]
@@ -60,8 +71,7 @@ for i = first_job, #ARGV, 5 do
         line_ids[line_count] = id
       else
         local seq = next_seq()
-        redis.call('HSET', jk, 't', job_type, 'q', queue, 'p', prio, 'r', run_at, 'c', created,
-          's', 'pending', 'n', seq)
+        store(jk, 't', job_type, 'q', queue, 'p', prio, 'r', run_at, 'c', created, 's', 'pending', 'n', seq)
         local additions = readied[queue]
         if not additions then
           additions = {}
@@ -75,15 +85,17 @@ for i = first_job, #ARGV, 5 do
       changes[queue] = 'ready'
     else
       local sched = qkey(queue, 'sched')
-      redis.call('HSET', jk, 't', job_type, 'q', queue, 'r', run_at, 'c', created, 's', 'scheduled')
+      store(jk, 't', job_type, 'q', queue, 'r', run_at, 'c', created, 's', 'scheduled')
       if prio ~= '0' then redis.call('HSET', jk, 'p', prio) end
-      redis.call('ZADD', sched, run_ms + now_ms() - client_ms, id)
-      if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then changes[queue] = 'first' end
+      on('ZADD', sched, run_ms + now_ms() - client_ms, id)
+      if changes[queue] == nil and redis.call('ZRANGE', sched, 0, 0)[1] == id then
+        changes[queue] = 'first'
+      end
       queues[queue] = true
     end
     if dedupe ~= '' then
       redis.call('HSET', jk, 'd', dedupe)
-      redis.call('HSET', DEDUPE, dedupe, id)
+      on('HSET', DEDUPE, dedupe, id)
     end
     out[k] = 1
   end
@@ -93,12 +105,13 @@ for queue, ids in pairs(lined) do
   local line = qkey(queue, 'line')
   for start = 1, #ids, 1000 do
     local last = math.min(start + 999, #ids)
-    local length = redis.call('RPUSH', line, unpack(ids, start, last))
+    local length = on('RPUSH', line, unpack(ids, start, last))
     -- The queue names set needs this queue only when its line was empty: a queue with jobs is in it.
     if start == 1 and length == last then queues[queue] = true end
   end
 end
-for queue, _ in pairs(queues) do redis.call('SADD', QUEUES, queue) end
+for queue, _ in pairs(queues) do on('SADD', QUEUES, queue) end
 notify(changes)
 save_seq()
+for _, text in ipairs(notes) do out[#out + 1] = text end
 return out

@@ -5,6 +5,9 @@
 -- cron:c:<name> (hash: tick -> claim), cron:open / cron:done (sorted sets of "<name>\31<tick>": unfinished
 -- claims by claimed_at, finished ones by completed_at). A claim is "<owner>\31<claimed_at>\31<completed_at or
 -- ''>\31<attempts>".
+-- A row or claim that cannot be read (written by hand, or by something else) never stops the others: an
+-- unreadable row counts as missing (ensure writes it again, with a warning after the row), an unreadable
+-- claim as held by nobody who can finish it; a key of another type in the way is moved aside (see on).
 local SEP = '\31'
 local NAMES = P .. 'cron:names'
 local OPEN = P .. 'cron:open'
@@ -26,28 +29,38 @@ local function split(text)
   end
 end
 
+-- A time as stored: '' (none) or a number.
+local function time_or_empty(value) return value == '' or tonumber(value) ~= nil end
+
 local function state(name)
-  local row = redis.call('HMGET', row_key(name), 'l', 'x', 'p', 'u')
-  if not row[4] then return false end
+  local row = redis.pcall('HMGET', row_key(name), 'l', 'x', 'p', 'u')
+  if row.err or not tonumber(row[4]) or not (row[3] == '0' or row[3] == '1') then return false end
+  if not (row[1] and time_or_empty(row[1]) and row[2] and time_or_empty(row[2])) then return false end
   return { name, row[1], row[2], row[3], row[4] }
 end
 
+-- The last settled tick of a row as a number, or nil when none (or not a number).
+local function last_tick(value) return tonumber(value) end
+
 local function read_claim(name, tick)
-  local raw = redis.call('HGET', claims_key(name), tick)
-  if not raw then return nil end
+  local raw = redis.pcall('HGET', claims_key(name), tick)
+  if type(raw) ~= 'string' then return nil end
   local parts = split(raw)
-  return { by = parts[1], at = parts[2], done = parts[3], attempts = tonumber(parts[4]) }
+  local claim = { by = parts[1], at = parts[2], done = parts[3], attempts = tonumber(parts[4]) }
+  if #parts ~= 4 or not tonumber(claim.at) or not claim.attempts or not time_or_empty(claim.done) then
+    return 'unreadable'
+  end
+  return claim
 end
 
 local function write_claim(name, tick, claim)
-  redis.call('HSET', claims_key(name), tick,
-    claim.by .. SEP .. claim.at .. SEP .. claim.done .. SEP .. claim.attempts)
+  on('HSET', claims_key(name), tick, claim.by .. SEP .. claim.at .. SEP .. claim.done .. SEP .. claim.attempts)
   local member = name .. SEP .. tick
   if claim.done == '' then
-    redis.call('ZADD', OPEN, tonumber(claim.at), member)
+    on('ZADD', OPEN, tonumber(claim.at), member)
   else
-    redis.call('ZREM', OPEN, member)
-    redis.call('ZADD', DONE, tonumber(claim.done), member)
+    on('ZREM', OPEN, member)
+    on('ZADD', DONE, tonumber(claim.done), member)
   end
 end
 
@@ -58,15 +71,25 @@ end
 local op = ARGV[2]
 if op == 'ensure' then
   local name, now = ARGV[3], ARGV[4]
-  if redis.call('HSETNX', row_key(name), 'u', now) == 1 then
+  if on('HSETNX', row_key(name), 'u', now) == 1 then
     redis.call('HSET', row_key(name), 'l', now, 'x', '', 'p', '0')
-    redis.call('SADD', NAMES, name)
+    on('SADD', NAMES, name)
   end
-  return state(name)
+  local row = state(name)
+  if not row then
+    -- a row that cannot be read: written again as new (its ticks up to now count as settled)
+    redis.call('DEL', row_key(name))
+    redis.call('HSET', row_key(name), 'u', now, 'l', now, 'x', '', 'p', '0')
+    on('SADD', NAMES, name)
+    row = state(name)
+    warn('the row of schedule ' .. name .. ' (' .. row_key(name) .. ') could not be read: written again')
+  end
+  for _, text in ipairs(notes) do row[#row + 1] = text end -- warnings for the client to log
+  return row
 elseif op == 'get' then
   return state(ARGV[3])
 elseif op == 'states' then
-  local names = redis.call('SMEMBERS', NAMES)
+  local names = on('SMEMBERS', NAMES)
   table.sort(names)
   local out = {}
   for _, name in ipairs(names) do
@@ -76,33 +99,34 @@ elseif op == 'states' then
   return out
 elseif op == 'claim' then
   local name, tick, owner, now, next_tick = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-  local row = redis.call('HMGET', row_key(name), 'l', 'p')
-  if not row[2] or row[2] == '1' then return 0 end
-  if row[1] ~= '' and tonumber(tick) <= tonumber(row[1]) then return 0 end
-  if redis.call('HEXISTS', claims_key(name), tick) == 1 then return 0 end
+  local row = redis.pcall('HMGET', row_key(name), 'l', 'p')
+  if row.err or row[2] ~= '0' then return 0 end -- gone, paused, or unreadable (until ensure writes it again)
+  local last = last_tick(row[1])
+  if last and tonumber(tick) <= last then return 0 end
+  if on('HEXISTS', claims_key(name), tick) == 1 then return 0 end
   write_claim(name, tick, { by = owner, at = now, done = '', attempts = 1 })
   redis.call('HSET', row_key(name), 'l', tick, 'x', next_tick, 'u', now)
   return 1
 elseif op == 'renew' then
   local name, tick, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local claim = read_claim(name, tick)
-  if not claim or claim.done ~= '' or claim.by ~= owner then return 0 end
+  if type(claim) ~= 'table' or claim.done ~= '' or claim.by ~= owner then return 0 end
   claim.at = now
   write_claim(name, tick, claim)
   return 1
 elseif op == 'complete' then
   local name, tick, owner, now = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local claim = read_claim(name, tick)
-  if not claim or claim.done ~= '' then return 0 end
+  if type(claim) ~= 'table' or claim.done ~= '' then return 0 end
   claim.done = now
   write_claim(name, tick, claim)
   if claim.by == owner then return 1 end
   return 0
 elseif op == 'take_over' then
   local name, tick, owner, now, stale_before = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-  local paused = redis.call('HGET', row_key(name), 'p')
+  local paused = redis.pcall('HGET', row_key(name), 'p')
   local claim = read_claim(name, tick)
-  if not paused or paused == '1' or not claim or claim.done ~= '' then return 0 end
+  if paused ~= '0' or type(claim) ~= 'table' or claim.done ~= '' then return 0 end
   if tonumber(claim.at) > tonumber(stale_before) then return 0 end
   claim.by = owner
   claim.at = now
@@ -111,55 +135,61 @@ elseif op == 'take_over' then
   return 1
 elseif op == 'advance' then
   local name, tick, now, next_tick = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-  local last = redis.call('HGET', row_key(name), 'l')
-  if not last then return 0 end
-  if last == '' or tonumber(tick) > tonumber(last) then last = tick end
+  local last = redis.pcall('HGET', row_key(name), 'l')
+  if type(last) ~= 'string' then return 0 end
+  if not last_tick(last) or tonumber(tick) > last_tick(last) then last = tick end
   redis.call('HSET', row_key(name), 'l', last, 'x', next_tick, 'u', now)
   return 1
 elseif op == 'set_paused' then
   local name, paused, now = ARGV[3], ARGV[4], ARGV[5]
-  local last = redis.call('HGET', row_key(name), 'l')
-  if not last then return false end
-  if paused == '0' and (last == '' or tonumber(now) > tonumber(last)) then last = now end
+  local last = redis.pcall('HGET', row_key(name), 'l')
+  if type(last) ~= 'string' then return false end
+  if not last_tick(last) or (paused == '0' and tonumber(now) > last_tick(last)) then last = now end
   redis.call('HSET', row_key(name), 'p', paused, 'l', last, 'u', now)
   return state(name)
 elseif op == 'delete' then
   local name = ARGV[3]
-  for _, tick in ipairs(redis.call('HKEYS', claims_key(name))) do
-    redis.call('ZREM', OPEN, name .. SEP .. tick)
-    redis.call('ZREM', DONE, name .. SEP .. tick)
+  for _, tick in ipairs(on('HKEYS', claims_key(name))) do
+    on('ZREM', OPEN, name .. SEP .. tick)
+    on('ZREM', DONE, name .. SEP .. tick)
   end
   redis.call('DEL', claims_key(name))
-  redis.call('SREM', NAMES, name)
+  on('SREM', NAMES, name)
   return redis.call('DEL', row_key(name))
 elseif op == 'claims' then
   local name, limit = ARGV[3], tonumber(ARGV[4])
-  local ticks = redis.call('HKEYS', claims_key(name))
+  local ticks = {}
+  for _, tick in ipairs(on('HKEYS', claims_key(name))) do
+    if tonumber(tick) then ticks[#ticks + 1] = tick end
+  end
   table.sort(ticks, function(a, b) return tonumber(a) > tonumber(b) end)
   local out = {}
-  for i = 1, math.min(limit, #ticks) do
-    out[#out + 1] = claim_reply(name, ticks[i], read_claim(name, ticks[i]))
+  for _, tick in ipairs(ticks) do
+    if #out >= limit then break end
+    local claim = read_claim(name, tick)
+    if type(claim) == 'table' then out[#out + 1] = claim_reply(name, tick, claim) end
   end
   return out
 elseif op == 'unfinished' then
   local out = {}
-  for _, member in ipairs(redis.call('ZRANGE', OPEN, 0, tonumber(ARGV[3]) - 1)) do
+  for _, member in ipairs(on('ZRANGE', OPEN, 0, tonumber(ARGV[3]) - 1)) do
     local parts = split(member)
     local tick = parts[#parts]
     local name = string.sub(member, 1, #member - #tick - 1)
     local claim = read_claim(name, tick)
-    if claim then out[#out + 1] = claim_reply(name, tick, claim) end
+    if type(claim) == 'table' and tonumber(tick) then out[#out + 1] = claim_reply(name, tick, claim) end
   end
   return out
 elseif op == 'prune' then
   local pruned = 0
   for _, set in ipairs({ OPEN, DONE }) do
-    for _, member in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)) do
+    for _, member in ipairs(on('ZRANGEBYSCORE', set, '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)) do
       local parts = split(member)
       local tick = parts[#parts]
       local name = string.sub(member, 1, #member - #tick - 1)
       redis.call('ZREM', set, member)
-      pruned = pruned + redis.call('HDEL', claims_key(name), tick)
+      local removed = redis.pcall('HDEL', claims_key(name), tick)
+      if type(removed) == 'number' then pruned = pruned + removed end
     end
   end
   return pruned

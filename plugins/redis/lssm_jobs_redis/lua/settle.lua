@@ -8,7 +8,11 @@
 --   extend  lease_ms               push the lease expiry to lease_ms from now
 -- An operation applies only while the token is the job's current one and the job is active, or pending
 -- because its lease expired and nobody leased it since; settling moves the token on, so a late or
--- repeated settle (a retry after a lost reply) changes nothing. Returns 1 (applied) or 0 per operation.
+-- repeated settle (a retry after a lost reply) changes nothing. Returns per operation: 1 applied; 2 not
+-- applied because this token settled the job already (a repeated settle, or an extend racing the job's
+-- own settle: no lease is lost) or the job is gone; 3 not applied because the job's record cannot be read
+-- (it went to the dead letter queue); 0 not applied: the lease moved on (it expired and the job was
+-- leased again). Warnings for the client to log follow the results.
 local KNOWN = { ack = true, retry = true, dead = true, release = true, extend = true }
 for i = 5, #ARGV, 7 do
   if not KNOWN[ARGV[i]] then return redis.error_reply('unknown settle operation ' .. ARGV[i]) end
@@ -23,22 +27,36 @@ local out = {}
 local changes = {}
 local unleased = {} -- queue -> ids leaving the active set (removed with one command per queue)
 local finished = {} -- queue -> "<ms> <id>" entries for the completed list
+local SETTLED_FIELDS = { 'k', 's', 'n', 'p', 'd', 'a' }
 for i = 5, #ARGV, 7 do
   local op, id, token, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local jk = jkey(id)
-  local job = redis.call('HMGET', jk, 'k', 's', 'n', 'p', 'd', 'a')
+  local job = redis.pcall('HMGET', jk, 'k', 's', 'n', 'p', 'd', 'a')
   local state = job[2]
   local applied = 0
-  if job[1] == token and (state == 'active' or state == 'pending') then
+  local problem = nil
+  if job.err or (job[1] == token and state and not (
+      (not job[3] or whole(job[3])) and (not job[4] or integer(job[4])) and (not job[6] or whole(job[6])))) then
+    problem = record_problem(id, SETTLED_FIELDS, job)
+  end
+  if not problem and job[1] == token then
+    if state == 'pending' and not job[3] then
+      problem = 'it is pending without a sequence number'
+    end
+  end
+  if problem then
+    bury(id, queue, problem .. ' (found when a worker settled it: ' .. op .. ')')
+    applied = 3
+  elseif job[1] == token and (state == 'active' or state == 'pending') then
     applied = 1
     local member = job[3] and ready_member(tonumber(job[3]), id)
     if op == 'extend' then
       if state == 'pending' then
         -- the lease ran out but nobody took the job: the worker still has it, so take it back
-        redis.call('ZREM', qkey(queue, 'ready'), member)
+        on('ZREM', qkey(queue, 'ready'), member)
         redis.call('HSET', jk, 's', 'active', 'u', stamp)
       end
-      redis.call('ZADD', qkey(queue, 'active'), now + tonumber(ARGV[i + 4]), id)
+      on('ZADD', qkey(queue, 'active'), now + tonumber(ARGV[i + 4]), id)
     else
       local leaving = unleased[queue]
       if not leaving then
@@ -46,7 +64,7 @@ for i = 5, #ARGV, 7 do
         unleased[queue] = leaving
       end
       leaving[#leaving + 1] = id
-      if state == 'pending' then redis.call('ZREM', qkey(queue, 'ready'), member) end
+      if state == 'pending' then on('ZREM', qkey(queue, 'ready'), member) end
       local next_token = tonumber(token) + 1
       if op == 'ack' then
         release_dedupe(job[5], id)
@@ -68,16 +86,19 @@ for i = 5, #ARGV, 7 do
         redis.call('HSET', jk, 's', 'dead', 'x', ARGV[i + 4], 'u', stamp, 'f', stamp, 'k', next_token)
         if ARGV[i + 5] ~= '' then redis.call('HSET', jk, 'e', ARGV[i + 5]) end
         if ARGV[i + 6] ~= '' then redis.call('HSET', jk, 'y', ARGV[i + 6]) else redis.call('HDEL', jk, 'y') end
-        redis.call('ZADD', DEAD, now, id)
-        redis.call('HINCRBY', DEADCOUNT, queue, 1)
+        on('ZADD', DEAD, now, id)
+        count_dead(queue, 1)
         release_dedupe(job[5], id)
       else -- release: back in its old place in line
-        redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[6]) - 1, 0), 'k', next_token,
+        redis.call('HSET', jk, 's', 'pending', 'a', math.max(tonumber(job[6] or 1) - 1, 0), 'k', next_token,
           'u', stamp)
-        redis.call('ZADD', qkey(queue, 'ready'), -tonumber(job[4] or 0), member)
+        on('ZADD', qkey(queue, 'ready'), -tonumber(job[4] or 0), member)
         note(changes, queue, 'ready')
       end
     end
+  elseif not job.err and (state == nil or (state ~= 'active' and job[1] == tostring(tonumber(token) + 1)))
+  then
+    applied = 2 -- (a job leased again after this token's settle is active with a newer token: 0)
   end
   out[#out + 1] = applied
 end
@@ -88,4 +109,5 @@ for queue, entries in pairs(finished) do
 end
 notify(changes)
 save_seq()
+for _, text in ipairs(notes) do out[#out + 1] = text end
 return out
