@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 from fuzz_storage import TARGET_TYPE, Space
-from lssm_jobs import Job, JobCatalog, JobStatus, define_job_type
+from lssm_jobs import Job, JobCatalog, JobStatus, LssmJobsError, define_job_type
 from lssm_jobs.backends.base import DeadLetter
 from lssm_jobs.signing import SigningKeys
 from lssm_jobs.testing import wait_until
@@ -114,7 +114,10 @@ async def run_among_healthy(
                     if dead is not None:
                         outcome.dead[job_id] = dead
                         continue
-                    record = await queue.backend.get(job_id)
+                    try:
+                        record = await queue.backend.get(job_id)
+                    except (ValueError, LssmJobsError):  # what is left of it cannot be read (and says so)
+                        record = None
                     if record is not None and record.status is JobStatus.COMPLETED:
                         outcome.completed.add(job_id)
                     elif await space.referenced(job_id):
