@@ -29,19 +29,23 @@ in ``__init__`` / ``close()``, and list the backend's own faults (``faults()``).
 worker with those options and read the final state through ``queue.get`` and the dead letter queue. A
 backend whose workers are not plain CLI workers (Cloud Tasks pushes each job to an HTTP endpoint the worker
 serves) overrides ``worker_command``; one that cannot ``get`` a job after it completed (Pub/Sub) overrides
-``final_states`` with its own source of truth (e.g. its result store). For the Google Cloud backends::
+``final_states`` with its own source of truth (e.g. its job ledger). For the Google Cloud backends, whose
+plugins start local servers for their own tests (``lssm_jobs_gcp_pubsub.testing``, the Cloud Tasks
+emulator wrapper in ``plugins/gcp-tasks/tests``), an adapter is about this much::
 
-    class CloudTasksTarget(ChaosTarget):
-        name = backend = "gcp-tasks"
+    class PubSubTarget(ChaosTarget):
+        name = backend = "gcp-pubsub"
 
         def __init__(self, directory):
-            self.emulator = start_tasks_emulator(directory)       # gcloud-tasks-emulator on 127.0.0.1
+            self.server = start_local_pubsub(directory)             # on 127.0.0.1
         def options(self):
-            return {"project": "chaos", "location": "here", "emulator_host": self.emulator.address}
+            return {"project": "chaos", "emulator_host": self.server.address, ...}
         def faults(self):
-            return [Fault("emulator restart", 1, lambda run: self.emulator.restart())]
+            return [Fault("Pub/Sub server restart", 1, lambda run: self.server.restart())]
+        def final_states(self, job_ids):
+            ...                                                     # from the backend's ledger
         def close(self):
-            self.emulator.stop()
+            self.server.stop()
 
 and one more entry in ``TARGETS`` in ``test_chaos.py``.
 """
