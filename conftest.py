@@ -13,6 +13,10 @@ from collections.abc import Generator
 import pytest
 
 EXPECTED_SKIPS = ("backend does not declare", "only pull backends")
+# The Java Pub/Sub emulator cannot be installed from the registries CI may use (Debian 13 images lack it):
+# where it is missing, the Pub/Sub tests run on the project's own server and only the Java half of the
+# parity tests skips.
+EXPECTED_SKIPS += ("Java Pub/Sub emulator not installed",)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -246,6 +246,96 @@ def measure(lib: str, url: str, options: argparse.Namespace, directory: Path) ->
     return out
 
 
+# -- lssm-jobs worker --processes N: drain throughput of a supervisor's worker processes ----------------
+
+
+def measure_processes(
+    url: str, counts: list[int], options: argparse.Namespace, directory: Path
+) -> list[dict[str, Any]]:
+    """Drain ``--jobs`` no-op jobs with ``lssm-jobs worker --processes N`` for each N, on one Redis.
+
+    The workers start first and go idle (every process consuming), then the jobs are enqueued in bulk; the
+    rate is jobs / (last job finished - first job started) over all processes, from what each process
+    recorded (adapters/lssm_processes_app.py).
+    """
+    import asyncio
+
+    import redis
+    from lssm_jobs.jobs import JobStatus
+    from lssm_jobs.queue import open_queue
+    from lssm_jobs.testing.processes import CliProcess
+
+    client = redis.Redis.from_url(url)
+    results = []
+    for processes in counts:
+        client.flushall()
+        results_dir = directory / f"processes-{processes}"
+        results_dir.mkdir(exist_ok=True)
+        command = [
+            "worker",
+            "adapters.lssm_processes_app:handlers",
+            "--backend",
+            "redis",
+            "--url",
+            url,
+            "-o",
+            "prefix=bench:",
+            "-o",
+            "sinks=[]",
+            "--processes",
+            str(processes),
+            "-c",
+            os.environ.get("BENCH_LSSM_CONCURRENCY", "64"),
+            "--no-progress",
+        ]
+        with CliProcess(command, cwd=BENCH, env={"BENCH_RESULT_DIR": str(results_dir)}) as worker:
+            worker.wait_for(r"is consuming", count=processes, timeout=120)
+            time.sleep(1.0)  # idle: blocked waiting for work
+
+            async def fill_and_wait() -> None:
+                queue = open_queue("redis", url=url, prefix="bench:", sinks=[])
+                async with queue:
+                    for start in range(0, options.jobs, 10_000):
+                        size = min(10_000, options.jobs - start)
+                        await queue.enqueue_many([("bench.noop", {"t": 0.0}) for _ in range(size)])
+                    deadline = time.monotonic() + options.timeout
+                    while True:
+                        per = (await queue.counts()).get("default", {})
+                        if per.get(JobStatus.COMPLETED, 0) >= options.jobs:
+                            return
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"not drained in {options.timeout}s: {per}")
+                        await asyncio.sleep(0.05)
+
+            asyncio.run(fill_and_wait())
+            worker.signal(signal.SIGTERM)
+            worker.wait(60)
+        records = [json.loads(path.read_text()) for path in results_dir.glob("*.json")]
+        records = [record for record in records if record["seen"]]
+        first = min(record["first"] for record in records)
+        last = max(record["last"] for record in records)
+        results.append(
+            {
+                "processes": processes,
+                "drain_per_s": options.jobs / max(last - first, 1e-9),
+                "per_process": sorted((record["seen"] for record in records), reverse=True),
+            }
+        )
+        print(f"   --processes {processes}: drain {results[-1]['drain_per_s']:,.0f}/s", flush=True)
+    client.close()
+    return results
+
+
+def processes_table(results: list[dict[str, Any]]) -> str:
+    lines = ["| `lssm-jobs worker` | drain jobs/s | jobs per worker process |", "| --- | ---: | --- |"]
+    for result in results:
+        lines.append(
+            f"| `--processes {result['processes']}` | {_number(result['drain_per_s'])} | "
+            f"{', '.join(f'{n:,}' for n in result['per_process'])} |"
+        )
+    return "\n".join(lines)
+
+
 # -- reporting -------------------------------------------------------------------------------------------
 
 
@@ -328,6 +418,10 @@ def main() -> int:
     )
     parser.add_argument("--markdown", type=Path, help="also write the results table (markdown) here")
     parser.add_argument("--json", type=Path, help="also write every measurement as JSON here")
+    parser.add_argument(
+        "--processes",
+        help="instead: drain --jobs with `lssm-jobs worker --processes N` for each N, e.g. 1,2",
+    )
     parser.add_argument("--role", choices=("main", "lib", "worker"), default="main", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -347,6 +441,25 @@ def main() -> int:
     if not options.redis_server:
         print("redis-server not found: install it (apt-get install redis-server) or pass --redis-server")
         return 2
+    if options.processes:
+        counts = [int(part) for part in options.processes.split(",") if part.strip()]
+        with tempfile.TemporaryDirectory(prefix="lssm-bench-") as temporary:
+            server = Server(options.redis_server, Path(temporary))
+            try:
+                print(
+                    f"-- lssm-jobs worker --processes {options.processes} ({options.jobs} jobs)", flush=True
+                )
+                measured = measure_processes(server.url, counts, options, Path(temporary))
+            finally:
+                server.stop()
+        info = machine(options.redis_server)
+        report = processes_table(measured)
+        print("\n" + "\n".join(f"{key}: {value}" for key, value in info.items()) + "\n\n" + report)
+        if options.markdown:
+            options.markdown.write_text(report + "\n")
+        if options.json:
+            options.json.write_text(json.dumps({"machine": info, "processes": measured}, indent=2))
+        return 0
     libs = [name.strip() for name in options.libs.split(",") if name.strip()]
     if options.signing and "lssm_signed" not in libs:
         libs.insert(libs.index("lssm") + 1 if "lssm" in libs else 0, "lssm_signed")

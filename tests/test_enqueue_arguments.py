@@ -342,3 +342,44 @@ async def test_what_is_accepted_at_every_bound_is_read_back_and_run(make_queue: 
 async def _completed(queue: JobQueue, job_id: str) -> bool:
     job = await queue.get(job_id)
     return job is not None and job.status is JobStatus.COMPLETED
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max([_depth(child) for child in value.values()], default=0)
+    if isinstance(value, (list, tuple)):
+        return 1 + max([_depth(child) for child in value], default=0)
+    return 0
+
+
+def test_the_depth_measured_on_the_json_text_is_exact() -> None:
+    """The depth check reads the encoded text; brackets inside strings (escaped quotes and backslashes
+    around them, non-ASCII text) neither hide nor add a level."""
+    from lssm_jobs.limits import depth_exceeds, json_depth_exceeds
+    from lssm_jobs.serialization import JsonSerializer
+
+    def tricky(depth: int) -> Any:
+        value: Any = {"leaf": "x"}
+        for _ in range(depth):
+            value = {"k": value, "s": "}{][", "e": 'a\\n"q"\\\\', "é[": "ü]"}
+        return value
+
+    payloads = [
+        _nested(64),
+        _nested(65),
+        {"rows": [[i, i] for i in range(300)]},
+        {"s": "[" * 300, "l": [[1]] * 70},
+        ["]", _nested(70), "["] * 3,  # string brackets that would balance each other out
+        ['\\"]', _nested(66), '\\\\"['],
+        ['\n"[', _nested(65), "]\\"] * 2,
+        tricky(20),
+        tricky(40),
+        [{"x": [[]]}] * 100,
+    ]
+    encode = JsonSerializer().encode_value
+    for payload in payloads:
+        text = encode(payload)
+        for limit in range(1, 80):
+            expected = _depth(payload) > limit
+            assert depth_exceeds(payload, limit) is expected, (limit, text[:60])
+            assert json_depth_exceeds(text, payload, limit) is expected, (limit, text[:60])

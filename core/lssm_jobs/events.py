@@ -190,7 +190,9 @@ class LoggingEventSink(EventSink):
             return
         fields = {k: v for k, v in attrs.asdict(event).items() if k not in ("timestamp", "traceback")}
         details = " ".join(f"{key}={value}" for key, value in fields.items())
-        self.logger.log(level, "%s %s", event.name, details)
+        # The fields travel with the record too, for structured (JSON) log formats.
+        extra = {"lssm_jobs": {"event": event.name, **fields}}
+        self.logger.log(level, "%s %s", event.name, details, extra=extra)
 
 
 class EventBus:

@@ -16,6 +16,7 @@ import pluggy
 
 from lssm_jobs.registrations import (
     EventSinkSpec,
+    JobLedgerSpec,
     QueueBackendSpec,
     SchedulerStoreSpec,
     SerializerSpec,
@@ -108,6 +109,23 @@ class LssmJobsSpec:
             @hookimpl
             def lssm_jobs_event_sinks():
                 return [EventSinkSpec(name="statsd", factory=StatsdSink)]
+        """
+        raise NotImplementedError
+
+    @hookspec
+    def lssm_jobs_job_ledgers(self) -> list[JobLedgerSpec]:
+        """Register job ledgers: stores of job records and dead letters for backends whose service keeps no
+        history (Cloud Tasks, Pub/Sub), so that ``get``, ``counts`` and the dead letter queue work there.
+
+        :returns: one :class:`~lssm_jobs.registrations.JobLedgerSpec` per ledger, named by such a backend's
+            ``ledger=`` option. A ledger subclasses :class:`lssm_jobs.ledger.base.JobLedger` and passes
+            :class:`lssm_jobs.testing.LedgerConformance`.
+
+        Example::
+
+            @hookimpl
+            def lssm_jobs_job_ledgers():
+                return [JobLedgerSpec(name="redis", factory=RedisLedger.from_options)]
         """
         raise NotImplementedError
 

@@ -30,6 +30,7 @@ from lssm_jobs.errors import (
 from lssm_jobs.hookspecs import ENTRY_POINT_GROUP, HOOK_NAMES, PROJECT_NAME, LssmJobsSpec
 from lssm_jobs.registrations import (
     EventSinkSpec,
+    JobLedgerSpec,
     QueueBackendSpec,
     SchedulerStoreSpec,
     SerializerSpec,
@@ -46,6 +47,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sqlite", "lssm_jobs.backends.sqlite"),
     ("builtins", "lssm_jobs.builtin_plugins"),
     ("scheduler", "lssm_jobs.scheduler.builtin"),
+    ("observability", "lssm_jobs.observability.plugin"),
+    ("ledgers", "lssm_jobs.ledger.builtin"),
 )
 
 # hook name -> (record type, registry kind shown to users)
@@ -55,6 +58,7 @@ _KINDS: dict[str, tuple[type[Any], str]] = {
     "lssm_jobs_schedule_triggers": (TriggerSpec, "triggers"),
     "lssm_jobs_scheduler_stores": (SchedulerStoreSpec, "scheduler stores"),
     "lssm_jobs_event_sinks": (EventSinkSpec, "event sinks"),
+    "lssm_jobs_job_ledgers": (JobLedgerSpec, "ledgers"),
 }
 assert set(_KINDS) == set(HOOK_NAMES), "every hook spec needs a registry kind"
 
@@ -206,6 +210,9 @@ class PluginRegistry:
     def event_sinks(self) -> dict[str, EventSinkSpec]:
         return dict(self._records["lssm_jobs_event_sinks"])
 
+    def job_ledgers(self) -> dict[str, JobLedgerSpec]:
+        return dict(self._records["lssm_jobs_job_ledgers"])
+
     def _lookup(self, hook: str, name: str) -> Any:
         kind = _KINDS[hook][1][:-1]
         not_found = BackendNotFoundError if hook == "lssm_jobs_queue_backends" else PluginNotFoundError
@@ -245,6 +252,11 @@ class PluginRegistry:
 
     def event_sink(self, name: str) -> EventSinkSpec:
         record: EventSinkSpec = self._lookup("lssm_jobs_event_sinks", name)
+        return record
+
+    def job_ledger(self, name: str) -> JobLedgerSpec:
+        """:raises PluginNotFoundError: unknown, blocked, or its plugin failed to load."""
+        record: JobLedgerSpec = self._lookup("lssm_jobs_job_ledgers", name)
         return record
 
 

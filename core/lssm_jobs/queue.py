@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -61,9 +62,11 @@ from lssm_jobs.limits import (
     check_run_at,
     check_text,
     depth_exceeds,
+    json_depth_exceeds,
     unencodable_path,
 )
 from lssm_jobs.plugins import PluginRegistry, get_plugins
+from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.serialization import (
     Envelope,
     JsonSerializer,
@@ -108,6 +111,9 @@ QUEUE_OPTIONS = frozenset(
 
 _NO_META: Mapping[str, str] = MappingProxyType({})
 
+#: ``provider(job_id, job_type, queue) -> extra meta`` (strings): see :attr:`JobQueue.meta_providers`.
+MetaProvider = Callable[[str, str, str], Mapping[str, str]]
+
 
 # A prepared job's body: the serialized envelope, or (JSON) only the encoded payload, the envelope being
 # assembled around it when the job is sent. A prepared job is its Job (what enqueue returns) and its body,
@@ -128,6 +134,13 @@ def _pair(request: Any, index: int) -> tuple[str | JobType[Any], Any]:
             f"got {type(request).__name__}"
         ) from None
     return job_type, payload
+
+
+@functools.lru_cache(maxsize=1024)
+def _overridden(options: JobOptions, max_retries: int, timeout_ms: int | None) -> JobOptions:
+    """``options`` with a job's own ``max_retries`` and ``timeout_ms`` (checked by the caller). Call sites
+    repeat the same overrides, so each combination is built (and validated) once."""
+    return attrs.evolve(options, max_retries=max_retries, timeout_ms=timeout_ms)
 
 
 def _at_index(error: Exception, index: int) -> Exception:
@@ -256,7 +269,8 @@ class JobQueue:
     :param serializer: a serializer name (plugin-provided) or instance; JSON by default.
     :param catalog: resolves job type names to definitions; the global catalog by default.
     :param concurrency: most jobs this process runs at once.
-    :param queues: queue names to consume (None: all).
+    :param queues: queue names to consume (None: all), or a
+        :class:`~lssm_jobs.queue_selection.QueueSelection` (strict order, weights).
     :param lease_ms: visibility timeout; running jobs keep extending it, so it bounds how long a dead worker's
         job waits before running elsewhere, not how long a job may run.
     :param shutdown_timeout: seconds in-flight jobs get to finish on :meth:`stop` before being released.
@@ -311,7 +325,7 @@ class JobQueue:
             self.serializer = SigningSerializer(self.serializer, signing_key)
         self.catalog = catalog if catalog is not None else default_catalog
         self.consume_options = ConsumeOptions(
-            queues=tuple(queues) if queues else None,
+            queues=(queues if isinstance(queues, QueueSelection) else tuple(queues)) if queues else None,
             concurrency=concurrency,
             lease_ms=lease_ms,
             prefetch=prefetch,
@@ -334,6 +348,11 @@ class JobQueue:
         for sink in sinks:
             self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
         self.handlers: dict[str, Handler] = {}
+        #: Called for every job enqueued through this queue, before it is serialized; each returns meta
+        #: entries to carry with the job (e.g. OpenTelemetry's W3C ``traceparent``). Meta given to
+        #: ``enqueue`` wins over provided meta. Consulted only when the list is not empty, so enqueueing
+        #: costs nothing extra without providers.
+        self.meta_providers: list[MetaProvider] = []
         self.dead_letters = DeadLetters(self)
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
@@ -427,12 +446,12 @@ class JobQueue:
             else check_text(request.dedupe_key, "dedupe_key", MAX_DEDUPE_KEY_BYTES)
         )
         if request.max_retries is not None or request.timeout_ms is not None:
-            options = attrs.evolve(
+            options = _overridden(
                 options,
-                max_retries=options.max_retries
+                options.max_retries
                 if request.max_retries is None
                 else check_int(request.max_retries, "max_retries", 0, MAX_RETRIES),
-                timeout_ms=options.timeout_ms
+                options.timeout_ms
                 if request.timeout_ms is None
                 else check_int(request.timeout_ms, "timeout_ms", 0, MAX_TIMEOUT_MS),
             )
@@ -460,6 +479,15 @@ class JobQueue:
             meta,
             job_id,
         )
+
+    def _provided_meta(
+        self, job_id: str, name: str, queue: str, meta: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        provided: dict[str, str] = {}
+        for provider in self.meta_providers:
+            provided.update(provider(job_id, name, queue))
+        provided.update(meta)
+        return MappingProxyType(provided)
 
     def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
         """Name, version, definition (None when the catalog does not know the name) and options.
@@ -491,8 +519,8 @@ class JobQueue:
         """A payload's JSON text (the default serializer), checked against this queue's limits.
 
         The checks cost a flag test and a comparison for the usual small ASCII payload: the UTF-8 encoding
-        only runs for non-ASCII text (where it also finds lone surrogates), and the payload is only walked
-        for its depth when its text holds more brackets than the depth limit.
+        only runs for non-ASCII text (where it also finds lone surrogates), and the depth is measured on
+        the text (see :func:`~lssm_jobs.limits.json_depth_exceeds`).
 
         :raises SerializationError: not serializable, not valid Unicode, too large or too deep.
         """
@@ -514,8 +542,7 @@ class JobQueue:
                 ) from None
         if size > self.max_payload_bytes:
             raise self._too_large(size)
-        depth = self.max_payload_depth
-        if len(text) > 2 * depth and text.count("[") + text.count("{") > depth and depth_exceeds(data, depth):
+        if json_depth_exceeds(text, data, self.max_payload_depth):
             raise self._too_deep()
         return text
 
@@ -555,6 +582,8 @@ class JobQueue:
     ) -> tuple[Job[Any], Body]:
         if job_id is None:
             job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
+        if self.meta_providers:  # checked like enqueue's own meta: a provider's bug fails here, not later
+            meta = check_meta(self._provided_meta(job_id, name, queue, meta))
         job = new_job(
             job_id,
             name,
@@ -711,7 +740,9 @@ class JobQueue:
         serializer = self.serializer
         encode = (
             self._encode_payload
-            if isinstance(serializer, JsonSerializer) and serializer.assembles(now, now)
+            if isinstance(serializer, JsonSerializer)
+            and serializer.assembles(now, now)
+            and not self.meta_providers
             else None
         )
         last_type: Any = None

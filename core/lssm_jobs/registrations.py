@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -12,6 +12,7 @@ from lssm_jobs.backends.base import BackendCapabilities, QueueBackend
 
 if TYPE_CHECKING:
     from lssm_jobs.events import EventSink
+    from lssm_jobs.ledger.base import JobLedger
     from lssm_jobs.serialization import Serializer
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -24,6 +25,10 @@ def _lowercase_name(_: object, attribute: attrs.Attribute[Any], value: str) -> N
         )
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class QueueBackendSpec:
     """A queue backend a plugin provides.
@@ -34,6 +39,8 @@ class QueueBackendSpec:
         the CLI (``--url`` becomes ``url=``).
     :param capabilities: what the backend supports.
     :param options_help: option name -> one line of help, shown by ``lssm-jobs plugins``.
+    :param worker_flags: backend options that ``lssm-jobs worker`` offers as flags of their own (a push
+        backend's ``bind`` and ``port`` become ``--bind`` and ``--port``), with their ``options_help`` line.
     """
 
     name: str = attrs.field(validator=_lowercase_name)
@@ -41,6 +48,7 @@ class QueueBackendSpec:
     capabilities: BackendCapabilities = BackendCapabilities()
     description: str = ""
     options_help: dict[str, str] = attrs.field(factory=dict)
+    worker_flags: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
 
 @attrs.frozen(kw_only=True)
@@ -94,3 +102,19 @@ class EventSinkSpec:
     name: str = attrs.field(validator=_lowercase_name)
     factory: Callable[..., EventSink]
     description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class JobLedgerSpec:
+    """A job ledger: the store of job records and dead letters that a backend whose service keeps no history
+    (Cloud Tasks, Pub/Sub) is paired with. ``factory(**options)`` returns an unopened
+    :class:`~lssm_jobs.ledger.base.JobLedger`.
+
+    :param name: what backends' ``ledger=`` option and :func:`lssm_jobs.ledger.open_ledger` name.
+    :param options_help: option name -> one line of help, shown by ``lssm-jobs plugins``.
+    """
+
+    name: str = attrs.field(validator=_lowercase_name)
+    factory: Callable[..., JobLedger]
+    description: str = ""
+    options_help: dict[str, str] = attrs.field(factory=dict)

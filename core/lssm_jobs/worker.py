@@ -37,6 +37,7 @@ from lssm_jobs.events import (
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
 from lssm_jobs.limits import MAX_DELAY_MS
+from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -528,6 +529,8 @@ async def run_pull_consumer(
     heartbeat = asyncio.create_task(keep_leases_alive(in_flight, options.lease_ms))
     failures = 0
     queues = list(options.queues) if options.queues else None
+    # Strict order or weights (lssm_jobs.queue_selection): consulted once per lease round.
+    selection = options.queues if isinstance(options.queues, QueueSelection) else None
     capacity = options.concurrency + options.prefetch
     # Without prefetch every leased job has a slot: no semaphore on the hot path.
     slots = asyncio.Semaphore(options.concurrency) if options.prefetch else None
@@ -542,9 +545,14 @@ async def run_pull_consumer(
                 stop_waiter.cancel()
                 continue
             try:
-                deliveries = await backend.lease(
-                    queues=queues, limit=free, lease_ms=options.lease_ms, wait=options.poll_interval
-                )
+                if selection is not None:
+                    deliveries = await selection.lease(
+                        backend, limit=free, lease_ms=options.lease_ms, wait=options.poll_interval
+                    )
+                else:
+                    deliveries = await backend.lease(
+                        queues=queues, limit=free, lease_ms=options.lease_ms, wait=options.poll_interval
+                    )
                 failures = 0
             except asyncio.CancelledError:
                 raise

@@ -40,6 +40,7 @@ class BackendCapabilities:
     native_dlq: bool = False  # the service itself keeps dead letters (e.g. a Pub/Sub dead-letter topic)
     durable: bool = True  # survives a process restart
     shared: bool = True  # several processes can produce and consume on it
+    purge_queue: bool = False  # QueueBackend.purge_queue deletes a queue's pending and scheduled jobs
 
 
 @attrs.frozen(kw_only=True)
@@ -272,6 +273,17 @@ class QueueBackend(ABC):
     @abstractmethod
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete the given dead letters (all when None). :returns: how many were deleted."""
+
+    async def purge_queue(self, queue: str) -> int:
+        """Delete every pending and scheduled job of ``queue`` (retries waiting for their time included),
+        releasing their dedupe keys: they never run and ``get`` no longer finds them. Active (leased) jobs,
+        completed jobs, dead letters and other queues are left alone. Optional: backends that implement it
+        declare ``BackendCapabilities(purge_queue=True)``; large queues may be deleted in several steps.
+
+        :returns: how many jobs were deleted (0 for an unknown or empty queue).
+        :raises NotImplementedError: the backend cannot purge queues (the default).
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot purge queues")
 
     def wake(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
         """Interrupt any wait for work, so a stop is prompt. Called from the event loop."""

@@ -209,7 +209,7 @@ class MemoryBackend(PullBackend):
     """In-process backend. Pass a shared :class:`MemoryStore` to let several instances see the same jobs."""
 
     name = "memory"
-    capabilities = BackendCapabilities(durable=False, shared=False)
+    capabilities = BackendCapabilities(durable=False, shared=False, purge_queue=True)
 
     def __init__(self, store: MemoryStore | None = None, **store_options: Any) -> None:
         self.store = store if store is not None else MemoryStore(**store_options)
@@ -373,6 +373,19 @@ class MemoryBackend(PullBackend):
                 del self.store.jobs[job_id]
                 purged += 1
         return purged
+
+    async def purge_queue(self, queue: str) -> int:
+        store = self.store
+        doomed = [
+            job
+            for job in store.jobs.values()
+            if job.queue == queue and job.status in (JobStatus.PENDING, JobStatus.SCHEDULED)
+        ]
+        for job in doomed:
+            store.release_dedupe(job)
+            del store.jobs[job.id]  # its heap entries go stale and are skipped
+        store.ready.pop(queue, None)
+        return len(doomed)
 
 
 def _bytes(body: object) -> bytes:

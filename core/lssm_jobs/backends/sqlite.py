@@ -211,7 +211,7 @@ class SqliteBackend(PullBackend):
     """
 
     name = "sqlite"
-    capabilities = BackendCapabilities()
+    capabilities = BackendCapabilities(purge_queue=True)
 
     def __init__(
         self,
@@ -840,6 +840,22 @@ class SqliteBackend(PullBackend):
                             "DELETE FROM lssm_dead_letters WHERE rowid = ?", (rowid,)
                         ).rowcount
             return purged
+
+    async def purge_queue(self, queue: str) -> int:
+        return await self._run(self._purge_queue_sync, queue)
+
+    def _purge_queue_sync(self, queue: str) -> int:
+        deleted = 0
+        while True:  # in batches, so the write lock is never held for long
+            with immediate_transaction(self._db) as db:
+                batch = db.execute(
+                    "DELETE FROM lssm_jobs WHERE rowid IN (SELECT rowid FROM lssm_jobs WHERE queue = ? AND "
+                    "status IN ('scheduled', 'pending') LIMIT ?)",
+                    (queue, PRUNE_BATCH),
+                ).rowcount
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                return deleted
 
     # -- retention ---------------------------------------------------------------------------------------
 

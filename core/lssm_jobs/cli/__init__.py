@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from lssm_jobs.cli import manage
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
 from lssm_jobs.cli.escape import escape, escape_lines
 from lssm_jobs.cli.progress import Progress
+from lssm_jobs.cli.worker import add_worker_flags, run_worker
 from lssm_jobs.errors import DedupeConflictError, LssmJobsError
-from lssm_jobs.handlers import Handlers
 from lssm_jobs.jobs import JobStatus
+from lssm_jobs.observability.logs import LOG_FORMATS, configure_logging, redact
 from lssm_jobs.queue import JobQueue
 
 log = logging.getLogger("lssm_jobs.cli")
@@ -37,10 +39,74 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Destination prefix of the flags that backends declare for the worker command (``worker_flags``).
+_WORKER_FLAG_DEST = "backend_flag_"
+
+
+def _add_backend_worker_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags installed backends declare for ``worker`` (``QueueBackendSpec.worker_flags``), each passed
+    to the chosen backend as the option of that name."""
+    from lssm_jobs.plugins import get_plugins
+
+    owners: dict[str, list[str]] = {}
+    help_texts: dict[str, str] = {}
+    for name, spec in sorted(get_plugins().queue_backends().items()):
+        for option in spec.worker_flags:
+            owners.setdefault(option, []).append(name)
+            help_texts.setdefault(option, spec.options_help.get(option, ""))
+    if not owners:
+        return
+    taken = {flag for action in parser._actions for flag in action.option_strings}
+    group = parser.add_argument_group("options of the backends that declare them")
+    for option, backends in sorted(owners.items()):
+        flag = "--" + option.replace("_", "-")
+        if flag in taken:
+            log.warning("backend option %r of %s clashes with the worker flag %s; use -o", option, backends, flag)
+            continue
+        group.add_argument(
+            flag,
+            dest=_WORKER_FLAG_DEST + option,
+            metavar=option.upper(),
+            help=f"{help_texts[option]} (backend {', '.join(backends)})",
+        )
+
+
+def _worker_flag_options(args: argparse.Namespace, backend: str | None) -> list[str]:
+    """The backend-declared worker flags given, as ``-o`` options for the chosen backend.
+
+    :raises UsageError: a flag the chosen backend does not declare.
+    """
+    from lssm_jobs.cli.app import BACKEND_ENV, DEFAULT_BACKEND
+    from lssm_jobs.plugins import get_plugins
+
+    given = {
+        key[len(_WORKER_FLAG_DEST) :]: value
+        for key, value in vars(args).items()
+        if key.startswith(_WORKER_FLAG_DEST) and value is not None
+    }
+    if not given:
+        return []
+    import os
+
+    name = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    declared = set(get_plugins().queue_backend(name).worker_flags)
+    for option in given:
+        if option not in declared:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} is not an option of backend {name!r}")
+    return [f"{option}={value}" for option, value in given.items()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lssm-jobs", description="Typed background jobs and scheduler.")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines (default) or one JSON object per line",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -49,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "app", metavar="APP", help="module:attribute of a JobQueue, Handlers set or JobScheduler"
     )
     worker.add_argument("--concurrency", "-c", type=_positive_int, help="jobs run at once (default 10)")
-    worker.add_argument("--queues", "-q", type=_csv, help="comma-separated queue names (default: all)")
+    worker.add_argument(
+        "--queues",
+        "-q",
+        metavar="QUEUES",
+        help="queues to consume (default: all): a,b; weighted a=3,b=1; strict order a>b (or a,b --strict)",
+    )
     worker.add_argument(
         "--with-scheduler",
         nargs="?",
@@ -58,11 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run a scheduler: APP itself if it is a JobScheduler, else module:attribute",
     )
     worker.add_argument("--no-progress", action="store_true", help="do not print live progress")
+    worker.add_argument("--json", action="store_true", help="print progress as JSON lines")
+    add_worker_flags(worker)
     _add_backend_flags(worker)
+    _add_backend_worker_flags(worker)
 
     scheduler = commands.add_parser("scheduler", help="run a JobScheduler until SIGTERM/SIGINT")
     scheduler.add_argument("app", metavar="APP", help="module:attribute of a JobScheduler")
     scheduler.add_argument("--no-progress", action="store_true")
+    scheduler.add_argument("--json", action="store_true", help="print progress as JSON lines")
 
     enqueue = commands.add_parser("enqueue", help="enqueue one job")
     enqueue.add_argument("type", metavar="TYPE")
@@ -74,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument(
         "--app", help="module:attribute to import first, so TYPE is validated by its definition"
     )
+    enqueue.add_argument("--json", action="store_true", help="print the job as JSON (always: one line)")
     _add_backend_flags(enqueue)
 
     status = commands.add_parser("status", help="job counts per queue and state")
@@ -89,14 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_flags(dlq_list)
     dlq_show = dlq_commands.add_parser("show", help="show one dead letter with its error and traceback")
     dlq_show.add_argument("job_id", metavar="JOB_ID")
+    dlq_show.add_argument("--json", action="store_true")
     _add_backend_flags(dlq_show)
     dlq_replay = dlq_commands.add_parser("replay", help="put dead letters back in their queues")
     dlq_replay.add_argument("job_ids", metavar="JOB_ID", nargs="*")
     dlq_replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    dlq_replay.add_argument("--json", action="store_true")
     _add_backend_flags(dlq_replay)
     dlq_purge = dlq_commands.add_parser("purge", help="delete dead letters")
     dlq_purge.add_argument("job_ids", metavar="JOB_ID", nargs="*")
     dlq_purge.add_argument("--all", action="store_true", help="delete every dead letter")
+    dlq_purge.add_argument("--json", action="store_true")
     _add_backend_flags(dlq_purge)
 
     plugins = commands.add_parser("plugins", help="list plugins, what they provide, and failures")
@@ -110,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="sqlite",
         help="SQL dialect (with --format sql; Prisma's datasource provider with prisma)",
     )
+    schema.add_argument("--json", action="store_true", help='print {"format", "dialect", "schema"} as JSON')
 
     demo = commands.add_parser("demo", help="run a realistic demo on a fresh sqlite database")
     demo.add_argument("--path", default="lssm-jobs-demo.db", help="database file (default lssm-jobs-demo.db)")
@@ -117,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--jobs", type=_positive_int, default=200, help="how many jobs to enqueue (default 200)"
     )
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON (progress on stderr)")
+    manage.add_commands(commands, _add_backend_flags)
     return parser
 
 
@@ -132,13 +214,6 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
-
-
-def _csv(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("needs at least one queue name")
-    return names
 
 
 def _when(timestamp: float) -> str:
@@ -180,64 +255,13 @@ def _scheduler_for(spec: str, target: Any) -> Any:
         raise UsageError(f"{spec}: {error}") from error
 
 
-async def _run_worker(args: argparse.Namespace) -> int:
-    from lssm_jobs.scheduler import JobScheduler
-
-    target = load_object(args.app)
-    if callable(target) and not isinstance(target, (JobQueue, Handlers, JobScheduler)):
-        target = target()  # an app factory: returns a JobQueue, Handlers set or JobScheduler
-    scheduler: Any = None
-    if isinstance(target, JobScheduler):
-        scheduler, target = target, target.queue
-    queue = build_queue(
-        args.backend,
-        args.url,
-        args.option,
-        app=target,
-        queue_options={"concurrency": args.concurrency, "queues": args.queues},
-    )
-    if args.with_scheduler is None:
-        scheduler = None  # APP may name a scheduler only to find its queue; it runs with --with-scheduler
-    elif args.with_scheduler:
-        scheduler = _scheduler_for(args.with_scheduler, load_object(args.with_scheduler))
-    elif scheduler is None:
-        scheduler = _scheduler_for(args.app, queue)
-    if scheduler is not None and scheduler.queue is not queue:
-        raise UsageError("the scheduler must be built on the worker's queue (JobScheduler(queue))")
-    if not queue.handlers:
-        raise UsageError(f"{args.app} registers no job handlers; nothing to run")
-    stopping = asyncio.Event()
-    _stop_on_signals(stopping)
-    progress = None if args.no_progress else Progress(queue, label="worker")
-    queues = ", ".join(queue.consume_options.queues or ["(all)"])
-    print(
-        f"lssm-jobs worker: {type(queue.backend).__name__}, concurrency {queue.consume_options.concurrency}, "
-        f"queues {queues}, handlers {', '.join(sorted(queue.handlers))}"
-        + (f", scheduler with {len(scheduler.list())} schedules" if scheduler is not None else ""),
-        file=sys.stderr,
-    )
-    try:
-        if progress:
-            progress.start()
-        if scheduler is not None:
-            await scheduler.start()
-        await queue.run(stopping)
-    finally:
-        if scheduler is not None:
-            await scheduler.stop()
-        if progress:
-            await progress.stop()
-        await queue.close()
-    return 0
-
-
 async def _run_scheduler(args: argparse.Namespace) -> int:
     from lssm_jobs.scheduler import run_scheduler
 
     scheduler = _scheduler_for(args.app, load_object(args.app))
     stopping = asyncio.Event()
     _stop_on_signals(stopping)
-    progress = None if args.no_progress else Progress(scheduler.queue, label="scheduler")
+    progress = None if args.no_progress else Progress(scheduler.queue, label="scheduler", as_json=args.json)
     print(f"lssm-jobs scheduler: {len(scheduler.list())} schedules", file=sys.stderr)
     try:
         if progress:
@@ -358,8 +382,11 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
     if args.dlq_command == "show":
         found = await queue.dead_letters.get(args.job_id)
         if found is None:
-            print(f"lssm-jobs: error: no dead letter with id {args.job_id}", file=sys.stderr)
+            print(f"lssm-jobs: error: no dead letter with id {escape(args.job_id)}", file=sys.stderr)
             return 1
+        if args.json:
+            print(json.dumps(_dead_letter_data(found)))
+            return 0
         print(
             f"id:        {escape(found.id)}\ntype:      {escape(found.type)}\nqueue:     {escape(found.queue)}\n"
             f"failed at: {_when(found.failed_at)}\nattempts:  {found.attempts}\n"
@@ -391,12 +418,21 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
                 except DedupeConflictError as conflict:
                     conflicts.append(conflict)
             missing_count = len(missing)
-        summary = f"replayed {replayed} dead letters"
-        if conflicts:
-            summary += f"; {len(conflicts)} left in place (a live job holds their dedupe key)"
-        if args.all and missing_count:
-            summary += f"; {missing_count} were gone before their turn"
-        print(summary)
+        if args.json:
+            data: dict[str, Any] = {"replayed": replayed}
+            data.update({"gone": missing_count} if args.all else {"missing": missing})
+            data["conflicts"] = [
+                {"id": left.job_id, "dedupe_key": left.dedupe_key, "live_job_id": left.live_job_id}
+                for left in conflicts
+            ]
+            print(json.dumps(data))
+        else:
+            summary = f"replayed {replayed} dead letters"
+            if conflicts:
+                summary += f"; {len(conflicts)} left in place (a live job holds their dedupe key)"
+            if args.all and missing_count:
+                summary += f"; {missing_count} were gone before their turn"
+            print(summary)
         for left in conflicts:
             print(f"lssm-jobs: error: {escape(str(left))}", file=sys.stderr)
         if missing:
@@ -405,8 +441,27 @@ async def _dlq_action(queue: JobQueue, args: argparse.Namespace) -> int:
     if args.all == bool(args.job_ids):
         raise UsageError("give JOB_IDs or --all (not both)")
     purged = await queue.dead_letters.purge(None if args.all else args.job_ids)
-    print(f"purged {purged} dead letters")
+    print(json.dumps({"purged": purged}) if args.json else f"purged {purged} dead letters")
     return 0
+
+
+def _dead_letter_data(found: Any) -> dict[str, Any]:
+    """A dead letter as JSON data; the envelope as text when it is UTF-8, else as a Python bytes literal."""
+    try:
+        body = found.body.decode()
+    except UnicodeDecodeError:
+        body = repr(found.body)
+    return {
+        "id": found.id,
+        "type": found.type,
+        "queue": found.queue,
+        "reason": found.reason,
+        "error": found.error,
+        "traceback": found.traceback,
+        "attempts": found.attempts,
+        "failed_at": found.failed_at,
+        "envelope": body,
+    }
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -454,9 +509,10 @@ def _schema(args: argparse.Namespace) -> int:
 
     schema = compose_schema({"modules": [jobs_schema_contribution]})
     if args.format == "prisma":
-        print(render_prisma(schema, provider=args.dialect))
+        text = render_prisma(schema, provider=args.dialect)
     else:
-        print(render_sql(schema, dialect=args.dialect))
+        text = render_sql(schema, dialect=args.dialect)
+    print(json.dumps({"format": args.format, "dialect": args.dialect, "schema": text}) if args.json else text)
     return 0
 
 
@@ -466,33 +522,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = getattr(logging, str(args.log_level).upper(), None)
     if not isinstance(level, int):
         parser.error(f"unknown --log-level {args.log_level!r}")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, args.log_format)
     try:
         if args.command == "plugins":
             return _plugins(args)
         if args.command == "schema":
             return _schema(args)
         runners = {
-            "worker": _run_worker,
+            "worker": run_worker,
             "scheduler": _run_scheduler,
             "enqueue": _enqueue,
             "status": _status,
             "dlq": _dlq,
+            "queue": manage.queue_command,
+            "schedules": manage.schedules_command,
+            "top": manage.top_command,
         }
+        if args.command == "worker":
+            args.option = [*_worker_flag_options(args, args.backend), *args.option]
         if args.command == "demo":
             from lssm_jobs.cli.demo import run_demo
 
-            return asyncio.run(run_demo(path=args.path, keep=args.keep, jobs=args.jobs))
+            return asyncio.run(run_demo(path=args.path, keep=args.keep, jobs=args.jobs, as_json=args.json))
         return asyncio.run(runners[args.command](args))
     except UsageError as error:
-        print(f"lssm-jobs: error: {error}", file=sys.stderr)
+        print(redact(f"lssm-jobs: error: {error}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and friends
         return 141
     except (LssmJobsError, ValueError, TypeError, OSError, ConnectionError) as error:
         if args.debug:
             raise
-        print(f"lssm-jobs: error: {escape(str(error))}", file=sys.stderr)
+        print(escape(redact(f"lssm-jobs: error: {error}")), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -500,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(
-            f"lssm-jobs: unexpected error: {type(error).__name__}: {error} (--debug shows the traceback)",
+            redact(
+                f"lssm-jobs: unexpected error: {type(error).__name__}: {error} (--debug shows the traceback)"
+            ),
             file=sys.stderr,
         )
         return 1

@@ -13,6 +13,7 @@ import attrs
 
 from lssm_jobs.handlers import Handlers
 from lssm_jobs.queue import QUEUE_OPTIONS, JobQueue, open_queue
+from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.signing import SigningSerializer, signing_keys_from_environment
 
 BACKEND_ENV = "LSSM_JOBS_BACKEND"
@@ -102,7 +103,7 @@ def build_queue(
                 "at a Handlers set"
             )
         for key, value in queue_options.items():
-            if key in ("concurrency", "queues"):
+            if key in ("concurrency", "queues", "shutdown_timeout"):
                 app.consume_options = _evolve(app.consume_options, key, value)
         return app
     name = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
@@ -124,4 +125,6 @@ def build_queue(
 
 
 def _evolve(options: Any, key: str, value: Any) -> Any:
-    return attrs.evolve(options, **{key: tuple(value) if key == "queues" else value})
+    if key == "queues" and not isinstance(value, QueueSelection):
+        value = tuple(value)
+    return attrs.evolve(options, **{key: value})

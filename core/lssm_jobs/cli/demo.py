@@ -8,6 +8,7 @@ scheduler until the work is done.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import time
@@ -155,12 +156,12 @@ def _requests(jobs: int) -> list[EnqueueRequest]:
     return requests
 
 
-async def run_demo(*, path: str, keep: bool, jobs: int) -> int:
+async def run_demo(*, path: str, keep: bool, jobs: int, as_json: bool = False) -> int:
     from lssm_jobs.scheduler import JobScheduler
 
     database = Path(path)
     _remove_database(database)
-    out = sys.stdout
+    out = sys.stderr if as_json else sys.stdout  # --json: the text goes to stderr, the summary to stdout
     queue: JobQueue = open_queue(
         "sqlite", path=str(database), catalog=catalog, concurrency=8, poll_interval=0.2, sinks=[]
     )
@@ -231,7 +232,21 @@ async def run_demo(*, path: str, keep: bool, jobs: int) -> int:
     from lssm_jobs.cli import print_counts
 
     print("\njobs by queue and state", file=out)
-    print_counts(counts)
+    if as_json:
+        summary = {
+            "completed": c["completed"],
+            "retried": c["retrying"],
+            "dead_lettered": c["dead_lettered"],
+            "scheduler_ticks": c["fired"],
+            "elapsed_s": round(elapsed, 3),
+            "dead_letters": [
+                {"id": d.id, "type": d.type, "reason": d.reason, "error": d.error} for d in dead
+            ],
+            "counts": {queue: {s.value: n for s, n in per.items()} for queue, per in sorted(counts.items())},
+        }
+        print(json.dumps(summary))
+    else:
+        print_counts(counts)
     if keep:
         url = f"sqlite:///{database}"  # an absolute path gives sqlite:////abs/path, as SQLAlchemy writes it
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from typing import TextIO
@@ -15,10 +16,17 @@ class Progress:
     """Counts lifecycle events of a queue and shows them while a command runs."""
 
     def __init__(
-        self, queue: JobQueue, *, label: str, stream: TextIO | None = None, interval: float | None = None
+        self,
+        queue: JobQueue,
+        *,
+        label: str,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+        as_json: bool = False,
     ) -> None:
         self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty()
+        self.as_json = as_json  # one JSON object per line instead of the text line
+        self.tty = self.stream.isatty() and not as_json
         self.interval = interval if interval is not None else (0.2 if self.tty else 5.0)
         self.label = label
         self.counts = {
@@ -66,7 +74,20 @@ class Progress:
         parts.append(f"{self.rate:,.0f} jobs/s")
         return " | ".join(parts)
 
+    def snapshot(self) -> dict[str, object]:
+        """The counts as data (``--json`` progress lines)."""
+        return {
+            "label": self.label,
+            "elapsed_s": round(time.monotonic() - self.started_at, 3),
+            **self.counts,
+            "jobs_per_s": round(self.rate, 3),
+        }
+
     def show(self) -> None:
+        if self.as_json:
+            self.stream.write(json.dumps(self.snapshot()) + "\n")
+            self.stream.flush()
+            return
         line = self.line()
         if self.tty:
             padding = " " * max(0, len(self._last_line) - len(line))

@@ -22,6 +22,12 @@ from lssm_jobs.entities.jobs_schema import (
     SCHEMA_VERSION_TABLE,
     jobs_schema_contribution,
 )
+from lssm_jobs.entities.ledger_schema import (
+    LEDGER_JOBS_TABLE,
+    LEDGER_SCHEMA_VERSION,
+    LEDGER_SCHEMA_VERSION_TABLE,
+    ledger_schema_contribution,
+)
 from lssm_jobs.entities.model import (
     Entity,
     Field,
@@ -41,6 +47,9 @@ __all__ = [
     "DIALECTS",
     "JOBS_SCHEMA_VERSION",
     "JOBS_TABLE",
+    "LEDGER_JOBS_TABLE",
+    "LEDGER_SCHEMA_VERSION",
+    "LEDGER_SCHEMA_VERSION_TABLE",
     "PRISMA_PROVIDERS",
     "SCHEDULES_TABLE",
     "SCHEDULE_CLAIMS_TABLE",
@@ -57,6 +66,7 @@ __all__ = [
     "SchemaError",
     "compose_schema",
     "jobs_schema_contribution",
+    "ledger_schema_contribution",
     "render_prisma",
     "render_sql",
     "render_sql_statements",

@@ -511,6 +511,41 @@ class JobScheduler:
         log.info("schedule %r %s", name, "paused" if paused else "resumed")
         self._notify()
 
+    async def trigger(self, name: str) -> str | None:
+        """Fire ``name`` once now, outside its schedule (``lssm-jobs schedules trigger``): enqueue its job
+        (no dedupe key: every trigger enqueues) or run its callable here, awaited. Its ticks and stored
+        state are left as they are.
+
+        :returns: the enqueued job's id, or None for a callable.
+        :raises ScheduleNotFoundError: this scheduler does not define ``name``.
+        """
+        entry = self._get(name)
+        now = self.clock.now()
+        moment = datetime.fromtimestamp(now, entry.trigger.tz)
+        if entry.func is not None:
+            token = _current_tick.set(moment)
+            try:
+                if entry.is_async:
+                    await entry.func(*entry.args, **entry.kwargs)
+                else:
+                    result = await asyncio.to_thread(entry.func, *entry.args, **entry.kwargs)
+                    if inspect.isawaitable(result):
+                        await result
+            finally:
+                _current_tick.reset(token)
+            log.info("schedule %r triggered by hand", name)
+            return None
+        assert entry.job_type is not None
+        payload = entry.payload(moment) if callable(entry.payload) else entry.payload
+        job = await self.queue.enqueue(
+            entry.job_type,
+            payload,
+            meta={"schedule": name, "schedule_trigger": "manual"},
+            **entry.enqueue_options,
+        )
+        log.info("schedule %r triggered by hand: job %s", name, job.id)
+        return job.id
+
     async def remove(self, name: str) -> bool:
         """Remove ``name`` from this scheduler and forget its stored state and claims (runs in progress
         finish). Other instances that still define it re-create it on their next tick.

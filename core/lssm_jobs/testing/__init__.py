@@ -22,5 +22,6 @@ from __future__ import annotations
 
 from lssm_jobs.testing.conformance import BackendConformance
 from lssm_jobs.testing.helpers import opened, run_async, wait_until
+from lssm_jobs.testing.ledger import LedgerConformance
 
-__all__ = ["BackendConformance", "opened", "run_async", "wait_until"]
+__all__ = ["BackendConformance", "LedgerConformance", "opened", "run_async", "wait_until"]

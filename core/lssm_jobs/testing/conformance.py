@@ -624,6 +624,67 @@ class BackendConformance:
         assert counts["reports"].get(JobStatus.PENDING) == 2
         assert counts["mail"].get(JobStatus.SCHEDULED) == 1
 
+    # -- purging a queue (optional: BackendCapabilities.purge_queue) ------------------------------------------
+
+    @run_async()
+    async def test_purge_queue_deletes_only_waiting_jobs_of_that_queue(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        self._require(lssm_jobs_backend_factory, "purge_queue", "delay", "dedupe")
+        busy, orphan = _type_name("busy"), _type_name("orphan")
+        release = asyncio.Event()
+        running: list[str] = []
+
+        async def block(job: Job[Any]) -> None:
+            running.append(job.id)
+            await release.wait()
+
+        async with self._queue(lssm_jobs_backend_factory, queues=["doomed"], concurrency=1) as queue:
+            queue.register(busy, block)
+            dead = await queue.enqueue(orphan, {}, queue="doomed", priority=10)  # no handler: dead letter
+            active = await queue.enqueue(busy, {}, queue="doomed", priority=5)
+            await queue.start()
+            await self._status(queue, dead.id, JobStatus.DEAD)
+            await wait_until(lambda: running == [active.id], message="the blocking job runs")
+            waiting = [await queue.enqueue(busy, {"n": n}, queue="doomed") for n in range(3)]
+            waiting.append(await queue.enqueue(busy, {}, queue="doomed", delay_ms=60_000))
+            waiting.append(await queue.enqueue(busy, {}, queue="doomed", delay_ms=60_000, dedupe_key="one"))
+            kept = await queue.enqueue(busy, {}, queue="kept")
+
+            backend = queue.backend
+            assert await backend.purge_queue("doomed") == 5
+            assert await backend.purge_queue("doomed") == 0
+            assert await backend.purge_queue("no-such-queue") == 0
+            for job in waiting:
+                assert await queue.get(job.id) is None, "a purged job is still there"
+            counts = await queue.counts()
+            doomed = counts.get("doomed", {})
+            assert doomed.get(JobStatus.PENDING, 0) == 0 and doomed.get(JobStatus.SCHEDULED, 0) == 0
+            assert doomed.get(JobStatus.ACTIVE) == 1, "the running job must survive a purge"
+            assert doomed.get(JobStatus.DEAD) == 1, "dead letters must survive a purge"
+            assert counts["kept"].get(JobStatus.PENDING) == 1, "other queues must survive a purge"
+            assert (await queue.get(kept.id)) is not None
+            again = await queue.enqueue(busy, {}, queue="doomed", delay_ms=60_000, dedupe_key="one")
+            assert again.id != waiting[-1].id, "a purged job's dedupe key must be free again"
+            release.set()
+            await self._status(queue, active.id, JobStatus.COMPLETED)
+            assert await backend.purge_queue("doomed") == 1
+
+    @run_async()
+    async def test_purged_jobs_never_run(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        self._require(lssm_jobs_backend_factory, "purge_queue")
+        name = _type_name("purged")
+        ran: list[str] = []
+        async with self._queue(lssm_jobs_backend_factory, concurrency=4) as queue:
+            queue.register(name, lambda job: ran.append(job.payload["kind"]))
+            await queue.enqueue_many([(name, {"kind": "purged"}) for _ in range(50)])
+            assert await queue.backend.purge_queue("default") == 50
+            await queue.start()
+            await queue.enqueue(name, {"kind": "sentinel"})
+            # Jobs run oldest first: had any purged job survived, it would have run before the sentinel.
+            await wait_until(lambda: "sentinel" in ran, message="the job enqueued after the purge ran")
+        assert ran == ["sentinel"]
+
 
 def conformance_test_names() -> Sequence[str]:
     """Names of every conformance test (used by the docs check)."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from lssm_jobs.backends.base import QueueBackend
+from lssm_jobs.ledger.base import JobLedger
 
 
 @pytest.fixture
@@ -20,4 +21,14 @@ def lssm_jobs_backend_factory() -> Callable[[], QueueBackend]:
     pytest.fail(
         "the lssm-jobs conformance suite needs a fixture named 'lssm_jobs_backend_factory' in your conftest.py "
         "returning a zero-argument callable that creates your backend (see lssm_jobs.testing's docstring)"
+    )
+
+
+@pytest.fixture
+def lssm_jobs_ledger_factory() -> Callable[[], JobLedger]:
+    """Override me for :class:`lssm_jobs.testing.LedgerConformance`: a zero-argument callable making new,
+    unopened ledgers that share one storage, isolated from other tests."""
+    pytest.fail(
+        "the lssm-jobs ledger suite needs a fixture named 'lssm_jobs_ledger_factory' in your conftest.py "
+        "returning a zero-argument callable that creates your ledger (see lssm_jobs.testing.ledger)"
     )

@@ -317,6 +317,7 @@ class RedisBackend(PullBackend):
         native_dlq=False,
         durable=True,
         shared=True,
+        purge_queue=True,
     )
 
     # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.
@@ -1115,6 +1116,12 @@ class RedisBackend(PullBackend):
             log_notes(reply[1:])
             deleted += int(reply[0])
         return deleted
+
+    async def purge_queue(self, queue: str) -> int:
+        """Delete ``queue``'s pending and scheduled jobs, in steps (see :mod:`lssm_jobs_redis.purge_queue`)."""
+        from lssm_jobs_redis.purge_queue import purge_queue
+
+        return await purge_queue(self, queue)
 
 
 def _socket_timeout(client: Any) -> float | None:

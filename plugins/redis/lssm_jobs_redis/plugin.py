@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lssm_jobs.hookspecs import hookimpl
 from lssm_jobs.registrations import EventSinkSpec, QueueBackendSpec, SchedulerStoreSpec
 
@@ -44,3 +46,10 @@ def lssm_jobs_scheduler_stores() -> list[SchedulerStoreSpec]:
             description="schedule rows and tick claims in the Redis queue's prefix (Lua-atomic claims)",
         )
     ]
+
+
+@hookimpl
+def lssm_jobs_job_ledgers() -> list[Any]:
+    from lssm_jobs_redis.ledger import ledger_specs  # the job ledger (see lssm_jobs_redis.ledger)
+
+    return ledger_specs()

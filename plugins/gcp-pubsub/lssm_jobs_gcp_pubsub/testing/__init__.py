@@ -1,0 +1,1 @@
+"""Test support: a local Pub/Sub server and the Java emulator launcher."""
