@@ -1039,7 +1039,7 @@ class RedisBackend(PullBackend):
         )
         counts: dict[str, dict[JobStatus, int]] = {}
         for i in range(0, len(reply), 6):
-            counts[reply[i].decode()] = {
+            counts[_text(reply[i])] = {
                 JobStatus.PENDING: int(reply[i + 1]),
                 JobStatus.SCHEDULED: int(reply[i + 2]),
                 JobStatus.ACTIVE: int(reply[i + 3]),

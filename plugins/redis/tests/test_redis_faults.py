@@ -112,6 +112,10 @@ async def test_a_batch_with_unreadable_jobs_leases_every_healthy_one(
                 corrupt(client, backend, job_id, how)
             stray = "no-such-job"
             client.rpush(backend.keys.queue("default", "line"), stray)  # an id with no record at all
+            odd = jobs[0].id  # a number Lua reads and Python does not: get() says so, a lease rewrites it
+            client.hset(backend.keys.job(odd), "a", "0x1f")
+        with pytest.raises(ValueError, match="cannot be read"):
+            await backend.get(odd)
         with pytest.raises(ValueError, match="cannot be read"):
             await backend.get(next(job_id for job_id, how in bad.items() if how == "non-numeric attempts"))
 
@@ -119,6 +123,9 @@ async def test_a_batch_with_unreadable_jobs_leases_every_healthy_one(
 
         healthy = [job for job in jobs if job.id not in bad]
         assert [delivery.id for delivery in leased] == [job.id for job in healthy]
+        assert leased[0].attempt == 32
+        record = await backend.get(odd)
+        assert record is not None and record.attempts == 32
         assert [delivery.body for delivery in leased] == [job.body for job in healthy]
         for delivery in leased:
             await delivery.ack()
@@ -144,6 +151,37 @@ async def test_a_batch_with_unreadable_jobs_leases_every_healthy_one(
         assert await backend.purge_dead() == len(bad) + 1
         with redis_server.client() as client:
             assert not list(client.scan_iter(match=backend.keys.pattern.replace("*", "corrupt:*")))
+
+
+@run_async(timeout=90)
+async def test_a_worker_runs_every_readable_job_and_dead_letters_the_rest(
+    redis_server: RedisServer, unique_prefix: Callable[[], str]
+) -> None:
+    done: set[str] = set()
+    queue = open_queue(
+        "redis", url=redis_server.url, prefix=unique_prefix(), sinks=[], catalog=JobCatalog(), concurrency=8
+    )
+
+    async def handler(job: Any) -> None:
+        done.add(job.id)
+
+    queue.register("work", handler)
+    async with queue:
+        jobs = await queue.enqueue_many([("work", {"n": n}) for n in range(200)])
+        jobs += [await queue.enqueue("work", {"n": n}, priority=n % 3, queue=f"q{n % 2}") for n in range(40)]
+        backend: Any = queue.backend
+        bad = {job.id: how for job, how in zip(jobs[::12], [*DAMAGE] * 5, strict=False)}
+        with redis_server.client() as client:
+            for job_id, how in bad.items():
+                corrupt(client, backend, job_id, how)
+        await queue.start()
+        await wait_until(
+            lambda: len(done) == len(jobs) - len(bad), timeout=60, message="every readable job run"
+        )
+        assert done == {job.id for job in jobs} - set(bad)
+        letters = await queue.dead_letters.list(limit=1000)
+        assert {letter.id for letter in letters} == set(bad)
+        await queue.stop()
 
 
 @run_async()
@@ -227,21 +265,27 @@ async def test_settling_a_job_whose_record_was_damaged_meanwhile(
 ) -> None:
     backend = backend_factory()
     async with opened(backend):
-        jobs = [outgoing() for _ in range(4)]
+        jobs = [outgoing() for _ in range(5)]
         await backend.push(jobs)
-        leased = await backend.lease(queues=None, limit=4, lease_ms=10_000, wait=0)
+        leased = await backend.lease(queues=None, limit=5, lease_ms=10_000, wait=0)
         with redis_server.client() as client:
             corrupt(client, backend, jobs[1].id, "record of another type")
-            corrupt(client, backend, jobs[2].id, "non-numeric attempts")
-        # one settle call for all four (coalesced): the damaged ones must not stop the others
-        await asyncio.gather(*(delivery.ack() for delivery in leased))
-        for job in (jobs[0], jobs[3]):
+            corrupt(client, backend, jobs[2].id, "non-numeric attempts")  # a release needs it
+            corrupt(client, backend, jobs[3].id, "non-numeric attempts")  # an ack does not
+        # one settle call for all five (coalesced): the damaged ones must not stop the others
+        await asyncio.gather(
+            leased[0].ack(), leased[1].ack(), leased[2].release(), leased[3].ack(), leased[4].ack()
+        )
+        for job in (jobs[0], jobs[4]):
             record = await backend.get(job.id)
             assert record is not None and record.status is JobStatus.COMPLETED
         letters = {letter.id: letter for letter in await backend.list_dead()}
         assert set(letters) == {jobs[1].id, jobs[2].id}
         assert "(found when a worker settled it: ack)" in letters[jobs[1].id].reason
+        assert "(found when a worker settled it: release)" in letters[jobs[2].id].reason
         assert letters[jobs[2].id].body == jobs[2].body
+        with redis_server.client() as client:
+            assert client.hget(backend.keys.job(jobs[3].id), "s") == b"completed"
         assert f"ack of job {jobs[1].id} not applied: its record in Redis could not be read" in warnings_of(
             caplog
         )
@@ -298,6 +342,8 @@ async def test_reading_never_fails_on_damaged_records(
             client.hset(backend.keys.job(jobs[2].id), "a", "x")
             client.zadd(backend.keys.dead, {"ghost": 1})  # a dead letter with nothing stored
             client.set(backend.keys.queue("r", "active"), "a string")
+            client.hset(backend.keys.job(jobs[1].id), "f", "0x10")
+            client.sadd(backend.keys.queues, b"\xff")  # a queue name that is not UTF-8
         letters = {letter.id: letter for letter in await backend.list_dead()}
         assert set(letters) == {job.id for job in jobs} | {"ghost"}
         assert "its record" in letters[jobs[0].id].reason and "is not a hash" in letters[jobs[0].id].reason
@@ -305,8 +351,10 @@ async def test_reading_never_fails_on_damaged_records(
         assert letters[jobs[2].id].attempts == 0 and letters[jobs[2].id].body == jobs[2].body
         assert "it has no record" in letters["ghost"].reason
         assert (await backend.get_dead("ghost")) is not None
+        assert letters[jobs[1].id].failed_at == 0
         counts = await backend.counts()
         assert counts["r"][JobStatus.ACTIVE] == 0 and counts["r"][JobStatus.DEAD] == 3
+        assert counts[b"\xff".decode(errors="surrogateescape")][JobStatus.PENDING] == 0
         with pytest.raises(ValueError, match="cannot be replayed: its record"):
             await backend.replay_dead(jobs[0].id, run_at=time.time())
         assert await backend.replay_dead(jobs[2].id, run_at=time.time()) is True  # attempts are reset

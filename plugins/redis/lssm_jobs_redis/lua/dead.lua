@@ -31,7 +31,7 @@ for _, id in ipairs(ids) do
   end
   if type(body) ~= 'string' then body = '' end -- (a dead letter of a job that had no body: empty)
   if not whole(job[6]) then job[6] = false end
-  if not tonumber(job[7]) then job[7] = false end
+  if not number(job[7]) then job[7] = false end
   local reason = job[3]
   if #problems > 0 then
     reason = 'unreadable dead letter: ' .. table.concat(problems, '; ')

@@ -63,19 +63,26 @@ local function warn(text) notes[#notes + 1] = text end
 -- A stored number, checked: a record edited by hand (or written by something else) may hold any text, and
 -- arithmetic on it would stop a script halfway. whole: a non-negative integer that prints back exactly
 -- (attempts, lease tokens, sequence numbers; Lua prints numbers with 14 digits), else nil. integer: any
--- integer (priorities), else nil.
+-- integer (priorities), else nil. number: a finite decimal number (times), else nil. All of them only
+-- accept what the client parses too (Lua's tonumber also takes hex, spaces, inf and nan).
 local function whole(value)
-  local number = tonumber(value)
-  if number and number >= 0 and number < 1e14 and number % 1 == 0 then return number end
-  return nil
+  local text = tostring(value)
+  if #text > 14 or not string.find(text, '^%d+$') then return nil end
+  return tonumber(text)
 end
 local function integer(value)
-  local number = tonumber(value)
-  if number and number % 1 == 0 then return number end
+  local text = tostring(value)
+  if not string.find(text, '^%-?%d+$') then return nil end
+  return tonumber(text)
+end
+local function number(value)
+  local text = tostring(value)
+  local parsed = tonumber(text)
+  if parsed and parsed > -math.huge and parsed < math.huge and not string.find(text, '[^%d%.eE%-+]') then
+    return parsed
+  end
   return nil
 end
--- (a function library's top level may not name Lua's globals: tables of checks use this one)
-local function number(value) return tonumber(value) end
 
 -- @ shown
 -- A stored value quoted in a message: cut short.
@@ -229,7 +236,11 @@ local seqbox = { value = nil, start = nil }
 -- @ next_seq
 local function next_seq()
   if seqbox.value == nil then
-    local stored = on('GET', SEQ)
+    local stored = redis.pcall('GET', SEQ)
+    if type(stored) == 'table' then -- another type: moved aside, and counted on as below
+      set_aside(SEQ)
+      stored = 'not a string'
+    end
     seqbox.value = whole(stored or 0)
     if seqbox.value == nil then
       -- not a number: start again above the numbers drawn so far (one per job from 0: fewer than the
@@ -339,13 +350,18 @@ local function read_body(id)
 end
 
 -- @ LEASED_FIELDS lease_numbers
--- The fields a lease reads and checks (HMGET order), and the quick check of the usual case: the attempts
--- and token of a readable record, else nil (record_problem then says why).
+-- The fields a lease reads and checks (HMGET order), and the quick check of the usual case (it runs for
+-- every job leased, so it is plain arithmetic): the attempts and token of a readable record, else nil
+-- (record_problem then says why). Numbers Lua reads but the client would not (' 7', '0x1f') are fine
+-- here: the lease writes both back as plain numbers.
 local LEASED_FIELDS = { 'a', 'k', 'n', 's' }
 local function lease_numbers(job)
   if job.err or not job[4] then return nil end
-  local attempt, token = whole(job[1] or 0), whole(job[2] or 0)
-  if attempt and token and (not job[3] or whole(job[3])) then return attempt, token end
+  local attempt, token = tonumber(job[1] or 0), tonumber(job[2] or 0)
+  if attempt and token and attempt >= 0 and token >= 0 and attempt < 1e14 and token < 1e14
+      and attempt % 1 == 0 and token % 1 == 0 and (not job[3] or whole(job[3])) then
+    return attempt, token
+  end
   return nil
 end
 

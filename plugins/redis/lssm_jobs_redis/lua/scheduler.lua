@@ -30,24 +30,24 @@ local function split(text)
 end
 
 -- A time as stored: '' (none) or a number.
-local function time_or_empty(value) return value == '' or tonumber(value) ~= nil end
+local function time_or_empty(value) return value == '' or number(value) ~= nil end
 
 local function state(name)
   local row = redis.pcall('HMGET', row_key(name), 'l', 'x', 'p', 'u')
-  if row.err or not tonumber(row[4]) or not (row[3] == '0' or row[3] == '1') then return false end
+  if row.err or not number(row[4]) or not (row[3] == '0' or row[3] == '1') then return false end
   if not (row[1] and time_or_empty(row[1]) and row[2] and time_or_empty(row[2])) then return false end
   return { name, row[1], row[2], row[3], row[4] }
 end
 
 -- The last settled tick of a row as a number, or nil when none (or not a number).
-local function last_tick(value) return tonumber(value) end
+local function last_tick(value) return number(value) end
 
 local function read_claim(name, tick)
   local raw = redis.pcall('HGET', claims_key(name), tick)
   if type(raw) ~= 'string' then return nil end
   local parts = split(raw)
-  local claim = { by = parts[1], at = parts[2], done = parts[3], attempts = tonumber(parts[4]) }
-  if #parts ~= 4 or not tonumber(claim.at) or not claim.attempts or not time_or_empty(claim.done) then
+  local claim = { by = parts[1], at = parts[2], done = parts[3], attempts = whole(parts[4]) }
+  if #parts ~= 4 or not number(claim.at) or not claim.attempts or not time_or_empty(claim.done) then
     return 'unreadable'
   end
   return claim
@@ -160,7 +160,7 @@ elseif op == 'claims' then
   local name, limit = ARGV[3], tonumber(ARGV[4])
   local ticks = {}
   for _, tick in ipairs(on('HKEYS', claims_key(name))) do
-    if tonumber(tick) then ticks[#ticks + 1] = tick end
+    if number(tick) then ticks[#ticks + 1] = tick end
   end
   table.sort(ticks, function(a, b) return tonumber(a) > tonumber(b) end)
   local out = {}
@@ -177,7 +177,7 @@ elseif op == 'unfinished' then
     local tick = parts[#parts]
     local name = string.sub(member, 1, #member - #tick - 1)
     local claim = read_claim(name, tick)
-    if type(claim) == 'table' and tonumber(tick) then out[#out + 1] = claim_reply(name, tick, claim) end
+    if type(claim) == 'table' and number(tick) then out[#out + 1] = claim_reply(name, tick, claim) end
   end
   return out
 elseif op == 'prune' then

@@ -35,12 +35,14 @@ for i = 5, #ARGV, 7 do
   local state = job[2]
   local applied = 0
   local problem = nil
-  if job.err or (job[1] == token and state and not (
-      (not job[3] or whole(job[3])) and (not job[4] or integer(job[4])) and (not job[6] or whole(job[6])))) then
+  if job.err then
     problem = record_problem(id, SETTLED_FIELDS, job)
-  end
-  if not problem and job[1] == token then
-    if state == 'pending' and not job[3] then
+  elseif job[1] == token and (state == 'pending' or (state == 'active' and op ~= 'ack' and op ~= 'dead')) then
+    -- the numbers this operation uses (acking or dead-lettering an active job uses none)
+    if not ((not job[3] or whole(job[3])) and (not job[4] or integer(job[4])) and (not job[6] or whole(job[6])))
+    then
+      problem = record_problem(id, SETTLED_FIELDS, job)
+    elseif state == 'pending' and not job[3] then
       problem = 'it is pending without a sequence number'
     end
   end
@@ -96,8 +98,7 @@ for i = 5, #ARGV, 7 do
         note(changes, queue, 'ready')
       end
     end
-  elseif not job.err and (state == nil or (state ~= 'active' and job[1] == tostring(tonumber(token) + 1)))
-  then
+  elseif not job.err and (not state or (state ~= 'active' and job[1] == tostring(tonumber(token) + 1))) then
     applied = 2 -- (a job leased again after this token's settle is active with a newer token: 0)
   end
   out[#out + 1] = applied
