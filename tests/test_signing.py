@@ -30,6 +30,7 @@ from lssm_jobs.signing import (
     MIN_KEY_BYTES,
     SIGNING_KEY_ENV,
     SIGNING_KEY_FILE_ENV,
+    JsonSigningSerializer,
     SignatureError,
     SigningSerializer,
     signing_keys_from_environment,
@@ -217,6 +218,33 @@ def test_open_queue_takes_signing_key() -> None:
     queue = open_queue("memory", signing_key=KEY, sinks=[])
     assert isinstance(queue.serializer, SigningSerializer)
     assert queue.serializer.inner.name == "json"
+
+
+def test_over_json_the_fast_path_signs_the_same_bytes_as_dumps() -> None:
+    """Over JSON the signing serializer is a JsonSerializer too (the queue's fast path stays on), and the
+    envelope it assembles from parts is what dumps makes; over anything else it is the plain wrapper."""
+    signing = SigningSerializer(JsonSerializer(), KEY)
+    assert isinstance(signing, JsonSigningSerializer) and isinstance(signing, JsonSerializer)
+    assert not isinstance(SigningSerializer(Reversed(), KEY), JsonSerializer)
+    envelope = _envelope(dedupe_key="d", meta={"m": "1"}, priority=3)
+    assert signing.assembles(envelope.created_at, envelope.run_at)
+    assembled = signing.assemble(
+        envelope.id,
+        envelope.type,
+        envelope.version,
+        signing.encode_value(envelope.payload),
+        envelope.queue,
+        envelope.priority,
+        envelope.options,
+        envelope.dedupe_key,
+        envelope.created_at,
+        envelope.run_at,
+        envelope.meta,
+    )
+    assert assembled == signing.dumps(envelope)
+    assert signing.loads(assembled) == envelope
+    with pytest.raises(ValueError, match="already signs"):
+        SigningSerializer(signing, KEY)
 
 
 # -- keys from the environment (the CLI) ------------------------------------------------------------------

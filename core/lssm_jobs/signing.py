@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lssm_jobs.errors import SerializationError
-from lssm_jobs.serialization import Envelope, Serializer
+from lssm_jobs.jobs import JobOptions
+from lssm_jobs.serialization import Envelope, JsonSerializer, Serializer
 
 #: The signing keys of queues built by the CLI: one key, or several separated by commas (the first signs).
 SIGNING_KEY_ENV = "LSSM_JOBS_SIGNING_KEY"
@@ -111,10 +112,18 @@ def signing_keys_from_environment(environ: Mapping[str, str] | None = None) -> t
 class SigningSerializer(Serializer):
     """Signs what ``inner`` encodes and verifies what it decodes. See the module docstring for the format.
 
+    Over the built-in JSON serializer this makes a :class:`JsonSigningSerializer`, which keeps the queue's
+    fast JSON path; over any other serializer, this class itself.
+
     :param inner: the serializer whose output is signed (JSON by default).
     :param keys: one key or several; the first signs, any of them verifies.
     :raises ValueError: as :func:`signing_keys`.
     """
+
+    def __new__(cls, inner: Serializer, keys: SigningKeys) -> SigningSerializer:
+        if cls is SigningSerializer and isinstance(inner, JsonSerializer):
+            cls = JsonSigningSerializer
+        return super().__new__(cls)
 
     def __init__(self, inner: Serializer, keys: SigningKeys) -> None:
         if isinstance(inner, SigningSerializer):
@@ -185,6 +194,46 @@ class SigningSerializer(Serializer):
         raise SignatureError(
             "signature mismatch: the envelope was changed after it was signed, or signed with a key this "
             "worker does not hold, so it was not run"
+        )
+
+
+class JsonSigningSerializer(SigningSerializer, JsonSerializer):
+    """A :class:`SigningSerializer` over a :class:`~lssm_jobs.serialization.JsonSerializer`, made by
+    ``SigningSerializer(json_serializer, keys)``.
+
+    It is a ``JsonSerializer`` too, so the queue keeps its JSON fast path: payloads are encoded as the job
+    is prepared (``encode_value``) and the envelope is assembled from pre-encoded parts as it is sent
+    (``assemble``), here with its signature added. Everything else (``dumps``, ``loads``, ``encode``,
+    ``decode``) is the plain :class:`SigningSerializer`'s, whose result is the same bytes.
+    """
+
+    inner: JsonSerializer
+
+    def __init__(self, inner: JsonSerializer, keys: SigningKeys) -> None:
+        JsonSerializer.__init__(self)
+        SigningSerializer.__init__(self, inner, keys)
+
+    def assembles(self, created_at: float, run_at: float) -> bool:
+        return self.inner.assembles(created_at, run_at)
+
+    def assemble(
+        self,
+        id: str,
+        type: str,
+        version: int,
+        payload_json: str,
+        queue: str,
+        priority: int,
+        options: JobOptions,
+        dedupe_key: str | None,
+        created_at: float,
+        run_at: float,
+        meta: Mapping[str, str],
+    ) -> bytes:
+        return self.sign(
+            self.inner.assemble(
+                id, type, version, payload_json, queue, priority, options, dedupe_key, created_at, run_at, meta
+            )
         )
 
 
