@@ -302,6 +302,10 @@ def test_the_cli_signs_and_verifies_with_keys_from_the_environment(
     with pytest.raises(SignatureError):  # the APP's own key was kept, not replaced by the environment's
         kept.loads(body)
 
+    assert main(["status", "--url", url, "-o", f"signing-key={KEY}"]) == 2
+    error = capsys.readouterr().err
+    assert "not taken from the command line" in error and KEY not in error
+
     monkeypatch.setenv(SIGNING_KEY_ENV, "too-short")
     assert main(["status", "--url", url]) == 2
     error = capsys.readouterr().err

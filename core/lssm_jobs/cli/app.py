@@ -93,6 +93,9 @@ def build_queue(
         keys = signing_keys_from_environment()
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if any(text.partition("=")[0].replace("-", "_") == "signing_key" for text in options):
+        # every user of the machine can read a command line (ps): keys come from the environment
+        raise UsageError("signing keys are not taken from the command line; set LSSM_JOBS_SIGNING_KEY(_FILE)")
     if isinstance(app, JobQueue):
         if keys is not None and not isinstance(app.serializer, SigningSerializer):
             # The keys from the environment apply to an APP queue without its own; one with keys keeps them.
