@@ -76,6 +76,8 @@ def check_int(value: Any, argument: str, low: int, high: int) -> int:
 
 
 def check_priority(value: Any, argument: str = "priority") -> int:
+    if type(value) is int and MIN_PRIORITY <= value <= MAX_PRIORITY:
+        return value
     return check_int(value, argument, MIN_PRIORITY, MAX_PRIORITY)
 
 
@@ -220,11 +222,10 @@ def depth_exceeds(data: Any, limit: int) -> bool:
     return any(isinstance(value, (Mapping, list, tuple)) for value in level)
 
 
-# Keeps the brackets and quotes of a JSON text, as one kind of bracket ('{' and '[' nest alike), and drops
-# the rest of its ASCII: letters, digits, punctuation, backslashes.
-_STRUCTURE = str.maketrans(
-    {"{": "[", "}": "]", **{chr(code): None for code in range(128) if chr(code) not in '[]{}"'}}
-)
+# The brackets and quotes of a JSON text's bytes, as one kind of bracket ('{' and '[' nest alike); every
+# other byte (letters, digits, punctuation, backslashes) is deleted.
+_ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
 
 
 def json_depth_exceeds(text: str, data: Any, limit: int) -> bool:
@@ -238,13 +239,12 @@ def json_depth_exceeds(text: str, data: Any, limit: int) -> bool:
         return False
     if "\\" in text:
         text = text.replace("\\\\", "").replace('\\"', "")
-    if not text.isascii():  # only strings hold non-ASCII characters, and none of them is a bracket
-        text = text.encode("ascii", "ignore").decode("ascii")
-    brackets = text.translate(_STRUCTURE).replace('""', "")
-    if '"' in brackets:  # strings holding brackets
-        brackets = "".join(brackets.split('"')[::2])
+    # Only strings hold non-ASCII characters, and none of them is a bracket or a quote: dropped.
+    brackets = text.encode("ascii", "ignore").translate(_ONE_BRACKET, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:  # strings holding brackets
+        brackets = b"".join(brackets.split(b'"')[::2])
     for _ in range(limit):
-        brackets = brackets.replace("[]", "")
+        brackets = brackets.replace(b"[]", b"")
         if not brackets:
             return False
     return depth_exceeds(data, limit)

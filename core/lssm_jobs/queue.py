@@ -316,6 +316,8 @@ class JobQueue:
         self.max_payload_bytes, self.max_payload_depth = check_payload_limits(
             max_payload_bytes, max_payload_depth
         )
+        self._depth_gate = 2 * self.max_payload_depth
+        self._checked_names: set[str] = set()  # job type names not in the catalog, found valid
         self.backend = backend
         self.plugins = plugins or get_plugins()
         self.serializer = (
@@ -422,7 +424,10 @@ class JobQueue:
         """
         name, version, definition, options = self._resolve(job_type)
         if request is None:
-            data, typed = self._payload(definition, payload)
+            if definition is None or definition.payload is None:  # (inline: the hot path)
+                data = typed = payload
+            else:
+                data, typed = validate_payload(definition, payload)
             return self._prepared(
                 name,
                 version,
@@ -495,13 +500,17 @@ class JobQueue:
         :raises TypeError: ``job_type`` is neither a :class:`JobType` nor a string.
         :raises ValueError: an unknown name that is not a valid job type name.
         """
-        if type(job_type) is str:
-            definition = self.catalog.get(job_type)
-            if definition is None:  # names in the catalog were checked when their type was defined
-                return check_name(job_type, "job_type"), 1, None, DEFAULT_OPTIONS
-            return job_type, definition.version, definition, definition.options
         if isinstance(job_type, JobType):
             return job_type.type, job_type.version, job_type, job_type.options
+        if type(job_type) is str:
+            definition = self.catalog.get(job_type)
+            if definition is not None:  # names in the catalog were checked when their type was defined
+                return job_type, definition.version, definition, definition.options
+            if job_type not in self._checked_names:
+                check_name(job_type, "job_type")
+                if len(self._checked_names) < 1024:
+                    self._checked_names.add(job_type)
+            return job_type, 1, None, DEFAULT_OPTIONS
         if isinstance(job_type, str):  # a str subclass (a StrEnum member): its text
             return self._resolve(str.__str__(job_type))
         raise TypeError(
@@ -525,7 +534,7 @@ class JobQueue:
         :raises SerializationError: not serializable, not valid Unicode, too large or too deep.
         """
         try:
-            text = cast(JsonSerializer, self.serializer).encode_value(data)
+            text: str = self.serializer.encode_value(data)  # type: ignore[attr-defined]  # (JSON: no cast() call)
         except SerializationError as error:
             if isinstance(error.__cause__, RecursionError):
                 raise self._too_deep() from error
@@ -542,7 +551,8 @@ class JobQueue:
                 ) from None
         if size > self.max_payload_bytes:
             raise self._too_large(size)
-        if json_depth_exceeds(text, data, self.max_payload_depth):
+        # A text of up to 2 * depth characters cannot nest deeper than depth: no call for small payloads.
+        if size > self._depth_gate and json_depth_exceeds(text, data, self.max_payload_depth):
             raise self._too_deep()
         return text
 
