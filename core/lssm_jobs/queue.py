@@ -469,7 +469,10 @@ class JobQueue:
             run_at = check_run_at(request.run_at, now)
         else:
             run_at = now
-        data, typed = self._payload(definition, payload)
+        if definition is None or definition.payload is None:
+            data = typed = payload
+        else:
+            data, typed = validate_payload(definition, payload)
         return self._prepared(
             name,
             version,
@@ -516,13 +519,6 @@ class JobQueue:
         raise TypeError(
             f"job_type must be a JobType or a job type name (str), got {type(job_type).__name__} {job_type!r}"
         )
-
-    @staticmethod
-    def _payload(definition: JobType[Any] | None, payload: Any) -> tuple[Any, Any]:
-        """The payload's plain data and its typed form (both the payload itself for untyped jobs)."""
-        if definition is None or definition.payload is None:
-            return payload, payload
-        return validate_payload(definition, payload)
 
     def _encode_payload(self, data: Any) -> str:
         """A payload's JSON text (the default serializer), checked against this queue's limits.
@@ -770,7 +766,10 @@ class JobQueue:
                         resolved = self._resolve(job_type)
                         last_type = job_type
                     name, version, definition, options = resolved
-                    data, typed = self._payload(definition, payload)
+                    if definition is None or definition.payload is None:
+                        data = typed = payload
+                    else:
+                        data, typed = validate_payload(definition, payload)
                     job = new_job(
                         job_id,
                         name,

@@ -312,7 +312,7 @@ class _HandlerExit(Exception):
     and ``KeyboardInterrupt`` out of the event loop, which would stop the whole worker."""
 
     def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
+        super().__init__(type(error).__name__)
         self.error = error
 
 
