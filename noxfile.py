@@ -157,3 +157,21 @@ def docs(session: nox.Session) -> None:
         "tests/test_scheduler_docs.py",
         *session.posargs,
     )
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The long chaos run: thousands of jobs per backend (sqlite, Redis, Redis Cluster) through producer and
+    worker processes while workers are killed and servers restarted or filled up; prints the report (a
+    few minutes per backend). ``nox -s tests`` runs a short one."""
+    _install_everything(session)
+    session.run(
+        "pytest", "tests/chaos", "-p", "no:cacheprovider", *session.posargs, env={"LSSM_CHAOS_PROFILE": "full"}
+    )
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The fuzz suite with ten times CI's budget and fresh randomness (``nox -s tests`` runs a fixed one)."""
+    _install_everything(session)
+    session.run("pytest", "tests/fuzz", "-p", "no:cacheprovider", *session.posargs, env={"LSSM_FUZZ_PROFILE": "full"})

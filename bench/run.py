@@ -2,6 +2,7 @@
 
     python bench/run.py                       # every library that imports, default sizes
     python bench/run.py --libs lssm,arq --jobs 5000 --markdown results.md
+    python bench/run.py --libs lssm --signing      # lssm-jobs with and without signed envelopes
 
 For each library, on the same server (flushed in between), in this order:
 
@@ -40,6 +41,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 LIBS = ("lssm", "rq", "huey", "dramatiq", "arq", "taskiq", "saq")
+#: Variants run only when asked for (``--signing`` adds ``lssm_signed`` after ``lssm``).
+VARIANTS = ("lssm_signed",)
 HARNESS_COMMANDS = {"info", "config|resetstat", "config", "flushall", "ping", "client|setinfo", "hello"}
 
 
@@ -408,6 +411,11 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=0.01, help="seconds between latency jobs")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a worker may take")
     parser.add_argument("--redis-server", default=shutil.which("redis-server"), help="redis-server binary")
+    parser.add_argument(
+        "--signing",
+        action="store_true",
+        help="also run lssm-jobs with signed envelopes (lssm_signed), next to lssm: the cost of signing",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the results table (markdown) here")
     parser.add_argument("--json", type=Path, help="also write every measurement as JSON here")
     parser.add_argument(
@@ -453,7 +461,9 @@ def main() -> int:
             options.json.write_text(json.dumps({"machine": info, "processes": measured}, indent=2))
         return 0
     libs = [name.strip() for name in options.libs.split(",") if name.strip()]
-    unknown = set(libs) - set(LIBS)
+    if options.signing and "lssm_signed" not in libs:
+        libs.insert(libs.index("lssm") + 1 if "lssm" in libs else 0, "lssm_signed")
+    unknown = set(libs) - set(LIBS) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
     results: list[dict[str, Any]] = []

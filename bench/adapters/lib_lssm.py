@@ -30,10 +30,12 @@ class Adapter(AsyncAdapter):
     name = "lssm-jobs"
     distribution = "lssm-jobs"
     notes = f"async handler, one worker process, concurrency {CONCURRENCY}, no event sinks"
+    #: Extra queue options of every queue this adapter opens (producer, blocking producer, worker).
+    queue_options: dict[str, Any] = {}
 
     def __init__(self) -> None:
         super().__init__()
-        self.queue = make_queue()
+        self.queue = make_queue(**self.queue_options)
         self.blocking: BlockingQueue | None = None
 
     async def enqueue_one(self, t: float) -> None:
@@ -42,7 +44,7 @@ class Adapter(AsyncAdapter):
     def enqueue_single_sync(self, times: list[float]) -> bool:
         if self.blocking is None:
             self.blocking = open_blocking_queue(
-                "redis", url=redis_url(), prefix="bench:", sinks=[], catalog=CATALOG
+                "redis", url=redis_url(), prefix="bench:", sinks=[], catalog=CATALOG, **self.queue_options
             )
         for t in times:
             self.blocking.enqueue(NOOP, {"t": t})
@@ -59,7 +61,7 @@ class Adapter(AsyncAdapter):
 
     def run_worker(self) -> None:
         async def go() -> None:
-            queue = make_queue(concurrency=CONCURRENCY)
+            queue = make_queue(concurrency=CONCURRENCY, **self.queue_options)
             queue.register(NOOP, noop)
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -75,6 +75,7 @@ from lssm_jobs.serialization import (
     job_from_envelope,
     validate_payload,
 )
+from lssm_jobs.signing import SigningKeys, SigningSerializer
 from lssm_jobs.worker import Dispatcher, Handler
 
 log = logging.getLogger("lssm_jobs.queue")
@@ -106,6 +107,7 @@ QUEUE_OPTIONS = frozenset(
         "plugins",
         "max_payload_bytes",
         "max_payload_depth",
+        "signing_key",
     }
 )
 
@@ -280,6 +282,8 @@ class JobQueue:
         ``LSSM_JOBS_SINKS``, else ``["logging"]``.
     :param executor: thread pool for plain-function handlers; by default the queue makes one with as many
         threads as ``concurrency`` when it starts, and shuts it down on close.
+    :param signing_key: sign every envelope with HMAC-SHA256 and run only jobs whose signature verifies
+        (one key, or several for rotation: the first signs, any verifies); see :mod:`lssm_jobs.signing`.
     :param max_payload_bytes: most bytes a job's encoded payload may take (the payload's UTF-8 JSON text
         with the default serializer; the whole envelope with another); 1 MiB by default.
     :param max_payload_depth: deepest nesting of lists and objects in a payload; 64 by default, at most
@@ -305,6 +309,7 @@ class JobQueue:
         plugins: PluginRegistry | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH,
+        signing_key: SigningKeys | None = None,
     ) -> None:
         check_int(concurrency, "concurrency", 1, 1_000_000)
         check_int(prefetch, "prefetch", 0, 1_000_000)
@@ -321,6 +326,8 @@ class JobQueue:
         self.serializer = (
             self.plugins.serializer(serializer).factory() if isinstance(serializer, str) else serializer
         )
+        if signing_key is not None:
+            self.serializer = SigningSerializer(self.serializer, signing_key)
         self.catalog = catalog if catalog is not None else default_catalog
         self.consume_options = ConsumeOptions(
             queues=(queues if isinstance(queues, QueueSelection) else tuple(queues)) if queues else None,

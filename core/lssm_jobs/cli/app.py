@@ -14,6 +14,7 @@ import attrs
 from lssm_jobs.handlers import Handlers
 from lssm_jobs.queue import QUEUE_OPTIONS, JobQueue, open_queue
 from lssm_jobs.queue_selection import QueueSelection
+from lssm_jobs.signing import SigningSerializer, signing_keys_from_environment
 
 BACKEND_ENV = "LSSM_JOBS_BACKEND"
 URL_ENV = "LSSM_JOBS_URL"
@@ -88,7 +89,17 @@ def build_queue(
     """The queue a command works on: the APP's own JobQueue, or one opened from flags/env with the APP's
     handlers included."""
     queue_options = {key: value for key, value in (queue_options or {}).items() if value is not None}
+    try:
+        keys = signing_keys_from_environment()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if any(text.partition("=")[0].replace("-", "_") == "signing_key" for text in options):
+        # every user of the machine can read a command line (ps): keys come from the environment
+        raise UsageError("signing keys are not taken from the command line; set LSSM_JOBS_SIGNING_KEY(_FILE)")
     if isinstance(app, JobQueue):
+        if keys is not None and not isinstance(app.serializer, SigningSerializer):
+            # The keys from the environment apply to an APP queue without its own; one with keys keeps them.
+            app.serializer = SigningSerializer(app.serializer, keys)
         if backend or url or options:
             raise UsageError(
                 "APP is a JobQueue with its own backend; drop --backend/--url/--option, or point APP "
@@ -104,6 +115,8 @@ def build_queue(
     unknown = set(queue_options) - QUEUE_OPTIONS
     if unknown:
         raise UsageError(f"unknown queue options: {sorted(unknown)}")
+    if keys is not None:
+        queue_options["signing_key"] = keys
     queue = open_queue(name, **opts, **queue_options)
     if app is not None:
         if not isinstance(app, Handlers):
