@@ -288,7 +288,8 @@ class JobQueue:
         with the default serializer; the whole envelope with another); 1 MiB by default.
     :param max_payload_depth: deepest nesting of lists and objects in a payload; 64 by default, at most
         200 (what every worker can decode and validate again).
-    :raises TypeError, ValueError: an option of the wrong type or out of range.
+    :raises TypeError: an option of the wrong type.
+    :raises ValueError: an option out of range.
     """
 
     def __init__(
@@ -787,9 +788,10 @@ class JobQueue:
 
         :raises JobValidationError: for the first invalid payload, its paths prefixed with the request's
             ``[index]`` (``[3].email``); nothing was stored.
-        :raises TypeError, ValueError, SerializationError: for the first invalid argument or payload (as
-            ``enqueue`` raises them), the message starting with ``enqueue_many request [index]``; nothing
-            was stored.
+        :raises TypeError: for the first argument of the wrong type (as ``enqueue`` raises it), the message
+            starting with ``enqueue_many request [index]``; nothing was stored.
+        :raises ValueError: likewise, for the first argument out of range.
+        :raises SerializationError: likewise, for the first payload that cannot be serialized.
         """
         now = time.time()
         requests = list(requests)
