@@ -82,7 +82,6 @@ async def test_base_exceptions_from_handlers_fail_the_job_and_the_worker_goes_on
         assert queue.running
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() tells a stop from a handler's own")
 @run_async()
 async def test_a_handler_raising_cancelled_error_fails_but_a_stop_releases(make_queue: Factory) -> None:
     started = asyncio.Event()

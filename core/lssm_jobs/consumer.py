@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -88,6 +89,24 @@ class ConsumeSettings(Protocol):
 
     @property
     def poll_interval(self) -> float: ...
+
+
+#: Dispatch tasks cancelled because the worker stops (not by their handler): the dispatcher releases their
+#: jobs. Python 3.10 has no ``Task.cancelling()`` to tell the two apart, so every stop path cancels through
+#: :func:`cancel_for_stop`.
+_stopped_tasks: weakref.WeakSet[asyncio.Future[Any]] = weakref.WeakSet()
+
+
+def cancel_for_stop(task: asyncio.Future[Any]) -> None:
+    """Cancel a dispatch task because the worker stops: its job is released (ready again, the attempt not
+    counted), never failed."""
+    _stopped_tasks.add(task)
+    task.cancel()
+
+
+def cancelled_for_stop(task: asyncio.Future[Any]) -> bool:
+    """Whether :func:`cancel_for_stop` cancelled ``task``."""
+    return task in _stopped_tasks
 
 
 def brief_error(error: BaseException) -> str:
@@ -276,7 +295,7 @@ async def run_pull_consumer(
         # Prefetched jobs that never got a slot are released at once, not after the shutdown timeout.
         unstarted = [(task, in_flight[task]) for task in queued if task in in_flight]
         for task, _ in unstarted:
-            task.cancel()
+            cancel_for_stop(task)
         await asyncio.gather(*(task for task, _ in unstarted), return_exceptions=True)
         for _, unrun in unstarted:
             await settle(unrun.release, unrun, "release")
@@ -286,7 +305,7 @@ async def run_pull_consumer(
                 log.warning(
                     "job %s did not finish within the shutdown timeout; releasing it", in_flight[task].id
                 )
-                task.cancel()
+                cancel_for_stop(task)
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         heartbeat.cancel()

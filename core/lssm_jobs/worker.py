@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from lssm_jobs.backends.base import Delivery
+from lssm_jobs.consumer import cancelled_for_stop
 from lssm_jobs.consumer import keep_leases_alive as keep_leases_alive  # where push/stream backends found it
 from lssm_jobs.consumer import settle as _settle
 from lssm_jobs.errors import JobTimeoutError, JobValidationError, PermanentJobError, RetryJob
@@ -344,7 +345,9 @@ else:  # pragma: no cover - Python 3.10
         await asyncio.wait_for(_guarded(_awaitable(outcome)), seconds)
 
     def _cancelled_from_outside() -> bool:
-        return True  # no Task.cancelling() to tell: keep releasing, as a stop does
+        # No Task.cancelling(): the worker's stop paths mark the tasks they cancel (consumer.cancel_for_stop).
+        task = asyncio.current_task()
+        return task is not None and cancelled_for_stop(task)
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:

@@ -27,6 +27,7 @@ from lssm_jobs.cli.app import (
     load_object,
 )
 from lssm_jobs.cli.progress import Progress
+from lssm_jobs.consumer import cancel_for_stop
 from lssm_jobs.handlers import Handlers
 from lssm_jobs.observability.http import DEFAULT_HOST, OpsHTTPServer, Route
 from lssm_jobs.observability.logs import notice
@@ -202,7 +203,7 @@ class Shutdown:
         if not self.quiet:
             notice(f"lssm-jobs: stopping now: releasing {len(running)} running jobs back to their queues")
         for task in running:
-            task.cancel()
+            cancel_for_stop(task)
 
 
 # -- the worker -----------------------------------------------------------------------------------------------

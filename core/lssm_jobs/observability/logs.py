@@ -100,5 +100,8 @@ def configure_logging(level: int, log_format: str = "text", stream: TextIO | Non
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python warnings (a library's DeprecationWarning or FutureWarning at import) go through the same
+    # handler, so with --log-format json every line on stderr is still one JSON object.
+    logging.captureWarnings(True)
     global _notice_format
     _notice_format = log_format

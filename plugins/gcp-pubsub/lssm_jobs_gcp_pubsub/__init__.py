@@ -6,13 +6,29 @@ with flow control; job records, dead letters and dedupe keys live in a ledger, t
 
 from __future__ import annotations
 
-from lssm_jobs_gcp_pubsub.backend import PubSubBackend
-from lssm_jobs_gcp_pubsub.consumer import PubSubDelivery
-from lssm_jobs_gcp_pubsub.errors import MissingResourceError, PublishError
-from lssm_jobs_gcp_pubsub.names import Naming, QueueNames
-from lssm_jobs_gcp_pubsub.options import PubSubOptions
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lssm_jobs_gcp_pubsub.backend import PubSubBackend
+    from lssm_jobs_gcp_pubsub.consumer import PubSubDelivery
+    from lssm_jobs_gcp_pubsub.errors import MissingResourceError, PublishError
+    from lssm_jobs_gcp_pubsub.names import Naming, QueueNames
+    from lssm_jobs_gcp_pubsub.options import PubSubOptions
 
 __version__ = "0.1.0"
+
+# Imported on first use: the plugin registry imports this package to find its hooks, and the Google client
+# libraries it would otherwise pull in cost start-up time (and print warnings) in every lssm-jobs command.
+_LAZY = {
+    "MissingResourceError": "lssm_jobs_gcp_pubsub.errors",
+    "Naming": "lssm_jobs_gcp_pubsub.names",
+    "PubSubBackend": "lssm_jobs_gcp_pubsub.backend",
+    "PubSubDelivery": "lssm_jobs_gcp_pubsub.consumer",
+    "PubSubOptions": "lssm_jobs_gcp_pubsub.options",
+    "PublishError": "lssm_jobs_gcp_pubsub.errors",
+    "QueueNames": "lssm_jobs_gcp_pubsub.names",
+}
 
 __all__ = [
     "MissingResourceError",
@@ -24,3 +40,16 @@ __all__ = [
     "QueueNames",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -69,7 +69,7 @@ from lssm_jobs_gcp_pubsub.clients import default_project, make_clients
 from lssm_jobs_gcp_pubsub.consumer import StreamConsumer
 from lssm_jobs_gcp_pubsub.errors import MissingResourceError, PublishError, brief
 from lssm_jobs_gcp_pubsub.names import Naming, QueueNames
-from lssm_jobs_gcp_pubsub.options import PubSubOptions
+from lssm_jobs_gcp_pubsub.options import CAPABILITIES, PubSubOptions
 
 log = logging.getLogger("lssm_jobs.gcp_pubsub")
 
@@ -114,17 +114,7 @@ class PubSubBackend(QueueBackend):
     """
 
     name: ClassVar[str] = "gcp-pubsub"
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        delivery="stream",
-        delay=True,
-        priority=False,  # Pub/Sub delivers in no priority order; the attribute lets subscriptions filter
-        fifo=False,  # Pub/Sub keeps no order; with ordering=True, per ordering key only (docs/gcp-pubsub.md)
-        dedupe=True,  # through the ledger
-        leases=True,  # ack deadlines: a dead worker's job is delivered again
-        native_dlq=True,  # dead-letter topics (and the native dead_letter_policy where configured)
-        durable=True,
-        shared=True,
-    )
+    capabilities: ClassVar[BackendCapabilities] = CAPABILITIES
     push_batch: int | None = 1000
 
     def __init__(

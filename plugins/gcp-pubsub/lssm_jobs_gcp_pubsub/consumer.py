@@ -31,7 +31,7 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
 from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, OutgoingJob
-from lssm_jobs.consumer import keep_leases_alive
+from lssm_jobs.consumer import cancel_for_stop, keep_leases_alive
 from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome, JobLedger
 
 from lssm_jobs_gcp_pubsub import names as n
@@ -523,7 +523,7 @@ class StreamConsumer:
                 log.warning(
                     "job %s did not finish within the shutdown timeout; releasing it", self.in_flight[task].id
                 )
-                task.cancel()
+                cancel_for_stop(task)
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         if self.tasks:

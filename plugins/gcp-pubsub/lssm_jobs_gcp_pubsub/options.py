@@ -4,6 +4,7 @@ shows; no Google library is imported here."""
 from __future__ import annotations
 
 import attrs
+from lssm_jobs.backends.base import BackendCapabilities
 
 from lssm_jobs_gcp_pubsub import names as n
 
@@ -78,3 +79,18 @@ OPTIONS_HELP = {
     "exactly_once": "exactly-once delivery on the jobs subscription (default false)",
     "hold_horizon_s": "delayed jobs due within this are held and published on time (default 60)",
 }
+
+
+#: What the Pub/Sub backend declares (kept here so that the plugin registers it without importing the
+#: backend and the Google client libraries).
+CAPABILITIES = BackendCapabilities(
+    delivery="stream",
+    delay=True,
+    priority=False,  # Pub/Sub delivers in no priority order; the attribute lets subscriptions filter
+    fifo=False,  # Pub/Sub keeps no order; with ordering=True, per ordering key only (docs/gcp-pubsub.md)
+    dedupe=True,  # through the ledger
+    leases=True,  # ack deadlines: a dead worker's job is delivered again
+    native_dlq=True,  # dead-letter topics (and the native dead_letter_policy where configured)
+    durable=True,
+    shared=True,
+)

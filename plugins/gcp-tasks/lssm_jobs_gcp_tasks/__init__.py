@@ -4,12 +4,30 @@ app or a WSGI adapter. See ``docs/gcp-tasks.md``."""
 
 from __future__ import annotations
 
-from lssm_jobs_gcp_tasks.asgi import CloudTasksASGIApp
-from lssm_jobs_gcp_tasks.auth import RequestVerifier
-from lssm_jobs_gcp_tasks.backend import CloudTasksBackend, EnqueueError
-from lssm_jobs_gcp_tasks.endpoint import TaskEndpoint
-from lssm_jobs_gcp_tasks.naming import QueueNames, queue_id, task_id
-from lssm_jobs_gcp_tasks.wsgi import CloudTasksWSGIApp
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lssm_jobs_gcp_tasks.asgi import CloudTasksASGIApp
+    from lssm_jobs_gcp_tasks.auth import RequestVerifier
+    from lssm_jobs_gcp_tasks.backend import CloudTasksBackend, EnqueueError
+    from lssm_jobs_gcp_tasks.endpoint import TaskEndpoint
+    from lssm_jobs_gcp_tasks.naming import QueueNames, queue_id, task_id
+    from lssm_jobs_gcp_tasks.wsgi import CloudTasksWSGIApp
+
+# Imported on first use: the plugin registry imports this package to find its hooks, and the Google client
+# libraries it would otherwise pull in cost start-up time (and print warnings) in every lssm-jobs command.
+_LAZY = {
+    "CloudTasksASGIApp": "lssm_jobs_gcp_tasks.asgi",
+    "CloudTasksBackend": "lssm_jobs_gcp_tasks.backend",
+    "CloudTasksWSGIApp": "lssm_jobs_gcp_tasks.wsgi",
+    "EnqueueError": "lssm_jobs_gcp_tasks.backend",
+    "QueueNames": "lssm_jobs_gcp_tasks.naming",
+    "RequestVerifier": "lssm_jobs_gcp_tasks.auth",
+    "TaskEndpoint": "lssm_jobs_gcp_tasks.endpoint",
+    "queue_id": "lssm_jobs_gcp_tasks.naming",
+    "task_id": "lssm_jobs_gcp_tasks.naming",
+}
 
 __all__ = [
     "CloudTasksASGIApp",
@@ -22,3 +40,16 @@ __all__ = [
     "queue_id",
     "task_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import attrs
 from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch
-from lssm_jobs.consumer import keep_leases_alive
+from lssm_jobs.consumer import cancel_for_stop, keep_leases_alive
 from lssm_jobs.ledger import Claim, ClaimOutcome, JobLedger
 
 from lssm_jobs_gcp_tasks.auth import RequestVerifier
@@ -258,7 +258,7 @@ class TaskEndpoint:
                 log.warning(
                     "job %s did not finish within the shutdown timeout; releasing it", self.in_flight[task].id
                 )
-                task.cancel()
+                cancel_for_stop(task)
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
         heartbeat, self._heartbeat = self._heartbeat, None
