@@ -21,7 +21,7 @@ from fuzz_storage import (
     new_id,
 )
 from fuzz_worker import check_outcome, run_among_healthy
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from lssm_jobs.testing import run_async
 
@@ -72,7 +72,18 @@ def redis_spaces(fuzz_redis_server: Any) -> Callable[[], Space]:
     return lambda: RedisSpace(fuzz_redis_server)
 
 
+_BODY = (
+    b'{"id":"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee","type":"fuzz.target","version":1,"payload":{"n":1},'
+    b'"queue":"default","priority":0,"created_at":1700000000.25,"run_at":1700000000.25}'
+)
+
+
 @given(records=st.lists(REDIS_RECORDS, min_size=1, max_size=3))
+# A status that sends the job somewhere it is not (its entry looks stale, but dropping it loses the job):
+@example(records=[RedisRecord("ready", "hash", {"s": b"scheduled"}, "string", _BODY, 7)])
+@example(records=[RedisRecord("sched", "hash", {"s": b"pending"}, "string", _BODY, 7)])
+@example(records=[RedisRecord("active", "hash", {"s": b"scheduled"}, "string", _BODY, 7)])
+@example(records=[RedisRecord("line", "hash", {"s": b"waiting"}, "string", _BODY, 7)])
 def test_redis_records_of_any_type_and_content(redis_spaces: Callable[[], Space], records: list[RedisRecord]) -> None:
     # A garbage member of the ready set names no job: it has no fate to check, only no harm to do.
     _run_records(redis_spaces(), records, followed=lambda record: record.placement != "garbage")

@@ -28,7 +28,7 @@ from lssm_jobs.backends.base import (
     PushResult,
     QueueBackend,
 )
-from lssm_jobs.consumer import keep_leases_alive
+from lssm_jobs.consumer import cancel_for_stop, keep_leases_alive
 from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
 
@@ -304,7 +304,7 @@ class HttpPushBackend(QueueBackend):
             if in_flight:
                 _, late = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
                 for task in late:
-                    task.cancel()  # the dispatcher releases the delivery
+                    cancel_for_stop(task)  # the dispatcher releases the delivery
                 await asyncio.gather(*late, return_exceptions=True)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)

@@ -78,6 +78,8 @@ for _, queue in ipairs(queues) do
       else
         bury(id, queue, 'it is active without a sequence number')
       end
+    else
+      drop_stale(id, queue, job[3], job[1])
     end
   end
   local sched = qkey(queue, 'sched')
@@ -90,6 +92,8 @@ for _, queue in ipairs(queues) do
       bury(id, queue, problem)
     elseif job[2] == 'scheduled' then
       make_ready(jk, id, queue, tonumber(job[1] or 0))
+    else
+      drop_stale(id, queue, job[2], redis.call('HGET', jk, 'n'))
     end
   end
 end
@@ -157,7 +161,7 @@ if #picked > 0 then
     if id == '' then -- not a job entry (dropped by take_ready with a warning)
     elseif problem then
       bury(id, queue, problem)
-    elseif job[4] == 'pending' then -- else a stale entry: the job is elsewhere by now
+    elseif job[4] == 'pending' then -- else a stale entry: the job is elsewhere by now (drop_stale)
       attempt, token = attempt + 1, token + 1
       if job[3] then
         redis.call('HSET', jk, 's', 'active', 'a', attempt, 'k', token, 'u', stamp)
@@ -172,6 +176,8 @@ if #picked > 0 then
       pairs_of_queue[#pairs_of_queue + 1] = expiry
       pairs_of_queue[#pairs_of_queue + 1] = id
       out[#out + 1] = delivery(attempt, token, id, queue, body)
+    else
+      drop_stale(id, queue, job[4], job[3])
     end
   end
   for queue, values in pairs(expiries) do call_many('ZADD', qkey(queue, 'active'), values) end

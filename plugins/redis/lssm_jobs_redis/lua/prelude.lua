@@ -214,6 +214,38 @@ local function handed_job(entry)
   return string.sub(entry, start, queue_start - 1), string.sub(entry, queue_start, queue_end), token
 end
 
+-- @ misplaced drop_stale
+-- Why job `id`, found where its status `status` does not send it (a stale entry in a queue's order), is
+-- lost if that entry is dropped, or nil when the job really is where its status says (the entry is stale:
+-- dropping it is right) or is finished. `n` is its sequence number, `queue` its queue (field q, else the
+-- queue it was found in). Only called on that rare path, so the O(n) LPOS costs nothing in the usual case.
+local function misplaced(id, queue, status, n)
+  if status == 'completed' or status == 'dead' or status == 'cancelled' then return nil end
+  if status == 'scheduled' then
+    if redis.pcall('ZSCORE', qkey(queue, 'sched'), id) == false then
+      return 'its status is scheduled, but it is not among the scheduled jobs of queue ' .. queue
+    end
+  elseif status == 'active' then
+    if redis.pcall('ZSCORE', qkey(queue, 'active'), id) == false then
+      return 'its status is active, but no lease of queue ' .. queue .. ' holds it'
+    end
+  elseif status == 'pending' then
+    local ready = n and whole(n) and redis.pcall('ZSCORE', qkey(queue, 'ready'), ready_member(whole(n), id))
+    if not ready and redis.pcall('LPOS', qkey(queue, 'line'), id) == false then
+      return 'its status is pending, but it is in neither the line nor the ready set of queue ' .. queue
+    end
+  else
+    return 'its status is ' .. shown(status) .. ', not one lssm-jobs writes'
+  end
+  return nil
+end
+-- An entry naming a job whose status sends it elsewhere is stale and dropped, unless the job is not where
+-- its status says (a record edited by hand): then dropping the entry would lose it, so it is buried.
+local function drop_stale(id, queue, status, n)
+  local problem = misplaced(id, redis.call('HGET', jkey(id), 'q') or queue, status, n)
+  if problem then bury(id, queue, problem) end
+end
+
 -- @ call_many
 -- Run `command key ...values` in calls of at most 1000 values (Lua's unpack has a stack limit): one call
 -- for a batch of jobs instead of one per job.
@@ -370,14 +402,17 @@ end
 -- when, member: 16-character consumer id followed by its lease ms). Giving them ready jobs here, leased
 -- in the same atomic step, saves them a round trip: the job travels in the reply to their BLPOP.
 -- Returns whether job `id` (just taken from the queue's order) was handed over: a job whose record cannot
--- be read goes to the dead letter queue instead, a stale entry (the job is elsewhere) is dropped.
+-- be read goes to the dead letter queue instead, a stale entry (the job is elsewhere) is dropped (drop_stale).
 local function hand_over(queue, id, consumer, lease_ms)
   local jk = jkey(id)
   local job = redis.pcall('HMGET', jk, 'a', 'k', 'n', 's')
   local attempt, token = lease_numbers(job)
   local problem, body = nil, nil
   if attempt then
-    if job[4] ~= 'pending' then return false end
+    if job[4] ~= 'pending' then
+      drop_stale(id, queue, job[4], job[3])
+      return false
+    end
     body, problem = read_body(id)
   else
     problem = record_problem(id, LEASED_FIELDS, job)
