@@ -48,22 +48,24 @@ from lssm_jobs.backends.base import (
 from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import JobStatus
 from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
     NoScriptError,
     OutOfMemoryError,
-    ReadOnlyError,
     RedisError,
     ResponseError,
-    TryAgainError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lssm_jobs_redis.batching import Coalescer
 from lssm_jobs_redis.blocking import BlockingPusher
 from lssm_jobs_redis.channel import RespChannel, pack_command
-from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
+from lssm_jobs_redis.connection import (
+    TRANSIENT_ERRORS,
+    RedisClient,
+    client_from_url,
+    is_cluster,
+    redact_url,
+    returns_text,
+)
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
@@ -74,17 +76,6 @@ T = TypeVar("T")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
-#: Errors after which an operation is worth repeating once Redis is reachable again.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    builtins.ConnectionError,
-    builtins.TimeoutError,
-)
 
 _STATUS = {
     b"scheduled": JobStatus.SCHEDULED,
@@ -416,6 +407,12 @@ class RedisBackend(PullBackend):
         if self._client is None:
             raise RuntimeError("the Redis backend is not open")
         return self._client
+
+    @property
+    def url(self) -> str | None:
+        """The Redis URL this backend connects to (``None``: it runs on a client the caller owns). Holds any
+        credentials: never log it (see :attr:`location`)."""
+        return self._url
 
     @property
     def location(self) -> str:

@@ -19,7 +19,6 @@ Times are epoch seconds from the calling process's clock, like the other ledgers
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import secrets
 import time
@@ -31,12 +30,11 @@ from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.ledger.base import Claim, ClaimOutcome, JobLedger
 from lssm_jobs.registrations import JobLedgerSpec
-from redis.exceptions import RedisError
 
-from lssm_jobs_redis.backend import TRANSIENT_ERRORS
-from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url, returns_text
+from lssm_jobs_redis.connection import RedisClient
 from lssm_jobs_redis.keys import hash_tagged
-from lssm_jobs_redis.scripts import LuaScript, evalsha
+from lssm_jobs_redis.script_store import ScriptStore
+from lssm_jobs_redis.scripts import LuaScript
 
 _LUA = r"""
 local base, op = ARGV[1], ARGV[2]
@@ -316,7 +314,7 @@ def _float(value: Any) -> float:
     return float(_text(value)) if value is not None else 0.0
 
 
-class RedisLedger(JobLedger):
+class RedisLedger(ScriptStore, JobLedger):
     """Job records and dead letters in Redis (any URL form the Redis backend takes; Cluster included).
 
     :param url: Redis URL (the ledger creates and closes its own client; default ``redis://127.0.0.1:6379/0``).
@@ -339,11 +337,9 @@ class RedisLedger(JobLedger):
             raise ValueError("pass url= or redis=, not both")
         if completed_retention < 0:
             raise ValueError(f"completed_retention must be >= 0, got {completed_retention!r}")
-        self._url = url if redis is not None or url is not None else "redis://127.0.0.1:6379/0"
-        if redis is not None:
-            self._url = None
-        self._client: RedisClient | None = redis
-        self._owns_client = redis is None
+        if url is None and redis is None:
+            url = "redis://127.0.0.1:6379/0"
+        ScriptStore.__init__(self, url=url, redis=redis, what="the Redis ledger", client_name="lssm-jobs-ledger")
         self.base = hash_tagged(prefix)
         self.completed_retention = float(completed_retention)
 
@@ -351,30 +347,8 @@ class RedisLedger(JobLedger):
     def from_options(cls, **options: Any) -> RedisLedger:
         return cls(**options)
 
-    async def open(self) -> None:
-        if self._client is None:
-            assert self._url is not None
-            self._client = client_from_url(self._url, client_name="lssm-jobs-ledger")
-        if returns_text(self._client):
-            raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
-        try:
-            await self._client.ping()
-        except RedisError as error:
-            where = redact_url(self._url) if self._url else "the given client"
-            raise builtins.ConnectionError(f"cannot reach Redis at {where}: {error}") from error
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            await client.aclose()
-
     async def _run(self, op: str, *args: Any) -> Any:
-        if self._client is None:
-            raise RuntimeError("the Redis ledger is not open")
-        try:
-            return await evalsha(self._client, _SCRIPT, self.base + "dedupe", [self.base, op, *args])
-        except TRANSIENT_ERRORS as error:
-            raise builtins.ConnectionError(f"Redis unreachable ({type(error).__name__}: {error})") from error
+        return await self._run_script(_SCRIPT, self.base + "dedupe", [self.base, op, *args])
 
     def _clock(self) -> tuple[str, str]:
         return repr(time.time()), repr(self.completed_retention)

@@ -9,16 +9,15 @@ prefix's hash tag: ``cron:names``, ``cron:s:<schedule>``, ``cron:c:<schedule>``,
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 from lssm_jobs.scheduler.stores import SchedulerStore, ScheduleState, TickClaim
-from redis.exceptions import RedisError
 
-from lssm_jobs_redis.backend import TRANSIENT_ERRORS, RedisBackend, log_notes
-from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url, returns_text
+from lssm_jobs_redis.backend import RedisBackend, log_notes
+from lssm_jobs_redis.connection import RedisClient
 from lssm_jobs_redis.keys import KeyLayout
-from lssm_jobs_redis.scripts import evalsha, scripts
+from lssm_jobs_redis.script_store import ScriptStore
+from lssm_jobs_redis.scripts import scripts
 
 
 def _text(value: Any) -> str:
@@ -60,7 +59,7 @@ def _claim(row: Any) -> TickClaim:
     )
 
 
-class RedisSchedulerStore(SchedulerStore):
+class RedisSchedulerStore(ScriptStore, SchedulerStore):
     """Scheduler state in Redis.
 
     :param url: Redis URL (the store creates and closes its own client).
@@ -82,17 +81,16 @@ class RedisSchedulerStore(SchedulerStore):
     ) -> None:
         if sum(option is not None for option in (url, redis, backend)) > 1:
             raise ValueError("pass one of url=, redis= or backend=")
-        self._url = url
-        self._client: RedisClient | None = redis
-        self._owns_client = redis is None
         if backend is not None:
-            self._url = backend._url
-            if backend._url is None:  # the backend runs on a caller-owned client: share it
-                self._client = backend.client
-                self._owns_client = False
+            url = backend.url
+            if url is None:  # the backend runs on a caller-owned client: share it (never closed here)
+                redis = backend.client
             prefix = prefix if prefix is not None else backend.prefix
-        if self._url is None and self._client is None:
-            self._url = "redis://127.0.0.1:6379/0"
+        if url is None and redis is None:
+            url = "redis://127.0.0.1:6379/0"
+        ScriptStore.__init__(
+            self, url=url, redis=redis, what="the Redis scheduler store", client_name="lssm-jobs-scheduler"
+        )
         self.keys = KeyLayout.for_prefix(prefix if prefix is not None else "jobs:")
         self._script = scripts().scheduler
 
@@ -103,30 +101,8 @@ class RedisSchedulerStore(SchedulerStore):
             return cls(backend=backend, **options)
         return cls(**options)
 
-    async def open(self) -> None:
-        if self._client is None:
-            assert self._url is not None
-            self._client = client_from_url(self._url, client_name="lssm-jobs-scheduler")
-        if returns_text(self._client):
-            raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
-        try:
-            await self._client.ping()
-        except RedisError as error:
-            where = redact_url(self._url) if self._url else "the given client"
-            raise builtins.ConnectionError(f"cannot reach Redis at {where}: {error}") from error
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            await client.aclose()
-
     async def _run(self, op: str, *args: Any) -> Any:
-        if self._client is None:
-            raise RuntimeError("the Redis scheduler store is not open")
-        try:
-            return await evalsha(self._client, self._script, self.keys.queues, [self.keys.base, op, *args])
-        except TRANSIENT_ERRORS as error:
-            raise builtins.ConnectionError(f"Redis unreachable ({type(error).__name__}: {error})") from error
+        return await self._run_script(self._script, self.keys.queues, [self.keys.base, op, *args])
 
     async def ensure(self, name: str, *, now: float) -> ScheduleState:
         state = _state(await self._run("ensure", name, _time(now)))
