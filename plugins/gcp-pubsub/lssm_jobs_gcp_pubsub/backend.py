@@ -54,15 +54,12 @@ from google.pubsub_v1.types import PubsubMessage
 from lssm_jobs.backends.base import (
     BackendCapabilities,
     ConsumeOptions,
-    DeadLetter,
     Dispatch,
-    JobRecord,
     OutgoingJob,
     PushResult,
-    QueueBackend,
 )
-from lssm_jobs.jobs import JobStatus
-from lssm_jobs.ledger import FIRST_GENERATION, JobLedger, open_ledger
+from lssm_jobs.ledger import FIRST_GENERATION, JobLedger
+from lssm_jobs.ledger.backing import LedgerBackedBackend, ledger_from
 
 from lssm_jobs_gcp_pubsub import names as n
 from lssm_jobs_gcp_pubsub.clients import default_project, make_clients
@@ -93,7 +90,7 @@ def _meta_ordering_key(job: OutgoingJob) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
-class PubSubBackend(QueueBackend):
+class PubSubBackend(LedgerBackedBackend):
     """Queues on Google Cloud Pub/Sub topics; job records and dead letters in a ledger.
 
     :param project: the Google Cloud project (default: ``GOOGLE_CLOUD_PROJECT`` or Application Default
@@ -140,7 +137,7 @@ class PubSubBackend(QueueBackend):
             )
         self.naming = Naming(project=project, prefix=prefix)
         self.queues = tuple(queues) if queues else None
-        self.ledger = _resolve_ledger(ledger, ledger_options or {})
+        self.ledger = ledger_from(ledger, ledger_options, backend="gcp-pubsub")
         self.publisher = publisher
         self.subscriber = subscriber
         self._owns_clients = publisher is None and subscriber is None
@@ -411,17 +408,9 @@ class PubSubBackend(QueueBackend):
         if job_ids:
             await self.ledger.discard(job_ids)
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self.ledger.get(job_id)
 
-    async def counts(self) -> dict[str, dict[JobStatus, int]]:
-        return await self.ledger.counts()
 
-    async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
-        return await self.ledger.list_dead(limit=limit, offset=offset)
 
-    async def get_dead(self, job_id: str) -> DeadLetter | None:
-        return await self.ledger.get_dead(job_id)
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
         """Publish the dead letter again as a new generation, then move it back in the ledger (a message of a
@@ -447,24 +436,6 @@ class PubSubBackend(QueueBackend):
         # that fails (DedupeConflictError: the dead letter stays), the message is dropped as an orphan later.
         return await self.ledger.replay_dead(job_id, run_at=run_at, generation=generation)
 
-    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
-        return await self.ledger.purge_dead(job_ids)
-
-
-def _resolve_ledger(ledger: JobLedger | str | None, options: dict[str, Any]) -> JobLedger:
-    if isinstance(ledger, JobLedger):
-        return ledger
-    if not ledger:
-        raise ValueError(
-            "gcp-pubsub needs a ledger, the store of job records and dead letters that Pub/Sub does not keep: "
-            "ledger='sqlite:///jobs-ledger.db', ledger='redis://HOST:6379/0', or a JobLedger (see "
-            "docs/gcp-pubsub.md)"
-        )
-    if "://" in ledger:
-        scheme = ledger.partition("://")[0].partition("+")[0]
-        name = "redis" if scheme in ("redis", "rediss", "unix") else scheme
-        return open_ledger(name, url=ledger, **options)
-    return open_ledger(ledger, **options)
 
 
 def _close_clients(publisher: Any, subscriber: Any) -> None:

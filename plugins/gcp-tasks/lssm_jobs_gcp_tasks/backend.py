@@ -41,16 +41,13 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.protobuf import duration_pb2
 from lssm_jobs.backends.base import (
     ConsumeOptions,
-    DeadLetter,
     Dispatch,
-    JobRecord,
     OutgoingJob,
     PushResult,
-    QueueBackend,
 )
 from lssm_jobs.errors import DedupeConflictError, LssmJobsError
-from lssm_jobs.jobs import JobStatus
-from lssm_jobs.ledger import FIRST_GENERATION, JobLedger, open_ledger
+from lssm_jobs.ledger import FIRST_GENERATION, JobLedger
+from lssm_jobs.ledger.backing import LedgerBackedBackend, ledger_from
 
 from lssm_jobs_gcp_tasks.auth import GOOGLE_CERTS_URL, GOOGLE_ISSUERS, SECRET_HEADER, RequestVerifier
 from lssm_jobs_gcp_tasks.endpoint import GENERATION_HEADER, JOB_ID_HEADER, QUEUE_HEADER, TaskEndpoint
@@ -88,27 +85,7 @@ class EnqueueError(LssmJobsError):
         )
 
 
-def _ledger_from(spec: str | JobLedger, options: Mapping[str, Any] | None) -> JobLedger:
-    if isinstance(spec, JobLedger):
-        if options:
-            raise ValueError("ledger_options apply to a ledger named by ledger=, not to a ledger instance")
-        return spec
-    settings = dict(options or {})
-    name = spec
-    if "://" in spec:
-        scheme = spec.split("://", 1)[0].lower()
-        name = (
-            "sqlite"
-            if scheme == "sqlite"
-            else "redis"
-            if scheme.startswith(("redis", "rediss", "unix"))
-            else scheme
-        )
-        settings["url"] = spec
-    return open_ledger(name, **settings)
-
-
-class CloudTasksBackend(QueueBackend):
+class CloudTasksBackend(LedgerBackedBackend):
     """Jobs as Google Cloud Tasks HTTP tasks (see the module docstring and ``docs/gcp-tasks.md``).
 
     Connection: Application Default Credentials by default; ``client`` (a ``CloudTasksAsyncClient`` you
@@ -162,7 +139,7 @@ class CloudTasksBackend(QueueBackend):
         if dispatch_deadline is not None and not 15 <= dispatch_deadline <= 1800:
             raise ValueError("dispatch_deadline must be between 15 and 1800 seconds (Cloud Tasks' limits)")
         self.project, self.location = project, location
-        self.ledger = _ledger_from(ledger, ledger_options)
+        self.ledger = ledger_from(ledger, ledger_options, backend="gcp-tasks")
         self.url = url
         self.queue_urls = dict(queue_urls or {})
         self.names = QueueNames(project, location, prefix=queue_prefix, overrides=queue_map)
@@ -399,17 +376,9 @@ class CloudTasksBackend(QueueBackend):
 
     # -- inspecting (the ledger) ---------------------------------------------------------------------------------
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self.ledger.get(job_id)
 
-    async def counts(self) -> dict[str, dict[JobStatus, int]]:
-        return await self.ledger.counts()
 
-    async def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
-        return await self.ledger.list_dead(limit=limit, offset=offset)
 
-    async def get_dead(self, job_id: str) -> DeadLetter | None:
-        return await self.ledger.get_dead(job_id)
 
     async def replay_dead(self, job_id: str, *, run_at: float) -> bool:
         """Create the job's task at a new generation, then move the dead letter back in the ledger (a
@@ -433,8 +402,6 @@ class CloudTasksBackend(QueueBackend):
             await self.delete_task(job_id, dead.queue, generation)
         return replayed
 
-    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
-        return await self.ledger.purge_dead(job_ids)
 
 
 __all__ = [
