@@ -79,7 +79,9 @@ def tests(session: nox.Session) -> None:
     """The whole suite: core, conformance over every backend, plugins (real servers started by fixtures)."""
     _install_everything(session)
     env = _tasks_emulator(session)
-    session.run("pytest", "tests", *PLUGIN_TESTS, *session.posargs, env=env)
+    # One pytest process per core (xdist; worksteal evens out the slow files): the CI machines have 2 cores,
+    # and every test starts its own servers on free ports, so the suite runs in about half the time.
+    session.run("pytest", "-n", "auto", "--dist", "worksteal", "tests", *PLUGIN_TESTS, *session.posargs, env=env)
 
 
 @nox.session
