@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,7 +24,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lssm_jobs.jobs import Job
+    from lssm_jobs.queue import JobQueue
 
 CLI = [sys.executable, "-m", "lssm_jobs.cli"]
 
@@ -146,3 +151,30 @@ def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
 def http_json(url: str, *, timeout: float = 5.0) -> tuple[int, Any]:
     status, body = http_get(url, timeout=timeout)
     return status, json.loads(body)
+
+
+#: The job type of :func:`run_crash_test_worker`.
+CRASH_TEST_TYPE = "crash.test"
+
+
+async def run_crash_test_worker(queue: JobQueue, markers: Path) -> None:
+    """Run ``queue`` as the worker of a crash test until SIGTERM: its ``crash.test`` handler writes
+    ``markers/started-<job id>-<attempt>`` when a job starts; on the job's first attempt it then hangs (so the
+    test can SIGKILL the process mid-job), on later attempts it writes ``markers/done-<job id>``.
+
+    Example (the body of a worker script the test starts with :mod:`subprocess`)::
+
+        asyncio.run(run_crash_test_worker(open_queue("redis", url=url, sinks=[]), Path(sys.argv[1])))
+    """
+
+    async def handler(job: Job[Any]) -> None:
+        (markers / f"started-{job.id}-{job.attempt}").touch()
+        if job.attempt == 1:
+            await asyncio.sleep(3600)
+        (markers / f"done-{job.id}").touch()
+
+    queue.register(CRASH_TEST_TYPE, handler)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with queue:
+        await queue.run(stop)

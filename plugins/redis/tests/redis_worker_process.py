@@ -1,37 +1,22 @@
-"""A worker process for the crash tests: ``python redis_worker_process.py URL PREFIX MARKERS LEASE_MS``.
-
-Its handler writes ``MARKERS/started-<job id>-<attempt>`` when a job starts; on the job's first attempt it
-then hangs (so the test can SIGKILL the process mid-job), on later attempts it writes ``done-<id>``.
-"""
+"""A worker process for the crash tests: ``python redis_worker_process.py URL PREFIX MARKERS LEASE_MS`` (see
+:func:`lssm_jobs.testing.processes.run_crash_test_worker` for what its handler does)."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from lssm_jobs.jobs import JobCatalog
 from lssm_jobs.queue import open_queue
+from lssm_jobs.testing.processes import run_crash_test_worker
 
 
 async def main(url: str, prefix: str, markers: Path, lease_ms: int) -> None:
     queue = open_queue(
         "redis", url=url, prefix=prefix, sinks=[], catalog=JobCatalog(), lease_ms=lease_ms, poll_interval=0.2
     )
-
-    async def handler(job: Any) -> None:
-        (markers / f"started-{job.id}-{job.attempt}").touch()
-        if job.attempt == 1:
-            await asyncio.sleep(3600)
-        (markers / f"done-{job.id}").touch()
-
-    queue.register("crash.test", handler)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with queue:
-        await queue.run(stop)
+    await run_crash_test_worker(queue, markers)
 
 
 if __name__ == "__main__":
