@@ -6,10 +6,12 @@
   and workers in several processes serialize on sqlite's write lock: a job is leased by one worker at a
   time, and a settle carrying a stale lease token (the lease expired and someone else took the job) changes
   nothing.
-* Waiting: ``lease(wait=...)`` sleeps on an in-process notification that pushes (from any backend instance
-  on the same file in this process) set at once; otherwise it sleeps until the next scheduled job or lease
-  expiry is due, or ``wait`` ends. Pushes from other processes are seen at the latest when ``wait`` ends
-  (the worker's ``poll_interval``). Nothing polls faster than that while idle.
+* Waiting: ``lease(wait=...)`` sleeps until a push in this process (through any backend instance on the
+  file) or another process's ring of the file's doorbell (:mod:`lssm_jobs.backends.sqlite_doorbell`)
+  wakes it, the next scheduled job or lease expiry is due, or ``wait`` ends (the worker's
+  ``poll_interval``). Without a doorbell it asks ``PRAGMA data_version`` every ``FALLBACK_POLL`` seconds.
+* Settling: acks, retries, dead-letters and releases that arrive while the database thread is busy are
+  committed together, in one transaction (a group commit).
 * Retention: completed jobs stay readable for ``completed_retention`` seconds, then are pruned in small
   batches by the workers.
 
@@ -42,6 +44,7 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    new_push_result,
 )
 from lssm_jobs.backends.sqlite_connection import (
     HAS_RETURNING,
@@ -116,6 +119,11 @@ _UNEXPIRING_COMPLETED = (
 _UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
 PRUNE_BATCH = 2_000
+#: A job pushed in a batch: stored unless its id is a dead letter (pushed before, and died) or a job.
+_INSERT_UNLESS_DEAD = (
+    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) SELECT ?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, NULL, NULL, ?9 "
+    "WHERE NOT EXISTS (SELECT 1 FROM lssm_dead_letters WHERE id = ?1) ON CONFLICT (id) DO NOTHING"
+)
 #: Most ids bound in one statement (sqlite's historical limit is 999 variables).
 _ID_CHUNK = 500
 #: Without a doorbell (see :mod:`lssm_jobs.backends.sqlite_doorbell`), how often a waiting lease asks
@@ -296,6 +304,10 @@ class SqliteBackend(PullBackend):
         self._waiters: set[asyncio.Event] = set()
         self._wake_generation = 0
         self._next_prune = 0.0
+        # Connections of threads pushing through blocking_pusher (each used by its thread; closed on close).
+        self._thread_connections = threading.local()
+        self._opened_connections: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
         # The group commit of settles (see _settle): those waiting, the task committing them, its loop.
         self._settles: list[tuple[_Settle, asyncio.Future[bool | Exception]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -387,6 +399,11 @@ class SqliteBackend(PullBackend):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        with self._opened_lock:
+            opened, self._opened_connections = self._opened_connections, []
+            self._thread_connections = threading.local()
+        for connection in opened:
+            connection.close()
 
     # -- producing ---------------------------------------------------------------------------------------
 
@@ -399,40 +416,98 @@ class SqliteBackend(PullBackend):
         return results
 
     def _push_sync(self, jobs: list[OutgoingJob]) -> list[PushResult]:
-        db, now = self._db, time.time()
-        results = []
-        with immediate_transaction(db):
-            for job in jobs:
-                if job.dedupe_key is not None:
-                    live = db.execute(
-                        f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} LIMIT 1",
-                        (job.dedupe_key,),
-                    ).fetchone()
-                    if live is not None:
-                        results.append(PushResult(id=id_of(live[0]), created=False))
-                        continue
-                if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
-                    results.append(PushResult(id=job.id, created=False))  # already pushed, and died
-                    continue
-                inserted = db.execute(
-                    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    (
-                        job.id,
-                        job.type,
-                        job.queue,
-                        _waiting_status(job.run_at, now),
-                        job.priority,
-                        job.run_at,
-                        job.created_at,
-                        now,
-                        job.dedupe_key,
-                        job.body,
-                    ),
-                )
-                results.append(PushResult(id=job.id, created=inserted.rowcount == 1))
+        results = self._push_with(self._db, jobs)
         if any(result.created for result in results):
             self._hub.doorbell.ring()
+        return results
+
+    def _push_with(self, db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys through one
+        ``executemany`` (every job new: the common case), anything else job by job."""
+        now = time.time()
+        with immediate_transaction(db):
+            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs):
+                db.execute("SAVEPOINT lssm_push")
+                stored = db.executemany(
+                    _INSERT_UNLESS_DEAD,
+                    [
+                        (
+                            job.id,
+                            job.type,
+                            job.queue,
+                            _waiting_status(job.run_at, now),
+                            job.priority,
+                            job.run_at,
+                            job.created_at,
+                            now,
+                            job.body,
+                        )
+                        for job in jobs
+                    ],
+                ).rowcount
+                if stored == len(jobs):
+                    db.execute("RELEASE lssm_push")
+                    return [new_push_result(job.id, True) for job in jobs]
+                # Some id was stored before (a retried push): find out which, one by one.
+                db.execute("ROLLBACK TO lssm_push")
+                db.execute("RELEASE lssm_push")
+            return [self._push_one(db, job, now) for job in jobs]
+
+    @staticmethod
+    def _push_one(db: sqlite3.Connection, job: OutgoingJob, now: float) -> PushResult:
+        if job.dedupe_key is not None:
+            live = db.execute(
+                f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} LIMIT 1",
+                (job.dedupe_key,),
+            ).fetchone()
+            if live is not None:
+                return PushResult(id=id_of(live[0]), created=False)
+        if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
+            return PushResult(id=job.id, created=False)  # already pushed, and died
+        inserted = db.execute(
+            f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (
+                job.id,
+                job.type,
+                job.queue,
+                _waiting_status(job.run_at, now),
+                job.priority,
+                job.run_at,
+                job.created_at,
+                now,
+                job.dedupe_key,
+                job.body,
+            ),
+        )
+        return new_push_result(job.id, inserted.rowcount == 1)
+
+    def blocking_pusher(self) -> Callable[[Sequence[OutgoingJob]], list[PushResult]] | None:
+        """Pushes from synchronous code on the calling thread, over a connection of that thread's own
+        (``lssm_jobs.blocking`` enqueues through it without an event loop)."""
+        if self._executor is None or self._closed:
+            return None
+        return self._push_blocking
+
+    def _push_blocking(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        if self._executor is None or self._closed:
+            raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
+        if not jobs:
+            return []
+        connection: sqlite3.Connection | None = getattr(self._thread_connections, "connection", None)
+        if connection is None:
+            connection = connect(
+                self.path,
+                busy_timeout=self.busy_timeout,
+                synchronous=self.synchronous,
+                check_same_thread=False,
+            )
+            self._thread_connections.connection = connection
+            with self._opened_lock:
+                self._opened_connections.append(connection)
+        results = self._push_with(connection, jobs)
+        if any(result.created for result in results):
+            self._hub.ready()
         return results
 
     # -- consuming ---------------------------------------------------------------------------------------
