@@ -113,12 +113,15 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput and latency, side by side with peer libraries, on one local redis-server."""
+    """Throughput and latency, side by side with peer libraries: on one local redis-server, then on sqlite
+    files beside huey's SqliteHuey."""
     _install_everything(session)
     requirements = ROOT / "bench" / "requirements.txt"
     if requirements.exists():
         session.install("-r", str(requirements))
     session.run("python", "bench/run.py", *session.posargs)
+    # The sqlite backend beside huey's SqliteHuey (huey comes from bench/requirements.txt), no server.
+    session.run("python", "bench/sqlite.py")
     # Cloud Tasks through its emulator (no peers there: no other Python job library has this backend).
     session.run("python", "bench/gcp_tasks.py", env=_tasks_emulator(session))
 

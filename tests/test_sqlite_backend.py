@@ -544,9 +544,12 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
         queue.register("procs.upgrade", lambda job: ran.append((job.id, job.attempt)))
         await queue.start()
         await wait_until(lambda: len(ran) == 3, message="the three unfinished v1 jobs ran")
-        for job_id, _ in bodies[:3]:
-            job = await queue.get(job_id)
-            assert job is not None and job.status is JobStatus.COMPLETED
+
+        async def completed() -> bool:
+            jobs = [await queue.get(job_id) for job_id, _ in bodies[:3]]
+            return all(job is not None and job.status is JobStatus.COMPLETED for job in jobs)
+
+        await wait_until(completed, message="the three jobs are completed")
     assert sorted(ran) == sorted([(bodies[0][0], 1), (bodies[1][0], 1), (bodies[2][0], 2)])
 
 

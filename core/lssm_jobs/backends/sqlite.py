@@ -6,10 +6,12 @@
   and workers in several processes serialize on sqlite's write lock: a job is leased by one worker at a
   time, and a settle carrying a stale lease token (the lease expired and someone else took the job) changes
   nothing.
-* Waiting: ``lease(wait=...)`` sleeps on an in-process notification that pushes (from any backend instance
-  on the same file in this process) set at once; otherwise it sleeps until the next scheduled job or lease
-  expiry is due, or ``wait`` ends. Pushes from other processes are seen at the latest when ``wait`` ends
-  (the worker's ``poll_interval``). Nothing polls faster than that while idle.
+* Waiting: ``lease(wait=...)`` sleeps until a push in this process (through any backend instance on the
+  file) or another process's ring of the file's doorbell (:mod:`lssm_jobs.backends.sqlite_doorbell`)
+  wakes it, the next scheduled job or lease expiry is due, or ``wait`` ends (the worker's
+  ``poll_interval``). Without a doorbell it asks ``PRAGMA data_version`` every ``FALLBACK_POLL`` seconds.
+* Settling: acks, retries, dead-letters and releases that arrive while the database thread is busy are
+  committed together, in one transaction (a group commit).
 * Retention: completed jobs stay readable for ``completed_retention`` seconds, then are pruned in small
   batches by the workers.
 
@@ -30,7 +32,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import attrs
 
@@ -42,6 +44,7 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    new_push_result,
 )
 from lssm_jobs.backends.sqlite_connection import (
     HAS_RETURNING,
@@ -50,6 +53,7 @@ from lssm_jobs.backends.sqlite_connection import (
     immediate_transaction,
     read_transaction,
 )
+from lssm_jobs.backends.sqlite_doorbell import Doorbell, DoorbellListener, doorbell_directory
 from lssm_jobs.backends.sqlite_records import (
     Kind,
     blob_id_matches,
@@ -115,8 +119,16 @@ _UNEXPIRING_COMPLETED = (
 _UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
 PRUNE_BATCH = 2_000
+#: A job pushed in a batch: stored unless its id is a dead letter (pushed before, and died) or a job.
+_INSERT_UNLESS_DEAD = (
+    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) SELECT ?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, NULL, NULL, ?9 "
+    "WHERE NOT EXISTS (SELECT 1 FROM lssm_dead_letters WHERE id = ?1) ON CONFLICT (id) DO NOTHING"
+)
 #: Most ids bound in one statement (sqlite's historical limit is 999 variables).
 _ID_CHUNK = 500
+#: Without a doorbell (see :mod:`lssm_jobs.backends.sqlite_doorbell`), how often a waiting lease asks
+#: sqlite whether another connection committed (``PRAGMA data_version``, no table read).
+FALLBACK_POLL = 0.25
 
 
 def parse_sqlite_url(url: str) -> str:
@@ -135,12 +147,54 @@ def parse_sqlite_url(url: str) -> str:
 
 
 class _WakeupHub:
-    """In-process notifications for one database file: every lease waiting on the file (in any backend
-    instance and any event loop of this process) is woken when a job becomes ready."""
+    """Wake-ups for one database file. In this process: every lease waiting on the file (in any backend
+    instance and any event loop) is woken when a job becomes ready. Across processes: the file's doorbell
+    (:mod:`lssm_jobs.backends.sqlite_doorbell`), which this process rings after such commits and, while
+    some backend here leases, listens to."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
+        self.path = path
+        self.doorbell = Doorbell(doorbell_directory(path))
+        self._listener_lock = threading.Lock()
+        self._listener: DoorbellListener | None = None
+        self._listening = 0  # backends of this process that lease on the file
+
+    def listen(self) -> bool:
+        """A backend starts leasing: make sure this process's doorbell socket is bound (once per process
+        and file). :returns: whether rings from other processes will wake its leases."""
+        with self._listener_lock:
+            self._listening += 1
+            listener = self._listener
+            if listener is not None and listener.pid != os.getpid():  # inherited through fork
+                listener.stop()
+                listener = self._listener = None
+            if listener is None:
+                listener = DoorbellListener(self.doorbell.directory, self.notify, mode=self._mode())
+                if not listener.start():
+                    return False
+                self._listener = listener
+            return listener.listening
+
+    def _mode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_mode & 0o777
+        except OSError:
+            return None
+
+    def unlisten(self) -> None:
+        """A backend that called :meth:`listen` closes; the last one unbinds the socket."""
+        with self._listener_lock:
+            self._listening = max(self._listening - 1, 0)
+            if self._listening == 0 and self._listener is not None:
+                self._listener.stop()
+                self._listener = None
+
+    def ready(self) -> None:
+        """Something became ready to lease: wake waiting leases here, and ring the other processes."""
+        self.notify()
+        self.doorbell.ring()
 
     def subscribe(self, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -182,7 +236,7 @@ def _hub_for(path: str) -> _WakeupHub:
     with _hubs_lock:
         hub = _hubs.get(key)
         if hub is None:
-            hub = _hubs[key] = _WakeupHub()
+            hub = _hubs[key] = _WakeupHub(key)
         return hub
 
 
@@ -250,6 +304,19 @@ class SqliteBackend(PullBackend):
         self._waiters: set[asyncio.Event] = set()
         self._wake_generation = 0
         self._next_prune = 0.0
+        # Connections of threads pushing through blocking_pusher (each used by its thread; closed on close).
+        self._thread_connections = threading.local()
+        self._opened_connections: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
+        # The group commit of settles (see _settle): those waiting, the task committing them, its loop.
+        self._settles: list[tuple[_Settle, asyncio.Future[bool | Exception]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._settle_loop: asyncio.AbstractEventLoop | None = None
+        #: Whether the doorbell wakes this backend's leases (None until the first lease binds it).
+        self._doorbell: bool | None = None
+        # The data_version and next due time of the last look that found nothing (the fallback poll).
+        self._idle_version: int | None = None
+        self._idle_next_due: float | None = None
 
     def __repr__(self) -> str:
         return f"SqliteBackend(path={self.path!r})"
@@ -324,11 +391,19 @@ class SqliteBackend(PullBackend):
             self._closed = True
             self._executor = None
             executor.shutdown(wait=False)
+            if self._doorbell is not None:
+                self._doorbell = None
+                self._hub.unlisten()
 
     def _close_sync(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        with self._opened_lock:
+            opened, self._opened_connections = self._opened_connections, []
+            self._thread_connections = threading.local()
+        for connection in opened:
+            connection.close()
 
     # -- producing ---------------------------------------------------------------------------------------
 
@@ -341,38 +416,98 @@ class SqliteBackend(PullBackend):
         return results
 
     def _push_sync(self, jobs: list[OutgoingJob]) -> list[PushResult]:
-        db, now = self._db, time.time()
-        results = []
+        results = self._push_with(self._db, jobs)
+        if any(result.created for result in results):
+            self._hub.doorbell.ring()
+        return results
+
+    def _push_with(self, db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys through one
+        ``executemany`` (every job new: the common case), anything else job by job."""
+        now = time.time()
         with immediate_transaction(db):
-            for job in jobs:
-                if job.dedupe_key is not None:
-                    live = db.execute(
-                        f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} LIMIT 1",
-                        (job.dedupe_key,),
-                    ).fetchone()
-                    if live is not None:
-                        results.append(PushResult(id=id_of(live[0]), created=False))
-                        continue
-                if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
-                    results.append(PushResult(id=job.id, created=False))  # already pushed, and died
-                    continue
-                inserted = db.execute(
-                    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    (
-                        job.id,
-                        job.type,
-                        job.queue,
-                        _waiting_status(job.run_at, now),
-                        job.priority,
-                        job.run_at,
-                        job.created_at,
-                        now,
-                        job.dedupe_key,
-                        job.body,
-                    ),
-                )
-                results.append(PushResult(id=job.id, created=inserted.rowcount == 1))
+            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs):
+                db.execute("SAVEPOINT lssm_push")
+                stored = db.executemany(
+                    _INSERT_UNLESS_DEAD,
+                    [
+                        (
+                            job.id,
+                            job.type,
+                            job.queue,
+                            _waiting_status(job.run_at, now),
+                            job.priority,
+                            job.run_at,
+                            job.created_at,
+                            now,
+                            job.body,
+                        )
+                        for job in jobs
+                    ],
+                ).rowcount
+                if stored == len(jobs):
+                    db.execute("RELEASE lssm_push")
+                    return [new_push_result(job.id, True) for job in jobs]
+                # Some id was stored before (a retried push): find out which, one by one.
+                db.execute("ROLLBACK TO lssm_push")
+                db.execute("RELEASE lssm_push")
+            return [self._push_one(db, job, now) for job in jobs]
+
+    @staticmethod
+    def _push_one(db: sqlite3.Connection, job: OutgoingJob, now: float) -> PushResult:
+        if job.dedupe_key is not None:
+            live = db.execute(
+                f"SELECT id FROM lssm_jobs WHERE dedupe_key = ? AND status IN {_LIVE} LIMIT 1",
+                (job.dedupe_key,),
+            ).fetchone()
+            if live is not None:
+                return PushResult(id=id_of(live[0]), created=False)
+        if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
+            return PushResult(id=job.id, created=False)  # already pushed, and died
+        inserted = db.execute(
+            f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (
+                job.id,
+                job.type,
+                job.queue,
+                _waiting_status(job.run_at, now),
+                job.priority,
+                job.run_at,
+                job.created_at,
+                now,
+                job.dedupe_key,
+                job.body,
+            ),
+        )
+        return new_push_result(job.id, inserted.rowcount == 1)
+
+    def blocking_pusher(self) -> Callable[[Sequence[OutgoingJob]], list[PushResult]] | None:
+        """Pushes from synchronous code on the calling thread, over a connection of that thread's own
+        (``lssm_jobs.blocking`` enqueues through it without an event loop)."""
+        if self._executor is None or self._closed:
+            return None
+        return self._push_blocking
+
+    def _push_blocking(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        if self._executor is None or self._closed:
+            raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
+        if not jobs:
+            return []
+        connection: sqlite3.Connection | None = getattr(self._thread_connections, "connection", None)
+        if connection is None:
+            connection = connect(
+                self.path,
+                busy_timeout=self.busy_timeout,
+                synchronous=self.synchronous,
+                check_same_thread=False,
+            )
+            self._thread_connections.connection = connection
+            with self._opened_lock:
+                self._opened_connections.append(connection)
+        results = self._push_with(connection, jobs)
+        if any(result.created for result in results):
+            self._hub.ready()
         return results
 
     # -- consuming ---------------------------------------------------------------------------------------
@@ -388,20 +523,21 @@ class SqliteBackend(PullBackend):
         deadline = time.monotonic() + max(wait, 0.0)
         generation = self._wake_generation
         loop = asyncio.get_running_loop()
+        if self._doorbell is None:
+            # Bound before the first look, so a push committed after that look finds this process's socket.
+            self._doorbell = self._hub.listen()
         waiter = asyncio.Event()
         self._waiters.add(waiter)
         self._hub.subscribe(waiter, loop)
+        only_if_changed = False
         try:
             while True:
                 waiter.clear()  # before looking, so a push that lands meanwhile still wakes the wait below
-                future = loop.run_in_executor(
-                    self._executor_or_raise(), functools.partial(self._lease_sync, names, limit, lease_ms)
-                )
-                try:
-                    rows, next_due = await asyncio.shield(future)
-                except asyncio.CancelledError:
-                    future.add_done_callback(self._release_abandoned)
-                    raise
+                rows: list[_LeasedRow]
+                if only_if_changed and not await self._run(self._changed_sync):
+                    rows, next_due = [], self._idle_next_due  # nobody committed since the last look
+                else:
+                    rows, next_due = await self._lease_once(names, limit, lease_ms)
                 if rows:
                     return [_SqliteDelivery(self, row, lease_ms) for row in rows]
                 if self._wake_generation != generation or self._closed:
@@ -411,13 +547,33 @@ class SqliteBackend(PullBackend):
                     return []
                 if next_due is not None:
                     timeout = min(timeout, max(next_due - time.time(), 0.001))
+                polling = not self._doorbell and timeout > FALLBACK_POLL
+                if polling:
+                    timeout = FALLBACK_POLL
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(waiter.wait(), timeout)
                 if self._wake_generation != generation or self._closed:
                     return []
+                # Without a doorbell, a wake-up by the poll's timer first asks whether any connection
+                # committed since the last look (PRAGMA data_version), and looks for work only then.
+                only_if_changed = polling and not waiter.is_set()
         finally:
             self._hub.unsubscribe(waiter)
             self._waiters.discard(waiter)
+
+    async def _lease_once(
+        self, queues: tuple[str, ...] | None, limit: int, lease_ms: int
+    ) -> tuple[list[_LeasedRow], float | None]:
+        """One look for work (and lease) on the database thread; jobs leased for a caller cancelled
+        meanwhile are given back."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor_or_raise(), functools.partial(self._lease_sync, queues, limit, lease_ms)
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._release_abandoned)
+            raise
 
     def _executor_or_raise(self) -> ThreadPoolExecutor:
         if self._executor is None or self._closed:
@@ -433,12 +589,17 @@ class SqliteBackend(PullBackend):
         executor = self._executor
         if rows and executor is not None and not self._closed:
             for row in rows:
-                executor.submit(self._release_sync, row.id, row.token)
+                executor.submit(self._settle_now, _Settle(kind="release", job_id=row.id, token=row.token))
+
+    def _changed_sync(self) -> bool:
+        """Whether another connection committed since the last look that found no work."""
+        return bool(self._db.execute("PRAGMA data_version").fetchone()[0] != self._idle_version)
 
     def _lease_sync(
         self, queues: tuple[str, ...] | None, limit: int, lease_ms: int
     ) -> tuple[list[_LeasedRow], float | None]:
         db, now = self._db, time.time()
+        version = db.execute("PRAGMA data_version").fetchone()[0]
         if now >= self._next_prune:
             try:
                 self._prune_sync(now)
@@ -446,7 +607,8 @@ class SqliteBackend(PullBackend):
             except sqlite3.OperationalError as error:  # housekeeping must not stop leasing; next time
                 log.warning("could not prune or sweep %s: %s", self.path, error)
         if not self._has_work(db, queues, now):
-            return [], self._next_due(db)
+            self._idle_version, self._idle_next_due = version, self._next_due(db)
+            return [], self._idle_next_due
         token = uuid.uuid4().hex
         with immediate_transaction(db):
             # Scheduled jobs whose time has come become pending; jobs whose worker died become pending again.
@@ -615,10 +777,10 @@ class SqliteBackend(PullBackend):
             waiter.set()
 
     # -- settling (called by deliveries; each returns False when the lease was lost) ---------------------
-
-    def _settle(self, sql: str, params: tuple[Any, ...]) -> bool:
-        with immediate_transaction(self._db) as db:
-            return db.execute(sql, params).rowcount == 1
+    #
+    # Deliveries settle through a group commit: their ack, retry, dead-letter and release wait in
+    # ``_settles`` while the database thread is busy, and the next flush applies all of them in one
+    # transaction (a worker with many jobs finishing at once commits their outcomes together).
 
     _HELD = "id = ? AND lease_token = ? AND status = 'active'"
 
@@ -631,35 +793,150 @@ class SqliteBackend(PullBackend):
             f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}"
         ), (now, now)
 
-    def _ack_sync(self, job_id: str, token: str) -> bool:
-        sql, stamps = self._ack_statement(time.time())
-        return self._settle(sql, (*stamps, job_id, token))
+    def _apply(self, db: sqlite3.Connection, settle: _Settle, now: float) -> bool:
+        """Apply one settle inside the caller's write transaction. :returns: whether the lease was held."""
+        kind, job_id, token = settle.kind, settle.job_id, settle.token
+        if kind == "ack":
+            sql, stamps = self._ack_statement(now)
+            return db.execute(sql, (*stamps, job_id, token)).rowcount == 1
+        if kind == "retry":
+            run_at = cast(float, settle.run_at)
+            return (
+                db.execute(
+                    "UPDATE lssm_jobs SET status = ?, run_at = ?, last_error = ?, updated_at = ?, "
+                    f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+                    (_waiting_status(run_at, now), run_at, settle.error, now, job_id, token),
+                ).rowcount
+                == 1
+            )
+        if kind == "release":
+            return (
+                db.execute(
+                    "UPDATE lssm_jobs SET status = 'pending', attempts = max(attempts - 1, 0), "
+                    f"updated_at = ?, lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+                    (now, job_id, token),
+                ).rowcount
+                == 1
+            )
+        copied = db.execute(  # dead-letter
+            f"INSERT OR REPLACE INTO lssm_dead_letters ({_DEAD_COLUMNS}) "
+            "SELECT id, type, queue, priority, run_at, created_at, dedupe_key, attempts, "
+            f"?, ?, ?, ?, body FROM lssm_jobs WHERE {self._HELD}",
+            (settle.reason, settle.error, settle.traceback, now, job_id, token),
+        )
+        if copied.rowcount != 1:
+            return False
+        db.execute("DELETE FROM lssm_jobs WHERE id = ?", (job_id,))
+        return True
 
-    def _ack_many_sync(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
-        """Ack ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
-        sql, stamps = self._ack_statement(time.time())
-        with immediate_transaction(self._db) as db:
-            return [db.execute(sql, (*stamps, job_id, token)).rowcount == 1 for job_id, token in leases]
-
-    def _retry_sync(self, job_id: str, token: str, run_at: float, error: str) -> bool:
+    def _settle_sync(self, settles: Sequence[_Settle]) -> list[bool | Exception]:
+        """Apply ``settles`` in one transaction; per settle, whether its lease was held. When the batch
+        fails for a reason other than the write lock, each is tried in its own transaction, so one settle
+        that cannot be applied fails alone. Rings the doorbell when a job became ready again."""
         now = time.time()
-        return self._settle(
-            "UPDATE lssm_jobs SET status = ?, run_at = ?, last_error = ?, updated_at = ?, "
-            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
-            (_waiting_status(run_at, now), run_at, error, now, job_id, token),
-        )
+        outcomes: list[bool | Exception]
+        try:
+            with immediate_transaction(self._db) as db:
+                outcomes = [self._apply(db, settle, now) for settle in settles]
+        except sqlite3.OperationalError:
+            raise  # locked or busy: every settle of the batch fails alike
+        except sqlite3.Error as error:
+            if len(settles) == 1:
+                raise
+            log.warning("a batch of %d settles failed (%s); applying them one by one", len(settles), error)
+            outcomes = []
+            for settle in settles:
+                try:
+                    with immediate_transaction(self._db) as db:
+                        outcomes.append(self._apply(db, settle, now))
+                except sqlite3.Error as single:
+                    outcomes.append(single)
+        if any(
+            outcome is True and settle.kind in ("retry", "release")
+            for settle, outcome in zip(settles, outcomes, strict=True)
+        ):
+            self._hub.doorbell.ring()
+        return outcomes
 
-    def _release_sync(self, job_id: str, token: str) -> bool:
-        return self._settle(
-            "UPDATE lssm_jobs SET status = 'pending', attempts = max(attempts - 1, 0), "
-            f"updated_at = ?, lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
-            (time.time(), job_id, token),
-        )
+    async def _settle(self, settle: _Settle) -> bool:
+        """Queue ``settle`` for the next group commit and wait for it. :returns: whether the lease was held."""
+        loop = asyncio.get_running_loop()
+        if self._settle_loop is not loop:
+            if self._settle_loop is not None and (self._settles or self._flusher is not None):
+                # another event loop's group commit is under way: this settle commits on its own
+                (outcome,) = await self._run(self._settle_sync, [settle])
+                return self._settled(settle, outcome)
+            self._settle_loop = loop
+        future: asyncio.Future[bool | Exception] = loop.create_future()
+        self._settles.append((settle, future))
+        if self._flusher is None:
+            # The first batch goes to the database thread now, in order with whatever this caller does
+            # next (a get after an ack sees the ack); the task commits what arrives meanwhile.
+            batch, self._settles = self._settles, []
+            self._flusher = loop.create_task(self._flush_settles(batch, self._commit_settles(batch)))
+        return self._settled(settle, await future)
+
+    def _settled(self, settle: _Settle, outcome: bool | Exception) -> bool:
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome and settle.kind in ("retry", "release"):
+            self._hub.notify()
+        return outcome
+
+    def _commit_settles(
+        self, batch: list[tuple[_Settle, asyncio.Future[bool | Exception]]]
+    ) -> asyncio.Future[list[bool | Exception]]:
+        """Hand a batch to the database thread now. :returns: its outcomes, or the error (e.g. closed)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return loop.run_in_executor(
+                self._executor_or_raise(), self._settle_sync, [settle for settle, _ in batch]
+            )
+        except Exception as error:
+            failed: asyncio.Future[list[bool | Exception]] = loop.create_future()
+            failed.set_exception(error)
+            return failed
+
+    async def _flush_settles(
+        self,
+        batch: list[tuple[_Settle, asyncio.Future[bool | Exception]]],
+        committing: asyncio.Future[list[bool | Exception]],
+    ) -> None:
+        """Wait for the batch being committed, then commit the settles that arrived meanwhile, a batch at a
+        time, until none is left."""
+        try:
+            while True:
+                try:
+                    outcomes = await committing
+                except BaseException as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                else:
+                    for (_, future), outcome in zip(batch, outcomes, strict=True):
+                        if not future.done():
+                            future.set_result(outcome)
+                if not self._settles:
+                    return
+                batch, self._settles = self._settles, []
+                committing = self._commit_settles(batch)
+        finally:
+            self._flusher = None
+
+    def _settle_now(self, settle: _Settle) -> bool:
+        """One settle in its own transaction, on the database thread (releases of abandoned leases)."""
+        outcome = self._settle_sync([settle])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     _EXTEND = f"UPDATE lssm_jobs SET lease_until = ? WHERE {_HELD}"
 
     def _extend_sync(self, job_id: str, token: str, lease_ms: int) -> bool:
-        return self._settle(self._EXTEND, (time.time() + lease_ms / 1000, job_id, token))
+        with immediate_transaction(self._db) as db:
+            return db.execute(self._EXTEND, (time.time() + lease_ms / 1000, job_id, token)).rowcount == 1
 
     def _extend_many_sync(self, leases: Sequence[tuple[str, str]], lease_ms: int) -> list[bool]:
         """Extend ``(job id, lease token)`` pairs in one transaction; per pair, whether the lease was held."""
@@ -669,7 +946,7 @@ class SqliteBackend(PullBackend):
                 db.execute(self._EXTEND, (until, job_id, token)).rowcount == 1 for job_id, token in leases
             ]
 
-    # -- batch settling (one transaction for many deliveries) ---------------------------------------------
+    # -- batch settling (one call for many deliveries) ----------------------------------------------------
 
     def _own_leases(self, deliveries: Sequence[Delivery]) -> list[tuple[str, str]] | None:
         """``(job id, lease token)`` of each delivery, or None when some were not leased by this backend."""
@@ -687,9 +964,14 @@ class SqliteBackend(PullBackend):
             await super().ack_many(deliveries)
             return
         if leases:
-            held = await self._run(self._ack_many_sync, leases)
-            for delivery, applied in zip(deliveries, held, strict=True):
-                if not applied:
+            outcomes = await self._run(
+                self._settle_sync,
+                [_Settle(kind="ack", job_id=job_id, token=token) for job_id, token in leases],
+            )
+            for delivery, outcome in zip(deliveries, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    raise outcome
+                if not outcome:
                     cast(_SqliteDelivery, delivery)._lost("ack")
 
     async def extend_many(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[bool]:
@@ -698,21 +980,6 @@ class SqliteBackend(PullBackend):
         if leases is None:
             return await super().extend_many(deliveries, lease_ms)
         return await self._run(self._extend_many_sync, leases, lease_ms) if leases else []
-
-    def _dead_letter_sync(
-        self, job_id: str, token: str, reason: str, error: str | None, traceback: str | None
-    ) -> bool:
-        with immediate_transaction(self._db) as db:
-            copied = db.execute(
-                f"INSERT OR REPLACE INTO lssm_dead_letters ({_DEAD_COLUMNS}) "
-                "SELECT id, type, queue, priority, run_at, created_at, dedupe_key, attempts, "
-                f"?, ?, ?, ?, body FROM lssm_jobs WHERE {self._HELD}",
-                (reason, error, traceback, time.time(), job_id, token),
-            )
-            if copied.rowcount != 1:
-                return False
-            db.execute("DELETE FROM lssm_jobs WHERE id = ?", (job_id,))
-            return True
 
     # -- inspection --------------------------------------------------------------------------------------
 
@@ -817,7 +1084,7 @@ class SqliteBackend(PullBackend):
         """:raises DedupeConflictError: a live job holds the dead letter's dedupe key; nothing changed."""
         replayed = await self._run(self._replay_dead_sync, job_id, run_at)
         if replayed:
-            self._hub.notify()
+            self._hub.ready()
         return replayed
 
     def _replay_dead_sync(self, job_id: str, run_at: float) -> bool:
@@ -923,6 +1190,19 @@ class SqliteBackend(PullBackend):
             deleted += batch
             if batch < PRUNE_BATCH:
                 return deleted
+
+
+@attrs.frozen(kw_only=True)
+class _Settle:
+    """One delivery's outcome, waiting for the next group commit."""
+
+    kind: Literal["ack", "retry", "dead_letter", "release"]
+    job_id: str
+    token: str
+    run_at: float | None = None
+    error: str | None = None
+    reason: str | None = None
+    traceback: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -1049,25 +1329,28 @@ class _SqliteDelivery(Delivery):
         )
 
     async def ack(self) -> None:
-        if not await self._backend._run(self._backend._ack_sync, self.id, self._token):
+        if not await self._backend._settle(_Settle(kind="ack", job_id=self.id, token=self._token)):
             self._lost("ack")
 
     async def retry(self, *, run_at: float, error: str) -> None:
-        if await self._backend._run(self._backend._retry_sync, self.id, self._token, run_at, error):
-            self._backend._hub.notify()
-        else:
+        settle = _Settle(kind="retry", job_id=self.id, token=self._token, run_at=run_at, error=error)
+        if not await self._backend._settle(settle):
             self._lost("retry")
 
     async def dead_letter(self, *, reason: str, error: str | None, traceback: str | None) -> None:
-        if not await self._backend._run(
-            self._backend._dead_letter_sync, self.id, self._token, reason, error, traceback
-        ):
+        settle = _Settle(
+            kind="dead_letter",
+            job_id=self.id,
+            token=self._token,
+            reason=reason,
+            error=error,
+            traceback=traceback,
+        )
+        if not await self._backend._settle(settle):
             self._lost("dead-lettering")
 
     async def release(self) -> None:
-        if await self._backend._run(self._backend._release_sync, self.id, self._token):
-            self._backend._hub.notify()
-        else:
+        if not await self._backend._settle(_Settle(kind="release", job_id=self.id, token=self._token)):
             self._lost("release")
 
     async def extend(self, lease_ms: int) -> bool:

@@ -16,18 +16,27 @@ Synchronous = Literal["normal", "full"]
 
 #: ``UPDATE ... RETURNING`` arrived in sqlite 3.35.0.
 HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+#: WAL pages (4 KiB each by default) after which a commit checkpoints the WAL into the database file.
+WAL_AUTOCHECKPOINT = 10_000
+#: Bytes the WAL file is truncated to after a checkpoint (it is reused, not grown, below that).
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: ``INSERT ... ON CONFLICT DO NOTHING`` (upsert) arrived in sqlite 3.24.0; older versions are refused.
 MIN_SQLITE_VERSION = (3, 24, 0)
 
 
 def connect(
-    path: str | os.PathLike[str], *, busy_timeout: float = 5.0, synchronous: Synchronous = "normal"
+    path: str | os.PathLike[str],
+    *,
+    busy_timeout: float = 5.0,
+    synchronous: Synchronous = "normal",
+    check_same_thread: bool = True,
 ) -> sqlite3.Connection:
     """Open ``path`` (created if missing) in WAL mode, in autocommit mode (transactions are explicit: use
     :func:`immediate_transaction` to write), with foreign keys enforced. TEXT values that are not valid
     UTF-8 are read with ``surrogateescape`` (they do not encode back as UTF-8; nothing else changes).
 
-    The connection belongs to the calling thread; use it from that thread only.
+    The connection belongs to the calling thread; use it from that thread only (``check_same_thread=False``
+    lets another thread close it once its owner is done with it).
 
     :param busy_timeout: seconds a statement waits for another connection's write lock before failing with
         ``sqlite3.OperationalError: database is locked``.
@@ -45,7 +54,9 @@ def connect(
         raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
     target = os.fspath(path)
     try:
-        connection = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None)
+        connection = sqlite3.connect(
+            target, timeout=busy_timeout, isolation_level=None, check_same_thread=check_same_thread
+        )
     except sqlite3.Error as error:
         raise ConnectionError(f"cannot open sqlite database {target!r}: {error}") from error
     try:
@@ -57,6 +68,11 @@ def connect(
             )
         connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         connection.execute("PRAGMA foreign_keys = ON")
+        # Checkpoint the WAL into the file every WAL_AUTOCHECKPOINT pages instead of sqlite's 1,000: a
+        # bulk enqueue then pays for fewer checkpoints (each page rewritten by many commits is copied
+        # once); the WAL file is cut back to JOURNAL_SIZE_LIMIT after a checkpoint.
+        connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        connection.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         # TEXT that is not valid UTF-8 (written by other tools) is read as a string that does not encode,
         # instead of failing the whole query: the row's reader decides what to do with it.
         connection.text_factory = _decode_text

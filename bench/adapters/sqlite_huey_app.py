@@ -1,0 +1,17 @@
+"""huey's ``SqliteHuey`` for the sqlite benchmark (``bench/sqlite.py``): the database file comes from
+``BENCH_SQLITE_PATH``; the consumer is huey's own CLI, ``huey_consumer adapters.sqlite_huey_app.huey``."""
+
+from __future__ import annotations
+
+import os
+
+from huey import SqliteHuey
+
+from adapters.common import recorder
+
+huey = SqliteHuey("bench", filename=os.environ["BENCH_SQLITE_PATH"])
+
+
+@huey.task()
+def noop(t: float) -> None:
+    recorder.hit(t)

@@ -1,0 +1,130 @@
+"""The sqlite backend's batched paths: a batch push through one ``executemany`` (falling back job by job
+when some id was stored before), settles committed together (group commit), and the blocking facade's
+push on the calling thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from lssm_jobs.backends.base import Delivery, OutgoingJob
+from lssm_jobs.backends.sqlite import SqliteBackend
+from lssm_jobs.blocking import open_blocking_queue
+from lssm_jobs.errors import QueueClosedError
+from lssm_jobs.jobs import JobStatus
+from lssm_jobs.testing import opened, run_async
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+def _job(job_id: str | None = None, dedupe_key: str | None = None) -> OutgoingJob:
+    now = time.time()
+    return OutgoingJob(
+        id=job_id or uuid.uuid4().hex,
+        type="t",
+        queue="default",
+        priority=0,
+        run_at=now,
+        created_at=now,
+        dedupe_key=dedupe_key,
+        body=b"{}",
+    )
+
+
+@run_async()
+async def test_a_batch_with_ids_stored_before_reports_each_job(database: Path) -> None:
+    async with opened(SqliteBackend(database)) as backend:
+        first, doomed = _job(), _job()
+        assert [r.created for r in await backend.push([first, doomed])] == [True, True]
+        (leased,) = [
+            d for d in await backend.lease(queues=None, limit=2, lease_ms=30_000, wait=0) if d.id == doomed.id
+        ]
+        await leased.dead_letter(reason="test", error=None, traceback=None)
+        fresh = [_job() for _ in range(3)]
+        results = await backend.push([fresh[0], first, fresh[1], doomed, fresh[2]])
+        assert [(r.id, r.created) for r in results] == [
+            (fresh[0].id, True),
+            (first.id, False),  # stored already
+            (fresh[1].id, True),
+            (doomed.id, False),  # pushed before, and died
+            (fresh[2].id, True),
+        ]
+        assert (await backend.counts())["default"][JobStatus.PENDING] == 3  # `first` is leased
+        batch = [_job() for _ in range(50)]
+        assert all(r.created for r in await backend.push(batch))
+        assert (await backend.counts())["default"][JobStatus.PENDING] == 53
+
+
+@run_async()
+async def test_settles_finishing_together_commit_in_few_transactions(database: Path) -> None:
+    statements: list[str] = []
+    async with opened(SqliteBackend(database)) as backend:
+        await backend.push([_job() for _ in range(60)])
+        deliveries: list[Delivery] = await backend.lease(queues=None, limit=60, lease_ms=30_000, wait=0)
+        assert len(deliveries) == 60
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(statements.append))
+        retried, dead, released = deliveries[0], deliveries[1], deliveries[2]
+        await asyncio.gather(
+            *(delivery.ack() for delivery in deliveries[3:]),
+            retried.retry(run_at=time.time() + 3600, error="boom"),
+            dead.dead_letter(reason="failed", error="E", traceback=None),
+            released.release(),
+        )
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(None))
+        counts = (await backend.counts())["default"]
+        assert counts[JobStatus.COMPLETED] == 57 and counts[JobStatus.SCHEDULED] == 1
+        assert counts[JobStatus.PENDING] == 1 and counts[JobStatus.DEAD] == 1
+        transactions = statements.count("BEGIN IMMEDIATE")
+        assert 1 <= transactions <= 3, statements  # the first settle alone, then the rest together
+        # A settle carrying a lost lease still changes nothing inside a batch.
+        await asyncio.gather(deliveries[5].ack(), retried.release())
+        assert (await backend.counts())["default"][JobStatus.SCHEDULED] == 1
+
+
+def test_the_blocking_facade_pushes_on_the_calling_thread_and_wakes_a_waiting_lease(database: Path) -> None:
+    queue = open_blocking_queue("sqlite", path=database, sinks=[])
+    try:
+        pusher = queue._direct_pusher()
+        assert pusher is not None  # no event loop round trip for enqueue
+        leased: list[Delivery] = []
+
+        async def consume() -> None:
+            async with opened(SqliteBackend(database)) as consumer:
+                leased.extend(await consumer.lease(queues=None, limit=1, lease_ms=30_000, wait=60))
+
+        waiting = threading.Thread(target=asyncio.run, args=(consume(),))
+        waiting.start()
+        job = queue.enqueue("t", {"n": 1})
+        waiting.join(30)
+        assert not waiting.is_alive() and [d.id for d in leased] == [job.id]  # woken, not the 60 s wait
+        assert queue.get(job.id) is not None
+        threads = [threading.Thread(target=queue.enqueue, args=("t", {"n": n})) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert queue.counts()["default"][JobStatus.PENDING] == 4
+    finally:
+        queue.close()
+    with pytest.raises(QueueClosedError):
+        pusher([_job()])
+
+
+@run_async()
+async def test_a_closed_backend_refuses_blocking_pushes(database: Path) -> None:
+    backend = SqliteBackend(database)
+    assert backend.blocking_pusher() is None
+    await backend.open()
+    pusher = backend.blocking_pusher()
+    assert pusher is not None
+    await asyncio.to_thread(pusher, [_job()])
+    await backend.close()
+    with pytest.raises(QueueClosedError):
+        pusher([_job()])
