@@ -36,6 +36,7 @@ import attrs
 
 from lssm_jobs.backends.base import (
     BackendCapabilities,
+    CancelOutcome,
     DeadLetter,
     Delivery,
     JobRecord,
@@ -81,7 +82,7 @@ _DEAD_COLUMNS = (
     "traceback, failed_at, body"
 )
 _LIVE = "('scheduled', 'pending', 'active')"
-_STATUSES = ("scheduled", "pending", "active", "completed")
+_STATUSES = ("scheduled", "pending", "active", "completed", "cancelled")
 #: What a lease returns of each row, and the type each must have for the row to be run.
 _LEASED_COLUMNS = "id, queue, attempts, priority, run_at, created_at, body"
 _LEASED_KINDS: tuple[tuple[str, Kind], ...] = (
@@ -209,7 +210,7 @@ class SqliteBackend(PullBackend):
     """
 
     name = "sqlite"
-    capabilities = BackendCapabilities(purge_queue=True)
+    capabilities = BackendCapabilities(purge_queue=True, cancel=True, progress=True)
 
     def __init__(
         self,
@@ -455,10 +456,12 @@ class SqliteBackend(PullBackend):
                 "WHERE status = 'scheduled' AND run_at <= ?",
                 (now, now),
             )
+            # (a job with a cancel request whose worker died is cancelled instead: it must not run again)
             db.execute(
-                "UPDATE lssm_jobs SET status = 'pending', lease_until = NULL, lease_token = NULL, "
-                "updated_at = ? WHERE status = 'active' AND lease_until <= ?",
-                (now, now),
+                "UPDATE lssm_jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+                "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, cancel_requested = 0, "
+                "lease_until = NULL, lease_token = NULL, updated_at = ? WHERE status = 'active' AND lease_until <= ?",
+                (now, now, now),
             )
             where, params = _queue_filter(queues)
             # 'pending' is only ever written for jobs already due, so no run_at test: that keeps sqlite on
@@ -643,18 +646,107 @@ class SqliteBackend(PullBackend):
 
     def _retry_sync(self, job_id: str, token: str, run_at: float, error: str) -> bool:
         now = time.time()
-        return self._settle(
-            "UPDATE lssm_jobs SET status = ?, run_at = ?, last_error = ?, updated_at = ?, "
-            f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
-            (_waiting_status(run_at, now), run_at, error, now, job_id, token),
-        )
+        with immediate_transaction(self._db) as db:
+            if self._cancel_instead(db, job_id, token, now):
+                return True
+            return (
+                db.execute(
+                    "UPDATE lssm_jobs SET status = ?, run_at = ?, last_error = ?, updated_at = ?, "
+                    f"lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+                    (_waiting_status(run_at, now), run_at, error, now, job_id, token),
+                ).rowcount
+                == 1
+            )
 
     def _release_sync(self, job_id: str, token: str) -> bool:
-        return self._settle(
-            "UPDATE lssm_jobs SET status = 'pending', attempts = max(attempts - 1, 0), "
-            f"updated_at = ?, lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
-            (time.time(), job_id, token),
+        now = time.time()
+        with immediate_transaction(self._db) as db:
+            if self._cancel_instead(db, job_id, token, now):
+                return True
+            return (
+                db.execute(
+                    "UPDATE lssm_jobs SET status = 'pending', attempts = max(attempts - 1, 0), "
+                    f"updated_at = ?, lease_until = NULL, lease_token = NULL WHERE {self._HELD}",
+                    (now, job_id, token),
+                ).rowcount
+                == 1
+            )
+
+    _CANCEL_HELD = (
+        "UPDATE lssm_jobs SET status = 'cancelled', finished_at = ?, updated_at = ?, cancel_requested = 0, "
+        f"lease_until = NULL, lease_token = NULL WHERE {_HELD}"
+    )
+
+    def _cancel_instead(self, db: sqlite3.Connection, job_id: str, token: str, now: float) -> bool:
+        """Inside a settle's transaction: a held job with a cancel request waiting is cancelled (not
+        retried or released). :returns: whether it was."""
+        return (
+            db.execute(f"{self._CANCEL_HELD} AND cancel_requested", (now, now, job_id, token)).rowcount == 1
         )
+
+    def _cancel_held_sync(self, job_id: str, token: str) -> bool:
+        now = time.time()
+        return self._settle(self._CANCEL_HELD, (now, now, job_id, token))
+
+    def _cancel_sync(self, job_id: str) -> str:
+        now = time.time()
+        with immediate_transaction(self._db) as db:
+            row = db.execute(
+                "SELECT status, finished_at FROM lssm_jobs WHERE id = CAST(? AS TEXT)", (id_param(job_id),)
+            ).fetchone()
+            if row is None:
+                return "finished" if _dead_rowid(db, job_id) is not None else "not_found"
+            status = row[0]
+            if status in ("scheduled", "pending"):
+                db.execute(
+                    "UPDATE lssm_jobs SET status = 'cancelled', finished_at = ?, updated_at = ? "
+                    "WHERE id = CAST(? AS TEXT)",
+                    (now, now, id_param(job_id)),
+                )
+                return "removed"
+            if status == "active":
+                db.execute(
+                    "UPDATE lssm_jobs SET cancel_requested = 1 WHERE id = CAST(? AS TEXT)",
+                    (id_param(job_id),),
+                )
+                return "requested"
+            _, cutoff = self._expired_completed(now)
+            if status in ("completed", "cancelled") and row[1] is not None and row[1] <= cutoff:
+                return "not_found"  # past its retention, not pruned yet: get does not find it either
+            return "finished"
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        outcome = await self._run(self._cancel_sync, job_id)
+        return cast(CancelOutcome, outcome)
+
+    def _cancel_requested_sync(self, job_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        db = self._db
+        for start in range(0, len(job_ids), 500):  # sqlite limits the number of parameters
+            chunk = job_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                id_of(row[0])
+                for row in db.execute(
+                    f"SELECT id FROM lssm_jobs WHERE id IN ({marks}) AND status = 'active' AND cancel_requested",
+                    chunk,
+                )
+            )
+        return found
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        return await self._run(self._cancel_requested_sync, list(job_ids))
+
+    def _set_progress_sync(self, job_id: str, progress: str) -> bool:
+        return self._settle(
+            f"UPDATE lssm_jobs SET progress = ? WHERE id = CAST(? AS TEXT) AND status IN {_LIVE}",
+            (progress, id_param(job_id)),
+        )
+
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        return await self._run(self._set_progress_sync, job_id, progress)
 
     _EXTEND = f"UPDATE lssm_jobs SET lease_until = ? WHERE {_HELD}"
 
@@ -718,7 +810,7 @@ class SqliteBackend(PullBackend):
 
     def _expired_completed(self, now: float) -> tuple[str, float]:
         """A condition hiding completed jobs past their retention that were not pruned yet."""
-        return "status = 'completed' AND finished_at <= ?", now - self.completed_retention
+        return "status IN ('completed', 'cancelled') AND finished_at <= ?", now - self.completed_retention
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._get_sync, job_id)
@@ -728,7 +820,8 @@ class SqliteBackend(PullBackend):
         expired, cutoff = self._expired_completed(now)
         with read_transaction(self._db) as db:
             row = db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM lssm_jobs WHERE id = CAST(? AS TEXT) AND NOT ({expired})",
+                f"SELECT {_JOB_COLUMNS}, progress, cancel_requested FROM lssm_jobs "
+                f"WHERE id = CAST(? AS TEXT) AND NOT ({expired})",
                 (id_param(job_id), cutoff),
             ).fetchone()
             if row is not None:
@@ -1026,6 +1119,8 @@ def _job_record(row: Sequence[Any], now: float) -> JobRecord:
         dedupe_key=optional_text_of(row[9]),
         last_error=optional_text_of(row[10]),
         body=row[11],
+        progress=optional_text_of(row[12]) if len(row) > 12 else None,
+        cancel_requested=bool(row[13]) and status == "active" if len(row) > 13 else False,
     )
 
 
@@ -1072,3 +1167,7 @@ class _SqliteDelivery(Delivery):
 
     async def extend(self, lease_ms: int) -> bool:
         return await self._backend._run(self._backend._extend_sync, self.id, self._token, lease_ms)
+
+    async def cancel(self) -> None:
+        if not await self._backend._run(self._backend._cancel_held_sync, self.id, self._token):
+            self._lost("cancelling")
