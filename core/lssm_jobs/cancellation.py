@@ -192,8 +192,8 @@ class JobControl:
     def _checked(self, fraction: Any, message: Any, data: Mapping[str, Any]) -> JobProgress:
         if not self._registry.can_progress:
             raise UnsupportedOptionError(
-                f"the {self._registry.backend_name} backend cannot store job progress (its capabilities "
-                "say progress=False)"
+                f"backend {self._registry.backend_name!r} cannot store job progress: its capabilities "
+                "declare progress=False"
             )
         return check_progress(fraction, message, data, time.time())
 

@@ -375,7 +375,7 @@ class Job(Generic[P]):
 
             raise LssmJobsError(
                 f"job {self.id}: progress can be reported only from inside its running handler, on a "
-                "backend that stores progress"
+                "backend that stores progress (capabilities progress=True)"
             )
         return control
 

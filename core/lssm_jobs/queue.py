@@ -1040,8 +1040,8 @@ class JobQueue:
         backend = await self._opened()
         if not backend.capabilities.cancel:
             raise UnsupportedOptionError(
-                f"the {backend.name or type(backend).__name__} backend cannot cancel jobs (its capabilities "
-                "say cancel=False)"
+                f"backend {backend.name or type(backend).__name__!r} cannot cancel jobs: its capabilities "
+                "declare cancel=False; nothing was changed"
             )
         result = CancelResult(await backend.cancel(job_id))
         if result is CancelResult.REQUESTED:
