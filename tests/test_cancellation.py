@@ -5,6 +5,7 @@ cancellation, a stop racing a cancel, and events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from typing import Any
 
@@ -68,10 +69,8 @@ async def test_a_handler_that_swallows_the_cancellation_completes_and_is_reporte
 
     async def stubborn(job: Job[Any]) -> None:
         started.set()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # ignores the request and finishes
             await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            pass  # ignores the request and finishes
         assert job.cancelled
         await asyncio.sleep(0.01)  # the task still works after the interrupt
 
