@@ -41,7 +41,7 @@ def _distinct_values(cls: type[Any]) -> dict[str, Any]:
 
 #: Fields ``new_job`` does not take: it sets them to their defaults (what queue.get and the dispatcher set
 #: afterwards, when they apply: lssm_jobs.cancellation).
-_DEFAULTED = {"last_progress": None, "cancel_requested": False, "_control": None}
+_DEFAULTED = {"_extra": None}
 
 
 @pytest.mark.parametrize(

@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 from lssm_jobs.consumer import brief_error
 from lssm_jobs.errors import LssmJobsError, UnsupportedOptionError
 from lssm_jobs.events import EventBus, JobProgressed
-from lssm_jobs.jobs import Job, JobProgress, set_control
+from lssm_jobs.jobs import Job, JobProgress, set_extra
 
 if TYPE_CHECKING:
     from lssm_jobs.backends.base import QueueBackend
 
 log = logging.getLogger("lssm_jobs.worker")
+current_task = asyncio.current_task
 
 #: Seconds between a worker's checks for cancel requests made in other processes, by default.
 DEFAULT_CANCEL_POLL_INTERVAL = 1.0
@@ -126,24 +127,27 @@ def decode_progress(text: str | bytes | None) -> JobProgress | None:
 class JobControl:
     """One running job's link to its worker: its cancel request and its progress reports."""
 
-    def __init__(self, registry: RunningJobs, job: Job[Any], *, is_async: bool) -> None:
+    # Made for every job a worker runs: the constructor sets four attributes, the rest start as these
+    # class-level defaults until a job needs them (most jobs never report progress or get cancelled).
+    #: True while the dispatcher awaits the handler (only then does a request cancel the task).
+    in_handler = False
+    #: Set by a cancel request. A plain bool: handler threads only read it (atomic under the GIL).
+    _cancel_requested = False
+    interrupted = False  # the request cancelled the dispatch task
+    # progress: the last write's time (monotonic), the report waiting for the interval to end, the timer
+    # that writes it, and the write under way (one at a time, in order)
+    _last_write = -math.inf
+    _waiting: JobProgress | None = None
+    _flush: asyncio.TimerHandle | None = None
+    _writing: asyncio.Future[None] | None = None
+
+    def __init__(
+        self, registry: RunningJobs, job: Job[Any], task: asyncio.Task[Any] | None, is_async: bool
+    ) -> None:
         self._registry = registry
         self.job = job
+        self.task = task
         self.is_async = is_async
-        self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
-        #: True while the dispatcher awaits the handler (only then does a request cancel the task).
-        self.in_handler = False
-        #: Set by a cancel request. A plain bool: handler threads only read it (atomic under the GIL).
-        self._cancel_requested = False
-        self.interrupted = False  # the request cancelled the dispatch task
-        self.started = time.perf_counter()
-        # progress: the last write's time (monotonic), the report waiting for the interval to end, and
-        # the write under way (one at a time, in order)
-        self._last_write = -math.inf
-        self._waiting: JobProgress | None = None
-        self._flush: asyncio.TimerHandle | None = None
-        self._writing: asyncio.Future[None] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -183,11 +187,12 @@ class JobControl:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is self.loop:
+        loop = self._registry.loop
+        if running is loop:
             raise LssmJobsError(
                 "job.progress_sync was called on the event loop: use 'await job.progress(...)'"
             )
-        self.loop.call_soon_threadsafe(self._accept, progress)
+        loop.call_soon_threadsafe(self._accept, progress)
 
     def _checked(self, fraction: Any, message: Any, data: Mapping[str, Any]) -> JobProgress:
         if not self._registry.can_progress:
@@ -207,7 +212,7 @@ class JobControl:
         if due <= 0:
             self._start_write()
         else:
-            self._flush = self.loop.call_later(due, self._flush_due)
+            self._flush = self._registry.loop.call_later(due, self._flush_due)
 
     def _flush_due(self) -> None:
         self._flush = None
@@ -226,7 +231,7 @@ class JobControl:
         self._writing = None
         if self._waiting is not None and self._flush is None:
             due = self._last_write + self._registry.progress_interval - time.monotonic()
-            self._flush = self.loop.call_later(max(due, 0.0), self._flush_due)
+            self._flush = self._registry.loop.call_later(max(due, 0.0), self._flush_due)
 
     async def _write(self, progress: JobProgress) -> None:
         job = self.job
@@ -249,6 +254,17 @@ class JobControl:
                     data=dict(progress.data),
                 )
             )
+
+    def finish_quietly(self) -> bool:
+        """The handler returned: when no cancel request reached the job and no progress report waits or is
+        being written (the usual case), forget the job and return True; else return False (then await
+        :meth:`finish`). Saves every ordinary job a coroutine."""
+        if self._cancel_requested or self._writing is not None or self._waiting is not None:
+            return False
+        if self._flush is not None:
+            self._flush.cancel()
+        self._registry.forget(self)
+        return True
 
     async def finish(self) -> None:
         """The handler returned: write the waiting report (before the job settles), then forget the job."""
@@ -291,19 +307,27 @@ class RunningJobs:
         self._controls: dict[str, JobControl] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the loop of the first job
 
     def begin(self, job: Job[Any], *, is_async: bool) -> JobControl:
         """Register ``job`` (about to run in the current task) and give it its control."""
-        control = JobControl(self, job, is_async=is_async)
-        set_control(job, control)
+        control = JobControl(self, job, current_task(), is_async)
+        set_extra(job, control)
         self._controls[job.id] = control
-        if self.can_cancel and not self._closed and (self._watcher is None or self._watcher.done()):
-            self._watcher = asyncio.ensure_future(self._watch())
+        watcher = self._watcher
+        if watcher is None or watcher.done():
+            self.loop = asyncio.get_running_loop()
+            if self.can_cancel and not self._closed:
+                self._watcher = asyncio.ensure_future(self._watch())
         return control
 
     def forget(self, control: JobControl) -> None:
-        if self._controls.get(control.job.id) is control:
-            del self._controls[control.job.id]
+        """The job settles: stop tracking it, and unlink it from its control (the two referring to each
+        other would leave every job to the cyclic garbage collector instead of freeing it at once)."""
+        job = control.job
+        if self._controls.get(job.id) is control:
+            del self._controls[job.id]
+        set_extra(job, None)
 
     def request(self, job_id: str) -> bool:
         """Pass a cancel request to ``job_id`` if it runs here. :returns: whether it does."""

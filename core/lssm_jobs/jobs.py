@@ -288,6 +288,15 @@ class JobProgress:
 
 
 @attrs.frozen(kw_only=True)
+class JobDetails:
+    """What ``queue.get`` read about a job beside its envelope: its last progress report and whether a
+    cancel request waits for it (:attr:`Job.last_progress`, :attr:`Job.cancel_requested`)."""
+
+    progress: JobProgress | None = None
+    cancel_requested: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class Job(Generic[P]):
     """A job as users see it: what ``enqueue`` and ``get`` return and what handlers receive.
 
@@ -311,25 +320,38 @@ class Job(Generic[P]):
     last_error: str | None = None
     options: JobOptions = DEFAULT_OPTIONS
     meta: Mapping[str, str] = attrs.field(factory=dict)
-    #: The last progress its handler reported (``queue.get``; None before any, or on backends without
-    #: progress).
-    last_progress: JobProgress | None = None
-    #: Whether a cancel request waits for the running job (``queue.get``).
-    cancel_requested: bool = False
-    # The running job's link to its worker (progress, cancel requests); set only on the Job a handler gets.
-    _control: JobControl | None = attrs.field(default=None, eq=False, repr=False)
+    # One slot for what only some jobs have (one slot to set for every job built on the hot paths): the
+    # running job's link to its worker (progress, cancel requests) on the Job a handler gets, or what
+    # ``queue.get`` read beside the envelope (:class:`JobDetails`).
+    _extra: JobControl | JobDetails | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def run_at_datetime(self) -> datetime:
         return utc_datetime(self.run_at)
 
     @property
+    def last_progress(self) -> JobProgress | None:
+        """The last progress its handler reported, as ``queue.get`` read it (None before any report, on
+        backends without progress, and on the Job a handler gets)."""
+        extra = self._extra
+        return extra.progress if isinstance(extra, JobDetails) else None
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether a cancel request waits for the running job (as ``queue.get`` read it), or reached it
+        (on the Job a handler gets, like :attr:`cancelled`)."""
+        extra = self._extra
+        if isinstance(extra, JobDetails):
+            return extra.cancel_requested
+        return extra is not None and extra.cancelled
+
+    @property
     def cancelled(self) -> bool:
         """Whether a cancel request reached this running job (``queue.cancel``). Sync handlers check it
         between steps (or call :meth:`raise_if_cancelled`); async handlers are interrupted at their next
         ``await`` anyway. Thread-safe; always False outside a handler."""
-        control = self._control
-        return control is not None and control.cancelled
+        extra = self._extra
+        return extra is not None and not isinstance(extra, JobDetails) and extra.cancelled
 
     def raise_if_cancelled(self) -> None:
         """Stop here when a cancel request arrived: raises :class:`~lssm_jobs.errors.JobCancelledError`,
@@ -337,8 +359,7 @@ class Job(Generic[P]):
 
         :raises JobCancelledError: a cancel request reached this job.
         """
-        control = self._control
-        if control is not None and control.cancelled:
+        if self.cancelled:
             from lssm_jobs.errors import JobCancelledError
 
             raise JobCancelledError(f"job {self.id} was cancelled")
@@ -369,8 +390,8 @@ class Job(Generic[P]):
         self._running_control().report_from_thread(fraction, message, data)
 
     def _running_control(self) -> JobControl:
-        control = self._control
-        if control is None:
+        control = self._extra
+        if control is None or isinstance(control, JobDetails):
             from lssm_jobs.errors import LssmJobsError
 
             raise LssmJobsError(
@@ -405,9 +426,7 @@ _new = object.__new__
     _set_last_error,
     _set_options,
     _set_meta,
-    set_last_progress,
-    set_cancel_requested,
-    set_control,
+    set_extra,
 ) = slot_setters(Job)
 
 
@@ -445,7 +464,5 @@ def new_job(
     _set_last_error(job, last_error)
     _set_options(job, options)
     _set_meta(job, meta)
-    set_last_progress(job, None)
-    set_cancel_requested(job, False)
-    set_control(job, None)
+    set_extra(job, None)
     return job

@@ -48,13 +48,13 @@ from lssm_jobs.jobs import (
     DEFAULT_OPTIONS,
     Job,
     JobCatalog,
+    JobDetails,
     JobOptions,
     JobStatus,
     JobType,
     default_catalog,
     new_job,
-    set_cancel_requested,
-    set_last_progress,
+    set_extra,
 )
 from lssm_jobs.limits import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -1017,10 +1017,11 @@ class JobQueue:
             run_at=record.run_at,
             last_error=record.last_error,
         )
-        if record.progress is not None:
-            set_last_progress(job, decode_progress(record.progress))
-        if record.cancel_requested:
-            set_cancel_requested(job, True)
+        if record.progress is not None or record.cancel_requested:
+            details = JobDetails(
+                progress=decode_progress(record.progress), cancel_requested=record.cancel_requested
+            )
+            set_extra(job, details)
         return job
 
     async def cancel(self, job_id: str) -> CancelResult:

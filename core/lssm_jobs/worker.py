@@ -247,7 +247,7 @@ class Dispatcher:
             if control is not None and interrupted_for_cancel(control.task) and not _stopping_worker():
                 control.absorb_interrupt()  # a cancel request interrupted the handler: settled cancelled
             elif _cancelled_from_outside():
-                if control is not None:
+                if control is not None and not control.finish_quietly():
                     await control.finish()
                 raise  # the worker is stopping: the dispatcher releases the job
             duration_ms = (time.perf_counter() - started) * 1000
@@ -263,7 +263,7 @@ class Dispatcher:
             await self._failed(delivery, job, _handler_error(error), duration_ms)
             return
         duration_ms = (time.perf_counter() - started) * 1000
-        if control is not None:
+        if control is not None and not control.finish_quietly():
             await self._finish_control(job, control, "completed")
         await _settle(delivery.ack, delivery, "ack")
         await self._emit(JobCompleted, job, duration_ms=duration_ms)
@@ -293,6 +293,8 @@ class Dispatcher:
         if control is None:
             return False
         control.in_handler = False
+        if control.finish_quietly():
+            return False  # no cancel request: the failure is handled as usual
         await control.finish()
         if not control.cancelled:
             return False
