@@ -573,6 +573,66 @@ class AckManyAcksTheFirst(MemoryBackend):
         await super().ack_many(deliveries[:1])
 
 
+# -- memory: cancelling and progress ---------------------------------------------------------------------------
+
+
+class CancelLeavesJobWaiting(MemoryBackend):
+    """Cancelling a waiting job answers ``removed`` but leaves it in its queue."""
+
+    async def cancel(self, job_id: str) -> Any:
+        job = self.store.jobs.get(job_id)
+        if job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.PENDING):
+            return "removed"
+        return await super().cancel(job_id)
+
+
+class CancelEndsRunningJobs(MemoryBackend):
+    """Cancelling an active job marks it cancelled at once (``removed``) instead of asking its worker."""
+
+    async def cancel(self, job_id: str) -> Any:
+        job = self.store.jobs.get(job_id)
+        if job is not None and job.status is JobStatus.ACTIVE:
+            self.store.active.discard(job_id)
+            self.store.finish_cancelled(job)
+            return "removed"
+        return await super().cancel(job_id)
+
+
+class NoCancelRequestsSeen(MemoryBackend):
+    """Requests are recorded, but the poll never reports them: only a worker in the same queue object
+    would learn of one."""
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        return set()
+
+
+class CancelCompletesJob(_MemoryDelivery):
+    """Delivery.cancel acks: the stopped job ends ``completed``."""
+
+    async def cancel(self) -> None:
+        await self.ack()
+
+
+class RetryIgnoresCancelRequest(_MemoryDelivery):
+    async def retry(self, *, run_at: float, error: str) -> None:
+        self.job.cancel_requested = False
+        await super().retry(run_at=run_at, error=error)
+
+
+class ProgressNotStored(MemoryBackend):
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        return self.store.jobs.get(job_id) is not None
+
+
+class ProgressStoredAfterSettle(MemoryBackend):
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        job = self.store.jobs.get(job_id)
+        if job is None:
+            return False
+        job.progress = progress
+        return True
+
+
 # -- sqlite ---------------------------------------------------------------------------------------------------
 
 
@@ -719,6 +779,9 @@ class SqliteExtendManyCountsRows(SqliteBackend):
 
 # -- the catalogue ---------------------------------------------------------------------------------------------
 
+#: The statement cancelling a held job, which retry and release run first, for a job with a cancel request.
+_CANCEL_INSTEAD = "status = 'cancelled', finished_at = ?, updated_at = ?, cancel_requested = 0"
+
 #: The statement picking the jobs a lease takes.
 PICK = "SELECT rowid FROM lssm_jobs WHERE status = 'pending'"
 
@@ -738,6 +801,11 @@ REPLAY_CONFLICT = "test_replay_refuses_while_a_live_job_holds_the_dedupe_key"
 DEAD_GET = "test_dead_lettered_job_is_reported_by_get"
 LEASES = "test_concurrent_leases_never_hand_out_one_job_twice"
 PUSH_RACE = "test_concurrent_pushes_of_one_dedupe_key_create_one_job"
+CANCEL_WAITING = "test_cancel_removes_waiting_jobs"
+CANCEL_RUNNING = "test_cancel_stops_a_running_async_handler"
+CANCEL_REMOTE = "test_cancel_reaches_a_worker_of_another_queue_object"
+CANCEL_SETTLE = "test_settling_a_job_with_a_cancel_request"
+PROGRESS = "test_progress_is_stored_rate_limited"
 
 MUTANTS: tuple[Mutant, ...] = (
     # lease tokens
@@ -1355,5 +1423,82 @@ MUTANTS: tuple[Mutant, ...] = (
         defect="extend_many answers from the number of rows it changed, the same for every lease",
         caught_by=(BATCH,),
         make=sqlite(SqliteExtendManyCountsRows),
+    ),
+    # cancelling and progress
+    Mutant(
+        name="memory-cancel-leaves-job-waiting",
+        kind="cancelling",
+        defect="cancelling a waiting job answers removed but leaves it to run",
+        caught_by=(CANCEL_WAITING,),
+        make=memory(CancelLeavesJobWaiting),
+    ),
+    Mutant(
+        name="memory-cancel-ends-running-jobs",
+        kind="cancelling",
+        defect="cancelling an active job marks it cancelled while its handler keeps running",
+        caught_by=(CANCEL_RUNNING, CANCEL_SETTLE),
+        make=memory(CancelEndsRunningJobs),
+    ),
+    Mutant(
+        name="memory-counts-without-cancelled",
+        kind="cancelling",
+        defect="counts leaves cancelled jobs out",
+        caught_by=(CANCEL_WAITING,),
+        make=memory(counts_without(JobStatus.CANCELLED)),
+    ),
+    Mutant(
+        name="memory-cancel-requests-never-reported",
+        kind="cancelling",
+        defect="cancel_requested never names a job, so another process's request never reaches its worker",
+        caught_by=(CANCEL_REMOTE, CANCEL_SETTLE),
+        make=memory(NoCancelRequestsSeen),
+    ),
+    Mutant(
+        name="memory-delivery-cancel-completes",
+        kind="cancelling",
+        defect="Delivery.cancel acks: a stopped job ends completed",
+        caught_by=(CANCEL_RUNNING, CANCEL_SETTLE),
+        make=with_delivery(CancelCompletesJob),
+    ),
+    Mutant(
+        name="memory-retry-ignores-cancel-request",
+        kind="cancelling",
+        defect="a retry of a job with a cancel request schedules it again",
+        caught_by=(CANCEL_SETTLE,),
+        make=with_delivery(RetryIgnoresCancelRequest),
+    ),
+    Mutant(
+        name="memory-progress-not-stored",
+        kind="progress",
+        defect="set_progress answers True but stores nothing",
+        caught_by=(PROGRESS,),
+        make=memory(ProgressNotStored),
+    ),
+    Mutant(
+        name="memory-progress-after-settle",
+        kind="progress",
+        defect="set_progress also changes a finished job",
+        caught_by=(PROGRESS,),
+        make=memory(ProgressStoredAfterSettle),
+    ),
+    Mutant(
+        name="sqlite-cancel-requests-never-reported",
+        kind="cancelling",
+        defect="cancel_requested looks for jobs without a request",
+        caught_by=(CANCEL_REMOTE, CANCEL_SETTLE),
+        make=sql(
+            Rewrite(
+                "AND status = 'active' AND cancel_requested",
+                "AND cancel_requested",
+                "AND NOT cancel_requested",
+            )
+        ),
+    ),
+    Mutant(
+        name="sqlite-retry-and-release-ignore-cancel-request",
+        kind="cancelling",
+        defect="a retry or release of a job with a cancel request makes it waiting again",
+        caught_by=(CANCEL_SETTLE,),
+        make=sql(Rewrite(_CANCEL_INSTEAD, " AND cancel_requested", " AND 0")),
     ),
 )

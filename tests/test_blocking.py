@@ -8,6 +8,7 @@ import attrs
 import pytest
 from lssm_jobs import JobValidationError, define_job_type
 from lssm_jobs.blocking import BlockingQueue, open_blocking_queue
+from lssm_jobs.cancellation import CancelResult
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs.queue import MemoryJobQueue
@@ -51,3 +52,6 @@ def test_open_blocking_queue_by_backend_name() -> None:
         job = jobs.enqueue("anything", {"n": 1}, delay_ms=60_000)
         assert job.status is JobStatus.SCHEDULED
         assert jobs.list_dead() == []
+        assert jobs.cancel(job.id) is CancelResult.REMOVED
+        cancelled = jobs.get(job.id)
+        assert cancelled is not None and cancelled.status is JobStatus.CANCELLED

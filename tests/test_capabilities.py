@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from lssm_jobs.backends.base import BackendCapabilities
 from lssm_jobs.backends.memory import MemoryBackend
 from lssm_jobs.cli import main
 from lssm_jobs.cli.output import describe_capabilities
-from lssm_jobs.errors import UnsupportedOptionError
-from lssm_jobs.jobs import JobCatalog
+from lssm_jobs.errors import LssmJobsError, UnsupportedOptionError
+from lssm_jobs.jobs import Job, JobCatalog, JobStatus
 from lssm_jobs.queue import EnqueueRequest, JobQueue
 from lssm_jobs.testing import run_async
+from lssm_jobs.testing.helpers import wait_until
 
 
 class PlainBackend(MemoryBackend):
@@ -72,12 +74,12 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
     assert main(["plugins"]) == 0
     text = capsys.readouterr().out
     assert (
-        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; not durable, "
-        "one process only" in text
+        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, cancel, "
+        "progress; not durable, one process only" in text
     )
     assert (
-        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; durable, "
-        "shared by processes" in text
+        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, cancel, "
+        "progress; durable, shared by processes" in text
     )
     assert main(["plugins", "--json"]) == 0
     backends = json.loads(capsys.readouterr().out)["backends"]
@@ -92,8 +94,37 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "durable": False,
         "shared": False,
         "purge_queue": True,
+        "cancel": True,
+        "progress": True,
     }
     assert "path" in backends["sqlite"]["options"]
+
+
+@run_async()
+async def test_cancel_and_progress_on_a_backend_without_them_are_refused() -> None:
+    """A backend whose capabilities say cancel=False and progress=False: ``queue.cancel`` raises one clear
+    error and changes nothing; ``job.progress`` in a handler raises, which is that job's failure."""
+    errors: list[BaseException] = []
+
+    async def reports(job: Job[Any]) -> None:
+        try:
+            await job.progress(0.5)
+        except LssmJobsError as error:
+            errors.append(error)
+            raise
+
+    async with _queue() as queue:
+        job = await queue.enqueue("report.build", {"id": 1})
+        with pytest.raises(
+            UnsupportedOptionError, match=r"backend 'plain' cannot cancel jobs: .* cancel=False"
+        ):
+            await queue.cancel(job.id)
+        stored = await queue.get(job.id)
+        assert stored is not None and stored.status is JobStatus.PENDING
+        queue.register("report.build", reports)
+        await queue.start()
+        await wait_until(lambda: errors, message="the handler's progress report refused")
+    assert "progress=True" in str(errors[0])
 
 
 def test_a_backend_without_an_order_says_so() -> None:

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from lssm_jobs.backends.base import DeadLetter, OutgoingJob, PushResult
+from lssm_jobs.cancellation import CancelResult
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.events import JobEnqueued
 from lssm_jobs.jobs import Job, JobStatus, JobType
@@ -172,6 +173,10 @@ class BlockingQueue:
 
     def counts(self) -> dict[str, dict[JobStatus, int]]:
         return self._call(self.queue.counts())
+
+    def cancel(self, job_id: str) -> CancelResult:
+        """:meth:`JobQueue.cancel <lssm_jobs.queue.JobQueue.cancel>` from synchronous code."""
+        return self._call(self.queue.cancel(job_id))
 
     def list_dead(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
         return self._call(self.queue.dead_letters.list(limit=limit, offset=offset))

@@ -119,3 +119,9 @@ class RetryJob(LssmJobsError):
             raise ValueError("delay_ms must be >= 0")
         self.delay_ms = delay_ms
         super().__init__(message)
+
+
+class JobCancelledError(LssmJobsError):
+    """Raised inside a handler to stop on a cancel request (``job.raise_if_cancelled()`` raises it once a
+    request arrived): the job is settled ``cancelled``, neither retried nor dead-lettered. Raised without a
+    request, it is an ordinary failure."""

@@ -24,6 +24,9 @@ JOB_RETRYING = "job.retrying"
 JOB_DEAD_LETTERED = "job.dead_lettered"
 JOB_TIMED_OUT = "job.timed_out"
 JOB_REPLAYED = "job.replayed"
+JOB_CANCELLED = "job.cancelled"
+JOB_CANCEL_IGNORED = "job.cancel_ignored"
+JOB_PROGRESS = "job.progress"
 SCHEDULER_TICK = "scheduler.tick"
 SCHEDULE_FIRED = "scheduler.fired"
 ANY_EVENT = "*"
@@ -112,6 +115,36 @@ class JobReplayed(JobEvent):
 
 
 @attrs.frozen(kw_only=True)
+class JobCancelled(JobEvent):
+    """The job was cancelled (``queue.cancel``): removed before it ran (``running`` False, ``attempt`` 0),
+    or stopped while running (``running`` True: its handler was interrupted or stopped on the request)."""
+
+    name: ClassVar[str] = JOB_CANCELLED
+    running: bool
+    duration_ms: float | None = None  # how long the handler ran, for a running job
+
+
+@attrs.frozen(kw_only=True)
+class JobCancelIgnored(JobEvent):
+    """A cancel request reached the running job but its handler finished anyway (it caught the
+    ``CancelledError``, or a sync handler never checked ``job.cancelled``): the job settled as it ended."""
+
+    name: ClassVar[str] = JOB_CANCEL_IGNORED
+    outcome: str  # "completed" or "failed"
+
+
+@attrs.frozen(kw_only=True)
+class JobProgressed(JobEvent):
+    """A running job's progress, as stored (rate-limited: at most one per job per progress interval, the
+    last report always kept)."""
+
+    name: ClassVar[str] = JOB_PROGRESS
+    fraction: float
+    message: str | None = None
+    data: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
 class SchedulerTick(Event):
     """The scheduler checked for due schedules."""
 
@@ -141,6 +174,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobDeadLettered,
         JobTimedOut,
         JobReplayed,
+        JobCancelled,
+        JobCancelIgnored,
+        JobProgressed,
         SchedulerTick,
         ScheduleFired,
     )
@@ -179,6 +215,8 @@ class LoggingEventSink(EventSink):
         JOB_DEAD_LETTERED: logging.WARNING,
         JOB_RETRYING: logging.INFO,
         JOB_TIMED_OUT: logging.INFO,
+        JOB_CANCELLED: logging.INFO,
+        JOB_CANCEL_IGNORED: logging.WARNING,
     }
 
     def accepts(self, name: str) -> bool:

@@ -8,7 +8,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import attrs
 
@@ -40,6 +40,7 @@ class JobStatus(str, enum.Enum):
     ACTIVE = "active"  # leased by a worker
     COMPLETED = "completed"  # kept while the backend's completed-job retention lasts
     DEAD = "dead"  # in the dead letter queue (failed for good, or could not run)
+    CANCELLED = "cancelled"  # removed before it ran, or stopped on a cancel request (queue.cancel)
 
 
 LIVE_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.ACTIVE})
@@ -259,6 +260,42 @@ def utc_datetime(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
+class JobControl(Protocol):
+    """What a running :class:`Job` uses of its worker (:class:`lssm_jobs.cancellation.JobControl`)."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    async def report(self, fraction: Any, message: Any, data: Mapping[str, Any]) -> None: ...
+
+    def report_from_thread(self, fraction: Any, message: Any, data: Mapping[str, Any]) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class JobProgress:
+    """A running job's last progress report (``await job.progress(...)``), as stored with the job.
+
+    :param fraction: how much is done, from 0.0 to 1.0.
+    :param message: an optional human-readable note (``"page 3 of 10"``).
+    :param data: optional extra JSON data the handler passed as keywords.
+    :param updated_at: when the handler reported it (epoch seconds).
+    """
+
+    fraction: float
+    message: str | None = None
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+    updated_at: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class JobDetails:
+    """What ``queue.get`` read about a job beside its envelope: its last progress report and whether a
+    cancel request waits for it (:attr:`Job.last_progress`, :attr:`Job.cancel_requested`)."""
+
+    progress: JobProgress | None = None
+    cancel_requested: bool = False
+
+
 @attrs.frozen(kw_only=True)
 class Job(Generic[P]):
     """A job as users see it: what ``enqueue`` and ``get`` return and what handlers receive.
@@ -283,10 +320,85 @@ class Job(Generic[P]):
     last_error: str | None = None
     options: JobOptions = DEFAULT_OPTIONS
     meta: Mapping[str, str] = attrs.field(factory=dict)
+    # One slot for what only some jobs have (one slot to set for every job built on the hot paths): the
+    # running job's link to its worker (progress, cancel requests) on the Job a handler gets, or what
+    # ``queue.get`` read beside the envelope (:class:`JobDetails`).
+    _extra: JobControl | JobDetails | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def run_at_datetime(self) -> datetime:
         return utc_datetime(self.run_at)
+
+    @property
+    def last_progress(self) -> JobProgress | None:
+        """The last progress its handler reported, as ``queue.get`` read it (None before any report, on
+        backends without progress, and on the Job a handler gets)."""
+        extra = self._extra
+        return extra.progress if isinstance(extra, JobDetails) else None
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether a cancel request waits for the running job (as ``queue.get`` read it), or reached it
+        (on the Job a handler gets, like :attr:`cancelled`)."""
+        extra = self._extra
+        if isinstance(extra, JobDetails):
+            return extra.cancel_requested
+        return extra is not None and extra.cancelled
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a cancel request reached this running job (``queue.cancel``). Sync handlers check it
+        between steps (or call :meth:`raise_if_cancelled`); async handlers are interrupted at their next
+        ``await`` anyway. Thread-safe; always False outside a handler."""
+        extra = self._extra
+        return extra is not None and not isinstance(extra, JobDetails) and extra.cancelled
+
+    def raise_if_cancelled(self) -> None:
+        """Stop here when a cancel request arrived: raises :class:`~lssm_jobs.errors.JobCancelledError`,
+        which settles the job ``cancelled``.
+
+        :raises JobCancelledError: a cancel request reached this job.
+        """
+        if self.cancelled:
+            from lssm_jobs.errors import JobCancelledError
+
+            raise JobCancelledError(f"job {self.id} was cancelled")
+
+    async def progress(self, fraction: float, message: str | None = None, **data: Any) -> None:
+        """Report how far the running job is: stored with the job (``queue.get(id).last_progress``,
+        ``lssm-jobs job show``) and emitted as a ``job.progress`` event. Rate-limited per job: at most one
+        write per progress interval (0.5 s by default); a report within it replaces the waiting one, which
+        is written when the interval ends or the handler returns, so the last report is always stored.
+        Storing is best effort: a backend error is logged, never raised into the handler.
+
+        :param fraction: 0.0 to 1.0.
+        :param message: an optional note, at most 1,000 characters.
+        :param data: extra JSON-encodable values (at most 4 KiB encoded).
+        :raises ValueError: ``fraction`` out of range, a message too long, data too large.
+        :raises TypeError: ``fraction`` not a number, ``message`` not a string, data not JSON-encodable.
+        :raises LssmJobsError: called on a job that is not running in this handler (``queue.get``'s).
+        """
+        await self._running_control().report(fraction, message, data)
+
+    def progress_sync(self, fraction: float, message: str | None = None, **data: Any) -> None:
+        """:meth:`progress` for sync handlers (they run in a worker thread): the same checks and limits;
+        returns once the report is accepted (a write, when one is due, is made on the event loop).
+
+        :raises LssmJobsError: called from the event loop's own thread (use ``await job.progress``), or on
+            a job that is not running in this handler.
+        """
+        self._running_control().report_from_thread(fraction, message, data)
+
+    def _running_control(self) -> JobControl:
+        control = self._extra
+        if control is None or isinstance(control, JobDetails):
+            from lssm_jobs.errors import LssmJobsError
+
+            raise LssmJobsError(
+                f"job {self.id}: progress can be reported only from inside its running handler, on a "
+                "backend that stores progress (capabilities progress=True)"
+            )
+        return control
 
     @property
     def created_at_datetime(self) -> datetime:
@@ -314,6 +426,7 @@ _new = object.__new__
     _set_last_error,
     _set_options,
     _set_meta,
+    set_extra,
 ) = slot_setters(Job)
 
 
@@ -351,4 +464,5 @@ def new_job(
     _set_last_error(job, last_error)
     _set_options(job, options)
     _set_meta(job, meta)
+    set_extra(job, None)
     return job

@@ -28,6 +28,12 @@ from lssm_jobs.backends.base import (
     QueueBackend,
     new_outgoing_job,
 )
+from lssm_jobs.cancellation import (
+    DEFAULT_CANCEL_POLL_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL,
+    CancelResult,
+    decode_progress,
+)
 from lssm_jobs.errors import (
     DedupeConflictError,
     FieldError,
@@ -37,16 +43,18 @@ from lssm_jobs.errors import (
     SerializationError,
     UnsupportedOptionError,
 )
-from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
+from lssm_jobs.events import EventBus, EventCallback, EventSink, JobCancelled, JobEnqueued, JobReplayed
 from lssm_jobs.jobs import (
     DEFAULT_OPTIONS,
     Job,
     JobCatalog,
+    JobDetails,
     JobOptions,
     JobStatus,
     JobType,
     default_catalog,
     new_job,
+    set_extra,
 )
 from lssm_jobs.limits import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -108,6 +116,8 @@ QUEUE_OPTIONS = frozenset(
         "max_payload_bytes",
         "max_payload_depth",
         "signing_key",
+        "cancel_poll_interval",
+        "progress_interval",
     }
 )
 
@@ -288,6 +298,10 @@ class JobQueue:
         with the default serializer; the whole envelope with another); 1 MiB by default.
     :param max_payload_depth: deepest nesting of lists and objects in a payload; 64 by default, at most
         200 (what every worker can decode and validate again).
+    :param cancel_poll_interval: seconds between this worker's checks for cancel requests made in other
+        processes, while it runs jobs (1 s by default; see :meth:`cancel`).
+    :param progress_interval: shortest time between two stored progress reports of one job (0.5 s by
+        default; see :meth:`~lssm_jobs.jobs.Job.progress`).
     :raises TypeError: an option of the wrong type.
     :raises ValueError: an option out of range.
     """
@@ -311,8 +325,20 @@ class JobQueue:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH,
         signing_key: SigningKeys | None = None,
+        cancel_poll_interval: float = DEFAULT_CANCEL_POLL_INTERVAL,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
     ) -> None:
         check_int(concurrency, "concurrency", 1, 1_000_000)
+        for option, value, low in (
+            ("cancel_poll_interval", cancel_poll_interval, 0.001),
+            ("progress_interval", progress_interval, 0.0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{option} must be a number of seconds, got {type(value).__name__}")
+            if not (low <= value <= 3600):
+                raise ValueError(f"{option} must be from {low} to 3600 seconds, got {value!r}")
+        self.cancel_poll_interval = float(cancel_poll_interval)
+        self.progress_interval = float(progress_interval)
         check_int(prefetch, "prefetch", 0, 1_000_000)
         check_int(lease_ms, "lease_ms", 1, MAX_TIMEOUT_MS)
         if default_timeout_ms is not None:
@@ -369,6 +395,7 @@ class JobQueue:
         self._state = "new"  # new -> open -> closed
         self._stopping: asyncio.Event | None = None
         self._consumer: asyncio.Task[None] | None = None
+        self._dispatcher: Dispatcher | None = None  # the running worker's
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -982,7 +1009,7 @@ class JobQueue:
                 _, payload = validate_payload(definition, envelope.payload)
             except JobValidationError:
                 payload = envelope.payload
-        return job_from_envelope(
+        job = job_from_envelope(
             envelope,
             payload,
             status=record.status,
@@ -990,6 +1017,51 @@ class JobQueue:
             run_at=record.run_at,
             last_error=record.last_error,
         )
+        if record.progress is not None or record.cancel_requested:
+            details = JobDetails(
+                progress=decode_progress(record.progress), cancel_requested=record.cancel_requested
+            )
+            set_extra(job, details)
+        return job
+
+    async def cancel(self, job_id: str) -> CancelResult:
+        """Cancel a job. A scheduled or pending job is cancelled at once and never runs (``REMOVED``); a
+        running job is asked to stop (``REQUESTED``): its async handler is cancelled at its next ``await``,
+        its sync handler sees ``job.cancelled`` turn True; the worker learns of it at once when it is this
+        queue's worker, else within its ``cancel_poll_interval`` (1 s by default). A job stopped that way is
+        ``cancelled``: never retried or dead-lettered. A handler that finishes anyway settles as it ended,
+        reported by a ``job.cancel_ignored`` event. Cancelling a finished job changes nothing
+        (``FINISHED``); an unknown id gives ``NOT_FOUND``.
+
+        :raises UnsupportedOptionError: the backend cannot cancel jobs (its capabilities say cancel=False).
+        :raises TypeError: ``job_id`` is not a string.
+        """
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a string, got {type(job_id).__name__}")
+        backend = await self._opened()
+        if not backend.capabilities.cancel:
+            raise UnsupportedOptionError(
+                f"backend {backend.name or type(backend).__name__!r} cannot cancel jobs: its capabilities "
+                "declare cancel=False; nothing was changed"
+            )
+        result = CancelResult(await backend.cancel(job_id))
+        if result is CancelResult.REQUESTED:
+            dispatcher = self._dispatcher
+            if dispatcher is not None and dispatcher.running is not None:
+                dispatcher.running.request(job_id)  # running here: no need to wait for the poll
+        elif result is CancelResult.REMOVED and self.events.wants(JobCancelled.name):
+            record = await backend.get(job_id)
+            await self.events.emit(
+                JobCancelled(
+                    timestamp=time.time(),
+                    job_id=job_id,
+                    job_type=record.type if record is not None else "?",
+                    queue=record.queue if record is not None else "?",
+                    attempt=record.attempts if record is not None else 0,
+                    running=False,
+                )
+            )
+        return result
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         """Jobs per queue and status."""
@@ -1063,6 +1135,9 @@ class JobQueue:
             events=self.events,
             executor=self.executor,
             default_timeout_ms=self.default_timeout_ms,
+            backend=self.backend,
+            cancel_poll_interval=self.cancel_poll_interval,
+            progress_interval=self.progress_interval,
         )
 
     async def start(self) -> None:
@@ -1071,8 +1146,9 @@ class JobQueue:
             raise LssmJobsError("this queue is already processing")
         backend = await self._opened()
         self._stopping = asyncio.Event()
+        self._dispatcher = self.dispatcher()
         self._consumer = asyncio.create_task(
-            backend.consume(self.dispatcher(), self.consume_options, self._stopping),
+            backend.consume(self._dispatcher, self.consume_options, self._stopping),
             name=f"lssm-jobs consumer ({type(backend).__name__})",
         )
         self._consumer.add_done_callback(_report_crash)
@@ -1093,6 +1169,10 @@ class JobQueue:
             await asyncio.gather(consumer, return_exceptions=True)
         except Exception:
             log.exception("the consumer failed")
+        finally:
+            dispatcher, self._dispatcher = self._dispatcher, None
+            if dispatcher is not None:
+                await dispatcher.close()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Process until ``stopping`` is set, then stop gracefully (what ``lssm-jobs worker`` runs)."""

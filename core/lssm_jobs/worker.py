@@ -22,13 +22,22 @@ from typing import Any
 
 import attrs
 
-from lssm_jobs.backends.base import Delivery
+from lssm_jobs.backends.base import Delivery, QueueBackend
+from lssm_jobs.cancellation import (
+    DEFAULT_CANCEL_POLL_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL,
+    JobControl,
+    RunningJobs,
+    interrupted_for_cancel,
+)
 from lssm_jobs.consumer import cancelled_for_stop
 from lssm_jobs.consumer import keep_leases_alive as keep_leases_alive  # where push/stream backends found it
 from lssm_jobs.consumer import settle as _settle
 from lssm_jobs.errors import JobTimeoutError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import (
     EventBus,
+    JobCancelIgnored,
+    JobCancelled,
     JobCompleted,
     JobDeadLettered,
     JobEvent,
@@ -88,6 +97,9 @@ class Dispatcher:
         executor: Executor | None = None,
         default_timeout_ms: int | None = None,
         clock: Callable[[], float] = time.time,
+        backend: QueueBackend | None = None,
+        cancel_poll_interval: float = DEFAULT_CANCEL_POLL_INTERVAL,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
     ) -> None:
         self.handlers = handlers
         self.catalog = catalog
@@ -97,6 +109,21 @@ class Dispatcher:
         self.default_timeout_ms = default_timeout_ms
         self.clock = clock
         self._is_async: dict[Handler, bool] = {}
+        #: The running jobs' controls (cancel requests, progress), with ``backend`` when it can cancel or
+        #: store progress; None otherwise (nothing is tracked, ``job.progress`` says it is unsupported).
+        self.running: RunningJobs | None = None
+        if backend is not None and (backend.capabilities.cancel or backend.capabilities.progress):
+            self.running = RunningJobs(
+                backend,
+                events,
+                cancel_poll_interval=cancel_poll_interval,
+                progress_interval=progress_interval,
+            )
+
+    async def close(self) -> None:
+        """Stop the background work of the dispatcher (the poll for cancel requests)."""
+        if self.running is not None:
+            await self.running.close()
 
     async def __call__(self, delivery: Delivery) -> None:
         try:
@@ -196,7 +223,10 @@ class Dispatcher:
         await self._emit(JobStarted, job, wait_ms=max(0.0, waited_s * 1000))
         started = time.perf_counter()
         timeout_ms = envelope.options.timeout_ms or self.default_timeout_ms
+        control = None if self.running is None else self.running.begin(job, is_async=prepared.is_async)
         try:
+            if control is not None:
+                control.in_handler = True
             if prepared.is_async:
                 outcome = prepared.handler(job)
             else:
@@ -207,22 +237,71 @@ class Dispatcher:
                 await outcome
         except asyncio.TimeoutError:
             duration_ms = (time.perf_counter() - started) * 1000
+            if await self._stopped_on_request(delivery, job, control, duration_ms):
+                return
             await self._emit(JobTimedOut, job, timeout_ms=int(timeout_ms or 0))
             error = JobTimeoutError(f"job {job.type!r} ran longer than its timeout of {timeout_ms} ms")
             await self._failed(delivery, job, error, duration_ms)
             return
         except asyncio.CancelledError as cancelled:
-            if _cancelled_from_outside():
+            if control is not None and interrupted_for_cancel(control.task) and not _stopping_worker():
+                control.absorb_interrupt()  # a cancel request interrupted the handler: settled cancelled
+            elif _cancelled_from_outside():
+                if control is not None and not control.finish_quietly():
+                    await control.finish()
                 raise  # the worker is stopping: the dispatcher releases the job
+            duration_ms = (time.perf_counter() - started) * 1000
+            if await self._stopped_on_request(delivery, job, control, duration_ms):
+                return
             # The handler raised CancelledError itself (or awaited something cancelled): its failure.
-            await self._failed(delivery, job, cancelled, (time.perf_counter() - started) * 1000)
+            await self._failed(delivery, job, cancelled, duration_ms)
             return
         except BaseException as error:  # SystemExit, KeyboardInterrupt...: the job's failure too
-            await self._failed(delivery, job, _handler_error(error), (time.perf_counter() - started) * 1000)
+            duration_ms = (time.perf_counter() - started) * 1000
+            if await self._stopped_on_request(delivery, job, control, duration_ms):
+                return
+            await self._failed(delivery, job, _handler_error(error), duration_ms)
             return
         duration_ms = (time.perf_counter() - started) * 1000
+        if control is not None and not control.finish_quietly():
+            await self._finish_control(job, control, "completed")
         await _settle(delivery.ack, delivery, "ack")
         await self._emit(JobCompleted, job, duration_ms=duration_ms)
+
+    async def _finish_control(self, job: Job[Any], control: JobControl, outcome: str) -> None:
+        """The handler returned: store its waiting progress, and report a cancel request it did not act on."""
+        control.in_handler = False
+        if control.interrupted:  # the request came as the handler returned: the interrupt is moot
+            control.absorb_interrupt()
+        await control.finish()
+        if control.cancelled:
+            log.warning(
+                "job %s (%s) ignored its cancel request and %s (a handler stops by letting the "
+                "CancelledError through, or by checking job.cancelled)",
+                job.id,
+                job.type,
+                outcome,
+            )
+            await self._emit(JobCancelIgnored, job, outcome=outcome)
+
+    async def _stopped_on_request(
+        self, delivery: Delivery, job: Job[Any], control: JobControl | None, duration_ms: float
+    ) -> bool:
+        """After the handler failed (or was interrupted): when a cancel request reached it, settle the job
+        cancelled (never retried or dead-lettered) and return True. Otherwise store its waiting progress and
+        return False (the failure is handled as usual)."""
+        if control is None:
+            return False
+        control.in_handler = False
+        if control.finish_quietly():
+            return False  # no cancel request: the failure is handled as usual
+        await control.finish()
+        if not control.cancelled:
+            return False
+        await _settle(delivery.cancel, delivery, "cancel")
+        log.info("job %s (%s) stopped on a cancel request", job.id, job.type)
+        await self._emit(JobCancelled, job, running=True, duration_ms=duration_ms)
+        return True
 
     def _run_in_thread(self, handler: Handler, job: Job[Any]) -> Awaitable[Any]:
         # Plain functions run in a thread pool so a blocking handler never stalls the event loop;
@@ -339,6 +418,11 @@ if sys.version_info >= (3, 11):
         task = asyncio.current_task()
         return task is not None and task.cancelling() > 0
 
+    def _stopping_worker() -> bool:
+        """Whether the worker's stop cancelled the running task (also when a cancel request did too)."""
+        task = asyncio.current_task()
+        return task is not None and cancelled_for_stop(task)
+
 else:  # pragma: no cover - Python 3.10
 
     async def _with_timeout(outcome: Any, seconds: float) -> None:
@@ -348,6 +432,8 @@ else:  # pragma: no cover - Python 3.10
         # No Task.cancelling(): the worker's stop paths mark the tasks they cancel (consumer.cancel_for_stop).
         task = asyncio.current_task()
         return task is not None and cancelled_for_stop(task)
+
+    _stopping_worker = _cancelled_from_outside
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:

@@ -28,6 +28,11 @@ from lssm_jobs.jobs import JobStatus
 
 DeliveryKind = Literal["pull", "push", "stream"]
 
+#: What :meth:`QueueBackend.cancel` did: ``removed`` a scheduled or pending job (it never runs),
+#: ``requested`` that an active job stop, found no such job (``not_found``), or found it ``finished``
+#: already (completed, dead or cancelled).
+CancelOutcome = Literal["removed", "requested", "not_found", "finished"]
+
 
 @attrs.frozen(kw_only=True)
 class BackendCapabilities:
@@ -43,6 +48,10 @@ class BackendCapabilities:
     durable: bool = True  # survives a process restart
     shared: bool = True  # several processes can produce and consume on it
     purge_queue: bool = False  # QueueBackend.purge_queue deletes a queue's pending and scheduled jobs
+    cancel: bool = (
+        False  # QueueBackend.cancel / cancel_requested and Delivery.cancel (lssm_jobs.cancellation)
+    )
+    progress: bool = False  # QueueBackend.set_progress stores a running job's progress; get returns it
 
 
 @attrs.frozen(kw_only=True)
@@ -125,6 +134,11 @@ class JobRecord:
     dedupe_key: str | None
     last_error: str | None
     body: bytes
+    #: The last progress a handler stored (``set_progress``'s JSON text), or None; backends without the
+    #: ``progress`` capability leave it None.
+    progress: str | None = None
+    #: Whether a cancel request waits for the active job's worker (backends with ``cancel``).
+    cancel_requested: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -195,6 +209,15 @@ class Delivery(ABC):
             nothing changed. The default (for deliveries without a lease) returns True.
         """
         return True
+
+    async def cancel(self) -> None:
+        """The job stopped on a cancel request: it is ``cancelled`` (kept for the completed-job retention,
+        like ``ack``), its dedupe key is free, it is neither retried nor dead-lettered. Backends with the
+        ``cancel`` capability implement it; the dispatcher calls it only on those.
+
+        :raises NotImplementedError: the backend cannot cancel jobs (the default).
+        """
+        raise NotImplementedError("this backend cannot cancel jobs")
 
 
 class LeaseGuard(Delivery):
@@ -268,6 +291,10 @@ class LeaseGuard(Delivery):
     async def release(self) -> None:
         await self._settle_alone()
         await self.delivery.release()
+
+    async def cancel(self) -> None:
+        await self._settle_alone()
+        await self.delivery.cancel()
 
 
 Dispatch = Callable[[Delivery], Awaitable[None]]
@@ -418,6 +445,39 @@ class QueueBackend(ABC):
         :raises NotImplementedError: the backend cannot purge queues (the default).
         """
         raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot purge queues")
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a job, atomically. A ``scheduled`` or ``pending`` job becomes ``cancelled`` at once: it is
+        never delivered, its dedupe key is free, ``get`` reports it ``cancelled`` for the completed-job
+        retention and ``counts`` counts it under :attr:`JobStatus.CANCELLED` (``removed``). An ``active`` job
+        is marked: ``cancel_requested`` answers True for it and ``get`` reports ``cancel_requested``
+        until it settles; a ``retry`` or ``release`` of a marked job settles it ``cancelled`` instead
+        (``requested``). Optional: backends that implement it, :meth:`cancel_requested` and
+        :meth:`Delivery.cancel` declare ``BackendCapabilities(cancel=True)``.
+
+        :returns: ``removed``, ``requested``, ``not_found``, or ``finished`` (completed, dead, cancelled).
+        :raises NotImplementedError: the backend cannot cancel jobs (the default).
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot cancel jobs")
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of ``job_ids`` have a cancel request waiting (:meth:`cancel` of an active job), read in as
+        few round trips as the backend can. A worker asks it for its running jobs every
+        ``cancel_poll_interval``: that is how a request made in another process reaches it.
+
+        :raises NotImplementedError: the backend cannot cancel jobs (the default).
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot cancel jobs")
+
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        """Store ``progress`` (JSON text) as the job's progress, replacing the previous one; ``get`` returns
+        it in :attr:`JobRecord.progress`. Applies while the job is stored and not finished (a report that
+        arrives after its settle changes nothing). Optional: ``BackendCapabilities(progress=True)``.
+
+        :returns: False when the job is unknown or finished (nothing stored).
+        :raises NotImplementedError: the backend cannot store progress (the default).
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot store job progress")
 
     def wake(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
         """Interrupt any wait for work, so a stop is prompt. Called from the event loop."""

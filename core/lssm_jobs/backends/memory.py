@@ -19,6 +19,7 @@ import attrs
 
 from lssm_jobs.backends.base import (
     BackendCapabilities,
+    CancelOutcome,
     DeadLetter,
     Delivery,
     JobRecord,
@@ -51,6 +52,8 @@ class _StoredJob:
     traceback: str | None = None
     failed_at: float = 0.0
     completed_at: float = 0.0
+    cancel_requested: bool = False
+    progress: str | None = None
 
 
 class MemoryStore:
@@ -119,6 +122,9 @@ class MemoryStore:
             job = self.jobs[job_id]
             self.active.discard(job_id)
             job.lease_token = 0
+            if job.cancel_requested:  # its worker died before stopping it: cancelled, not run again
+                self.finish_cancelled(job)
+                continue
             self.make_ready(job)  # the worker died or lost its lease: deliver again
 
     def next_wakeup(self) -> float | None:
@@ -143,6 +149,16 @@ class MemoryStore:
             if job is not None and job.status is JobStatus.PENDING:
                 return job  # else a stale heap entry (the job moved on); skip it
 
+    def finish_cancelled(self, job: _StoredJob) -> None:
+        """Make ``job`` (not active, or just taken off its lease) ``cancelled``: kept like completed jobs."""
+        now = self.clock()
+        job.status = JobStatus.CANCELLED
+        job.cancel_requested = False
+        job.completed_at = job.updated_at = now
+        self.release_dedupe(job)  # its heap entries go stale and are skipped
+        self.completed.append((now, job.id))
+        self.prune_completed(now)
+
     def release_dedupe(self, job: _StoredJob) -> None:
         if job.dedupe_key is not None and self.dedupe.get(job.dedupe_key) == job.id:
             del self.dedupe[job.dedupe_key]
@@ -154,7 +170,7 @@ class MemoryStore:
         ):
             _, job_id = self.completed.pop(0)
             job = self.jobs.get(job_id)
-            if job is not None and job.status is JobStatus.COMPLETED:
+            if job is not None and job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
                 del self.jobs[job_id]
 
 
@@ -191,6 +207,9 @@ class _MemoryDelivery(Delivery):
 
     async def retry(self, *, run_at: float, error: str) -> None:
         if self._finish():
+            if self.job.cancel_requested:  # a cancel request waits: the job ends here
+                self.store.finish_cancelled(self.job)
+                return
             self.job.last_error = error
             self.job.run_at = run_at
             self.store.schedule(self.job)
@@ -206,6 +225,9 @@ class _MemoryDelivery(Delivery):
 
     async def release(self) -> None:
         if self._finish():
+            if self.job.cancel_requested:
+                self.store.finish_cancelled(self.job)
+                return
             self.job.attempts = max(0, self.job.attempts - 1)
             self.store.make_ready(self.job)
             self.store.notify()
@@ -216,12 +238,18 @@ class _MemoryDelivery(Delivery):
         self.job.lease_until = self.store.clock() + lease_ms / 1000
         return True
 
+    async def cancel(self) -> None:
+        if self._finish():
+            self.store.finish_cancelled(self.job)
+
 
 class MemoryBackend(PullBackend):
     """In-process backend. Pass a shared :class:`MemoryStore` to let several instances see the same jobs."""
 
     name = "memory"
-    capabilities = BackendCapabilities(durable=False, shared=False, purge_queue=True)
+    capabilities = BackendCapabilities(
+        durable=False, shared=False, purge_queue=True, cancel=True, progress=True
+    )
 
     def __init__(self, store: MemoryStore | None = None, **store_options: Any) -> None:
         self.store = store if store is not None else MemoryStore(**store_options)
@@ -321,7 +349,38 @@ class MemoryBackend(PullBackend):
             dedupe_key=job.dedupe_key,
             last_error=job.last_error,
             body=_bytes(job.body),
+            progress=job.progress,
+            cancel_requested=job.cancel_requested,
         )
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        job = self.store.jobs.get(job_id)
+        if job is None:
+            return "not_found"
+        if job.status in (JobStatus.SCHEDULED, JobStatus.PENDING):
+            self.store.finish_cancelled(job)
+            return "removed"
+        if job.status is JobStatus.ACTIVE:
+            job.cancel_requested = True
+            return "requested"
+        return "finished"
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        jobs = self.store.jobs
+        return {
+            job_id
+            for job_id in job_ids
+            if (job := jobs.get(job_id)) is not None
+            and job.status is JobStatus.ACTIVE
+            and job.cancel_requested
+        }
+
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        job = self.store.jobs.get(job_id)
+        if job is None or job.status not in LIVE_STATUSES:
+            return False
+        job.progress = progress
+        return True
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
@@ -417,4 +476,3 @@ def _bytes(body: object) -> bytes:
     if isinstance(body, str):
         return body.encode("utf-8", "backslashreplace")
     return repr(body).encode("utf-8", "backslashreplace")
-

@@ -38,6 +38,7 @@ import attrs
 
 from lssm_jobs.backends.base import (
     BackendCapabilities,
+    CancelOutcome,
     DeadLetter,
     Delivery,
     JobRecord,
@@ -85,7 +86,7 @@ _DEAD_COLUMNS = (
     "traceback, failed_at, body"
 )
 _LIVE = "('scheduled', 'pending', 'active')"
-_STATUSES = ("scheduled", "pending", "active", "completed")
+_STATUSES = ("scheduled", "pending", "active", "completed", "cancelled")
 #: What a lease returns of each row, and the type each must have for the row to be run.
 _LEASED_COLUMNS = "id, queue, attempts, priority, run_at, created_at, body"
 _LEASED_KINDS: tuple[tuple[str, Kind], ...] = (
@@ -263,7 +264,7 @@ class SqliteBackend(PullBackend):
     """
 
     name = "sqlite"
-    capabilities = BackendCapabilities(purge_queue=True)
+    capabilities = BackendCapabilities(purge_queue=True, cancel=True, progress=True)
 
     def __init__(
         self,
@@ -617,10 +618,12 @@ class SqliteBackend(PullBackend):
                 "WHERE status = 'scheduled' AND run_at <= ?",
                 (now, now),
             )
+            # (a job with a cancel request whose worker died is cancelled instead: it must not run again)
             db.execute(
-                "UPDATE lssm_jobs SET status = 'pending', lease_until = NULL, lease_token = NULL, "
-                "updated_at = ? WHERE status = 'active' AND lease_until <= ?",
-                (now, now),
+                "UPDATE lssm_jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+                "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, cancel_requested = 0, "
+                "lease_until = NULL, lease_token = NULL, updated_at = ? WHERE status = 'active' AND lease_until <= ?",
+                (now, now, now),
             )
             where, params = _queue_filter(queues)
             # 'pending' is only ever written for jobs already due, so no run_at test: that keeps sqlite on
@@ -799,6 +802,10 @@ class SqliteBackend(PullBackend):
         if kind == "ack":
             sql, stamps = self._ack_statement(now)
             return db.execute(sql, (*stamps, job_id, token)).rowcount == 1
+        if kind == "cancel":
+            return db.execute(self._CANCEL_HELD, (now, now, job_id, token)).rowcount == 1
+        if kind in ("retry", "release") and self._cancel_instead(db, job_id, token, now):
+            return True
         if kind == "retry":
             run_at = cast(float, settle.run_at)
             return (
@@ -932,6 +939,82 @@ class SqliteBackend(PullBackend):
             raise outcome
         return outcome
 
+    _CANCEL_HELD = (
+        "UPDATE lssm_jobs SET status = 'cancelled', finished_at = ?, updated_at = ?, cancel_requested = 0, "
+        f"lease_until = NULL, lease_token = NULL WHERE {_HELD}"
+    )
+
+    def _cancel_instead(self, db: sqlite3.Connection, job_id: str, token: str, now: float) -> bool:
+        """Inside a settle's transaction: a held job with a cancel request waiting is cancelled (not
+        retried or released). :returns: whether it was."""
+        return (
+            db.execute(f"{self._CANCEL_HELD} AND cancel_requested", (now, now, job_id, token)).rowcount == 1
+        )
+
+    def _cancel_sync(self, job_id: str) -> str:
+        now = time.time()
+        with immediate_transaction(self._db) as db:
+            row = db.execute(
+                "SELECT status, finished_at FROM lssm_jobs WHERE id = CAST(? AS TEXT)", (id_param(job_id),)
+            ).fetchone()
+            if row is None:
+                return "finished" if _dead_rowid(db, job_id) is not None else "not_found"
+            status = row[0]
+            if status in ("scheduled", "pending"):
+                db.execute(
+                    "UPDATE lssm_jobs SET status = 'cancelled', finished_at = ?, updated_at = ? "
+                    "WHERE id = CAST(? AS TEXT)",
+                    (now, now, id_param(job_id)),
+                )
+                return "removed"
+            if status == "active":
+                db.execute(
+                    "UPDATE lssm_jobs SET cancel_requested = 1 WHERE id = CAST(? AS TEXT)",
+                    (id_param(job_id),),
+                )
+                return "requested"
+            _, cutoff = self._expired_completed(now)
+            if status in ("completed", "cancelled") and row[1] is not None and row[1] <= cutoff:
+                return "not_found"  # past its retention, not pruned yet: get does not find it either
+            return "finished"
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        outcome = await self._run(self._cancel_sync, job_id)
+        return cast(CancelOutcome, outcome)
+
+    def _cancel_requested_sync(self, job_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        db = self._db
+        for start in range(0, len(job_ids), 500):  # sqlite limits the number of parameters
+            chunk = job_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                id_of(row[0])
+                for row in db.execute(
+                    f"SELECT id FROM lssm_jobs WHERE id IN ({marks}) AND status = 'active' AND cancel_requested",
+                    chunk,
+                )
+            )
+        return found
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        return await self._run(self._cancel_requested_sync, list(job_ids))
+
+    def _set_progress_sync(self, job_id: str, progress: str) -> bool:
+        with immediate_transaction(self._db) as db:
+            return (
+                db.execute(
+                    f"UPDATE lssm_jobs SET progress = ? WHERE id = CAST(? AS TEXT) AND status IN {_LIVE}",
+                    (progress, id_param(job_id)),
+                ).rowcount
+                == 1
+            )
+
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        return await self._run(self._set_progress_sync, job_id, progress)
+
     _EXTEND = f"UPDATE lssm_jobs SET lease_until = ? WHERE {_HELD}"
 
     def _extend_sync(self, job_id: str, token: str, lease_ms: int) -> bool:
@@ -985,7 +1068,7 @@ class SqliteBackend(PullBackend):
 
     def _expired_completed(self, now: float) -> tuple[str, float]:
         """A condition hiding completed jobs past their retention that were not pruned yet."""
-        return "status = 'completed' AND finished_at <= ?", now - self.completed_retention
+        return "status IN ('completed', 'cancelled') AND finished_at <= ?", now - self.completed_retention
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._get_sync, job_id)
@@ -995,7 +1078,8 @@ class SqliteBackend(PullBackend):
         expired, cutoff = self._expired_completed(now)
         with read_transaction(self._db) as db:
             row = db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM lssm_jobs WHERE id = CAST(? AS TEXT) AND NOT ({expired})",
+                f"SELECT {_JOB_COLUMNS}, progress, cancel_requested FROM lssm_jobs "
+                f"WHERE id = CAST(? AS TEXT) AND NOT ({expired})",
                 (id_param(job_id), cutoff),
             ).fetchone()
             if row is not None:
@@ -1196,7 +1280,7 @@ class SqliteBackend(PullBackend):
 class _Settle:
     """One delivery's outcome, waiting for the next group commit."""
 
-    kind: Literal["ack", "retry", "dead_letter", "release"]
+    kind: Literal["ack", "retry", "dead_letter", "release", "cancel"]
     job_id: str
     token: str
     run_at: float | None = None
@@ -1306,6 +1390,8 @@ def _job_record(row: Sequence[Any], now: float) -> JobRecord:
         dedupe_key=optional_text_of(row[9]),
         last_error=optional_text_of(row[10]),
         body=row[11],
+        progress=optional_text_of(row[12]) if len(row) > 12 else None,
+        cancel_requested=bool(row[13]) and status == "active" if len(row) > 13 else False,
     )
 
 
@@ -1355,3 +1441,7 @@ class _SqliteDelivery(Delivery):
 
     async def extend(self, lease_ms: int) -> bool:
         return await self._backend._run(self._backend._extend_sync, self.id, self._token, lease_ms)
+
+    async def cancel(self) -> None:
+        if not await self._backend._settle(_Settle(kind="cancel", job_id=self.id, token=self._token)):
+            self._lost("cancelling")

@@ -78,6 +78,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             'ON "lssm_schedule_claims" ("completed_at", "claimed_at")',
         ),
     ),
+    Migration(
+        from_version=2,
+        description="cancel_requested and progress on lssm_jobs (job cancellation and progress)",
+        statements=(
+            'ALTER TABLE "lssm_jobs" ADD COLUMN "cancel_requested" INTEGER NOT NULL DEFAULT 0',
+            'ALTER TABLE "lssm_jobs" ADD COLUMN "progress" TEXT',
+        ),
+    ),
 )
 
 assert [m.from_version for m in MIGRATIONS] == list(range(1, JOBS_SCHEMA_VERSION)), (

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from lssm_jobs.cli import jobs as job_commands
 from lssm_jobs.cli import manage
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
 from lssm_jobs.cli.escape import escape, escape_lines
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON (progress on stderr)")
     manage.add_commands(commands, _add_backend_flags)
+    job_commands.add_commands(commands, _add_backend_flags)
     return parser
 
 
@@ -524,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "queue": manage.queue_command,
             "schedules": manage.schedules_command,
             "top": manage.top_command,
+            "job": job_commands.job_command,
         }
         if args.command == "worker":
             args.option = [*_worker_flag_options(args, args.backend), *args.option]

@@ -19,6 +19,7 @@ def print_counts(counts: dict[str, dict[JobStatus, int]], *, as_json: bool = Fal
         JobStatus.ACTIVE,
         JobStatus.COMPLETED,
         JobStatus.DEAD,
+        JobStatus.CANCELLED,
     ]
     if as_json:
         print(

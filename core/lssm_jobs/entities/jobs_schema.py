@@ -12,8 +12,8 @@ from __future__ import annotations
 from lssm_jobs.entities.model import Entity, Field, FieldType, Index, Relation, SchemaContribution
 
 #: The version of the entities below. Version 1 had no ``finished_at`` column, no retention index and no
-#: scheduler tables; version 2 added them.
-JOBS_SCHEMA_VERSION = 2
+#: scheduler tables; version 2 added them; version 3 added ``cancel_requested`` and ``progress`` to jobs.
+JOBS_SCHEMA_VERSION = 3
 
 JOBS_TABLE = "lssm_jobs"
 DEAD_LETTERS_TABLE = "lssm_dead_letters"
@@ -28,15 +28,20 @@ job_entity = Entity(
     name="LssmJob",
     table=JOBS_TABLE,
     doc=(
-        "Jobs that are waiting, running or recently completed. Stored status: 'scheduled' (run_at in the "
-        "future when written), 'pending', 'active' (leased until lease_until) or 'completed' (kept until "
-        "finished_at + the completed retention). Dead jobs move to lssm_dead_letters."
+        "Jobs that are waiting, running or recently finished. Stored status: 'scheduled' (run_at in the "
+        "future when written), 'pending', 'active' (leased until lease_until), 'completed' or 'cancelled' "
+        "(kept until finished_at + the completed retention). Dead jobs move to lssm_dead_letters."
     ),
     fields=(
         Field(name="id", type=TEXT, doc="job id (a UUID unless the producer chose one)"),
         Field(name="type", type=TEXT, doc="job type name, e.g. email.send"),
         Field(name="queue", type=TEXT, default="default"),
-        Field(name="status", type=TEXT, default="pending", doc="scheduled | pending | active | completed"),
+        Field(
+            name="status",
+            type=TEXT,
+            default="pending",
+            doc="scheduled | pending | active | completed | cancelled",
+        ),
         Field(name="attempts", type=INTEGER, default=0, doc="deliveries so far, this one included"),
         Field(name="priority", type=INTEGER, default=0, doc="higher runs first among ready jobs"),
         Field(name="run_at", type=FLOAT, doc="epoch seconds when the job becomes ready"),
@@ -50,6 +55,13 @@ job_entity = Entity(
         Field(name="lease_token", type=TEXT, nullable=True, doc="while active: the holder's token"),
         Field(name="finished_at", type=FLOAT, nullable=True, doc="when completed (retention pruning)"),
         Field(name="body", type=BYTES, doc="the serialized envelope, stored verbatim"),
+        Field(
+            name="cancel_requested",
+            type=BOOLEAN,
+            default=False,
+            doc="while active: queue.cancel asked its worker to stop it",
+        ),
+        Field(name="progress", type=TEXT, nullable=True, doc="the handler's last progress report (JSON)"),
     ),
     primary_key=("id",),
     indexes=(

@@ -24,6 +24,7 @@ import attrs
 import pytest
 
 from lssm_jobs.backends.base import Delivery, OutgoingJob, PullBackend, QueueBackend
+from lssm_jobs.cancellation import CancelResult
 from lssm_jobs.errors import DedupeConflictError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type
@@ -1487,7 +1488,284 @@ class BackendConformance:
             await wait_until(lambda: "sentinel" in ran, message="the job enqueued after the purge ran")
         assert ran == ["sentinel"]
 
+    # -- cancelling jobs (optional: BackendCapabilities.cancel) ------------------------------------------------
 
+    async def _cancelled(self, queue: JobQueue, job_id: str, timeout: float = 10.0) -> None:
+        """Wait until the job is ``cancelled`` (or gone, where finished jobs are not kept)."""
+
+        async def ended() -> bool:
+            job = await queue.get(job_id)
+            if job is None:
+                assert not self.completed_retained, f"cancelled job {job_id} vanished"
+                return True
+            assert job.status not in (JobStatus.COMPLETED, JobStatus.DEAD), f"job {job_id} ended {job.status}"
+            return job.status is JobStatus.CANCELLED
+
+        await wait_until(ended, timeout=timeout, message=f"job {job_id} cancelled")
+
+    @_needs("cancel", "delay", "dedupe")
+    @_conformance_test
+    async def test_cancel_removes_waiting_jobs(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """`cancel` of a `pending` or `scheduled` job answers `removed`: the job is `cancelled` (counted under
+        that status), never runs, and its dedupe key is free; cancelling it again, or a completed job,
+        answers `finished`, and an unknown id `not_found`."""
+        name = _type_name("cancelled")
+        ran: list[str] = []
+        async with self._queue(lssm_jobs_backend_factory, concurrency=2) as queue:
+            queue.register(name, lambda job: ran.append(job.payload["kind"]))
+            pending = await queue.enqueue(name, {"kind": "pending"}, dedupe_key="cancel-me")
+            scheduled = await queue.enqueue(name, {"kind": "scheduled"}, delay_ms=200)
+            assert await queue.cancel(pending.id) is CancelResult.REMOVED
+            assert await queue.cancel(scheduled.id) is CancelResult.REMOVED
+            for job in (pending, scheduled):
+                stored = await queue.get(job.id)
+                if self.completed_retained:
+                    assert stored is not None and stored.status is JobStatus.CANCELLED, stored
+                    assert await queue.cancel(job.id) is CancelResult.FINISHED
+                else:
+                    assert stored is None or stored.status is JobStatus.CANCELLED, stored
+            if self.completed_retained:
+                counts = await queue.counts()
+                assert counts["default"].get(JobStatus.CANCELLED) == 2, counts
+                assert not counts["default"].get(JobStatus.PENDING) and not counts["default"].get(
+                    JobStatus.SCHEDULED
+                ), counts
+            again = await queue.enqueue(name, {"kind": "again"}, dedupe_key="cancel-me")
+            assert again.id != pending.id, "a cancelled job's dedupe key must be free again"
+            assert await queue.cancel(uuid.uuid4().hex) is CancelResult.NOT_FOUND
+            await queue.start()
+            await self._completed(queue, again.id)
+            await asyncio.sleep(0.3)  # the cancelled scheduled job's time has come: it must still not run
+            sentinel = await queue.enqueue(name, {"kind": "sentinel"})
+            await self._completed(queue, sentinel.id)
+            if self.completed_retained:
+                assert await queue.cancel(again.id) is CancelResult.FINISHED
+        assert sorted(ran) == ["again", "sentinel"], ran
+
+    @_needs("cancel")
+    @_conformance_test
+    async def test_cancel_stops_a_running_async_handler(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """`cancel` of an `active` job answers `requested`; its async handler is cancelled at its next
+        await and the job ends `cancelled` after that one attempt: not retried, not dead-lettered, with a
+        `job.cancelled` event."""
+        name = _type_name("stopped")
+        recorder = _Recorder()
+        started = asyncio.Event()
+        interrupted: list[str] = []
+
+        async def long(job: Job[Any]) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                interrupted.append(job.id)
+                raise
+
+        options = _no_jitter(max_retries=3)
+        async with self._queue(lssm_jobs_backend_factory) as queue:
+            queue.register(define_job_type(type=name, options=options, catalog=queue.catalog), long)
+            queue.on("*", recorder.event)
+            job = await queue.enqueue(name, {})
+            await queue.start()
+            await asyncio.wait_for(started.wait(), self.wake_bound)
+            assert await queue.cancel(job.id) is CancelResult.REQUESTED
+            await self._cancelled(queue, job.id)
+            assert interrupted == [job.id]
+            stored = await queue.get(job.id)
+            assert stored is None or stored.attempt == 1, stored
+            assert await queue.backend.get_dead(job.id) is None
+            await asyncio.sleep(0.2)  # a retry (backoff 50 ms) would run by now
+            assert interrupted == [job.id] and not recorder.named("job.retrying")
+        cancelled = recorder.named("job.cancelled", job.id)
+        assert len(cancelled) == 1 and getattr(cancelled[0], "running", None) is True, cancelled
+
+    @_needs("cancel")
+    @_conformance_test
+    async def test_sync_handlers_see_the_cancel_flag(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A sync handler sees `job.cancelled` turn True after `cancel`: stopping (or failing) then makes the
+        job `cancelled`, never retried; a handler that finishes anyway completes, reported by a
+        `job.cancel_ignored` event."""
+        stopper, ignorer = _type_name("stopper"), _type_name("ignorer")
+        recorder = _Recorder()
+        running: dict[str, threading.Event] = {stopper: threading.Event(), ignorer: threading.Event()}
+        finish_ignorer = threading.Event()
+
+        def stops(job: Job[Any]) -> None:
+            running[stopper].set()
+            deadline = time.monotonic() + 30
+            while not job.cancelled and time.monotonic() < deadline:
+                time.sleep(0.005)
+            raise ValueError("stopped on request")  # any failure after a request is a cancellation
+
+        def ignores(job: Job[Any]) -> None:
+            running[ignorer].set()
+            finish_ignorer.wait(30)
+
+        options = _no_jitter(max_retries=3)
+        async with self._queue(lssm_jobs_backend_factory, concurrency=2) as queue:
+            queue.register(define_job_type(type=stopper, options=options, catalog=queue.catalog), stops)
+            queue.register(define_job_type(type=ignorer, options=options, catalog=queue.catalog), ignores)
+            queue.on("*", recorder.event)
+            first = await queue.enqueue(stopper, {})
+            second = await queue.enqueue(ignorer, {})
+            await queue.start()
+            await wait_until(lambda: all(event.is_set() for event in running.values()), message="both run")
+            assert await queue.cancel(first.id) is CancelResult.REQUESTED
+            assert await queue.cancel(second.id) is CancelResult.REQUESTED
+            await self._cancelled(queue, first.id)
+            await asyncio.sleep(0.1)
+            finish_ignorer.set()
+            await self._completed(queue, second.id)
+            await wait_until(
+                lambda: recorder.named("job.cancel_ignored", second.id), message="ignore reported"
+            )
+        assert not recorder.named("job.retrying") and not recorder.named("job.dead_lettered")
+        assert len(recorder.named("job.cancelled", first.id)) == 1
+
+    @_needs("cancel")
+    @_conformance_test
+    async def test_cancel_reaches_a_worker_of_another_queue_object(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A `cancel` made through another queue object (another process) reaches the worker running the
+        job within its `cancel_poll_interval`: `cancel_requested` names the job until it settles."""
+        name = _type_name("remote")
+        started = asyncio.Event()
+
+        async def long(job: Job[Any]) -> None:
+            started.set()
+            await asyncio.sleep(60)
+
+        async with (
+            self._queue(lssm_jobs_backend_factory, cancel_poll_interval=0.05) as worker,
+            self._queue(lssm_jobs_backend_factory) as producer,
+        ):
+            worker.register(name, long)
+            job = await producer.enqueue(name, {})
+            other = await producer.enqueue(name, {}, delay_ms=60_000) if self._can("delay", worker) else None
+            await worker.start()
+            await asyncio.wait_for(started.wait(), self.wake_bound)
+            ids = [job.id] if other is None else [job.id, other.id]
+            assert await producer.backend.cancel_requested(ids) == set()
+            assert await producer.cancel(job.id) is CancelResult.REQUESTED
+            stored = await producer.get(job.id)
+            assert stored is not None and (stored.cancel_requested or stored.status is not JobStatus.ACTIVE)
+            await self._cancelled(producer, job.id, timeout=self.wake_bound)
+            assert await producer.backend.cancel_requested(ids) == set()
+
+    @staticmethod
+    def _can(capability: str, queue: JobQueue) -> bool:
+        return bool(getattr(queue.backend.capabilities, capability))
+
+    @_needs("cancel", "dedupe", PULL)
+    @_conformance_test
+    async def test_settling_a_job_with_a_cancel_request(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A leased job's `cancel` answers `requested` and `cancel_requested` names it; `Delivery.cancel`,
+        and also a `retry` or `release` of a job with a request, end it `cancelled`, its dedupe key free,
+        never delivered again."""
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            assert isinstance(backend, PullBackend)
+            jobs = [_outgoing(dedupe_key=f"k{n}") for n in range(4)]
+            await backend.push(jobs)
+            deliveries = {d.id: d for d in await backend.lease(queues=None, limit=4, lease_ms=60_000, wait=0)}
+            assert len(deliveries) == 4
+            ids = [job.id for job in jobs]
+            assert await backend.cancel_requested(ids) == set()
+            for job in jobs[:3]:
+                assert await backend.cancel(job.id) == "requested"
+                record = await backend.get(job.id)
+                assert record is not None and record.status is JobStatus.ACTIVE and record.cancel_requested
+            assert await backend.cancel_requested(ids) == set(ids[:3])
+            await deliveries[ids[0]].cancel()
+            await deliveries[ids[1]].retry(run_at=time.time(), error="boom")
+            await deliveries[ids[2]].release()
+            await deliveries[ids[3]].ack()
+            for job_id in ids[:3]:
+                record = await backend.get(job_id)
+                if self.completed_retained:
+                    assert record is not None and record.status is JobStatus.CANCELLED, record
+                else:
+                    assert record is None or record.status is JobStatus.CANCELLED, record
+                assert await backend.cancel(job_id) in (
+                    ("finished",) if self.completed_retained else ("finished", "not_found")
+                )
+            assert await backend.cancel_requested(ids) == set()
+            assert await backend.lease(queues=None, limit=4, lease_ms=60_000, wait=0) == []
+            again = await backend.push([_outgoing(dedupe_key=f"k{n}") for n in range(3)])
+            assert all(result.created for result in again), "a cancelled job's dedupe key must be free"
+
+    # -- progress (optional: BackendCapabilities.progress) ------------------------------------------------------
+
+    @_needs("progress")
+    @_conformance_test
+    async def test_progress_is_stored_rate_limited(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A handler's `job.progress` reports are stored with the job and read back by `get`: at most one
+        write per progress interval (a `job.progress` event each), the last report always stored, also from
+        a sync handler (`job.progress_sync`); `set_progress` of an unknown or finished job stores nothing."""
+        chatty, steady = _type_name("chatty"), _type_name("steady")
+        recorder = _Recorder()
+        reported = asyncio.Event()
+        finish = asyncio.Event()
+
+        async def chatter(job: Job[Any]) -> None:
+            for step in range(1, 51):
+                await job.progress(step / 50, f"step {step}", step=step)
+            reported.set()
+            await finish.wait()
+
+        def sync_reporter(job: Job[Any]) -> None:
+            job.progress_sync(0.25)
+            job.progress_sync(0.75, "three quarters", rows=3)
+
+        async with self._queue(lssm_jobs_backend_factory, progress_interval=0.3) as queue:
+            queue.register(chatty, chatter)
+            queue.register(steady, sync_reporter)
+            queue.on("job.progress", recorder.event)
+            job = await queue.enqueue(chatty, {})
+            await queue.start()
+            await asyncio.wait_for(reported.wait(), self.wake_bound)
+
+            async def last_stored() -> bool:
+                stored = await queue.get(job.id)
+                assert stored is not None
+                return stored.last_progress is not None and stored.last_progress.fraction == 1.0
+
+            await wait_until(last_stored, timeout=self.wake_bound, message="the last report stored")
+            stored = await queue.get(job.id)
+            assert stored is not None and stored.last_progress is not None
+            assert stored.last_progress.message == "step 50" and dict(stored.last_progress.data) == {
+                "step": 50
+            }
+            events = recorder.named("job.progress", job.id)
+            assert 2 <= len(events) <= 3, f"50 quick reports must give 2 or 3 writes, got {len(events)}"
+            assert (
+                getattr(events[0], "fraction", None) == 0.02 and getattr(events[-1], "fraction", None) == 1.0
+            )
+            finish.set()
+            await self._completed(queue, job.id)
+            assert await queue.backend.set_progress(job.id, '{"fraction":0.5}') is False
+            assert await queue.backend.set_progress(uuid.uuid4().hex, '{"fraction":0.5}') is False
+            if self.completed_retained:
+                done = await queue.get(job.id)
+                assert done is not None and done.last_progress is not None
+                assert done.last_progress.fraction == 1.0
+            synced = await queue.enqueue(steady, {})
+            await wait_until(
+                lambda: (
+                    recorder.named("job.progress", synced.id)[-1:]
+                    and getattr(recorder.named("job.progress", synced.id)[-1], "fraction", None) == 0.75
+                ),
+                message="the sync handler's last report written",
+            )
+            if self.completed_retained:
+                await self._completed(queue, synced.id)
+                done = await queue.get(synced.id)
+                assert done is not None and done.last_progress is not None
+                assert (done.last_progress.fraction, done.last_progress.message) == (0.75, "three quarters")
 
 
 async def _ack(delivery: Delivery) -> None:

@@ -93,4 +93,8 @@ CAPABILITIES = BackendCapabilities(
     native_dlq=True,  # dead-letter topics (and the native dead_letter_policy where configured)
     durable=True,
     shared=True,
+    # No job records of its own to mark or poll (only the ledger's dedupe and lease entries): queue.cancel
+    # raises UnsupportedOptionError, and job.progress in a handler raises LssmJobsError.
+    cancel=False,
+    progress=False,
 )

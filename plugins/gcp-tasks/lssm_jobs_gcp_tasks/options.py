@@ -16,6 +16,10 @@ CAPABILITIES = BackendCapabilities(
     leases=True,
     durable=True,
     shared=True,
+    # No job records of its own to mark or poll (only the ledger's dedupe and lease entries): queue.cancel
+    # raises UnsupportedOptionError, and job.progress in a handler raises LssmJobsError.
+    cancel=False,
+    progress=False,
 )
 
 #: Backend options the ``worker`` command offers as flags (``--bind``, ``--port``).

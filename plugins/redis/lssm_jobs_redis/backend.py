@@ -30,11 +30,12 @@ import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
 from lssm_jobs.backends.base import (
     BackendCapabilities,
+    CancelOutcome,
     ConsumeOptions,
     DeadLetter,
     Delivery,
@@ -83,8 +84,9 @@ _STATUS = {
     b"active": JobStatus.ACTIVE,
     b"completed": JobStatus.COMPLETED,
     b"dead": JobStatus.DEAD,
+    b"cancelled": JobStatus.CANCELLED,
 }
-_JOB_FIELDS = ("t", "q", "p", "r", "c", "u", "s", "a", "d", "e")
+_JOB_FIELDS = ("t", "q", "p", "r", "c", "u", "s", "a", "d", "e", "g", "h")
 
 
 @attrs.frozen(kw_only=True)
@@ -155,7 +157,7 @@ OPTIONS_HELP = {
 _EMPTY = b"$0\r\n\r\n"
 _OP_WIRE = {
     name: b"$%d\r\n%s\r\n" % (len(name), name.encode())
-    for name in ("ack", "retry", "dead", "release", "extend")
+    for name in ("ack", "retry", "dead", "release", "extend", "cancel")
 }
 
 
@@ -276,6 +278,10 @@ class RedisDelivery(Delivery):
         self.lease_ms = None
         await self._apply(("release", self))
 
+    async def cancel(self) -> None:
+        self.lease_ms = None
+        await self._apply(("cancel", self))
+
     async def extend(self, lease_ms: int) -> bool:
         """Push the lease expiry to ``lease_ms`` from now.
 
@@ -323,6 +329,8 @@ class RedisBackend(PullBackend):
         durable=True,
         shared=True,
         purge_queue=True,
+        cancel=True,
+        progress=True,
     )
 
     # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.
@@ -1026,7 +1034,8 @@ class RedisBackend(PullBackend):
                 "Redis value"
             ) from None
         values = [body, *fields]
-        body, type_, queue, priority, run_at, created, updated, status, attempts, dedupe, error = values
+        body, type_, queue, priority, run_at, created, updated, status, attempts, dedupe, error = values[:11]
+        progress, cancel_requested = values[11:]
         if status is None:
             return None
         try:
@@ -1043,6 +1052,8 @@ class RedisBackend(PullBackend):
                 dedupe_key=_text(dedupe) if dedupe is not None else None,
                 last_error=error.decode(errors="replace") if error is not None else None,
                 body=body if body is not None else b"",  # (a record whose body went missing)
+                progress=progress.decode(errors="replace") if progress is not None else None,
+                cancel_requested=cancel_requested is not None and status == b"active",
             )
         except (KeyError, ValueError, TypeError) as problem:
             raise ValueError(
@@ -1059,15 +1070,55 @@ class RedisBackend(PullBackend):
             ),
         )
         counts: dict[str, dict[JobStatus, int]] = {}
-        for i in range(0, len(reply), 6):
+        for i in range(0, len(reply), 7):
             counts[_text(reply[i])] = {
                 JobStatus.PENDING: int(reply[i + 1]),
                 JobStatus.SCHEDULED: int(reply[i + 2]),
                 JobStatus.ACTIVE: int(reply[i + 3]),
                 JobStatus.COMPLETED: int(reply[i + 4]),
                 JobStatus.DEAD: int(reply[i + 5]),
+                JobStatus.CANCELLED: int(reply[i + 6]),
             }
         return counts
+
+    # -- cancelling and progress ----------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a job (see ``lua/cancel.lua``): one script call.
+
+        :raises ValueError: the job's record in Redis cannot be read.
+        """
+        options = self.options
+        args = ["cancel", _raw(job_id), options.completed_retention_ms, options.completed_max]
+        try:
+            reply = await self._call("cancel", lambda: self._script(self._scripts.cancel, args))
+        except ResponseError as refused:
+            if "cannot be read" not in str(refused):
+                raise
+            raise ValueError(str(refused)) from None
+        outcome = _text(reply) if isinstance(reply, bytes) else str(reply)
+        if outcome not in ("removed", "requested", "not_found", "finished"):
+            raise ValueError(f"unexpected reply to cancel: {outcome!r}")
+        return cast(CancelOutcome, outcome)
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of ``job_ids`` are active with a cancel request: one script call per 1,000 ids."""
+        found: set[str] = set()
+        ids = [_raw(job_id) for job_id in job_ids]
+        for start in range(0, len(ids), 1000):
+            args: list[Any] = ["requested", *ids[start : start + 1000]]
+            reply = await self._call(
+                "cancel requests",
+                lambda args=args: self._script(self._scripts.cancel, args),  # type: ignore[misc]
+            )
+            found.update(_text(raw) for raw in reply)
+        return found
+
+    async def set_progress(self, job_id: str, progress: str) -> bool:
+        reply = await self._call(
+            "progress", lambda: self._script(self._scripts.progress, [_raw(job_id), progress])
+        )
+        return int(reply) == 1
 
     @staticmethod
     def _dead_letters(reply: list[Any]) -> list[DeadLetter]:

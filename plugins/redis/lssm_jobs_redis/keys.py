@@ -15,7 +15,7 @@ job system)::
                                      score -priority, member <16 hex digits of seq><id>
     {jobs}:q:<queue>:sched    zset   delayed jobs and retries; score due time (server ms)
     {jobs}:q:<queue>:active   zset   leased jobs; score lease expiry (server ms)
-    {jobs}:q:<queue>:done     list   completed jobs kept for their retention: "<completed ms> <id>", oldest first
+    {jobs}:q:<queue>:done     list   completed and cancelled jobs kept for their retention: "<ms> <id>", oldest first
     {jobs}:q:<queue>:idlers   zset   consumers blocked waiting for this queue; score: registered until (ms)
     {jobs}:idlers             zset   the same, for consumers of every queue
     {jobs}:h:<consumer>       list   jobs handed (already leased) to a blocked consumer; it BLPOPs here
@@ -24,6 +24,7 @@ job system)::
     {jobs}:dedupe             hash   dedupe key -> id of the live job holding it
     {jobs}:dead               zset   dead letters; score failed time
     {jobs}:deadcount          hash   queue -> number of dead letters
+    {jobs}:cancelcount        hash   queue -> number of cancelled jobs kept in its done list
     {jobs}:cron:...           scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
     {jobs}:corrupt:...        values of another type found where the keys above belong, moved aside
 """
@@ -103,6 +104,10 @@ class KeyLayout:
     @property
     def dead_counts(self) -> str:
         return f"{self.base}deadcount"
+
+    @property
+    def cancel_counts(self) -> str:
+        return f"{self.base}cancelcount"
 
     @property
     def idlers(self) -> str:

@@ -34,7 +34,19 @@ from typing import Any
 import attrs
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
-NAMES = ("push", "lease", "settle", "replay", "purge", "dead", "counts", "retire", "scheduler")
+NAMES = (
+    "push",
+    "lease",
+    "settle",
+    "replay",
+    "purge",
+    "dead",
+    "counts",
+    "retire",
+    "scheduler",
+    "cancel",
+    "progress",
+)
 
 #: Function flags (see the module docstring): what runs on a full Redis, what only reads.
 FLAGS: dict[str, tuple[str, ...]] = {
@@ -43,6 +55,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "retire": ("allow-oom",),
     "replay": ("allow-oom",),
     "purge": ("allow-oom",),
+    "cancel": ("allow-oom",),  # cancelling moves jobs and frees their dedupe keys, as settling does
     "dead": ("no-writes",),
     "counts": ("no-writes",),
 }
@@ -153,6 +166,8 @@ class Scripts:
     counts: LuaScript = attrs.field(factory=lambda: LuaScript.load("counts"))
     retire: LuaScript = attrs.field(factory=lambda: LuaScript.load("retire"))
     scheduler: LuaScript = attrs.field(factory=lambda: LuaScript.load("scheduler"))
+    cancel: LuaScript = attrs.field(factory=lambda: LuaScript.load("cancel"))
+    progress: LuaScript = attrs.field(factory=lambda: LuaScript.load("progress"))
 
     def all(self) -> list[LuaScript]:
         return [getattr(self, name) for name in NAMES]

@@ -7,13 +7,15 @@ local SEQ = P .. 'seq'
 local DEDUPE = P .. 'dedupe'
 local DEAD = P .. 'dead'
 local DEADCOUNT = P .. 'deadcount'
+local CANCELCOUNT = P .. 'cancelcount'
 local ANY_IDLERS = P .. 'idlers'
 
 -- @ jkey
 -- A job is a small hash (kept small so Redis stores it compactly as a listpack) plus its body:
 --   j:<id>  t type, q queue, p priority, r run_at, c created_at, u updated_at (epoch seconds as text),
 --           s status, a attempts, k lease token, n ready sequence number (see take_ready), d dedupe key,
---           e last error, x dead-letter reason, y traceback, f failed_at. Fields at their usual value are
+--           e last error, x dead-letter reason, y traceback, f failed_at, h cancel requested (while
+--           active: '1'), g last progress report (JSON). Fields at their usual value are
 --           left out (every field costs Redis time at each push): no p means priority 0, no r means run_at
 --           = created_at, no u means updated_at = created_at, no a or k means 0 attempts, token 0.
 --   b:<id>  the serialized envelope, verbatim
@@ -128,6 +130,18 @@ local function count_dead(queue, delta)
     reply = redis.call('HINCRBY', DEADCOUNT, queue, delta)
   end
   if reply <= 0 then redis.call('HDEL', DEADCOUNT, queue) end
+end
+
+-- @ count_cancelled
+-- Add `delta` to the number of cancelled jobs kept (in the done list) of `queue`: counts tells them apart
+-- from completed ones with it. A derived counter: a value that is not a number is started again from 0.
+local function count_cancelled(queue, delta)
+  local reply = redis.pcall('HINCRBY', CANCELCOUNT, queue, delta)
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'WRONGTYPE', 1, true) then set_aside(CANCELCOUNT) else redis.call('HDEL', CANCELCOUNT, queue) end
+    reply = redis.call('HINCRBY', CANCELCOUNT, queue, delta)
+  end
+  if reply <= 0 then redis.call('HDEL', CANCELCOUNT, queue) end
 end
 
 -- @ bury
@@ -513,7 +527,7 @@ local function note(changes, queue, change)
 end
 
 -- @ prune_done
--- Completed jobs are kept for their retention in a per-queue list of "<completed ms> <id>", oldest first
+-- Completed (and cancelled) jobs are kept for their retention in a per-queue list of "<completed ms> <id>", oldest first
 -- (cheaper than a sorted set: completion times only grow). Delete those older than `retention_ms` or
 -- beyond the newest `retention_max`, at most `budget` of them: bounded work per call, which keeps up
 -- because every call that completes jobs prunes more than it adds.
@@ -538,6 +552,7 @@ local function prune_done(queue, now, retention_ms, retention_max, budget)
       local status = redis.pcall('HGET', jkey(id), 's')
       -- an entry naming a job that is not completed (written by hand) must not delete it
       if not (LIVE[status] or status == 'dead') then redis.call('DEL', jkey(id), bkey(id)) end
+      if status == 'cancelled' then count_cancelled(queue, -1) end
     end
     excess = excess - 1
   end

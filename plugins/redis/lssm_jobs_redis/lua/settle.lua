@@ -6,6 +6,8 @@
 --   dead    reason  error  trace   move to the dead letter queue ('' for no error / traceback)
 --   release                        give back unrun: ready again in its old place, attempt not counted
 --   extend  lease_ms               push the lease expiry to lease_ms from now
+--   cancel                         the job stopped on a cancel request: cancelled, kept like completed jobs
+-- A retry or release of a job with a cancel request waiting (field h) cancels it instead.
 -- An operation applies only while the token is the job's current one and the job is active, or pending
 -- because its lease expired and nobody leased it since; settling moves the token on, so a late or
 -- repeated settle (a retry after a lost reply) changes nothing. Returns per operation: 1 applied; 2 not
@@ -13,7 +15,7 @@
 -- own settle: no lease is lost) or the job is gone; 3 not applied because the job's record cannot be read
 -- (it went to the dead letter queue); 0 not applied: the lease moved on (it expired and the job was
 -- leased again). Warnings for the client to log follow the results.
-local KNOWN = { ack = true, retry = true, dead = true, release = true, extend = true }
+local KNOWN = { ack = true, retry = true, dead = true, release = true, extend = true, cancel = true }
 for i = 5, #ARGV, 7 do
   if not KNOWN[ARGV[i]] then return redis.error_reply('unknown settle operation ' .. ARGV[i]) end
 end
@@ -37,7 +39,8 @@ for i = 5, #ARGV, 7 do
   local problem = nil
   if job.err then
     problem = record_problem(id, SETTLED_FIELDS, job)
-  elseif job[1] == token and (state == 'pending' or (state == 'active' and op ~= 'ack' and op ~= 'dead')) then
+  elseif job[1] == token and (state == 'pending' or (state == 'active' and op ~= 'ack' and op ~= 'dead'
+      and op ~= 'cancel')) then
     -- the numbers this operation uses (acking or dead-lettering an active job uses none)
     if not ((not job[3] or whole(job[3])) and (not job[4] or integer(job[4])) and (not job[6] or whole(job[6])))
     then
@@ -68,7 +71,25 @@ for i = 5, #ARGV, 7 do
       leaving[#leaving + 1] = id
       if state == 'pending' then on('ZREM', qkey(queue, 'ready'), member) end
       local next_token = tonumber(token) + 1
-      if op == 'ack' then
+      if (op == 'retry' or op == 'release') and redis.call('HEXISTS', jk, 'h') == 1 then
+        op = 'cancel' -- a cancel request waits: the job ends here, never to run again
+      end
+      if op == 'cancel' then
+        release_dedupe(job[5], id)
+        redis.call('HDEL', jk, 'h')
+        if retention_ms > 0 then
+          redis.call('HSET', jk, 's', 'cancelled', 'u', stamp, 'k', next_token)
+          count_cancelled(queue, 1)
+          local entries = finished[queue]
+          if not entries then
+            entries = {}
+            finished[queue] = entries
+          end
+          entries[#entries + 1] = done_entry .. id
+        else
+          redis.call('DEL', jk, bkey(id))
+        end
+      elseif op == 'ack' then
         release_dedupe(job[5], id)
         if retention_ms > 0 then
           redis.call('HSET', jk, 's', 'completed', 'u', stamp, 'k', next_token)
