@@ -128,3 +128,21 @@ async def test_a_closed_backend_refuses_blocking_pushes(database: Path) -> None:
     await backend.close()
     with pytest.raises(QueueClosedError):
         pusher([_job()])
+
+
+@run_async()
+async def test_settles_waiting_for_the_group_commit_ride_along_with_the_next_lease(database: Path) -> None:
+    statements: list[str] = []
+    async with opened(SqliteBackend(database)) as backend:
+        await backend.push([_job() for _ in range(10)])
+        deliveries = await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0)
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(statements.append))
+        acks = [asyncio.ensure_future(delivery.ack()) for delivery in deliveries]
+        await asyncio.sleep(0)  # every ack is waiting: the first one is committing, four wait for the next
+        leased = await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0)
+        await asyncio.gather(*acks)
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(None))
+        assert len(leased) == 5
+        assert statements.count("BEGIN IMMEDIATE") == 2, statements  # the first ack; the lease with four
+        counts = (await backend.counts())["default"]
+        assert counts[JobStatus.COMPLETED] == 5 and counts[JobStatus.ACTIVE] == 5

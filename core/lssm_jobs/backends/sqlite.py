@@ -304,6 +304,10 @@ class SqliteBackend(PullBackend):
         self._waiters: set[asyncio.Event] = set()
         self._wake_generation = 0
         self._next_prune = 0.0
+        # Settles riding along with a lease's transaction, and their outcomes once it committed (database
+        # thread only; see _lease_with_settles).
+        self._riding: list[_Settle] | None = None
+        self._riding_outcomes: list[bool | Exception] | None = None
         # Connections of threads pushing through blocking_pusher (each used by its thread; closed on close).
         self._thread_connections = threading.local()
         self._opened_connections: list[sqlite3.Connection] = []
@@ -564,32 +568,78 @@ class SqliteBackend(PullBackend):
     async def _lease_once(
         self, queues: tuple[str, ...] | None, limit: int, lease_ms: int
     ) -> tuple[list[_LeasedRow], float | None]:
-        """One look for work (and lease) on the database thread; jobs leased for a caller cancelled
-        meanwhile are given back."""
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor_or_raise(), functools.partial(self._lease_sync, queues, limit, lease_ms)
+        """One look for work (and lease) on the database thread, committing the settles waiting for the
+        group commit in the same transaction; jobs leased for a caller cancelled meanwhile are given back."""
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[_Settle, asyncio.Future[bool | Exception]]] = []
+        if self._settles and self._settle_loop is loop:
+            batch, self._settles = self._settles, []
+        future = loop.run_in_executor(
+            self._executor_or_raise(),
+            functools.partial(self._lease_with_settles, queues, limit, lease_ms, [s for s, _ in batch]),
         )
+        if batch:
+            future.add_done_callback(functools.partial(_resolve_settles, batch))
         try:
-            return await asyncio.shield(future)
+            leased, _ = await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(self._release_abandoned)
             raise
+        if isinstance(leased, Exception):
+            raise leased
+        return leased
 
     def _executor_or_raise(self) -> ThreadPoolExecutor:
         if self._executor is None or self._closed:
             raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
         return self._executor
 
-    def _release_abandoned(self, future: asyncio.Future[tuple[list[_LeasedRow], float | None]]) -> None:
+    def _release_abandoned(
+        self, future: asyncio.Future[tuple[tuple[list[_LeasedRow], float | None] | Exception, Any]]
+    ) -> None:
         """A lease call was cancelled after its transaction ran: give its jobs back instead of leaving them
         active until their lease expires."""
         if future.cancelled() or future.exception() is not None:
             return
-        rows, _ = future.result()
+        leased, _ = future.result()
+        if isinstance(leased, Exception):
+            return
+        rows, _ = leased
         executor = self._executor
         if rows and executor is not None and not self._closed:
             for row in rows:
                 executor.submit(self._settle_now, _Settle(kind="release", job_id=row.id, token=row.token))
+
+    def _lease_with_settles(
+        self, queues: tuple[str, ...] | None, limit: int, lease_ms: int, settles: list[_Settle]
+    ) -> tuple[tuple[list[_LeasedRow], float | None] | Exception, list[bool | Exception] | Exception]:
+        """A lease, with the waiting ``settles`` committed in its transaction (or, when the lease found
+        nothing to take or failed, in one of their own). :returns: the lease's answer (or its error) and the
+        settles' outcomes (or the error that stopped them all)."""
+        self._riding, self._riding_outcomes = (settles or None), None
+        leased: tuple[list[_LeasedRow], float | None] | Exception
+        try:
+            leased = self._lease_sync(queues, limit, lease_ms)
+        except Exception as error:
+            leased = error
+        finally:
+            self._riding = None
+        committed = self._take_riding_outcomes()
+        outcomes: list[bool | Exception] | Exception = []
+        if committed is not None:
+            outcomes = committed
+            self._ring_if_ready(settles, committed)
+        elif settles:
+            try:
+                outcomes = self._settle_sync(settles)
+            except Exception as error:
+                outcomes = error
+        return leased, outcomes
+
+    def _take_riding_outcomes(self) -> list[bool | Exception] | None:
+        """The outcomes of the settles the last lease transaction committed (None: it committed none)."""
+        outcomes, self._riding_outcomes = self._riding_outcomes, None
+        return outcomes
 
     def _changed_sync(self) -> bool:
         """Whether another connection committed since the last look that found no work."""
@@ -610,7 +660,12 @@ class SqliteBackend(PullBackend):
             self._idle_version, self._idle_next_due = version, self._next_due(db)
             return [], self._idle_next_due
         token = uuid.uuid4().hex
+        riding, self._riding = self._riding, None
         with immediate_transaction(db):
+            # Settles waiting for the group commit ride along: one commit instead of two.
+            riding_outcomes: list[bool | Exception] | None = (
+                [self._apply(db, settle, now) for settle in riding] if riding else None
+            )
             # Scheduled jobs whose time has come become pending; jobs whose worker died become pending again.
             db.execute(
                 "UPDATE lssm_jobs SET status = 'pending', updated_at = ? "
@@ -670,6 +725,7 @@ class SqliteBackend(PullBackend):
                         token=token,
                     )
                 )
+        self._riding_outcomes = riding_outcomes  # committed
         if not leased:  # the work seen was in other queues (now promoted or reclaimed for them)
             return [], self._next_due(db)
         leased.sort(key=lambda row: (-row.priority, row.run_at, row.created_at))
@@ -851,12 +907,16 @@ class SqliteBackend(PullBackend):
                         outcomes.append(self._apply(db, settle, now))
                 except sqlite3.Error as single:
                     outcomes.append(single)
+        self._ring_if_ready(settles, outcomes)
+        return outcomes
+
+    def _ring_if_ready(self, settles: Sequence[_Settle], outcomes: Sequence[bool | Exception]) -> None:
+        """Ring the doorbell when a retry or release made a job ready again."""
         if any(
             outcome is True and settle.kind in ("retry", "release")
             for settle, outcome in zip(settles, outcomes, strict=True)
         ):
             self._hub.doorbell.ring()
-        return outcomes
 
     async def _settle(self, settle: _Settle) -> bool:
         """Queue ``settle`` for the next group commit and wait for it. :returns: whether the lease was held."""
@@ -1190,6 +1250,27 @@ class SqliteBackend(PullBackend):
             deleted += batch
             if batch < PRUNE_BATCH:
                 return deleted
+
+
+def _resolve_settles(
+    batch: list[tuple[_Settle, asyncio.Future[bool | Exception]]],
+    done: asyncio.Future[tuple[Any, list[bool | Exception] | Exception]],
+) -> None:
+    """Hand the outcomes of settles committed with a lease to their waiting futures."""
+    outcomes: list[bool | Exception] | BaseException
+    if done.cancelled():
+        outcomes = asyncio.CancelledError()
+    elif done.exception() is not None:
+        outcomes = cast(BaseException, done.exception())
+    else:
+        outcomes = done.result()[1]
+    for index, (_, future) in enumerate(batch):
+        if future.done():
+            continue
+        if isinstance(outcomes, BaseException):
+            future.set_exception(outcomes)
+        else:
+            future.set_result(outcomes[index])
 
 
 @attrs.frozen(kw_only=True)
