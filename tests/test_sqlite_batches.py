@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from lssm_jobs.backends.base import Delivery, OutgoingJob
-from lssm_jobs.backends.sqlite import SqliteBackend
+from lssm_jobs.backends.sqlite import _INSERT_UNLESS_DEAD, SqliteBackend
+from lssm_jobs.backends.sqlite_connection import connect
+from lssm_jobs.backends.sqlite_schema import ensure_schema
 from lssm_jobs.blocking import open_blocking_queue
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.jobs import JobStatus
@@ -146,3 +148,26 @@ async def test_settles_waiting_for_the_group_commit_ride_along_with_the_next_lea
         assert statements.count("BEGIN IMMEDIATE") == 2, statements  # the first ack; the lease with four
         counts = (await backend.counts())["default"]
         assert counts[JobStatus.COMPLETED] == 5 and counts[JobStatus.ACTIVE] == 5
+
+
+def test_the_batch_insert_and_the_settles_use_the_primary_keys(database: Path) -> None:
+    """The batch push looks up dead letters by their primary key, and every settle finds its job by id."""
+    connection = connect(database)
+    try:
+        ensure_schema(connection)
+
+        def plan(sql: str, parameters: tuple[object, ...] = ()) -> str:
+            return " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", parameters))
+
+        insert = plan(_INSERT_UNLESS_DEAD, ("a", "t", "q", "pending", 0, 1.0, 1.0, 1.0, b""))
+        assert "SEARCH lssm_dead_letters USING COVERING INDEX sqlite_autoindex_lssm_dead_letters_1" in insert
+        assert "SCAN lssm_" not in insert, insert
+        held = "id = 'x' AND lease_token = 't' AND status = 'active'"
+        for settle in (
+            f"UPDATE lssm_jobs SET status = 'completed', finished_at = 1 WHERE {held}",
+            f"DELETE FROM lssm_jobs WHERE {held}",
+            f"SELECT body FROM lssm_jobs WHERE {held}",
+        ):
+            assert "USING INDEX sqlite_autoindex_lssm_jobs_1 (id=?)" in plan(settle), plan(settle)
+    finally:
+        connection.close()
