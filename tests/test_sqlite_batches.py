@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from lssm_jobs.backends.base import Delivery, OutgoingJob
-from lssm_jobs.backends.sqlite import _INSERT_UNLESS_DEAD, SqliteBackend
+from lssm_jobs.backends.sqlite import _INSERT_BATCHED, SqliteBackend
 from lssm_jobs.backends.sqlite_connection import connect
 from lssm_jobs.backends.sqlite_schema import ensure_schema
 from lssm_jobs.blocking import open_blocking_queue
@@ -59,9 +59,15 @@ async def test_a_batch_with_ids_stored_before_reports_each_job(database: Path) -
             (fresh[2].id, True),
         ]
         assert (await backend.counts())["default"][JobStatus.PENDING] == 3  # `first` is leased
+        # No dead letter among them, one id stored before: the batch insert stores fewer rows than pushed,
+        # rolls back and goes job by job.
+        again = _job()
+        results = await backend.push([again, fresh[1]])
+        assert [(r.id, r.created) for r in results] == [(again.id, True), (fresh[1].id, False)]
+        assert (await backend.counts())["default"][JobStatus.PENDING] == 4
         batch = [_job() for _ in range(50)]
         assert all(r.created for r in await backend.push(batch))
-        assert (await backend.counts())["default"][JobStatus.PENDING] == 53
+        assert (await backend.counts())["default"][JobStatus.PENDING] == 54
 
 
 @run_async()
@@ -151,7 +157,8 @@ async def test_settles_waiting_for_the_group_commit_ride_along_with_the_next_lea
 
 
 def test_the_batch_insert_and_the_settles_use_the_primary_keys(database: Path) -> None:
-    """The batch push looks up dead letters by their primary key, and every settle finds its job by id."""
+    """The batch push looks up dead letters by their primary key and inserts without a scan, and every
+    settle finds its job by id."""
     connection = connect(database)
     try:
         ensure_schema(connection)
@@ -159,8 +166,11 @@ def test_the_batch_insert_and_the_settles_use_the_primary_keys(database: Path) -
         def plan(sql: str, parameters: tuple[object, ...] = ()) -> str:
             return " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", parameters))
 
-        insert = plan(_INSERT_UNLESS_DEAD, ("a", "t", "q", "pending", 0, 1.0, 1.0, 1.0, b""))
-        assert "SEARCH lssm_dead_letters USING COVERING INDEX sqlite_autoindex_lssm_dead_letters_1" in insert
+        dead = plan("SELECT 1 FROM lssm_dead_letters WHERE id IN ('a', 'b') LIMIT 1")
+        assert "SEARCH lssm_dead_letters USING COVERING INDEX sqlite_autoindex_lssm_dead_letters_1" in dead, (
+            dead
+        )
+        insert = plan(_INSERT_BATCHED, ("a", "t", "q", "pending", 0, 1.0, 1.0, 1.0, b""))
         assert "SCAN lssm_" not in insert, insert
         held = "id = 'x' AND lease_token = 't' AND status = 'active'"
         for settle in (

@@ -119,10 +119,11 @@ _UNEXPIRING_COMPLETED = (
 _UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
 PRUNE_BATCH = 2_000
-#: A job pushed in a batch: stored unless its id is a dead letter (pushed before, and died) or a job.
-_INSERT_UNLESS_DEAD = (
-    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) SELECT ?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, NULL, NULL, ?9 "
-    "WHERE NOT EXISTS (SELECT 1 FROM lssm_dead_letters WHERE id = ?1) ON CONFLICT (id) DO NOTHING"
+#: A job of a batch without dedupe keys, once no id of the batch is a dead letter. (``INSERT ... SELECT ...
+#: WHERE NOT EXISTS (dead letter)`` per row did the same at about half the speed.)
+_INSERT_BATCHED = (
+    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, ?) "
+    "ON CONFLICT (id) DO NOTHING"
 )
 #: Most ids bound in one statement (sqlite's historical limit is 999 variables).
 _ID_CHUNK = 500
@@ -238,6 +239,16 @@ def _hub_for(path: str) -> _WakeupHub:
         if hub is None:
             hub = _hubs[key] = _WakeupHub(key)
         return hub
+
+
+def _any_dead(db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> bool:
+    """Whether the id of any of ``jobs`` is a dead letter's (the job was pushed before, and died)."""
+    for start in range(0, len(jobs), _ID_CHUNK):
+        ids = [job.id for job in jobs[start : start + _ID_CHUNK]]
+        marks = ", ".join("?" * len(ids))
+        if db.execute(f"SELECT 1 FROM lssm_dead_letters WHERE id IN ({marks}) LIMIT 1", ids).fetchone():
+            return True
+    return False
 
 
 def _waiting_status(run_at: float, now: float) -> str:
@@ -426,14 +437,14 @@ class SqliteBackend(PullBackend):
         return results
 
     def _push_with(self, db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
-        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys through one
-        ``executemany`` (every job new: the common case), anything else job by job."""
+        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys and without ids of
+        dead letters through one ``executemany`` (every job new: the common case), anything else job by job."""
         now = time.time()
         with immediate_transaction(db):
-            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs):
+            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs) and not _any_dead(db, jobs):
                 db.execute("SAVEPOINT lssm_push")
                 stored = db.executemany(
-                    _INSERT_UNLESS_DEAD,
+                    _INSERT_BATCHED,
                     [
                         (
                             job.id,
