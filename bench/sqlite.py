@@ -21,6 +21,11 @@ lssm-jobs: ``lssm-jobs worker adapters.sqlite_lssm_app:handlers --url sqlite:///
 an async no-op handler, default queue options (``poll_interval`` 1 s, the doorbell wakes it). huey:
 ``huey_consumer adapters.sqlite_huey_app.huey -w 8 -k thread``, polling every 10 ms without backoff
 (``-d 0.01 -m 0.01``: huey's lowest-latency setting; its default backs off to 10 s between polls).
+
+Durability differs by default: lssm-jobs commits with sqlite's ``synchronous=NORMAL`` (WAL: no fsync per
+commit; survives a killed process), ``SqliteHuey`` with sqlite's default ``FULL`` (an fsync per commit).
+The variants ``lssm_full`` (lssm-jobs with ``synchronous="full"``) and ``huey_nofsync`` (``SqliteHuey(...,
+fsync=False)``: ``synchronous=OFF``) compare them at the other levels: ``--libs lssm,lssm_full,huey,huey_nofsync``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 LIBS = ("lssm", "huey")
+#: Variants run only when asked for: the same library at another durability (``synchronous``) level.
+VARIANTS = ("lssm_full", "huey_nofsync")
+NAMES = {
+    "lssm": "lssm-jobs (synchronous=NORMAL, the default)",
+    "lssm_full": "lssm-jobs (synchronous=FULL)",
+    "huey": "huey SqliteHuey (synchronous=FULL, its default)",
+    "huey_nofsync": "huey SqliteHuey fsync=False (synchronous=OFF)",
+}
 CONCURRENCY = 64
 HUEY_WORKERS = 8
 
@@ -65,8 +78,9 @@ class Worker:
             "BENCH_COUNT": str(count),
             "BENCH_RESULT": str(self.result),
             "BENCH_READY": str(self.ready),
+            "BENCH_HUEY_FSYNC": "0" if lib == "huey_nofsync" else "",
         }
-        if lib == "lssm":
+        if lib.startswith("lssm"):
             command = [
                 str(BIN / "lssm-jobs"),
                 "worker",
@@ -76,6 +90,7 @@ class Worker:
                 "--concurrency",
                 str(CONCURRENCY),
                 "--no-progress",
+                *(["-o", "synchronous=full"] if lib == "lssm_full" else []),
             ]
         else:
             command = [
@@ -132,14 +147,14 @@ class Worker:
 
 
 class LssmProducer:
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path, synchronous: str = "normal") -> None:
         from lssm_jobs.blocking import open_blocking_queue
         from lssm_jobs.queue import open_queue
 
         self.runner = asyncio.Runner()
-        self.queue = open_queue("sqlite", path=database, sinks=[])
+        self.queue = open_queue("sqlite", path=database, sinks=[], synchronous=synchronous)
         self.runner.run(self.queue.open())
-        self.blocking = open_blocking_queue("sqlite", path=database, sinks=[])
+        self.blocking = open_blocking_queue("sqlite", path=database, sinks=[], synchronous=synchronous)
 
     def single(self, count: int) -> None:
         async def go() -> None:
@@ -176,8 +191,9 @@ class LssmProducer:
 
 
 class HueyProducer:
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path, fsync: bool | None = None) -> None:
         os.environ["BENCH_SQLITE_PATH"] = str(database)
+        os.environ["BENCH_HUEY_FSYNC"] = "" if fsync is None else str(int(fsync))
         sys.modules.pop("adapters.sqlite_huey_app", None)  # a new SqliteHuey on this file
         module = importlib.import_module("adapters.sqlite_huey_app")
         self.noop: Callable[[float], Any] = module.noop
@@ -202,7 +218,9 @@ class HueyProducer:
 
 
 def _producer(lib: str, database: Path) -> LssmProducer | HueyProducer:
-    return LssmProducer(database) if lib == "lssm" else HueyProducer(database)
+    if lib.startswith("lssm"):
+        return LssmProducer(database, "full" if lib == "lssm_full" else "normal")
+    return HueyProducer(database, False if lib == "huey_nofsync" else None)
 
 
 def _rate(count: int, action: Callable[[int], None]) -> float:
@@ -213,7 +231,8 @@ def _rate(count: int, action: Callable[[int], None]) -> float:
 
 def measure(lib: str, options: argparse.Namespace, directory: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"lib": lib}
-    distribution = "lssm-jobs" if lib == "lssm" else "huey"
+    lssm = lib.startswith("lssm")
+    distribution = "lssm-jobs" if lssm else "huey"
     out["version"] = importlib.metadata.version(distribution)
 
     # 1, 2: idle latency and idle CPU, on a fresh file.
@@ -244,10 +263,10 @@ def measure(lib: str, options: argparse.Namespace, directory: Path) -> dict[str,
     producer = _producer(lib, database)
     try:
         producer.single(100)  # warm-up: connections, statement caches, imports
-        out["single_async_per_s"] = _rate(options.single, producer.single) if lib == "lssm" else None
+        out["single_async_per_s"] = _rate(options.single, producer.single) if lssm else None
         producer.single_sync(100)
         out["single_sync_per_s"] = _rate(options.single, producer.single_sync)
-        out["bulk_per_s"] = _rate(options.bulk, producer.bulk) if lib == "lssm" else None
+        out["bulk_per_s"] = _rate(options.bulk, producer.bulk) if lssm else None
     finally:
         producer.close()
 
@@ -255,7 +274,7 @@ def measure(lib: str, options: argparse.Namespace, directory: Path) -> dict[str,
     database = directory / f"{lib}-drain.db"
     producer = _producer(lib, database)
     try:
-        (producer.bulk if lib == "lssm" else producer.single)(options.jobs)
+        (producer.bulk if lssm else producer.single)(options.jobs)
     finally:
         producer.close()
     worker = Worker(lib, database, "drain", options.jobs, directory)
@@ -281,7 +300,7 @@ def report(results: list[dict[str, Any]], options: argparse.Namespace) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        name = "lssm-jobs" if r["lib"] == "lssm" else "huey SqliteHuey"
+        name = NAMES[r["lib"]]
         single = (
             f"{_fmt(r['single_async_per_s'])}, {_fmt(r['single_sync_per_s'])}"
             if r["single_async_per_s"] is not None
@@ -298,7 +317,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--libs", default=",".join(LIBS), help="comma-separated: lssm,huey")
+    parser.add_argument(
+        "--libs", default=",".join(LIBS), help=f"comma-separated, of {', '.join(LIBS + VARIANTS)}"
+    )
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs drained by one worker process")
     parser.add_argument("--single", type=int, default=3_000, help="jobs enqueued one call at a time")
     parser.add_argument("--bulk", type=int, default=50_000, help="jobs enqueued with enqueue_many")
@@ -309,14 +330,14 @@ def main() -> None:
     options = parser.parse_args()
     sys.path.insert(0, str(BENCH))
     libs = [lib.strip() for lib in options.libs.split(",") if lib.strip()]
-    unknown = set(libs) - set(LIBS)
+    unknown = set(libs) - set(LIBS + VARIANTS)
     if unknown:
         parser.error(f"unknown libraries: {sorted(unknown)}")
     directory = Path(tempfile.mkdtemp(prefix="lssm-sqlite-bench-"))
     results = []
     try:
         for lib in libs:
-            if lib == "huey" and shutil.which("huey_consumer", path=str(BIN)) is None:
+            if lib.startswith("huey") and shutil.which("huey_consumer", path=str(BIN)) is None:
                 print("huey is not installed (pip install huey); skipped", file=sys.stderr)
                 continue
             results.append(measure(lib, options, directory))

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from lssm_jobs.backends.base import Delivery, OutgoingJob
-from lssm_jobs.backends.sqlite import SqliteBackend
+from lssm_jobs.backends.sqlite import _INSERT_BATCHED, SqliteBackend
+from lssm_jobs.backends.sqlite_connection import connect
+from lssm_jobs.backends.sqlite_schema import ensure_schema
 from lssm_jobs.blocking import open_blocking_queue
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.jobs import JobStatus
@@ -57,9 +59,15 @@ async def test_a_batch_with_ids_stored_before_reports_each_job(database: Path) -
             (fresh[2].id, True),
         ]
         assert (await backend.counts())["default"][JobStatus.PENDING] == 3  # `first` is leased
+        # No dead letter among them, one id stored before: the batch insert stores fewer rows than pushed,
+        # rolls back and goes job by job.
+        again = _job()
+        results = await backend.push([again, fresh[1]])
+        assert [(r.id, r.created) for r in results] == [(again.id, True), (fresh[1].id, False)]
+        assert (await backend.counts())["default"][JobStatus.PENDING] == 4
         batch = [_job() for _ in range(50)]
         assert all(r.created for r in await backend.push(batch))
-        assert (await backend.counts())["default"][JobStatus.PENDING] == 53
+        assert (await backend.counts())["default"][JobStatus.PENDING] == 54
 
 
 @run_async()
@@ -128,3 +136,48 @@ async def test_a_closed_backend_refuses_blocking_pushes(database: Path) -> None:
     await backend.close()
     with pytest.raises(QueueClosedError):
         pusher([_job()])
+
+
+@run_async()
+async def test_settles_waiting_for_the_group_commit_ride_along_with_the_next_lease(database: Path) -> None:
+    statements: list[str] = []
+    async with opened(SqliteBackend(database)) as backend:
+        await backend.push([_job() for _ in range(10)])
+        deliveries = await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0)
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(statements.append))
+        acks = [asyncio.ensure_future(delivery.ack()) for delivery in deliveries]
+        await asyncio.sleep(0)  # every ack is waiting: the first one is committing, four wait for the next
+        leased = await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0)
+        await asyncio.gather(*acks)
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(None))
+        assert len(leased) == 5
+        assert statements.count("BEGIN IMMEDIATE") == 2, statements  # the first ack; the lease with four
+        counts = (await backend.counts())["default"]
+        assert counts[JobStatus.COMPLETED] == 5 and counts[JobStatus.ACTIVE] == 5
+
+
+def test_the_batch_insert_and_the_settles_use_the_primary_keys(database: Path) -> None:
+    """The batch push looks up dead letters by their primary key and inserts without a scan, and every
+    settle finds its job by id."""
+    connection = connect(database)
+    try:
+        ensure_schema(connection)
+
+        def plan(sql: str, parameters: tuple[object, ...] = ()) -> str:
+            return " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", parameters))
+
+        dead = plan("SELECT 1 FROM lssm_dead_letters WHERE id IN ('a', 'b') LIMIT 1")
+        assert "SEARCH lssm_dead_letters USING COVERING INDEX sqlite_autoindex_lssm_dead_letters_1" in dead, (
+            dead
+        )
+        insert = plan(_INSERT_BATCHED, ("a", "t", "q", "pending", 0, 1.0, 1.0, 1.0, b""))
+        assert "SCAN lssm_" not in insert, insert
+        held = "id = 'x' AND lease_token = 't' AND status = 'active'"
+        for settle in (
+            f"UPDATE lssm_jobs SET status = 'completed', finished_at = 1 WHERE {held}",
+            f"DELETE FROM lssm_jobs WHERE {held}",
+            f"SELECT body FROM lssm_jobs WHERE {held}",
+        ):
+            assert "USING INDEX sqlite_autoindex_lssm_jobs_1 (id=?)" in plan(settle), plan(settle)
+    finally:
+        connection.close()

@@ -9,7 +9,11 @@ from huey import SqliteHuey
 
 from adapters.common import recorder
 
-huey = SqliteHuey("bench", filename=os.environ["BENCH_SQLITE_PATH"])
+# BENCH_HUEY_FSYNC: "" (huey's default: sqlite's synchronous=FULL), "0" (synchronous=OFF), "1" (FULL).
+_FSYNC = os.environ.get("BENCH_HUEY_FSYNC", "")
+huey = SqliteHuey(
+    "bench", filename=os.environ["BENCH_SQLITE_PATH"], fsync=bool(int(_FSYNC)) if _FSYNC else None
+)
 
 
 @huey.task()

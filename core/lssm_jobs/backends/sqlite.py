@@ -120,10 +120,11 @@ _UNEXPIRING_COMPLETED = (
 _UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
 PRUNE_BATCH = 2_000
-#: A job pushed in a batch: stored unless its id is a dead letter (pushed before, and died) or a job.
-_INSERT_UNLESS_DEAD = (
-    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) SELECT ?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, NULL, NULL, ?9 "
-    "WHERE NOT EXISTS (SELECT 1 FROM lssm_dead_letters WHERE id = ?1) ON CONFLICT (id) DO NOTHING"
+#: A job of a batch without dedupe keys, once no id of the batch is a dead letter. (``INSERT ... SELECT ...
+#: WHERE NOT EXISTS (dead letter)`` per row did the same at about half the speed.)
+_INSERT_BATCHED = (
+    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, ?) "
+    "ON CONFLICT (id) DO NOTHING"
 )
 #: Most ids bound in one statement (sqlite's historical limit is 999 variables).
 _ID_CHUNK = 500
@@ -241,6 +242,16 @@ def _hub_for(path: str) -> _WakeupHub:
         return hub
 
 
+def _any_dead(db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> bool:
+    """Whether the id of any of ``jobs`` is a dead letter's (the job was pushed before, and died)."""
+    for start in range(0, len(jobs), _ID_CHUNK):
+        ids = [job.id for job in jobs[start : start + _ID_CHUNK]]
+        marks = ", ".join("?" * len(ids))
+        if db.execute(f"SELECT 1 FROM lssm_dead_letters WHERE id IN ({marks}) LIMIT 1", ids).fetchone():
+            return True
+    return False
+
+
 def _waiting_status(run_at: float, now: float) -> str:
     return "scheduled" if run_at > now else "pending"
 
@@ -305,6 +316,10 @@ class SqliteBackend(PullBackend):
         self._waiters: set[asyncio.Event] = set()
         self._wake_generation = 0
         self._next_prune = 0.0
+        # Settles riding along with a lease's transaction, and their outcomes once it committed (database
+        # thread only; see _lease_with_settles).
+        self._riding: list[_Settle] | None = None
+        self._riding_outcomes: list[bool | Exception] | None = None
         # Connections of threads pushing through blocking_pusher (each used by its thread; closed on close).
         self._thread_connections = threading.local()
         self._opened_connections: list[sqlite3.Connection] = []
@@ -423,14 +438,14 @@ class SqliteBackend(PullBackend):
         return results
 
     def _push_with(self, db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
-        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys through one
-        ``executemany`` (every job new: the common case), anything else job by job."""
+        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys and without ids of
+        dead letters through one ``executemany`` (every job new: the common case), anything else job by job."""
         now = time.time()
         with immediate_transaction(db):
-            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs):
+            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs) and not _any_dead(db, jobs):
                 db.execute("SAVEPOINT lssm_push")
                 stored = db.executemany(
-                    _INSERT_UNLESS_DEAD,
+                    _INSERT_BATCHED,
                     [
                         (
                             job.id,
@@ -565,32 +580,78 @@ class SqliteBackend(PullBackend):
     async def _lease_once(
         self, queues: tuple[str, ...] | None, limit: int, lease_ms: int
     ) -> tuple[list[_LeasedRow], float | None]:
-        """One look for work (and lease) on the database thread; jobs leased for a caller cancelled
-        meanwhile are given back."""
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor_or_raise(), functools.partial(self._lease_sync, queues, limit, lease_ms)
+        """One look for work (and lease) on the database thread, committing the settles waiting for the
+        group commit in the same transaction; jobs leased for a caller cancelled meanwhile are given back."""
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[_Settle, asyncio.Future[bool | Exception]]] = []
+        if self._settles and self._settle_loop is loop:
+            batch, self._settles = self._settles, []
+        future = loop.run_in_executor(
+            self._executor_or_raise(),
+            functools.partial(self._lease_with_settles, queues, limit, lease_ms, [s for s, _ in batch]),
         )
+        if batch:
+            future.add_done_callback(functools.partial(_resolve_settles, batch))
         try:
-            return await asyncio.shield(future)
+            leased, _ = await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(self._release_abandoned)
             raise
+        if isinstance(leased, Exception):
+            raise leased
+        return leased
 
     def _executor_or_raise(self) -> ThreadPoolExecutor:
         if self._executor is None or self._closed:
             raise QueueClosedError(f"the sqlite backend on {self.path!r} is not open")
         return self._executor
 
-    def _release_abandoned(self, future: asyncio.Future[tuple[list[_LeasedRow], float | None]]) -> None:
+    def _release_abandoned(
+        self, future: asyncio.Future[tuple[tuple[list[_LeasedRow], float | None] | Exception, Any]]
+    ) -> None:
         """A lease call was cancelled after its transaction ran: give its jobs back instead of leaving them
         active until their lease expires."""
         if future.cancelled() or future.exception() is not None:
             return
-        rows, _ = future.result()
+        leased, _ = future.result()
+        if isinstance(leased, Exception):
+            return
+        rows, _ = leased
         executor = self._executor
         if rows and executor is not None and not self._closed:
             for row in rows:
                 executor.submit(self._settle_now, _Settle(kind="release", job_id=row.id, token=row.token))
+
+    def _lease_with_settles(
+        self, queues: tuple[str, ...] | None, limit: int, lease_ms: int, settles: list[_Settle]
+    ) -> tuple[tuple[list[_LeasedRow], float | None] | Exception, list[bool | Exception] | Exception]:
+        """A lease, with the waiting ``settles`` committed in its transaction (or, when the lease found
+        nothing to take or failed, in one of their own). :returns: the lease's answer (or its error) and the
+        settles' outcomes (or the error that stopped them all)."""
+        self._riding, self._riding_outcomes = (settles or None), None
+        leased: tuple[list[_LeasedRow], float | None] | Exception
+        try:
+            leased = self._lease_sync(queues, limit, lease_ms)
+        except Exception as error:
+            leased = error
+        finally:
+            self._riding = None
+        committed = self._take_riding_outcomes()
+        outcomes: list[bool | Exception] | Exception = []
+        if committed is not None:
+            outcomes = committed
+            self._ring_if_ready(settles, committed)
+        elif settles:
+            try:
+                outcomes = self._settle_sync(settles)
+            except Exception as error:
+                outcomes = error
+        return leased, outcomes
+
+    def _take_riding_outcomes(self) -> list[bool | Exception] | None:
+        """The outcomes of the settles the last lease transaction committed (None: it committed none)."""
+        outcomes, self._riding_outcomes = self._riding_outcomes, None
+        return outcomes
 
     def _changed_sync(self) -> bool:
         """Whether another connection committed since the last look that found no work."""
@@ -611,7 +672,12 @@ class SqliteBackend(PullBackend):
             self._idle_version, self._idle_next_due = version, self._next_due(db)
             return [], self._idle_next_due
         token = uuid.uuid4().hex
+        riding, self._riding = self._riding, None
         with immediate_transaction(db):
+            # Settles waiting for the group commit ride along: one commit instead of two.
+            riding_outcomes: list[bool | Exception] | None = (
+                [self._apply(db, settle, now) for settle in riding] if riding else None
+            )
             # Scheduled jobs whose time has come become pending; jobs whose worker died become pending again.
             db.execute(
                 "UPDATE lssm_jobs SET status = 'pending', updated_at = ? "
@@ -673,6 +739,7 @@ class SqliteBackend(PullBackend):
                         token=token,
                     )
                 )
+        self._riding_outcomes = riding_outcomes  # committed
         if not leased:  # the work seen was in other queues (now promoted or reclaimed for them)
             return [], self._next_due(db)
         leased.sort(key=lambda row: (-row.priority, row.run_at, row.created_at))
@@ -858,12 +925,16 @@ class SqliteBackend(PullBackend):
                         outcomes.append(self._apply(db, settle, now))
                 except sqlite3.Error as single:
                     outcomes.append(single)
+        self._ring_if_ready(settles, outcomes)
+        return outcomes
+
+    def _ring_if_ready(self, settles: Sequence[_Settle], outcomes: Sequence[bool | Exception]) -> None:
+        """Ring the doorbell when a retry or release made a job ready again."""
         if any(
             outcome is True and settle.kind in ("retry", "release")
             for settle, outcome in zip(settles, outcomes, strict=True)
         ):
             self._hub.doorbell.ring()
-        return outcomes
 
     async def _settle(self, settle: _Settle) -> bool:
         """Queue ``settle`` for the next group commit and wait for it. :returns: whether the lease was held."""
@@ -1274,6 +1345,27 @@ class SqliteBackend(PullBackend):
             deleted += batch
             if batch < PRUNE_BATCH:
                 return deleted
+
+
+def _resolve_settles(
+    batch: list[tuple[_Settle, asyncio.Future[bool | Exception]]],
+    done: asyncio.Future[tuple[Any, list[bool | Exception] | Exception]],
+) -> None:
+    """Hand the outcomes of settles committed with a lease to their waiting futures."""
+    outcomes: list[bool | Exception] | BaseException
+    if done.cancelled():
+        outcomes = asyncio.CancelledError()
+    elif done.exception() is not None:
+        outcomes = cast(BaseException, done.exception())
+    else:
+        outcomes = done.result()[1]
+    for index, (_, future) in enumerate(batch):
+        if future.done():
+            continue
+        if isinstance(outcomes, BaseException):
+            future.set_exception(outcomes)
+        else:
+            future.set_result(outcomes[index])
 
 
 @attrs.frozen(kw_only=True)
