@@ -619,6 +619,17 @@ class RetryIgnoresCancelRequest(_MemoryDelivery):
         await super().retry(run_at=run_at, error=error)
 
 
+class ExpiredLeasesIgnoreCancelRequests(MemoryStore):
+    """A job whose worker died is made ready again even with a cancel request waiting."""
+
+    def promote_and_reclaim(self, now: float) -> None:
+        for job_id in self.active:
+            job = self.jobs[job_id]
+            if job.lease_until <= now:
+                job.cancel_requested = False
+        super().promote_and_reclaim(now)
+
+
 class ProgressNotStored(MemoryBackend):
     async def set_progress(self, job_id: str, progress: str) -> bool:
         return self.store.jobs.get(job_id) is not None
@@ -806,6 +817,7 @@ CANCEL_RUNNING = "test_cancel_stops_a_running_async_handler"
 CANCEL_REMOTE = "test_cancel_reaches_a_worker_of_another_queue_object"
 CANCEL_SETTLE = "test_settling_a_job_with_a_cancel_request"
 PROGRESS = "test_progress_is_stored_rate_limited"
+CANCEL_DIED = "test_a_job_whose_worker_died_after_a_cancel_request_is_cancelled"
 
 MUTANTS: tuple[Mutant, ...] = (
     # lease tokens
@@ -1466,6 +1478,22 @@ MUTANTS: tuple[Mutant, ...] = (
         defect="a retry of a job with a cancel request schedules it again",
         caught_by=(CANCEL_SETTLE,),
         make=with_delivery(RetryIgnoresCancelRequest),
+    ),
+    Mutant(
+        name="memory-expired-lease-ignores-cancel-request",
+        kind="cancelling",
+        defect="a job with a cancel request whose worker died is delivered again",
+        caught_by=(CANCEL_DIED,),
+        make=memory(store=ExpiredLeasesIgnoreCancelRequests),
+    ),
+    Mutant(
+        name="sqlite-expired-lease-ignores-cancel-request",
+        kind="cancelling",
+        defect="a job with a cancel request whose worker died is made pending again",
+        caught_by=(CANCEL_DIED,),
+        make=sql(
+            Rewrite("status = CASE WHEN cancel_requested THEN", "WHEN cancel_requested THEN", "WHEN 0 THEN")
+        ),
     ),
     Mutant(
         name="memory-progress-not-stored",

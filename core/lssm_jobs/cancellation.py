@@ -342,8 +342,10 @@ class RunningJobs:
         return list(self._controls)
 
     async def _watch(self) -> None:
-        """While jobs run: every poll interval, ask the backend which of them have a cancel request."""
-        while self._controls and not self._closed:
+        """While jobs run: every poll interval, ask the backend which of them have a cancel request. Ends
+        after an interval in which no job was running at its end (the next job starts it again), so short
+        jobs one after another share one poll task instead of starting one each."""
+        while not self._closed:
             await asyncio.sleep(self.cancel_poll_interval)
             ids = list(self._controls)
             if not ids:

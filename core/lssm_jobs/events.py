@@ -130,7 +130,7 @@ class JobCancelIgnored(JobEvent):
     ``CancelledError``, or a sync handler never checked ``job.cancelled``): the job settled as it ended."""
 
     name: ClassVar[str] = JOB_CANCEL_IGNORED
-    outcome: str  # "completed" or "failed"
+    outcome: str  # how it settled: "completed" (a failure after a request settles it cancelled)
 
 
 @attrs.frozen(kw_only=True)

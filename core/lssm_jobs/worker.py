@@ -293,6 +293,8 @@ class Dispatcher:
         if control is None:
             return False
         control.in_handler = False
+        if control.interrupted:  # the handler turned the interrupt into another error: take it back too
+            control.absorb_interrupt()
         if control.finish_quietly():
             return False  # no cancel request: the failure is handled as usual
         await control.finish()

@@ -1698,6 +1698,30 @@ class BackendConformance:
             again = await backend.push([_outgoing(dedupe_key=f"k{n}") for n in range(3)])
             assert all(result.created for result in again), "a cancelled job's dedupe key must be free"
 
+    @_needs("cancel", "leases", PULL)
+    @_conformance_test
+    async def test_a_job_whose_worker_died_after_a_cancel_request_is_cancelled(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A job with a cancel request whose lease expires (its worker died before stopping it) is not
+        delivered again: a later `lease` leaves it `cancelled`."""
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            assert isinstance(backend, PullBackend)
+            doomed, other = _outgoing(), _outgoing()
+            await backend.push([doomed])
+            leased = await backend.lease(queues=None, limit=1, lease_ms=200, wait=0)
+            assert [delivery.id for delivery in leased] == [doomed.id]
+            assert await backend.cancel(doomed.id) == "requested"
+            await asyncio.sleep(0.4)  # the lease expires: its worker died
+            await backend.push([other])
+            again = await backend.lease(queues=None, limit=2, lease_ms=60_000, wait=0)
+            assert [delivery.id for delivery in again] == [other.id], "a cancelled job was delivered again"
+            record = await backend.get(doomed.id)
+            if self.completed_retained:
+                assert record is not None and record.status is JobStatus.CANCELLED, record
+            else:
+                assert record is None or record.status is JobStatus.CANCELLED, record
+
     # -- progress (optional: BackendCapabilities.progress) ------------------------------------------------------
 
     @_needs("progress")

@@ -60,17 +60,32 @@ end
 -- 1. Jobs whose lease expired (their worker died) are ready again, in their old place; due delayed jobs
 --    become ready.
 --    Entries naming a job that is elsewhere by now are stale: dropped.
-local EXPIRED_FIELDS, DUE_FIELDS = { 'n', 'p', 's' }, { 'p', 's' }
+--    A job with a cancel request waiting (field h) whose worker died is cancelled instead: it must not
+--    run again.
+local EXPIRED_FIELDS, DUE_FIELDS = { 'n', 'p', 's', 'h', 'd' }, { 'p', 's' }
+local cancel_retention_ms, cancel_retention_max = tonumber(ARGV[7]), tonumber(ARGV[8])
 for _, queue in ipairs(queues) do
   local active = qkey(queue, 'active')
   local ready = qkey(queue, 'ready')
   for _, id in ipairs(on('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, batch)) do
     redis.call('ZREM', active, id)
     local jk = jkey(id)
-    local job = redis.pcall('HMGET', jk, 'n', 'p', 's')
+    local job = redis.pcall('HMGET', jk, 'n', 'p', 's', 'h', 'd')
     local problem = record_problem(id, EXPIRED_FIELDS, job)
     if problem then
       bury(id, queue, problem)
+    elseif job[3] == 'active' and job[4] then
+      release_dedupe(job[5], id)
+      local token = whole(redis.call('HGET', jk, 'k')) or 0
+      redis.call('HDEL', jk, 'h')
+      if cancel_retention_ms > 0 then
+        redis.call('HSET', jk, 's', 'cancelled', 'u', stamp, 'k', token + 1)
+        count_cancelled(queue, 1)
+        on('RPUSH', qkey(queue, 'done'), string.format('%d ', now) .. id)
+        prune_done(queue, now, cancel_retention_ms, cancel_retention_max, 16)
+      else
+        redis.call('DEL', jk, bkey(id))
+      end
     elseif job[3] == 'active' then
       if job[1] then
         redis.call('HSET', jk, 's', 'pending', 'u', stamp)
