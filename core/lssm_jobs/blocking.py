@@ -25,7 +25,8 @@ from lssm_jobs.backends.base import DeadLetter, OutgoingJob, PushResult
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.events import JobEnqueued
 from lssm_jobs.jobs import Job, JobStatus, JobType
-from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
+from lssm_jobs.producer import EnqueueRequest
+from lssm_jobs.queue import JobQueue, open_queue
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -116,23 +117,24 @@ class BlockingQueue:
         """
         pusher = self._direct_pusher()
         if pusher is not None:
-            job, body = self.queue._prepare_call(
+            producer = self.queue.producer
+            job, encoded = producer.prepare_call(
                 job_type,
                 payload,
                 time.time(),
-                delay_ms,
-                run_at,
-                priority,
-                dedupe_key,
-                queue,
-                max_retries,
-                timeout_ms,
-                meta,
+                delay_ms=delay_ms,
+                run_at=run_at,
+                priority=priority,
+                dedupe_key=dedupe_key,
+                queue=queue,
+                max_retries=max_retries,
+                timeout_ms=timeout_ms,
+                meta=meta,
             )
-            (result,) = pusher([self.queue._outgoing(job, body)])
+            (result,) = pusher([producer.outgoing(job, encoded)])
             if result.created:
                 return job
-            job, _ = self._call(self.queue._live_duplicate(job, body, result))
+            job, _ = self._call(producer.live_duplicate(job, encoded, result))
             return job
         return self._call(
             self.queue.enqueue(

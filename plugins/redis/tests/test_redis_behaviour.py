@@ -29,7 +29,7 @@ from lssm_jobs_redis import (
     hash_tagged,
     redact_url,
 )
-from lssm_jobs_redis.channel import RespParser, pack_command
+from lssm_jobs_redis.resp import RespParser, pack_command
 from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import TimeoutError as RedisTimeoutError
