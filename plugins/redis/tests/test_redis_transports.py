@@ -1,0 +1,100 @@
+"""Which transport carries the backend's calls, and the fallback to plain redis-py calls when redis-py's
+internals are not what the fast transports rely on (``lssm_jobs_redis.internals``).
+
+The fallback is forced by pointing the internals module at attribute names no redis-py has, which is what a
+redis-py release that renamed ``_writer`` or ``_sock`` would look like to it. Against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from lssm_jobs.blocking import BlockingQueue
+from lssm_jobs.jobs import JobCatalog, JobStatus
+from lssm_jobs.queue import open_queue
+from lssm_jobs.testing import run_async, wait_until
+from lssm_jobs_redis import RedisBackend, internals
+from lssm_jobs_redis.blocking import BlockingPusher
+
+
+@pytest.fixture
+def changed_internals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "ASYNC_WRITER_ATTRIBUTE", "_stream_writer_of_a_future_redis_py")
+    monkeypatch.setattr(internals, "SYNC_SOCKET_ATTRIBUTE", "_socket_of_a_future_redis_py")
+
+
+def _queue(url: str, prefix: str, handled: list[int]) -> Any:
+    queue = open_queue(
+        "redis", url=url, prefix=prefix, sinks=[], catalog=JobCatalog(), concurrency=4, poll_interval=0.2
+    )
+    queue.register("flow", lambda job: handled.append(job.payload["i"]))
+    return queue
+
+
+@run_async()
+async def test_jobs_flow_through_redis_py_when_its_internals_differ(
+    changed_internals: None, redis_server: Any, unique_prefix: Callable[[], str], caplog: Any
+) -> None:
+    handled: list[int] = []
+    queue = _queue(redis_server.url, unique_prefix(), handled)
+    caplog.set_level(logging.WARNING, logger="lssm_jobs.redis")
+    async with queue:
+        backend = queue.backend
+        assert isinstance(backend, RedisBackend) and backend.options.pipelined  # asked for, not available
+        assert backend.transport == "redis-py"
+        assert "every call goes through redis-py" in caplog.text
+        assert "_stream_writer_of_a_future_redis_py" in caplog.text
+        await queue.enqueue_many([("flow", {"i": i}) for i in range(20)])
+        await queue.enqueue("flow", {"i": 20})
+        await queue.start()
+        await wait_until(lambda: len(handled) == 21, message="21 jobs handled over redis-py")
+
+        async def all_completed() -> bool:
+            return (await queue.counts())["default"][JobStatus.COMPLETED] == 21
+
+        await wait_until(all_completed, message="21 jobs recorded as completed")
+        assert backend.channel_calls == 0
+
+
+def test_blocking_enqueues_go_through_the_event_loop_when_its_internals_differ(
+    changed_internals: None, redis_server: Any, unique_prefix: Callable[[], str], caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lssm_jobs.redis")
+    handled: list[int] = []
+    with BlockingQueue(_queue(redis_server.url, unique_prefix(), handled)) as jobs:
+        ids = [jobs.enqueue("flow", {"i": i}).id for i in range(5)]
+        backend = jobs.queue.backend
+        assert isinstance(backend, RedisBackend)
+        assert backend.blocking_pusher() is None
+        assert "blocking enqueues go through the event loop" in caplog.text
+        assert [job.payload["i"] for job in map(jobs.get, ids) if job is not None] == list(range(5))
+
+
+def test_blocking_enqueues_use_the_direct_pusher_when_internals_fit(
+    redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    handled: list[int] = []
+    with BlockingQueue(_queue(redis_server.url, unique_prefix(), handled)) as jobs:
+        ids = [jobs.enqueue("flow", {"i": i}).id for i in range(5)]
+        pusher = jobs.queue.backend.blocking_pusher()
+        assert isinstance(pusher, BlockingPusher)
+        assert pusher.sent == 5  # every enqueue went out on the calling thread's own socket
+        assert jobs.counts()["default"][JobStatus.PENDING] == 5
+        assert len(ids) == 5
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+@run_async()
+async def test_the_switch_chooses_the_transport(
+    pipelined: bool, redis_backend_factory: Callable[..., RedisBackend]
+) -> None:
+    backend = redis_backend_factory(pipelined=pipelined)
+    await backend.open()
+    try:
+        assert backend.transport == ("pipelined" if pipelined else "redis-py")
+        assert backend.options.pipelined is pipelined
+    finally:
+        await backend.close()
