@@ -309,6 +309,12 @@ class Serializer(ABC):
         body: bytes = encoded
         return body
 
+    def payload_encoder(self, created_at: float, run_at: float) -> Callable[[Any, PayloadLimits], Any] | None:
+        """For a bulk enqueue: a function ``encode(data, limits)`` doing what :meth:`encode_job` does for
+        any job with these times, from the payload alone (so the caller need not build each job first), or
+        None (the default) when :meth:`encode_job` must see each job."""
+        return None
+
 
 def _fail_to_encode(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -408,6 +414,9 @@ class JsonSerializer(Serializer):
             job.meta,
         )
 
+    def payload_encoder(self, created_at: float, run_at: float) -> Callable[[Any, PayloadLimits], Any] | None:
+        return self.encode_payload if self.assembles(created_at, run_at) else None
+
     def encode_payload(self, data: Any, limits: PayloadLimits) -> str:
         """A payload's JSON text, checked against ``limits``.
 
@@ -446,9 +455,8 @@ class JsonSerializer(Serializer):
         return (
             self._shortcut
             and builtins.type(created_at) is float
-            and builtins.type(run_at) is float
             and math.isfinite(created_at)
-            and math.isfinite(run_at)
+            and (run_at is created_at or (builtins.type(run_at) is float and math.isfinite(run_at)))
         )
 
     def assemble(

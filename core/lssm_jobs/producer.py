@@ -285,6 +285,7 @@ class Producer:
         # type resolved once per run of jobs of one type).
         inline = not self.meta_providers
         encode_job = self.serializer.encode_job
+        encode_payload = self.serializer.payload_encoder(now, now)
         limits = self.limits
         last_type: Any = None
         resolved: tuple[str, int, JobType[Any] | None, JobOptions] = ("", 0, None, DEFAULT_OPTIONS)
@@ -322,7 +323,10 @@ class Producer:
                         options,
                         _NO_META,
                     )
-                    encoded = encode_job(job, data, limits)
+                    if encode_payload is not None:
+                        encoded = encode_payload(data, limits)
+                    else:
+                        encoded = encode_job(job, data, limits)
             except JobValidationError as error:
                 raise JobValidationError(
                     error.job_type,
