@@ -67,13 +67,7 @@ from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url,
 from lssm_jobs_redis.internals import AsyncConnector, InternalsChanged, socket_timeout
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
-from lssm_jobs_redis.resp import (
-    command_prefix,
-    delivery_arguments,
-    join_command,
-    push_arguments,
-    settle_arguments,
-)
+from lssm_jobs_redis.resp import command_prefix, delivery_arguments, push_command, settle_arguments
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
 
 log = logging.getLogger("lssm_jobs.redis")
@@ -721,8 +715,7 @@ class RedisBackend(PullBackend):
             # everything before the clock is the same on every call: encoded once
             prefix = command_prefix((*self._invocation(self._scripts.push), self.keys.base))
             invocation = self._push_invocation = (self._functions, prefix)
-        count, wire = push_arguments(jobs, self._wire_heads)
-        return join_command(6 + count, (invocation[1], command_prefix((int(time.time() * 1000),)), *wire))
+        return push_command(invocation[1], int(time.time() * 1000), jobs, self._wire_heads)
 
     def reload_command(self) -> tuple[Any, ...]:
         """The command that loads the push code again on a server that lost it."""

@@ -118,6 +118,16 @@ def join_command(count: int, parts: Sequence[bytes]) -> bytes:
     return b"".join((b"*%d\r\n" % count, *parts))
 
 
+def push_command(
+    invocation: bytes, now_ms: int, jobs: Sequence[OutgoingJob], heads: dict[tuple[str, str, int], bytes]
+) -> bytes:
+    """A whole push call: ``invocation`` (the 5 arguments before the clock, from :func:`command_prefix`:
+    ``FCALL <push> 1 <route> <prefix>`` or ``EVALSHA ...``), the clock in ms, then :func:`push_arguments`."""
+    count, arguments = push_arguments(jobs, heads)
+    now = b"%d" % now_ms
+    return b"".join((b"*%d\r\n" % (6 + count), invocation, b"$%d\r\n%b\r\n" % (len(now), now), *arguments))
+
+
 def push_arguments(
     jobs: Sequence[OutgoingJob], heads: dict[tuple[str, str, int], bytes]
 ) -> tuple[int, list[bytes]]:
