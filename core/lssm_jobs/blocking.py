@@ -122,14 +122,14 @@ class BlockingQueue:
                 job_type,
                 payload,
                 time.time(),
-                delay_ms=delay_ms,
-                run_at=run_at,
-                priority=priority,
-                dedupe_key=dedupe_key,
-                queue=queue,
-                max_retries=max_retries,
-                timeout_ms=timeout_ms,
-                meta=meta,
+                delay_ms,
+                run_at,
+                priority,
+                dedupe_key,
+                queue,
+                max_retries,
+                timeout_ms,
+                meta,
             )
             (result,) = pusher([producer.outgoing(job, encoded)])
             if result.created:

@@ -162,17 +162,20 @@ class Producer:
         job_type: str | JobType[Any],
         payload: Any,
         now: float,
-        *,
-        delay_ms: int | None = None,
-        run_at: datetime | float | None = None,
-        priority: int | None = None,
-        dedupe_key: str | None = None,
-        queue: str | None = None,
-        max_retries: int | None = None,
-        timeout_ms: int | None = None,
-        meta: Mapping[str, str] | None = None,
+        delay_ms: int | None,
+        run_at: datetime | float | None,
+        priority: int | None,
+        dedupe_key: str | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout_ms: int | None,
+        meta: Mapping[str, str] | None,
+        /,
     ) -> tuple[Job[Any], Any]:
-        """:meth:`prepare` for ``enqueue``'s arguments (no request object when they are all defaults)."""
+        """:meth:`prepare` for ``enqueue``'s arguments, in the order of its signature (no request object when
+        they are all defaults). Positional: passing ten keywords costs about half a microsecond per call
+        on the benchmark machine, 4% of an enqueue; ``tests/test_producer.py`` gives every argument a
+        value no other has, through ``enqueue`` and the blocking facade, so a swapped one shows."""
         if (
             delay_ms is None
             and run_at is None

@@ -8,6 +8,7 @@ redis-py release that renamed ``_writer`` or ``_sock`` would look like to it. Ag
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -98,3 +99,41 @@ async def test_the_switch_chooses_the_transport(
         assert backend.options.pipelined is pipelined
     finally:
         await backend.close()
+
+
+def test_a_blocking_enqueue_with_every_option_keeps_each_in_place(
+    redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    # The direct path passes enqueue's arguments on to the producer positionally: each gets a value no
+    # other argument has, so one passed in the wrong place shows (as tests/test_producer.py does for the
+    # asynchronous paths).
+    handled: list[int] = []
+    with BlockingQueue(_queue(redis_server.url, unique_prefix(), handled)) as jobs:
+        run_at = time.time() + 5000.25
+        job = jobs.enqueue(
+            "flow",
+            {"i": 1},
+            run_at=run_at,
+            priority=7,
+            dedupe_key="flow:1",
+            queue="q-flow",
+            max_retries=9,
+            timeout_ms=1234,
+            meta={"trace": "t-1"},
+        )
+        pusher = jobs.queue.backend.blocking_pusher()
+        assert isinstance(pusher, BlockingPusher) and pusher.sent == 1
+        assert (job.queue, job.priority, job.dedupe_key, job.max_retries, job.run_at) == (
+            "q-flow",
+            7,
+            "flow:1",
+            9,
+            run_at,
+        )
+        assert (job.options.max_retries, job.options.timeout_ms, dict(job.meta)) == (9, 1234, {"trace": "t-1"})
+        assert job.status is JobStatus.SCHEDULED
+        stored = jobs.get(job.id)
+        assert stored == job
+        # a delay instead of a time: the other of the two
+        delayed = jobs.enqueue("flow", {"i": 2}, delay_ms=60_000)
+        assert delayed.run_at == pytest.approx(delayed.created_at + 60, abs=1e-3)
