@@ -7,6 +7,7 @@ redis-py release that renamed ``_writer`` or ``_sock`` would look like to it. Ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from lssm_jobs.blocking import BlockingQueue
 from lssm_jobs.jobs import JobCatalog, JobStatus
 from lssm_jobs.queue import open_queue
 from lssm_jobs.testing import run_async, wait_until
-from lssm_jobs_redis import RedisBackend, internals
+from lssm_jobs_redis import RedisBackend, internals, resp
 from lssm_jobs_redis.blocking import BlockingPusher
 
 
@@ -137,3 +138,30 @@ def test_a_blocking_enqueue_with_every_option_keeps_each_in_place(
         # a delay instead of a time: the other of the two
         delayed = jobs.enqueue("flow", {"i": 2}, delay_ms=60_000)
         assert delayed.run_at == pytest.approx(delayed.created_at + 60, abs=1e-3)
+
+
+@pytest.mark.parametrize("parser", ["python", "hiredis"])
+def test_both_reply_parsers_carry_jobs(
+    parser: str, monkeypatch: pytest.MonkeyPatch, redis_server: Any, unique_prefix: Callable[[], str]
+) -> None:
+    # hiredis is a dependency on CPython, so the pure-Python parser (other interpreters) is chosen here.
+    if parser == "python":
+        monkeypatch.setattr(resp, "_hiredis", None)
+    elif resp.reader_name() != "hiredis":
+        pytest.skip("hiredis is not installed here")
+    assert resp.reader_name() == parser
+    handled: list[int] = []
+    prefix = unique_prefix()
+    with BlockingQueue(_queue(redis_server.url, prefix, handled)) as blocking:
+        blocking.enqueue("flow", {"i": 600})  # the synchronous pusher's parser
+        pusher = blocking.queue.backend.blocking_pusher()
+        assert isinstance(pusher, BlockingPusher) and pusher.sent == 1
+
+    async def flow() -> None:
+        async with _queue(redis_server.url, prefix, handled) as queue:
+            await queue.enqueue_many([("flow", {"i": i}) for i in range(600)])  # replies longer than one read
+            await queue.start()
+            await wait_until(lambda: len(handled) == 601, message="601 jobs handled")
+            assert queue.backend.transport == "pipelined" and queue.backend.channel_calls > 0
+
+    asyncio.run(flow())
