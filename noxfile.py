@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import nox
@@ -111,19 +112,85 @@ def demo(session: nox.Session) -> None:
     session.run("lssm-jobs", "demo", *session.posargs)
 
 
+#: The peer libraries of the benchmark get a virtualenv of their own (their pins, e.g. on redis-py, must not
+#: change what lssm-jobs is measured with).
+BENCH_PEERS_VENV = ROOT / ".nox" / "bench-peers"
+
+
+def _bench_peers(session: nox.Session) -> str:
+    """Make (once, again when bench/requirements.txt changes) the peers' virtualenv; its Python."""
+    python = BENCH_PEERS_VENV / "bin" / "python"
+    requirements = (ROOT / "bench" / "requirements.txt").read_text()
+    marker = BENCH_PEERS_VENV / ".installed"
+    if not marker.exists() or marker.read_text() != requirements:
+        session.run_install("python", "-m", "venv", "--clear", str(BENCH_PEERS_VENV), external=True)
+        session.run_install(
+            str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "bench" / "requirements.txt"), external=True
+        )
+        marker.write_text(requirements)
+    return str(python)
+
+
+def _install_as_users_do(session: nox.Session) -> None:
+    """lssm-jobs and its Redis plugin as ``pip install lssm-jobs-redis`` installs them: built packages (not
+    editable), default dependencies only."""
+    session.install(str(ROOT), str(ROOT / "plugins" / "redis"))
+    # the same version number as last time: rebuilt from the working tree regardless
+    session.install("--force-reinstall", "--no-deps", str(ROOT), str(ROOT / "plugins" / "redis"))
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Throughput and latency, side by side with peer libraries: on one local redis-server, then on sqlite
-    files beside huey's SqliteHuey."""
-    _install_everything(session)
-    requirements = ROOT / "bench" / "requirements.txt"
-    if requirements.exists():
-        session.install("-r", str(requirements))
-    session.run("python", "bench/run.py", *session.posargs)
-    # The sqlite backend beside huey's SqliteHuey (huey comes from bench/requirements.txt), no server.
-    session.run("python", "bench/sqlite.py")
+    files beside huey's SqliteHuey.
+
+    lssm-jobs is measured as its users install it (``pip install lssm-jobs-redis``, hiredis included); the
+    Redis peers run in their own virtualenv. ``nox -s bench -- --libs lssm`` measures lssm-jobs alone."""
+    _install_as_users_do(session)
+    session.run("python", "bench/run.py", "--peers-python", _bench_peers(session), *session.posargs)
+    if not session.posargs:
+        # The sqlite backend beside huey's SqliteHuey, each worker started by its CLI from this virtualenv
+        # (huey has no dependencies: it changes nothing lssm-jobs is measured with).
+        session.install("huey>=2.5")
+        session.run("python", "bench/sqlite.py")
     # Cloud Tasks through its emulator (no peers there: no other Python job library has this backend).
-    session.run("python", "bench/gcp_tasks.py", env=_tasks_emulator(session))
+    if not session.posargs:
+        session.install(str(ROOT / "plugins" / "gcp-tasks"))
+        session.run("python", "bench/gcp_tasks.py", env=_tasks_emulator(session))
+
+
+@nox.session
+def bench_without_hiredis(session: nox.Session) -> None:
+    """lssm-jobs alone on Redis, installed as users do but with hiredis removed: what the C reply parser
+    (a default dependency of lssm-jobs-redis) is worth (docs/performance.md)."""
+    _install_as_users_do(session)
+    session.run("python", "-m", "pip", "uninstall", "-y", "-q", "hiredis")
+    session.run("python", "bench/run.py", "--libs", "lssm", *session.posargs)
+
+
+def _redis_py_bounds() -> tuple[str, str]:
+    """The lowest and the highest redis-py lssm-jobs-redis supports, as pip requirements: its pyproject's
+    ``redis>=LOW,<HIGH`` as ``redis==LOW`` and ``redis>=LOW,<HIGH`` (pip takes the newest there is)."""
+    text = (ROOT / "plugins" / "redis" / "pyproject.toml").read_text()
+    match = re.search(r'"redis>=([0-9.]+),<([0-9.]+)"', text)
+    if match is None:
+        raise RuntimeError("plugins/redis/pyproject.toml must pin redis as >=LOW,<HIGH")
+    low, high = match.groups()
+    return f"redis=={low}", f"redis>={low},<{high}"
+
+
+@nox.session
+@nox.parametrize("redis_py", ["lowest", "highest"])
+def redis_versions(session: nox.Session, redis_py: str) -> None:
+    """The Redis plugin's tests with the lowest and with the highest redis-py it supports (CI runs both).
+
+    The plugin reaches into redis-py's internals for its fast transports (lssm_jobs_redis.internals); these
+    runs show the transports work, or fall back, across the supported range."""
+    _install_everything(session)
+    lowest, highest = _redis_py_bounds()
+    session.install(lowest if redis_py == "lowest" else highest)
+    session.run("python", "-c", "import redis; print('redis-py', redis.__version__)")
+    session.run("pytest", "plugins/redis/tests", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

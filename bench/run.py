@@ -15,8 +15,11 @@ For each library, on the same server (flushed in between), in this order:
 4. idle latency: with a worker running and idle, one job at a time is enqueued (``--gap`` apart) and
    the delay from just before the enqueue call to the start of the handler is recorded (median, p99).
 
-Each library runs in its own subprocess, its worker in another. Peers come from bench/requirements.txt;
-any that is not installed is reported and skipped.
+Each library runs in its own subprocess, its worker in another. lssm-jobs runs in this interpreter, which
+``nox -s bench`` installs the way a user does (``pip install lssm-jobs-redis``: its default dependencies,
+nothing added); the peers come from bench/requirements.txt, in a virtualenv of their own when
+``--peers-python`` names one (their pins do not change what lssm-jobs is measured with). Any library that
+is not installed is reported and skipped. The versions of redis-py and hiredis printed are lssm-jobs'.
 """
 
 from __future__ import annotations
@@ -416,6 +419,11 @@ def main() -> int:
         action="store_true",
         help="also run lssm-jobs with signed envelopes (lssm_signed), next to lssm: the cost of signing",
     )
+    parser.add_argument(
+        "--peers-python",
+        help="the Python (of another virtualenv) that runs the peer libraries; lssm-jobs always runs in this "
+        "one, installed as its users install it (what `nox -s bench` does)",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the results table (markdown) here")
     parser.add_argument("--json", type=Path, help="also write every measurement as JSON here")
     parser.add_argument(
@@ -474,8 +482,11 @@ def main() -> int:
             for lib in libs:
                 out = directory / f"{lib}.json"
                 print(f"-- {lib} ...", flush=True)
+                python = sys.executable
+                if options.peers_python and not lib.startswith("lssm"):
+                    python = options.peers_python
                 command = [
-                    sys.executable,
+                    python,
                     str(Path(__file__).resolve()),
                     "--role",
                     "lib",

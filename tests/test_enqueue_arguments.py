@@ -244,9 +244,15 @@ def test_job_options_and_definitions_are_checked() -> None:
         ({"priority": 2**31}, ValueError),
         ({"priority": 0.5}, TypeError),
         ({"backoff": "exponentail"}, ValueError),
+        ({"backoff": 3}, TypeError),
+        ({"backoff": None}, TypeError),
     ]:
         with pytest.raises(error):
             JobOptions(**options)
+    # one clear message naming the field and what it accepts (not attrs' tuple of internals)
+    with pytest.raises(ValueError) as raised:
+        JobOptions(backoff="Exponential")  # type: ignore[arg-type]
+    assert str(raised.value) == "backoff must be one of exponential, linear, fixed; got 'Exponential'"
     for arguments, error in [
         ({"type": 5}, TypeError),
         ({"type": ""}, ValueError),

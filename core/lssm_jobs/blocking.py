@@ -26,7 +26,8 @@ from lssm_jobs.cancellation import CancelResult
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.events import JobEnqueued
 from lssm_jobs.jobs import Job, JobStatus, JobType
-from lssm_jobs.queue import EnqueueRequest, JobQueue, open_queue
+from lssm_jobs.producer import EnqueueRequest
+from lssm_jobs.queue import JobQueue, open_queue
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -117,7 +118,8 @@ class BlockingQueue:
         """
         pusher = self._direct_pusher()
         if pusher is not None:
-            job, body = self.queue._prepare_call(
+            producer = self.queue.producer
+            job, encoded = producer.prepare_call(
                 job_type,
                 payload,
                 time.time(),
@@ -130,10 +132,10 @@ class BlockingQueue:
                 timeout_ms,
                 meta,
             )
-            (result,) = pusher([self.queue._outgoing(job, body)])
+            (result,) = pusher([producer.outgoing(job, encoded)])
             if result.created:
                 return job
-            job, _ = self._call(self.queue._live_duplicate(job, body, result))
+            job, _ = self._call(producer.live_duplicate(job, encoded, result))
             return job
         return self._call(
             self.queue.enqueue(

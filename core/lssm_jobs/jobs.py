@@ -68,6 +68,18 @@ def _jitter(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValueError(f"jitter must be >= 0 (a fraction: 0.1 means +/-10%), got {value!r}")
 
 
+_BACKOFF_KINDS = ("exponential", "linear", "fixed")
+
+
+def _backoff(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"backoff must be a string, one of {', '.join(_BACKOFF_KINDS)}; got {builtins.type(value).__name__}"
+        )
+    if value not in _BACKOFF_KINDS:
+        raise ValueError(f"backoff must be one of {', '.join(_BACKOFF_KINDS)}; got {value!r}")
+
+
 def _queue_name(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     check_name(value, attribute.name)
 
@@ -92,9 +104,7 @@ class JobOptions:
 
     max_retries: int = attrs.field(default=3, validator=_int_in(0, MAX_RETRIES))
     backoff_ms: int = attrs.field(default=1000, validator=_int_in(0, MAX_DELAY_MS))
-    backoff: BackoffKind = attrs.field(
-        default="exponential", validator=attrs.validators.in_(("exponential", "fixed", "linear"))
-    )
+    backoff: BackoffKind = attrs.field(default="exponential", validator=_backoff)
     max_backoff_ms: int = attrs.field(default=3_600_000, validator=_int_in(0, MAX_DELAY_MS))
     jitter: float = attrs.field(default=0.1, validator=_jitter)
     timeout_ms: int | None = attrs.field(default=None, validator=_optional_int_in(0, MAX_TIMEOUT_MS))

@@ -18,6 +18,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from lssm_jobs.errors import SerializationError
+
 #: Job type and queue names: 1 to this many characters, all printable (no control characters, no lone
 #: surrogates).
 MAX_NAME_LENGTH = 255
@@ -198,6 +200,45 @@ def check_payload_limits(max_bytes: Any, max_depth: Any) -> tuple[int, int]:
         check_int(max_bytes, "max_payload_bytes", 1, 2**62),
         check_int(max_depth, "max_payload_depth", 1, MAX_PAYLOAD_DEPTH),
     )
+
+
+class PayloadLimits:
+    """A queue's ``max_payload_bytes`` and ``max_payload_depth`` (checked), and the errors a serializer raises
+    when a payload exceeds them (see :meth:`lssm_jobs.envelope.Serializer.encode_job`).
+
+    :raises TypeError: not integers.
+    :raises ValueError: below 1, or a depth above :data:`MAX_PAYLOAD_DEPTH`.
+    """
+
+    __slots__ = ("depth_gate", "max_bytes", "max_depth")
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, max_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH):
+        self.max_bytes, self.max_depth = check_payload_limits(max_bytes, max_depth)
+        #: A JSON text of up to this many characters cannot nest deeper than ``max_depth``.
+        self.depth_gate = 2 * self.max_depth
+
+    def __repr__(self) -> str:
+        return f"PayloadLimits(max_bytes={self.max_bytes}, max_depth={self.max_depth})"
+
+    def too_large(self, size: int) -> SerializationError:
+        return SerializationError(
+            f"payload is {size} bytes encoded, more than this queue's max_payload_bytes "
+            f"({self.max_bytes}); store large data elsewhere and enqueue a reference to it"
+        )
+
+    def too_deep(self) -> SerializationError:
+        return SerializationError(
+            f"payload nests lists and objects more than this queue's max_payload_depth "
+            f"({self.max_depth}) levels deep"
+        )
+
+    def check_encoded(self, data: Any, body: bytes) -> None:
+        """The limits for a payload ``data`` whose whole envelope encodes to ``body`` (serializers that do
+        not encode the payload on its own). :raises SerializationError: too large or too deep."""
+        if len(body) > self.max_bytes:
+            raise self.too_large(len(body))
+        if depth_exceeds(data, self.max_depth):
+            raise self.too_deep()
 
 
 def depth_exceeds(data: Any, limit: int) -> bool:

@@ -7,26 +7,20 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
-from types import MappingProxyType
-from typing import Any, TypeVar, cast, overload
+from typing import Any, TypeVar, overload
 
 import attrs
 
 from lssm_jobs.backends.base import (
     ConsumeOptions,
     DeadLetter,
-    OutgoingJob,
-    PushResult,
     QueueBackend,
-    new_outgoing_job,
 )
 from lssm_jobs.cancellation import (
     DEFAULT_CANCEL_POLL_INTERVAL,
@@ -34,57 +28,51 @@ from lssm_jobs.cancellation import (
     CancelResult,
     decode_progress,
 )
+from lssm_jobs.envelope import Serializer, job_from_envelope
 from lssm_jobs.errors import (
     DedupeConflictError,
-    FieldError,
     JobValidationError,
     LssmJobsError,
     QueueClosedError,
-    SerializationError,
     UnsupportedOptionError,
 )
-from lssm_jobs.events import EventBus, EventCallback, EventSink, JobCancelled, JobEnqueued, JobReplayed
+from lssm_jobs.events import EventBus, EventCallback, EventSink, JobCancelled, JobReplayed
 from lssm_jobs.jobs import (
-    DEFAULT_OPTIONS,
     Job,
     JobCatalog,
     JobDetails,
-    JobOptions,
     JobStatus,
     JobType,
     default_catalog,
-    new_job,
     set_extra,
 )
 from lssm_jobs.limits import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_PAYLOAD_DEPTH,
-    MAX_DEDUPE_KEY_BYTES,
     MAX_DELAY_MS,
-    MAX_RETRIES,
     MAX_TIMEOUT_MS,
+    PayloadLimits,
     check_int,
-    check_meta,
-    check_name,
-    check_payload_limits,
-    check_priority,
-    check_run_at,
-    check_text,
-    depth_exceeds,
-    json_depth_exceeds,
-    unencodable_path,
 )
+from lssm_jobs.payloads import validate_payload
 from lssm_jobs.plugins import PluginRegistry, get_plugins
+from lssm_jobs.producer import PUSHES_IN_FLIGHT, EnqueueRequest, MetaProvider, Producer
 from lssm_jobs.queue_selection import QueueSelection
-from lssm_jobs.serialization import (
-    Envelope,
-    JsonSerializer,
-    Serializer,
-    job_from_envelope,
-    validate_payload,
-)
 from lssm_jobs.signing import SigningKeys, SigningSerializer
 from lssm_jobs.worker import Dispatcher, Handler
+
+__all__ = [
+    "PUSHES_IN_FLIGHT",
+    "QUEUE_OPTIONS",
+    "SINKS_ENV",
+    "DeadLetters",
+    "EnqueueRequest",
+    "JobQueue",
+    "MemoryJobQueue",
+    "MetaProvider",
+    "ReplayReport",
+    "open_queue",
+]
 
 log = logging.getLogger("lssm_jobs.queue")
 
@@ -94,9 +82,6 @@ R = TypeVar("R")
 
 #: Comma-separated event sink names attached to queues created without ``sinks=``.
 SINKS_ENV = "LSSM_JOBS_SINKS"
-
-#: Batches of a large ``enqueue_many`` sent to a backend with ``push_batch`` before awaiting the oldest.
-PUSHES_IN_FLIGHT = 2
 
 #: ``open_queue`` options that configure the queue itself; every other keyword goes to the backend factory.
 QUEUE_OPTIONS = frozenset(
@@ -120,73 +105,6 @@ QUEUE_OPTIONS = frozenset(
         "progress_interval",
     }
 )
-
-
-_NO_META: Mapping[str, str] = MappingProxyType({})
-
-#: ``provider(job_id, job_type, queue) -> extra meta`` (strings): see :attr:`JobQueue.meta_providers`.
-MetaProvider = Callable[[str, str, str], Mapping[str, str]]
-
-
-# A prepared job's body: the serialized envelope, or (JSON) only the encoded payload, the envelope being
-# assembled around it when the job is sent. A prepared job is its Job (what enqueue returns) and its body,
-# kept as a pair or, for many jobs, as two parallel lists: no record of its own per job.
-Body = bytes | str
-
-
-def _pair(request: Any, index: int) -> tuple[str | JobType[Any], Any]:
-    """An enqueue_many request that is not an EnqueueRequest, as its (type, payload) pair.
-
-    :raises TypeError: it is not a pair (naming its place in the requests).
-    """
-    try:
-        job_type, payload = request
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"enqueue_many request [{index}] must be an EnqueueRequest or a (type, payload) pair, "
-            f"got {type(request).__name__}"
-        ) from None
-    return job_type, payload
-
-
-@functools.lru_cache(maxsize=1024)
-def _overridden(options: JobOptions, max_retries: int, timeout_ms: int | None) -> JobOptions:
-    """``options`` with a job's own ``max_retries`` and ``timeout_ms`` (checked by the caller). Call sites
-    repeat the same overrides, so each combination is built (and validated) once."""
-    return attrs.evolve(options, max_retries=max_retries, timeout_ms=timeout_ms)
-
-
-def _at_index(error: Exception, index: int) -> Exception:
-    """``error`` (a TypeError, ValueError or SerializationError) with the enqueue_many request's index in
-    front of its message; other exception types, and messages already naming the index, are kept as they
-    are."""
-    prefix = f"enqueue_many request [{index}]"
-    if type(error) not in (TypeError, ValueError, SerializationError) or str(error).startswith(prefix):
-        return error
-    return type(error)(f"{prefix}: {error}")
-
-
-def _keep_not_created(kept: list[tuple[int, PushResult]], offset: int, results: list[PushResult]) -> None:
-    """Add to ``kept`` the results (with their index) of a push starting at ``offset`` that stored nothing."""
-    for index, result in enumerate(results):
-        if not result.created:
-            kept.append((offset + index, result))
-
-
-@attrs.frozen(kw_only=True)
-class EnqueueRequest:
-    """One job for :meth:`JobQueue.enqueue_many`; the fields mean what ``enqueue``'s arguments mean."""
-
-    job_type: str | JobType[Any]
-    payload: Any = None
-    delay_ms: int | None = None
-    run_at: datetime | float | None = None
-    priority: int | None = None
-    dedupe_key: str | None = None
-    queue: str | None = None
-    max_retries: int | None = None
-    timeout_ms: int | None = None
-    meta: Mapping[str, str] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -343,19 +261,12 @@ class JobQueue:
         check_int(lease_ms, "lease_ms", 1, MAX_TIMEOUT_MS)
         if default_timeout_ms is not None:
             check_int(default_timeout_ms, "default_timeout_ms", 0, MAX_TIMEOUT_MS)
-        self.max_payload_bytes, self.max_payload_depth = check_payload_limits(
-            max_payload_bytes, max_payload_depth
-        )
-        self._depth_gate = 2 * self.max_payload_depth
-        self._checked_names: set[str] = set()  # job type names not in the catalog, found valid
+        limits = PayloadLimits(max_payload_bytes, max_payload_depth)
         self.backend = backend
         self.plugins = plugins or get_plugins()
-        self.serializer = (
-            self.plugins.serializer(serializer).factory() if isinstance(serializer, str) else serializer
-        )
+        chosen = self.plugins.serializer(serializer).factory() if isinstance(serializer, str) else serializer
         if signing_key is not None:
-            self.serializer = SigningSerializer(self.serializer, signing_key)
-        self.catalog = catalog if catalog is not None else default_catalog
+            chosen = SigningSerializer(chosen, signing_key)
         self.consume_options = ConsumeOptions(
             queues=(queues if isinstance(queues, QueueSelection) else tuple(queues)) if queues else None,
             concurrency=concurrency,
@@ -380,22 +291,57 @@ class JobQueue:
         for sink in sinks:
             self.events.add_sink(self.plugins.event_sink(sink).factory() if isinstance(sink, str) else sink)
         self.handlers: dict[str, Handler] = {}
-        #: Called for every job enqueued through this queue, before it is serialized; each returns meta
-        #: entries to carry with the job (e.g. OpenTelemetry's W3C ``traceparent``). Meta given to
-        #: ``enqueue`` wins over provided meta. Consulted only when the list is not empty, so enqueueing
-        #: costs nothing extra without providers.
-        self.meta_providers: list[MetaProvider] = []
-        self.dead_letters = DeadLetters(self)
-        # enqueue options the backend declares it cannot honour (checked only when one is missing)
-        capabilities = backend.capabilities
-        self._lacking = frozenset(
-            name for name in ("delay", "priority", "dedupe") if not getattr(capabilities, name)
+        #: Prepares and stores this queue's jobs: ``enqueue``, ``enqueue_many`` and the blocking facade
+        #: all go through it (see :mod:`lssm_jobs.producer`).
+        self.producer = Producer(
+            backend=backend,
+            opened=self._opened,
+            read=self.get,
+            serializer=chosen,
+            catalog=catalog if catalog is not None else default_catalog,
+            events=self.events,
+            limits=limits,
         )
+        self.dead_letters = DeadLetters(self)
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
         self._stopping: asyncio.Event | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._dispatcher: Dispatcher | None = None  # the running worker's
+
+    @property
+    def serializer(self) -> Serializer:
+        """The serializer that writes and reads this queue's envelopes."""
+        return self.producer.serializer
+
+    @serializer.setter
+    def serializer(self, serializer: Serializer) -> None:
+        self.producer.serializer = serializer
+
+    @property
+    def catalog(self) -> JobCatalog:
+        """Resolves job type names to definitions."""
+        return self.producer.catalog
+
+    @catalog.setter
+    def catalog(self, catalog: JobCatalog) -> None:
+        self.producer.catalog = catalog
+
+    @property
+    def meta_providers(self) -> list[MetaProvider]:
+        """Called for every job enqueued through this queue, before it is serialized; each returns meta
+        entries to carry with the job (e.g. OpenTelemetry's W3C ``traceparent``). Meta given to ``enqueue``
+        wins over provided meta. Consulted only when the list is not empty, so enqueueing costs nothing
+        extra without providers. Append to it."""
+        return self.producer.meta_providers
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.producer.limits.max_bytes
+
+    @property
+    def max_payload_depth(self) -> int:
+        return self.producer.limits.max_depth
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -439,253 +385,6 @@ class JobQueue:
         await self.close()
 
     # -- producing ------------------------------------------------------------------------------------------
-
-    def _prepare(
-        self,
-        job_type: str | JobType[Any],
-        payload: Any,
-        now: float,
-        request: EnqueueRequest | None = None,
-        job_id: str | None = None,
-    ) -> tuple[Job[Any], Body]:
-        """Check and serialize one job: its :class:`Job` and its body. ``request`` carries the optional
-        settings (None: all defaults, the common case, checked without building a request); ``job_id`` is
-        a new random id when None.
-
-        :raises TypeError: an argument of the wrong type (naming it).
-        :raises ValueError: an argument out of range (naming it; see :mod:`lssm_jobs.limits`).
-        :raises JobValidationError: the payload does not fit the job type.
-        :raises SerializationError: the payload cannot be serialized, or is larger or deeper than this
-            queue's ``max_payload_bytes`` / ``max_payload_depth``.
-        """
-        name, version, definition, options = self._resolve(job_type)
-        if request is None:
-            if definition is None or definition.payload is None:  # (inline: the hot path)
-                data = typed = payload
-            else:
-                data, typed = validate_payload(definition, payload)
-            return self._prepared(
-                name,
-                version,
-                data,
-                typed,
-                options.queue,
-                options.priority,
-                options,
-                None,
-                now,
-                now,
-                _NO_META,
-                job_id,
-            )
-        # Every setting is checked before the payload: cheap type tests, each naming its argument.
-        queue = options.queue if request.queue is None else check_name(request.queue, "queue")
-        priority = options.priority if request.priority is None else check_priority(request.priority)
-        dedupe_key = (
-            None
-            if request.dedupe_key is None
-            else check_text(request.dedupe_key, "dedupe_key", MAX_DEDUPE_KEY_BYTES)
-        )
-        if request.max_retries is not None or request.timeout_ms is not None:
-            options = _overridden(
-                options,
-                options.max_retries
-                if request.max_retries is None
-                else check_int(request.max_retries, "max_retries", 0, MAX_RETRIES),
-                options.timeout_ms
-                if request.timeout_ms is None
-                else check_int(request.timeout_ms, "timeout_ms", 0, MAX_TIMEOUT_MS),
-            )
-        meta = _NO_META if request.meta is None else check_meta(request.meta) or _NO_META
-        if request.delay_ms is not None:
-            if request.run_at is not None:
-                raise ValueError("pass delay_ms or run_at, not both")
-            run_at = now + check_int(request.delay_ms, "delay_ms", 0, MAX_DELAY_MS) / 1000
-        elif request.run_at is not None:
-            run_at = check_run_at(request.run_at, now)
-        else:
-            run_at = now
-        if self._lacking:
-            self._check_supported(request, delayed=run_at > now)
-        if definition is None or definition.payload is None:
-            data = typed = payload
-        else:
-            data, typed = validate_payload(definition, payload)
-        return self._prepared(
-            name,
-            version,
-            data,
-            typed,
-            queue,
-            priority,
-            options,
-            dedupe_key,
-            now,
-            run_at,
-            meta,
-            job_id,
-        )
-
-    def _provided_meta(
-        self, job_id: str, name: str, queue: str, meta: Mapping[str, str]
-    ) -> Mapping[str, str]:
-        provided: dict[str, str] = {}
-        for provider in self.meta_providers:
-            provided.update(provider(job_id, name, queue))
-        provided.update(meta)
-        return MappingProxyType(provided)
-
-    def _check_supported(self, request: EnqueueRequest, *, delayed: bool) -> None:
-        """:raises UnsupportedOptionError: the request needs a capability the backend does not declare."""
-        wanted = (
-            ("delay", "a delayed job (delay_ms / run_at in the future)", delayed),
-            ("priority", "a priority", request.priority is not None),
-            ("dedupe", "a dedupe key", request.dedupe_key is not None),
-        )
-        for capability, what, asked in wanted:
-            if asked and capability in self._lacking:
-                raise UnsupportedOptionError(
-                    f"backend {type(self.backend).name or type(self.backend).__name__!r} cannot store "
-                    f"{what}: its capabilities declare {capability}=False; nothing was stored"
-                )
-
-    def _resolve(self, job_type: str | JobType[Any]) -> tuple[str, int, JobType[Any] | None, JobOptions]:
-        """Name, version, definition (None when the catalog does not know the name) and options.
-
-        :raises TypeError: ``job_type`` is neither a :class:`JobType` nor a string.
-        :raises ValueError: an unknown name that is not a valid job type name.
-        """
-        if isinstance(job_type, JobType):
-            return job_type.type, job_type.version, job_type, job_type.options
-        if type(job_type) is str:
-            definition = self.catalog.get(job_type)
-            if definition is not None:  # names in the catalog were checked when their type was defined
-                return job_type, definition.version, definition, definition.options
-            if job_type not in self._checked_names:
-                check_name(job_type, "job_type")
-                if len(self._checked_names) < 1024:
-                    self._checked_names.add(job_type)
-            return job_type, 1, None, DEFAULT_OPTIONS
-        if isinstance(job_type, str):  # a str subclass (a StrEnum member): its text
-            return self._resolve(str.__str__(job_type))
-        raise TypeError(
-            f"job_type must be a JobType or a job type name (str), got {type(job_type).__name__} {job_type!r}"
-        )
-
-    def _encode_payload(self, data: Any) -> str:
-        """A payload's JSON text (the default serializer), checked against this queue's limits.
-
-        The checks cost a flag test and a comparison for the usual small ASCII payload: the UTF-8 encoding
-        only runs for non-ASCII text (where it also finds lone surrogates), and the depth is measured on
-        the text (see :func:`~lssm_jobs.limits.json_depth_exceeds`).
-
-        :raises SerializationError: not serializable, not valid Unicode, too large or too deep.
-        """
-        try:
-            text: str = self.serializer.encode_value(data)  # type: ignore[attr-defined]  # (JSON: no cast() call)
-        except SerializationError as error:
-            if isinstance(error.__cause__, RecursionError):
-                raise self._too_deep() from error
-            raise
-        if text.isascii():
-            size = len(text)
-        else:
-            try:
-                size = len(text.encode())
-            except UnicodeEncodeError:
-                raise SerializationError(
-                    f"payload is not valid Unicode: the string at {unencodable_path(data)} holds a lone "
-                    "surrogate"
-                ) from None
-        if size > self.max_payload_bytes:
-            raise self._too_large(size)
-        # A text of up to 2 * depth characters cannot nest deeper than depth: no call for small payloads.
-        if size > self._depth_gate and json_depth_exceeds(text, data, self.max_payload_depth):
-            raise self._too_deep()
-        return text
-
-    def _check_encoded(self, data: Any, body: bytes) -> None:
-        """The limits, for a body made by a serializer other than the default (the whole envelope)."""
-        if len(body) > self.max_payload_bytes:
-            raise self._too_large(len(body))
-        if depth_exceeds(data, self.max_payload_depth):
-            raise self._too_deep()
-
-    def _too_large(self, size: int) -> SerializationError:
-        return SerializationError(
-            f"payload is {size} bytes encoded, more than this queue's max_payload_bytes "
-            f"({self.max_payload_bytes}); store large data elsewhere and enqueue a reference to it"
-        )
-
-    def _too_deep(self) -> SerializationError:
-        return SerializationError(
-            f"payload nests lists and objects more than this queue's max_payload_depth "
-            f"({self.max_payload_depth}) levels deep"
-        )
-
-    def _prepared(
-        self,
-        name: str,
-        version: int,
-        data: Any,
-        typed: Any,
-        queue: str,
-        priority: int,
-        options: JobOptions,
-        dedupe_key: str | None,
-        created_at: float,
-        run_at: float,
-        meta: Mapping[str, str],
-        job_id: str | None,
-    ) -> tuple[Job[Any], Body]:
-        if job_id is None:
-            job_id = os.urandom(16).hex()  # 128 random bits, as uuid4 has, at half the cost
-        if self.meta_providers:  # checked like enqueue's own meta: a provider's bug fails here, not later
-            meta = check_meta(self._provided_meta(job_id, name, queue, meta))
-        job = new_job(
-            job_id,
-            name,
-            version,
-            typed,
-            queue,
-            JobStatus.SCHEDULED if run_at > created_at else JobStatus.PENDING,
-            0,
-            options.max_retries,
-            priority,
-            run_at,
-            created_at,
-            dedupe_key,
-            None,
-            options,
-            meta,
-        )
-        serializer = self.serializer
-        if isinstance(serializer, JsonSerializer) and serializer.assembles(created_at, run_at):
-            # The default: only the payload is encoded now (the part that can fail); the envelope is
-            # assembled around it when the job is sent (see _outgoing), overlapping the backend's work.
-            return job, self._encode_payload(data)
-        try:
-            body = serializer.dumps(
-                Envelope(
-                    id=job_id,
-                    type=name,
-                    version=version,
-                    payload=data,
-                    queue=queue,
-                    priority=priority,
-                    options=options,
-                    dedupe_key=dedupe_key,
-                    created_at=created_at,
-                    run_at=run_at,
-                    meta=meta,
-                )
-            )
-        except (UnicodeError, RecursionError) as error:  # a serializer that lets them through
-            raise SerializationError(
-                f"payload cannot be serialized: {type(error).__name__}: {error}"
-            ) from error
-        self._check_encoded(data, body)
-        return job, body
 
     @overload
     async def enqueue(
@@ -748,11 +447,11 @@ class JobQueue:
         :raises JobValidationError: the payload does not fit the job type; nothing was stored.
         :raises UnsupportedOptionError: an option the backend cannot honour (its capabilities say so).
         """
-        now = time.time()
-        prepared = self._prepare_call(
+        producer = self.producer
+        job, encoded = producer.prepare_call(
             job_type,
             payload,
-            now,
+            time.time(),
             delay_ms,
             run_at,
             priority,
@@ -762,48 +461,8 @@ class JobQueue:
             timeout_ms,
             meta,
         )
-        jobs = await self._store([prepared[0]], [prepared[1]])
+        jobs = await producer.store([job], [encoded])
         return jobs[0]
-
-    def _prepare_call(
-        self,
-        job_type: str | JobType[Any],
-        payload: Any,
-        now: float,
-        delay_ms: int | None,
-        run_at: datetime | float | None,
-        priority: int | None,
-        dedupe_key: str | None,
-        queue: str | None,
-        max_retries: int | None,
-        timeout_ms: int | None,
-        meta: Mapping[str, str] | None,
-    ) -> tuple[Job[Any], Body]:
-        """``_prepare`` for ``enqueue``'s arguments (no request object when they are all defaults)."""
-        if (
-            delay_ms is None
-            and run_at is None
-            and priority is None
-            and dedupe_key is None
-            and queue is None
-            and max_retries is None
-            and timeout_ms is None
-            and not meta
-        ):
-            return self._prepare(job_type, payload, now)
-        request = EnqueueRequest(
-            job_type=job_type,
-            payload=payload,
-            delay_ms=delay_ms,
-            run_at=run_at,
-            priority=priority,
-            dedupe_key=dedupe_key,
-            queue=queue,
-            max_retries=max_retries,
-            timeout_ms=timeout_ms,
-            meta=meta,
-        )
-        return self._prepare(job_type, payload, now, request)
 
     async def enqueue_many(
         self, requests: Iterable[EnqueueRequest | tuple[str | JobType[Any], Any]]
@@ -820,174 +479,9 @@ class JobQueue:
         :raises ValueError: likewise, for the first argument out of range.
         :raises SerializationError: likewise, for the first payload that cannot be serialized.
         """
-        now = time.time()
-        requests = list(requests)
-        # The ids of all jobs from one read of the system's random source (one system call instead of one
-        # per job): 32 hex digits (128 random bits) each.
-        ids = os.urandom(16 * len(requests)).hex()
-        jobs: list[Job[Any]] = []
-        bodies: list[Body] = []
-        prepare = self._prepare
-        # The common case, (type, payload) pairs with the default JSON serializer, is prepared inline: this
-        # loop runs before anything is stored, so each step here delays the first push (what _prepare does,
-        # with the type resolved once per run of jobs of one type).
-        serializer = self.serializer
-        encode = (
-            self._encode_payload
-            if isinstance(serializer, JsonSerializer)
-            and serializer.assembles(now, now)
-            and not self.meta_providers
-            else None
-        )
-        last_type: Any = None
-        resolved: tuple[str, int, JobType[Any] | None, JobOptions] = ("", 0, None, DEFAULT_OPTIONS)
-        for index, request in enumerate(requests):
-            job_id = ids[32 * index : 32 * index + 32]
-            try:
-                if isinstance(request, EnqueueRequest):
-                    job, body = prepare(request.job_type, request.payload, now, request, job_id)
-                elif encode is None:
-                    job, body = prepare(*_pair(request, index), now, None, job_id)
-                else:
-                    job_type, payload = _pair(request, index)
-                    if job_type is not last_type:
-                        resolved = self._resolve(job_type)
-                        last_type = job_type
-                    name, version, definition, options = resolved
-                    if definition is None or definition.payload is None:
-                        data = typed = payload
-                    else:
-                        data, typed = validate_payload(definition, payload)
-                    job = new_job(
-                        job_id,
-                        name,
-                        version,
-                        typed,
-                        options.queue,
-                        JobStatus.PENDING,
-                        0,
-                        options.max_retries,
-                        options.priority,
-                        now,
-                        now,
-                        None,
-                        None,
-                        options,
-                        _NO_META,
-                    )
-                    body = encode(data)
-            except JobValidationError as error:
-                raise JobValidationError(
-                    error.job_type,
-                    [FieldError(path=f"[{index}]{e.path[1:]}", message=e.message) for e in error.errors],
-                ) from error
-            except (TypeError, ValueError, SerializationError) as error:
-                raise _at_index(error, index) from error
-            jobs.append(job)
-            bodies.append(body)
-        return await self._store(jobs, bodies)
-
-    async def _store(self, jobs: list[Job[Any]], bodies: Sequence[Body]) -> list[Job[Any]]:
-        """Push prepared jobs (``jobs[i]`` with its ``bodies[i]``) and return them, a deduplicated job replaced
-        by the live duplicate (in ``jobs`` itself)."""
-        if not jobs:
-            return jobs
-        now = jobs[0].created_at  # the jobs of one call share their creation time
-        backend = await self._opened()
-        batch = backend.push_batch or len(jobs)
-        # Only results that stored nothing (dedupe) are kept: the rest are dropped batch by batch, which
-        # spares the garbage collector tens of thousands of live objects in a big enqueue_many.
-        not_created: list[tuple[int, PushResult]] = []
-        outgoing = self._outgoing
-        if len(jobs) <= batch:  # one call, awaited directly: no task for a single enqueue
-            pushed = [outgoing(job, body) for job, body in zip(jobs, bodies, strict=True)]
-            _keep_not_created(not_created, 0, await backend.push(pushed))
-        else:
-            # Up to PUSHES_IN_FLIGHT batches are sent before the first reply is awaited, so the backend is
-            # never idle between batches; the queue builds the next batch meanwhile.
-            in_flight: deque[tuple[int, asyncio.Future[list[PushResult]]]] = deque()
-            try:
-                for start in range(0, len(jobs), batch):
-                    end = start + batch
-                    part = [
-                        outgoing(job, body)
-                        for job, body in zip(jobs[start:end], bodies[start:end], strict=True)
-                    ]
-                    if len(in_flight) >= PUSHES_IN_FLIGHT:
-                        offset, push = in_flight.popleft()
-                        _keep_not_created(not_created, offset, await push)
-                    in_flight.append((start, asyncio.ensure_future(backend.push(part))))
-                    await asyncio.sleep(0)  # let the push go out before building more
-                while in_flight:
-                    offset, push = in_flight[0]
-                    _keep_not_created(not_created, offset, await push)
-                    in_flight.popleft()
-            finally:
-                for _, pending in in_flight:
-                    pending.cancel()
-        deduplicated: set[int] = set()
-        for index, result in not_created:
-            jobs[index], result = await self._live_duplicate(jobs[index], bodies[index], result)
-            if not result.created:
-                deduplicated.add(index)
-        if self.events.wants(JobEnqueued.name):
-            for index, job in enumerate(jobs):
-                await self.events.emit(
-                    JobEnqueued(
-                        timestamp=now,
-                        job_id=job.id,
-                        job_type=job.type,
-                        queue=job.queue,
-                        attempt=0,
-                        run_at=job.run_at,
-                        priority=job.priority,
-                        deduplicated=index in deduplicated,
-                    )
-                )
-        return jobs
-
-    def _outgoing(self, job: Job[Any], body: Body) -> OutgoingJob:
-        if type(body) is str:
-            body = cast(JsonSerializer, self.serializer).assemble(
-                job.id,
-                job.type,
-                job.version,
-                body,
-                job.queue,
-                job.priority,
-                job.options,
-                job.dedupe_key,
-                job.created_at,
-                job.run_at,
-                job.meta,
-            )
-        return new_outgoing_job(
-            job.id,
-            job.type,
-            job.queue,
-            job.priority,
-            job.run_at,
-            job.created_at,
-            job.dedupe_key,
-            cast(bytes, body),
-        )
-
-    async def _live_duplicate(
-        self, job: Job[Any], body: Body, result: PushResult
-    ) -> tuple[Job[Any], PushResult]:
-        """The job holding a deduplicated job's key. When that job is gone before it can be read back
-        (finished and pruned in between), its key is free again: push ours once more."""
-        backend = await self._opened()
-        for _ in range(10):
-            existing = await self.get(result.id)
-            if existing is not None:
-                return existing, result
-            (result,) = await backend.push([self._outgoing(job, body)])
-            if result.created:
-                return job, result
-        raise LssmJobsError(
-            f"dedupe key {job.dedupe_key!r} kept pointing at jobs that vanished before they could be read"
-        )
+        producer = self.producer
+        jobs, encodings = producer.prepare_many(list(requests), time.time())
+        return await producer.store(jobs, encodings)
 
     # -- inspecting -----------------------------------------------------------------------------------------
 

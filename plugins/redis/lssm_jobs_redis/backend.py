@@ -58,17 +58,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lssm_jobs_redis.batching import Coalescer
 from lssm_jobs_redis.blocking import BlockingPusher
-from lssm_jobs_redis.channel import RespChannel, pack_command
+from lssm_jobs_redis.channel import RespChannel
 from lssm_jobs_redis.connection import (
     TRANSIENT_ERRORS,
     RedisClient,
     client_from_url,
-    is_cluster,
     redact_url,
     returns_text,
 )
+from lssm_jobs_redis.internals import AsyncConnector, InternalsChanged, socket_timeout
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
+from lssm_jobs_redis.resp import command_prefix, delivery_arguments, push_command, settle_arguments
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
 
 log = logging.getLogger("lssm_jobs.redis")
@@ -154,18 +155,6 @@ OPTIONS_HELP = {
 }
 
 
-_EMPTY = b"$0\r\n\r\n"
-_OP_WIRE = {
-    name: b"$%d\r\n%s\r\n" % (len(name), name.encode())
-    for name in ("ack", "retry", "dead", "release", "extend", "cancel")
-}
-
-
-def _wire(value: str | int) -> bytes:
-    data = value.encode(errors="surrogateescape") if isinstance(value, str) else b"%d" % value
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
 def _text(raw: bytes) -> str:
     """Text stored in Redis: a job id or queue name written by hand need not be UTF-8; its bytes are kept
     (surrogate escapes), so the same id reaches Redis again (see :func:`_raw`)."""
@@ -228,17 +217,10 @@ class RedisDelivery(Delivery):
         return [op[0], _raw(self.id), self._token, _raw(self.queue), *extra]
 
     def wire(self, op: tuple[Any, ...]) -> bytes:
-        """The settle script arguments of ``op`` as RESP bulk strings."""
+        """The settle script arguments of ``op`` as RESP bulk strings (see :mod:`.resp`)."""
         if self._wire is None:
-            self._wire = (
-                _wire(self.id) + b"$%d\r\n%s\r\n" % (len(self._token), self._token) + _wire(self.queue)
-            )
-        head = _OP_WIRE[op[0]] + self._wire
-        if len(op) == 2:
-            return head + _EMPTY + _EMPTY + _EMPTY
-        extra = [_wire(value) for value in op[2:]]
-        extra.extend([_EMPTY] * (3 - len(extra)))
-        return head + b"".join(extra)
+            self._wire = delivery_arguments(self.id, self._token, self.queue)
+        return settle_arguments(op[0], self._wire, op[2:])
 
     async def _apply(self, op: tuple[Any, ...]) -> int:
         result: int = await self._backend._settler.submit(op)
@@ -399,6 +381,7 @@ class RedisBackend(PullBackend):
         self._background: set[asyncio.Task[None]] = set()
         self._channel: RespChannel | None = None
         self._blocking_pusher: BlockingPusher | None = None
+        self._no_blocking_pusher = False
         self._push_invocation: tuple[bool, bytes] | None = None
         self._functions = False
 
@@ -458,13 +441,48 @@ class RedisBackend(PullBackend):
                     f"Redis at {self.location} answered but refused to load lssm-jobs' code: {error}"
                 ) from error
             raise builtins.ConnectionError(f"cannot reach Redis at {self.location}: {error}") from error
-        socket_timeout = _socket_timeout(self._client)
+        timeout = socket_timeout(self._client)
         # a blocking wait must end before redis-py's socket timeout would call the connection broken
-        self._max_block = max(0.1, socket_timeout - 2.0) if socket_timeout else 30.0
-        if self.options.pipelined and not is_cluster(self._client) and RespChannel.supports(self._client):
-            pool: Any = getattr(self._client, "connection_pool", None)
-            self._channel = RespChannel(pool, reply_timeout=socket_timeout or 30.0)
-            self._blocker = RespChannel(pool, reply_timeout=None)
+        self._max_block = max(0.1, timeout - 2.0) if timeout else 30.0
+        if self.options.pipelined:
+            try:
+                await self._open_channels(timeout)
+            except (RedisError, OSError) as error:
+                if self._owns_client:
+                    await self._close_client()
+                raise builtins.ConnectionError(f"cannot reach Redis at {self.location}: {error}") from error
+
+    async def _open_channels(self, timeout: float | None) -> None:
+        """Set up the pipelined channels (single-server clients), connecting the first at once: when
+        redis-py's internals are not what a channel relies on, every call goes through redis-py instead
+        (logged once; see :mod:`.internals`)."""
+        connector = AsyncConnector.for_client(self._client)
+        if connector is None:  # a cluster client, or a pool of another make: redis-py for everything
+            return
+        channel = RespChannel(connector, reply_timeout=timeout or 30.0)
+        try:
+            await channel.connect()
+        except InternalsChanged as error:
+            await channel.close()
+            log.warning("Redis: %s; every call goes through redis-py's client instead (slower)", error)
+            return
+        except BaseException:
+            await channel.close()
+            raise
+        self._channel = channel
+        self._blocker = RespChannel(connector, reply_timeout=None)
+
+    @property
+    def transport(self) -> str:
+        """What carries this backend's calls (after :meth:`open`): ``"pipelined"`` (the channel of
+        :mod:`.channel`) or ``"redis-py"`` (``pipelined=False``, a cluster client, or a redis-py whose
+        internals differ from what the channel relies on)."""
+        return "pipelined" if self._channel is not None else "redis-py"
+
+    @property
+    def channel_calls(self) -> int:
+        """Commands sent over the pipelined channels so far (0 when there are none)."""
+        return sum(channel.sent for channel in (self._channel, self._blocker) if channel is not None)
 
     async def close(self) -> None:
         """Stop listening for wake-ups; close the client only when the backend created it.
@@ -612,7 +630,7 @@ class RedisBackend(PullBackend):
         try:
             return await call()
         except ResponseError as error:
-            if not self._missing(error):
+            if not self.lost_code(error):
                 raise
             await self._reload(script)
             return await call()
@@ -625,7 +643,7 @@ class RedisBackend(PullBackend):
             script, lambda: channel.call_encoded(count, (*self._invocation(script), *head), wire)
         )
 
-    def _missing(self, error: BaseException) -> bool:
+    def lost_code(self, error: BaseException) -> bool:
         """Whether ``error`` says the server lost our code (restart without persistence, failover)."""
         return isinstance(error, NoScriptError) or (self._functions and function_missing(error))
 
@@ -661,51 +679,6 @@ class RedisBackend(PullBackend):
 
     # -- producing ------------------------------------------------------------------------------------------
 
-    def _push_wire(self, jobs: Sequence[OutgoingJob]) -> tuple[int, list[bytes]]:
-        """The push arguments after the clock (see ``lua/push.lua``), encoded as RESP bulk strings, and how
-        many there are: the kinds of job (type, queue, priority, created_at: what the jobs of one
-        ``enqueue_many`` share), each written once, then 5 arguments per job."""
-        wire: list[bytes] = []
-        kinds: dict[tuple[str, str, int, float], bytes] = {}
-        kind_wire: list[bytes] = []
-        heads = self._wire_heads
-        last: tuple[str, str, int, float] | None = None
-        number = b""
-        for job in jobs:
-            created = job.created_at
-            if last is None or not (
-                job.type is last[0]
-                and job.queue is last[1]
-                and job.priority == last[2]
-                and created is last[3]
-            ):
-                last = (job.type, job.queue, job.priority, created)
-                found = kinds.get(last)
-                if found is None:
-                    head = heads.get(last[:3])
-                    if head is None:
-                        head = b"".join(
-                            b"$%d\r\n%b\r\n" % (len(field), field)
-                            for field in (job.type.encode(), job.queue.encode(), b"%d" % job.priority)
-                        )
-                        if len(heads) < 1024:
-                            heads[last[:3]] = head
-                    created_text = repr(float(created)).encode()
-                    kind_wire.append(head + b"$%d\r\n%b\r\n" % (len(created_text), created_text))
-                    index = b"%d" % (len(kinds) + 1)
-                    found = kinds[last] = b"$%d\r\n%b\r\n" % (len(index), index)
-                number = found
-            job_id = job.id.encode()
-            run_at = b"" if job.run_at == created else repr(float(job.run_at)).encode()
-            dedupe = job.dedupe_key.encode() if job.dedupe_key else b""
-            body = job.body
-            wire.append(
-                b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
-                % (len(job_id), job_id, number, len(run_at), run_at, len(dedupe), dedupe, len(body), body)
-            )
-        count = b"%d" % len(kinds)
-        return 1 + 4 * len(kinds) + 5 * len(jobs), [b"$%d\r\n%b\r\n" % (len(count), count), *kind_wire, *wire]
-
     @staticmethod
     def _push_values(jobs: Sequence[OutgoingJob]) -> list[Any]:
         """The same arguments as plain values, for calls through redis-py."""
@@ -721,8 +694,12 @@ class RedisBackend(PullBackend):
             values.extend((job_type, queue, priority, repr(created)))
         return values + per_job
 
+    # The push interface of the synchronous pusher (:mod:`.blocking`): the whole push call as bytes, what
+    # its reply means, and how to load the code again on a server that lost it.
+
     @staticmethod
-    def _push_results(jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]:
+    def push_results(jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]:
+        """The push results of ``jobs`` from the push call's reply (warnings after them are logged)."""
         if len(reply) > len(jobs):
             log_notes(reply[len(jobs) :])
         return [
@@ -732,28 +709,19 @@ class RedisBackend(PullBackend):
 
     async def _push_chunk(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         reply = await self._call("push", lambda: self._push_call(jobs))
-        return self._push_results(jobs, reply)
+        return self.push_results(jobs, reply)
 
-    def _push_command(self, jobs: Sequence[OutgoingJob]) -> bytes:
+    def push_command(self, jobs: Sequence[OutgoingJob]) -> bytes:
         """The whole push call for ``jobs``, RESP-encoded: ``FCALL <push> 1 <route> <prefix> <now ms>``
-        (or ``EVALSHA``), then the kinds of job and 5 arguments per job (see ``_push_wire``)."""
+        (or ``EVALSHA``), then the kinds of job and 5 arguments per job (see :func:`.resp.push_arguments`)."""
         invocation = self._push_invocation
         if invocation is None or invocation[0] != self._functions:
             # everything before the clock is the same on every call: encoded once
-            encoded = pack_command((*self._invocation(self._scripts.push), self.keys.base))
-            invocation = self._push_invocation = (self._functions, encoded[encoded.index(b"\r\n") + 2 :])
-        now_ms = b"%d" % int(time.time() * 1000)
-        count, wire = self._push_wire(jobs)
-        return b"".join(
-            (
-                b"*%d\r\n" % (6 + count),
-                invocation[1],
-                b"$%d\r\n%b\r\n" % (len(now_ms), now_ms),
-                *wire,
-            )
-        )
+            prefix = command_prefix((*self._invocation(self._scripts.push), self.keys.base))
+            invocation = self._push_invocation = (self._functions, prefix)
+        return push_command(invocation[1], int(time.time() * 1000), jobs, self._wire_heads)
 
-    def _load_command(self) -> tuple[Any, ...]:
+    def reload_command(self) -> tuple[Any, ...]:
         """The command that loads the push code again on a server that lost it."""
         if self._functions:
             return ("FUNCTION", "LOAD", "REPLACE", self._scripts.library)
@@ -764,8 +732,12 @@ class RedisBackend(PullBackend):
         for Sentinel and cluster clients."""
         if self._closed:
             return None
-        if self._blocking_pusher is None:
-            self._blocking_pusher = BlockingPusher.for_backend(self)
+        if self._blocking_pusher is None and not self._no_blocking_pusher:
+            try:
+                self._blocking_pusher = BlockingPusher.for_backend(self)
+            except InternalsChanged as error:
+                log.warning("Redis: %s; blocking enqueues go through the event loop instead", error)
+            self._no_blocking_pusher = self._blocking_pusher is None
         return self._blocking_pusher
 
     async def _push_call(self, jobs: Sequence[OutgoingJob]) -> Any:
@@ -774,7 +746,7 @@ class RedisBackend(PullBackend):
         if channel is None:
             args: list[Any] = [self.keys.base, int(time.time() * 1000), *self._push_values(jobs)]
             return await self._eval(script, args)
-        return await self._reloading(script, lambda: channel.send(self._push_command(jobs)))
+        return await self._reloading(script, lambda: channel.send(self.push_command(jobs)))
 
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store jobs: one script call per ``push_chunk`` jobs, all chunks pipelined in one round trip;
@@ -823,7 +795,7 @@ class RedisBackend(PullBackend):
             replies = await self._pipeline_scripts(self._scripts.push, calls)
         results: list[PushResult] = []
         for part, reply in zip(chunks, replies, strict=True):
-            results.extend(self._push_results(part, reply))
+            results.extend(self.push_results(part, reply))
         return results
 
     async def _pipeline_scripts(self, script: LuaScript, calls: list[list[Any]]) -> list[Any]:
@@ -833,7 +805,7 @@ class RedisBackend(PullBackend):
             for args in calls:
                 pipe.execute_command(*self._invocation(script), *args)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
-            missing = [reply for reply in replies if self._missing(reply)]
+            missing = [reply for reply in replies if self.lost_code(reply)]
             if missing and attempt == 0:
                 await self._reload(script)
                 continue  # every script here is safe to repeat
@@ -1207,14 +1179,3 @@ def _reported_status(status: bytes, run_at: bytes | None, created: bytes) -> Job
     if status == b"scheduled" and float(run_at if run_at is not None else created) <= time.time():
         return JobStatus.PENDING
     return _STATUS[status]
-
-
-def _socket_timeout(client: Any) -> float | None:
-    """The socket timeout the client's connections use (None: none or unknown)."""
-    pool = getattr(client, "connection_pool", None)
-    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) if pool is not None else {}
-    if not kwargs:
-        manager = getattr(client, "nodes_manager", None)
-        kwargs = getattr(manager, "connection_kwargs", {}) or {}
-    value = kwargs.get("socket_timeout")
-    return float(value) if value else None

@@ -30,13 +30,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import redis.connection as sync_connection
 from lssm_jobs.backends.base import OutgoingJob, PushResult
-from redis.asyncio import connection as async_connection
 from redis.exceptions import ConnectionError, OutOfMemoryError, ResponseError, TimeoutError
 
-from lssm_jobs_redis.channel import _as_exception, _parser, _ReplyError, pack_command
-from lssm_jobs_redis.connection import is_cluster
+from lssm_jobs_redis.internals import SyncConnector
+from lssm_jobs_redis.resp import ReplyError, ReplyReader, as_exception, pack_command, reply_reader
 
 
 class _PusherOptions(Protocol):
@@ -47,9 +45,9 @@ class _PusherOptions(Protocol):
     def reconnect_timeout(self) -> float: ...
 
 
-class _Backend(Protocol):
-    """What a pusher uses of :class:`lssm_jobs_redis.backend.RedisBackend`, as a protocol: that module
-    imports this one, so this one does not import it back."""
+class PushTarget(Protocol):
+    """What a pusher uses of :class:`lssm_jobs_redis.backend.RedisBackend` (its public push interface), as
+    a protocol: that module imports this one, so this one does not import it back."""
 
     @property
     def client(self) -> Any: ...
@@ -60,26 +58,17 @@ class _Backend(Protocol):
     @property
     def location(self) -> str: ...
 
-    def _push_command(self, jobs: Sequence[OutgoingJob]) -> bytes: ...
+    def push_command(self, jobs: Sequence[OutgoingJob]) -> bytes: ...
 
-    def _push_results(self, jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]: ...
+    def push_results(self, jobs: Sequence[OutgoingJob], reply: list[Any]) -> list[PushResult]: ...
 
-    def _missing(self, error: BaseException) -> bool: ...
+    def lost_code(self, error: BaseException) -> bool: ...
 
-    def _load_command(self) -> tuple[Any, ...]: ...
+    def reload_command(self) -> tuple[Any, ...]: ...
 
     def full(self, error: OutOfMemoryError, count: int) -> OutOfMemoryError: ...
 
 
-# The synchronous twin of each async connection class a single-server client can use.
-_SYNC_CLASSES: dict[type[Any], type[Any]] = {
-    async_connection.Connection: sync_connection.Connection,
-    async_connection.SSLConnection: sync_connection.SSLConnection,
-    async_connection.UnixDomainSocketConnection: sync_connection.UnixDomainSocketConnection,
-}
-# Settings of the async pool that mean nothing to (or differ in type for) a synchronous connection; this
-# module retries by itself, and speaks RESP2 (replies are plain arrays).
-_DROPPED = ("retry", "retry_on_error", "retry_on_timeout", "redis_connect_func", "event_dispatcher")
 _TRANSIENT = (ConnectionError, TimeoutError, builtins.ConnectionError, OSError)
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
@@ -114,7 +103,7 @@ class _ThreadConnection:
     def __init__(self, connection: Any, sock: socket.socket, spin: float) -> None:
         self.connection = connection
         self.sock = sock
-        self.reader = _parser()
+        self.reader: ReplyReader = reply_reader()
         self.spin = spin
         self.unpolled = 0
 
@@ -132,32 +121,40 @@ class BlockingPusher:
     Safe to call from many threads at once: each thread gets its own connection on first use.
     """
 
-    def __init__(self, backend: _Backend, connection_class: type[Any], settings: dict[str, Any]) -> None:
+    def __init__(self, backend: PushTarget, connector: SyncConnector) -> None:
         self._backend = backend
-        self._connection_class = connection_class
-        self._settings = settings
+        self._connector = connector
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[Any] = []
         self._closed = False
         spin_us = backend.options.reply_spin_us
         self._spin = spin_us / 1e6 if spin_us > 0 and _DONTWAIT and _usable_cpus() > 1 else 0.0
+        #: Push calls sent so far, from every thread (what tests check the direct path by).
+        self.sent = 0
 
     @classmethod
-    def for_backend(cls, backend: _Backend) -> BlockingPusher | None:
-        """A pusher for ``backend``'s server, or None when its client is not a plain single-server one."""
-        client = backend.client
-        pool = getattr(client, "connection_pool", None)
-        if pool is None or is_cluster(client) or not hasattr(pool, "connection_kwargs"):
+    def for_backend(cls, backend: PushTarget) -> BlockingPusher | None:
+        """A pusher for ``backend``'s server, or None when its client is not a plain single-server one
+        (see :class:`~lssm_jobs_redis.internals.SyncConnector`).
+
+        The calling thread's connection is opened here, so a redis-py whose internals differ from what the
+        pusher relies on is found at once: :class:`~lssm_jobs_redis.internals.InternalsChanged` is raised
+        then (the backend falls back to the event loop path).
+        """
+        connector = SyncConnector.for_client(backend.client)
+        if connector is None:
             return None
-        sync_class = _SYNC_CLASSES.get(getattr(pool, "connection_class", None))  # type: ignore[arg-type]
-        if sync_class is None:  # Sentinel-managed or a custom class: no synchronous twin we can trust
-            return None
-        settings = {key: value for key, value in pool.connection_kwargs.items() if key not in _DROPPED}
-        settings["protocol"] = 2
-        settings.pop("maint_notifications_config", None)
-        settings.pop("maint_notifications_pool_handler", None)
-        return cls(backend, sync_class, settings)
+        pusher = cls(backend, connector)
+        pusher.connect()
+        return pusher
+
+    def connect(self) -> None:
+        """Open the calling thread's connection now rather than on its first push.
+
+        :raises InternalsChanged: redis-py keeps its socket elsewhere (see :mod:`.internals`).
+        """
+        self._connection()
 
     def __call__(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store ``jobs`` in one push call (retried through outages for ``reconnect_timeout``; a repeated push
@@ -185,23 +182,24 @@ class BlockingPusher:
                 time.sleep(min(delay * (0.5 + random.random()), remaining))
                 delay = min(delay * 2, 2.0)
                 continue
-            return backend._push_results(jobs, reply)
+            return backend.push_results(jobs, reply)
 
     def _push_once(self, jobs: Sequence[OutgoingJob]) -> Any:
         backend = self._backend
-        command = backend._push_command(jobs)
+        command = backend.push_command(jobs)
         try:
             return self._roundtrip(command)
         except ResponseError as error:
-            if not backend._missing(error):
+            if not backend.lost_code(error):
                 raise
-            self._roundtrip(pack_command(backend._load_command()))  # the server lost our code: load it again
-            return self._roundtrip(backend._push_command(jobs))
+            self._roundtrip(pack_command(backend.reload_command()))  # the server lost our code: load it again
+            return self._roundtrip(backend.push_command(jobs))
 
     def _roundtrip(self, command: bytes) -> Any:
         own = self._connection()
         sock, reader = own.sock, own.reader
         sock.sendall(command)
+        self.sent += 1
         while True:
             reply = reader.gets()
             if reply is not False:
@@ -219,8 +217,8 @@ class BlockingPusher:
             if not data:
                 raise ConnectionError(f"Redis at {self._backend.location} closed the connection")
             reader.feed(data)
-        if isinstance(reply, _ReplyError):
-            raise _as_exception(reply)
+        if isinstance(reply, ReplyError):
+            raise as_exception(reply)
         return reply
 
     def _connection(self) -> _ThreadConnection:
@@ -229,14 +227,7 @@ class BlockingPusher:
             return own
         if self._closed:
             raise builtins.ConnectionError("the Redis backend was closed")
-        connection = self._connection_class(**self._settings)
-        connection.connect()
-        sock = getattr(connection, "_sock", None)
-        if sock is None:
-            connection.disconnect()
-            raise RuntimeError(
-                "this redis-py version keeps its socket elsewhere; blocking pushes unavailable"
-            )
+        connection, sock = self._connector.connect()
         spin = 0.0 if isinstance(sock, ssl.SSLSocket) else self._spin  # SSL sockets take no recv flags
         own = _ThreadConnection(connection, sock, spin)
         self._local.own = own

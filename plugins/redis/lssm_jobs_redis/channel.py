@@ -7,7 +7,9 @@ opened and authenticated (AUTH/ACL user, TLS, SELECT, Sentinel discovery all sta
 its transport over (``set_protocol``): each command is written at once without waiting for earlier
 replies, and replies are parsed as bytes arrive (``data_received``) and matched to callers in order (Redis
 answers in order on a connection). Concurrent callers thus share one socket with no lock, which is both
-faster per call and naturally pipelined under load.
+faster per call and naturally pipelined under load. Commands are encoded and replies parsed by
+:mod:`.resp`; the connection is opened and handed over by :mod:`.internals`, the one module that touches
+redis-py's private parts (when they differ, the backend does without a channel).
 
 Only single-server clients (``Redis``, including Sentinel-managed ones) get channels; cluster clients use
 redis-py for everything. The backend keeps a second channel for its blocking wait (``BLPOP``), so a
@@ -17,157 +19,15 @@ blocked wait never holds up the calls of the first.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import (
-    AskError,
-    BusyLoadingError,
-    ClusterDownError,
-    ConnectionError,
-    MovedError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TimeoutError,
-    TryAgainError,
-)
+from redis.exceptions import ConnectionError, TimeoutError
 
-_hiredis: Any
-try:  # hiredis parses replies in C when installed (the [hiredis] extra)
-    _hiredis = importlib.import_module("hiredis")
-except ImportError:  # pragma: no cover - depends on the environment
-    _hiredis = None
-
-_ERRORS: dict[str, type[Exception]] = {
-    "NOSCRIPT": NoScriptError,
-    "LOADING": BusyLoadingError,
-    "READONLY": ReadOnlyError,
-    "CLUSTERDOWN": ClusterDownError,
-    "TRYAGAIN": TryAgainError,
-    "MASTERDOWN": ConnectionError,
-    "OOM": OutOfMemoryError,
-}
-
-
-class _ReplyError(Exception):
-    """An error reply as parsed; turned into the matching redis-py exception by :func:`_as_exception`."""
-
-
-def _as_exception(error: BaseException) -> Exception:
-    text = str(error)
-    code = text.split(" ", 1)[0]
-    if code == "MOVED":
-        return MovedError(text.split(" ", 1)[1])
-    if code == "ASK":
-        return AskError(text.split(" ", 1)[1])
-    kind = _ERRORS.get(code)
-    if kind is not None:
-        return kind(text)
-    return ResponseError(text)
-
-
-def pack_command(args: Sequence[Any], count: int | None = None) -> bytes:
-    """RESP encoding of one command: bytes as they are, str as UTF-8, int and float as text.
-
-    :param count: the number of arguments in the whole command when more follow, already encoded.
-    """
-    parts = [b"*%d\r\n" % (len(args) if count is None else count)]
-    append = parts.append
-    for arg in args:
-        kind = type(arg)
-        if kind is bytes:
-            data = arg
-        elif kind is str:
-            data = arg.encode()
-        elif kind is int:
-            data = b"%d" % arg
-        elif kind is float:
-            data = repr(arg).encode()
-        elif isinstance(arg, (bytes, bytearray, memoryview)):
-            data = bytes(arg)
-        elif isinstance(arg, str):
-            data = str(arg).encode()
-        elif isinstance(arg, int) and not isinstance(arg, bool):
-            data = b"%d" % arg
-        else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis: use bytes, str, int or float")
-        append(b"$%d\r\n" % len(data))
-        append(data)
-        append(b"\r\n")
-    return b"".join(parts)
-
-
-class RespParser:
-    """Incremental RESP2 parser: ``feed(data)``, then ``gets()`` until it returns ``False``.
-
-    Error replies come back as exception instances (not raised), like hiredis' ``Reader``.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._position = 0
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    def gets(self) -> Any:
-        try:
-            value, position = self._parse(self._position)
-        except IndexError:  # incomplete reply: wait for more data
-            return False
-        self._position = position
-        if position == len(self._buffer):
-            self._buffer.clear()
-            self._position = 0
-        elif position > 65_536:
-            del self._buffer[:position]
-            self._position = 0
-        return value
-
-    def _parse(self, position: int) -> tuple[Any, int]:
-        buffer = self._buffer
-        end = buffer.find(b"\r\n", position)
-        if end < 0:
-            raise IndexError
-        kind = buffer[position]
-        if kind == 36:  # $ bulk string
-            length = int(buffer[position + 1 : end])
-            if length < 0:
-                return None, end + 2
-            start = end + 2
-            stop = start + length
-            if len(buffer) < stop + 2:
-                raise IndexError
-            return bytes(buffer[start:stop]), stop + 2
-        if kind == 42:  # * array
-            count = int(buffer[position + 1 : end])
-            if count < 0:
-                return None, end + 2
-            items = []
-            position = end + 2
-            parse = self._parse
-            for _ in range(count):
-                item, position = parse(position)
-                items.append(item)
-            return items, position
-        if kind == 58:  # : integer
-            return int(buffer[position + 1 : end]), end + 2
-        if kind == 43:  # + simple string
-            return bytes(buffer[position + 1 : end]), end + 2
-        if kind == 45:  # - error
-            return _ReplyError(buffer[position + 1 : end].decode(errors="replace")), end + 2
-        raise ConnectionError(f"unexpected RESP type byte {chr(kind)!r} from Redis")
-
-
-def _parser() -> Any:
-    if _hiredis is not None:
-        return _hiredis.Reader(replyError=_ReplyError)
-    return RespParser()
+from lssm_jobs_redis.internals import AsyncConnector
+from lssm_jobs_redis.resp import ReplyError, as_exception, pack_command, reply_reader
 
 
 class _ReplyProtocol(asyncio.Protocol):
@@ -176,7 +36,7 @@ class _ReplyProtocol(asyncio.Protocol):
 
     def __init__(self, channel: RespChannel) -> None:
         self._channel = channel
-        self._parser = _parser()
+        self._parser = reply_reader()
         self._writable: asyncio.Event | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -216,14 +76,13 @@ class _ReplyProtocol(asyncio.Protocol):
 class RespChannel:
     """Pipelined calls over one redis-py-established connection to a single Redis server.
 
-    :param pool: the redis-py connection pool whose settings (address, credentials, TLS, db, Sentinel
-        service) the channel's connection uses; RESP2 is forced since replies here are plain arrays.
+    :param connector: opens connections as the client's pool does (see :mod:`.internals`).
     :param reply_timeout: seconds the oldest outstanding call may wait for its reply before the connection
         counts as broken (every outstanding call then fails with ``TimeoutError``); None waits forever.
     """
 
-    def __init__(self, pool: Any, *, reply_timeout: float | None) -> None:
-        self._pool = pool
+    def __init__(self, connector: AsyncConnector, *, reply_timeout: float | None) -> None:
+        self._connector = connector
         self._reply_timeout = reply_timeout
         self._connection: Any = None
         self._transport: asyncio.WriteTransport | None = None
@@ -232,13 +91,16 @@ class RespChannel:
         self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed = False
+        #: Commands sent over this channel so far (what tests and ``RedisBackend.transport`` report).
+        self.sent = 0
 
-    @staticmethod
-    def supports(client: Any) -> bool:
-        """Whether ``client`` is a single-server redis-py client whose connections a channel can use."""
-        pool = getattr(client, "connection_pool", None)
-        connection_class = getattr(pool, "connection_class", None)
-        return pool is not None and connection_class is not None and hasattr(pool, "connection_kwargs")
+    async def connect(self) -> None:
+        """Connect now rather than on the first call (the backend does at start-up, to find out whether
+        redis-py's internals are what the channel relies on).
+
+        :raises InternalsChanged: they are not.
+        """
+        await self._connect()
 
     async def _connect(self) -> tuple[asyncio.WriteTransport, _ReplyProtocol]:
         if self._connecting is None:
@@ -248,20 +110,7 @@ class RespChannel:
                 return self._transport, self._protocol
             if self._closed:
                 raise ConnectionError("the channel is closed")
-            settings = dict(self._pool.connection_kwargs)
-            settings["protocol"] = 2
-            # Replies here are plain RESP2 arrays: no push messages (server maintenance notifications
-            # need RESP3 and would interleave with replies), so those are off for this connection.
-            if "maint_notifications_config" in settings:
-                settings["maint_notifications_config"] = None
-                settings.pop("maint_notifications_pool_handler", None)
-            connection = self._pool.connection_class(**settings)
-            await connection.connect()
-            writer = getattr(connection, "_writer", None)
-            transport = getattr(writer, "transport", None)
-            if not isinstance(writer, asyncio.StreamWriter) or transport is None:
-                await connection.disconnect()
-                raise RuntimeError("this redis-py version keeps its streams elsewhere; channel unavailable")
+            connection, transport = await self._connector.connect()
             protocol = _ReplyProtocol(self)
             transport.set_protocol(protocol)
             self._connection = connection
@@ -286,12 +135,13 @@ class RespChannel:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((future, time.monotonic()))
         transport.write(command)
+        self.sent += 1
         if self._reply_timeout is not None and self._watchdog is None:
             self._arm_watchdog()
         await protocol.drained()
         reply = await future
-        if isinstance(reply, _ReplyError):
-            raise _as_exception(reply)
+        if isinstance(reply, ReplyError):
+            raise as_exception(reply)
         return reply
 
     async def call_encoded(self, count: int, args: Sequence[Any], encoded: Sequence[bytes]) -> Any:

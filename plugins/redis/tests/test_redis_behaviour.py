@@ -29,7 +29,7 @@ from lssm_jobs_redis import (
     hash_tagged,
     redact_url,
 )
-from lssm_jobs_redis.channel import RespParser, pack_command
+from lssm_jobs_redis.resp import RespParser, pack_command
 from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -312,6 +312,7 @@ async def test_jobs_of_several_kinds_in_one_push_keep_their_own_fields(
                 job.dedupe_key,
             )
             assert record.created_at == pytest.approx(job.created_at, abs=1e-6)
+        assert_transport(backend, pipelined)
 
 
 @run_async()
@@ -604,6 +605,19 @@ async def test_both_client_paths_run_jobs(
             return (await queue.counts())["default"][JobStatus.COMPLETED] == 30
 
         await wait_until(all_completed, message="30 jobs recorded as completed")
+        assert_transport(queue.backend, pipelined)
+
+
+def assert_transport(backend: Any, pipelined: bool) -> None:
+    """The calls went over the transport the ``pipelined`` switch chose, and only over it: the channel
+    carried every push, lease and settle, or not a single command."""
+    assert isinstance(backend, RedisBackend)
+    if pipelined:
+        assert backend.transport == "pipelined"
+        assert backend.channel_calls > 0
+    else:
+        assert backend.transport == "redis-py"
+        assert backend.channel_calls == 0
 
 
 @pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined-channel", "redis-py-only"])
@@ -638,6 +652,8 @@ async def test_tls_with_an_acl_user(
             job = await queue.enqueue("secure", {"i": 99}, queue="other")  # handed over to the blocked wait
             (delivery,) = await asyncio.wait_for(waiting, 5)
             assert delivery.id == job.id
+            assert_transport(queue.backend, pipelined)
+            assert_transport(consumer, pipelined)
             await delivery.ack()
         finally:
             await consumer.close()
@@ -664,6 +680,7 @@ async def test_a_sentinel_url_finds_the_primary(
         jobs = await queue.enqueue_many([("watched", {"i": i}) for i in range(10)])
         await queue.start()
         await wait_until(lambda: len(handled) == 10, message="10 jobs handled through Sentinel")
+        assert_transport(queue.backend, pipelined)
     with redis_sentinel.primary.client() as client:  # they really are on the primary the Sentinel named
         assert client.exists(queue.backend.keys.job(jobs[0].id)) == 1
 
