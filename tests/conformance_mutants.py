@@ -794,7 +794,7 @@ class SqliteExtendManyCountsRows(SqliteBackend):
 _CANCEL_INSTEAD = "status = 'cancelled', finished_at = ?, updated_at = ?, cancel_requested = 0"
 
 #: The statement picking the jobs a lease takes.
-PICK = "SELECT id FROM lssm_jobs WHERE status = 'pending'"
+PICK = "SELECT rowid FROM lssm_jobs WHERE status = 'pending'"
 
 SETTLING = "test_settling_a_lost_lease_changes_nothing"
 EXTEND = "test_extend_keeps_the_lease_until_the_job_is_settled"
