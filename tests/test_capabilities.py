@@ -72,12 +72,12 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
     assert main(["plugins"]) == 0
     text = capsys.readouterr().out
     assert (
-        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; not durable, "
-        "one process only" in text
+        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, worker_registry; "
+        "not durable, one process only" in text
     )
     assert (
-        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; durable, "
-        "shared by processes" in text
+        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, worker_registry; "
+        "durable, shared by processes" in text
     )
     assert main(["plugins", "--json"]) == 0
     backends = json.loads(capsys.readouterr().out)["backends"]
@@ -92,6 +92,7 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "durable": False,
         "shared": False,
         "purge_queue": True,
+        "worker_registry": True,
     }
     assert "path" in backends["sqlite"]["options"]
 

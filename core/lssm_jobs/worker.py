@@ -97,17 +97,26 @@ class Dispatcher:
         self.default_timeout_ms = default_timeout_ms
         self.clock = clock
         self._is_async: dict[Handler, bool] = {}
+        #: Deliveries taken to an outcome (completed, retried, dead-lettered); released ones are not counted.
+        self.jobs_done = 0
+        #: The jobs running now: ``id(delivery)`` -> job id (what a worker's heartbeat announces).
+        self.running: dict[int, str] = {}
 
     async def __call__(self, delivery: Delivery) -> None:
+        running, key = self.running, id(delivery)
+        running[key] = delivery.id
         try:
             prepared = await self._prepare(delivery)
             if prepared is not None:
                 await self._run(delivery, prepared)
+            self.jobs_done += 1
         except asyncio.CancelledError:
             await _settle(delivery.release, delivery, "release")
             raise
         except Exception:  # a bug in a backend's settle path must not kill the consumer
             log.exception("dispatching job %s failed unexpectedly", delivery.id)
+        finally:
+            del running[key]
 
     # -- before running: decode, route, validate --------------------------------------------------------
 
