@@ -43,6 +43,8 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    WorkerInfo,
+    WorkerRegistry,
     new_push_result,
 )
 from lssm_jobs.errors import DedupeConflictError
@@ -66,6 +68,7 @@ from lssm_jobs_redis.channel import RespChannel, pack_command
 from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
+from lssm_jobs_redis.workers import workers_call
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
 
 log = logging.getLogger("lssm_jobs.redis")
@@ -300,7 +303,7 @@ class RedisDelivery(Delivery):
         return await self._apply(("extend", self, int(lease_ms))) == APPLIED
 
 
-class RedisBackend(PullBackend):
+class RedisBackend(PullBackend, WorkerRegistry):
     """Jobs in Redis (6.2+, Valkey, Redis Cluster, Sentinel-managed primaries).
 
     :param url: where Redis is (see :mod:`lssm_jobs_redis.connection` for the URL forms); the backend then
@@ -332,6 +335,7 @@ class RedisBackend(PullBackend):
         durable=True,
         shared=True,
         purge_queue=True,
+        worker_registry=True,
     )
 
     # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.
@@ -1152,6 +1156,35 @@ class RedisBackend(PullBackend):
             deleted += removed
             if taken < PURGE_STEP:
                 return deleted
+
+
+    # -- live workers (lua/workers.lua) -------------------------------------------------------------------
+
+    async def _workers(self, what: str, operation: str, *args: Any) -> Any:
+        return await self._call(
+            what, lambda: workers_call(self.client, self.keys.queues, self.keys.base, operation, *args)
+        )
+
+    async def register_worker(self, worker: WorkerInfo, ttl_ms: int) -> None:
+        await self._workers("register worker", "register", worker.id, worker.to_json(), int(ttl_ms))
+
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        reply = await self._workers("worker heartbeat", "heartbeat", worker.id, worker.to_json(), int(ttl_ms))
+        return int(reply) == 1
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._workers("unregister worker", "unregister", worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        workers = []
+        for record in await self._workers("list workers", "list"):
+            if record is None:  # an id without its record: keys changed by something else
+                continue
+            try:
+                workers.append(WorkerInfo.from_json(record))
+            except ValueError as error:
+                log.warning("a worker record in Redis is unreadable: %s", error)
+        return sorted(workers, key=lambda worker: (worker.started_at, worker.id))
 
 
 def _reported_status(status: bytes, run_at: bytes | None, created: bytes) -> JobStatus:
