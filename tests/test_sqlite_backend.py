@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from lssm_jobs.backends.base import OutgoingJob, PushResult, QueueBackend
 from lssm_jobs.backends.memory import MemoryBackend
-from lssm_jobs.entities import JOBS_SCHEMA_VERSION
 from lssm_jobs.backends.sqlite import SqliteBackend, parse_sqlite_url
 from lssm_jobs.backends.sqlite_schema import SchemaVersionError, schema_version
+from lssm_jobs.entities import JOBS_SCHEMA_VERSION
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.plugins import get_plugins

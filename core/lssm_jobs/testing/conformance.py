@@ -23,7 +23,14 @@ from typing import Any
 import attrs
 import pytest
 
-from lssm_jobs.backends.base import Delivery, OutgoingJob, PullBackend, QueueBackend, WorkerInfo, WorkerRegistry
+from lssm_jobs.backends.base import (
+    Delivery,
+    OutgoingJob,
+    PullBackend,
+    QueueBackend,
+    WorkerInfo,
+    WorkerRegistry,
+)
 from lssm_jobs.errors import DedupeConflictError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type

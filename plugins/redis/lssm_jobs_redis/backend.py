@@ -68,8 +68,8 @@ from lssm_jobs_redis.channel import RespChannel, pack_command
 from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
-from lssm_jobs_redis.workers import workers_call
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
+from lssm_jobs_redis.workers import workers_call
 
 log = logging.getLogger("lssm_jobs.redis")
 
