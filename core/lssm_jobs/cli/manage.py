@@ -106,7 +106,7 @@ async def queue_command(args: argparse.Namespace) -> int:
                 raise UsageError(f"purging queue {args.name!r} needs --yes (no terminal to confirm on)")
             answer = await asyncio.to_thread(
                 input,
-                f"Delete the {waiting} pending and scheduled jobs of queue {args.name!r}? "
+                f"Delete the {waiting} pending and scheduled jobs of queue {escape(repr(args.name))}? "
                 "Running jobs and dead letters stay. [y/N] ",
             )
             if answer.strip().lower() not in ("y", "yes"):
@@ -118,7 +118,7 @@ async def queue_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"queue": args.name, "purged": purged}))
     else:
-        print(f"purged {purged} jobs from queue {args.name}")
+        print(f"purged {purged} jobs from queue {escape(args.name)}")
     return 0
 
 
@@ -227,12 +227,14 @@ async def schedules_command(args: argparse.Namespace) -> int:
         if args.schedules_command == "trigger":
             job_id = await scheduler.trigger(name)
             result: dict[str, Any] = {"schedule": name, "triggered": True, "job_id": job_id}
-            text = f"triggered {name}" + (f": enqueued job {job_id}" if job_id else ": ran its callable")
+            text = f"triggered {escape(name)}" + (
+                f": enqueued job {escape(job_id)}" if job_id else ": ran its callable"
+            )
         else:
             paused = args.schedules_command == "pause"
             await (scheduler.pause(name) if paused else scheduler.resume(name))
             result = {"schedule": name, "paused": paused}
-            text = f"{'paused' if paused else 'resumed'} {name}"
+            text = f"{'paused' if paused else 'resumed'} {escape(name)}"
         print(json.dumps(result) if args.json else text)
         return 0
     finally:
@@ -263,14 +265,17 @@ async def _list_schedules(scheduler: Any, as_json: bool) -> int:
     if not rows:
         print("(no schedules)")
         return 0
-    width = max(4, *(len(row["name"]) for row in rows))
+    # Schedule names come from the store (anyone who can write to it): escaped, so no control sequence
+    # reaches the terminal and no newline forges a row.
+    names = {row["name"]: escape(row["name"]) for row in rows}
+    width = max(4, *(len(shown) for shown in names.values()))
     print(f"{'name':<{width}}  {'state':<7}  {'last tick':<23}  {'next tick':<23}  trigger / target")
     for row in rows:
         state = "paused" if row["paused"] else "active"
-        described = " / ".join(filter(None, [row["trigger"], row["target"]])) or "-"
+        described = escape(" / ".join(filter(None, [row["trigger"], row["target"]])) or "-")
         print(
-            f"{row['name']:<{width}}  {state:<7}  {row['last_tick'] or '-':<23}  {row['next_tick'] or '-':<23}  "
-            f"{described}"
+            f"{names[row['name']]:<{width}}  {state:<7}  {row['last_tick'] or '-':<23}  "
+            f"{row['next_tick'] or '-':<23}  {described}"
         )
     return 0
 
@@ -375,7 +380,8 @@ def render_top(view: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
     queues = view["queues"]
-    width = max(5, *(len(name) for name in queues)) if queues else 5
+    shown = {name: escape(name) for name in queues}  # queue names come from whoever enqueued
+    width = max(5, *(len(name) for name in shown.values())) if queues else 5
     lines = [
         f"lssm-jobs top  {_when(view['time'])}  every {view['interval_s']:.1f}s  (rates: {view['rates']})",
         "",
@@ -385,7 +391,7 @@ def render_top(view: dict[str, Any]) -> str:
     totals = {"completed_per_s": 0.0, "in_flight": 0, "pending": 0, "scheduled": 0, "dead": 0}
     for name, row in queues.items():
         lines.append(
-            f"{name:<{width}}  {number(row['completed_per_s'], 1):>9}  {number(row['failures_per_s'], 1):>8}  "
+            f"{shown[name]:<{width}}  {number(row['completed_per_s'], 1):>9}  {number(row['failures_per_s'], 1):>8}  "
             f"{number(row['dead_lettered_per_s'], 1):>7}  {row['in_flight']:>9,}  {row['pending']:>9,}  "
             f"{row['scheduled']:>9,}  {row['dead']:>7,}"
         )
