@@ -24,11 +24,12 @@ from lssm_jobs.backends.base import (
     Delivery,
     Dispatch,
     JobRecord,
+    LeaseGuard,
     OutgoingJob,
     PushResult,
     QueueBackend,
 )
-from lssm_jobs.consumer import keep_leases_alive
+from lssm_jobs.consumer import cancel_for_stop, keep_leases_alive
 from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
 
@@ -272,7 +273,8 @@ class HttpPushBackend(QueueBackend):
                 if task is None or task.token != token:
                     writer.write(b"HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\n\r\n")
                     return
-                delivery = _PushDelivery(self.service, task, token, options.lease_ms)
+                # Guarded, so the heartbeat never extends the lease while the job settles (LeaseGuard).
+                delivery = LeaseGuard(_PushDelivery(self.service, task, token, options.lease_ms))
                 current = asyncio.current_task()
                 assert current is not None
                 in_flight[current] = delivery
@@ -304,7 +306,7 @@ class HttpPushBackend(QueueBackend):
             if in_flight:
                 _, late = await asyncio.wait(set(in_flight), timeout=options.shutdown_timeout)
                 for task in late:
-                    task.cancel()  # the dispatcher releases the delivery
+                    cancel_for_stop(task)  # the dispatcher releases the delivery
                 await asyncio.gather(*late, return_exceptions=True)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
