@@ -65,7 +65,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from lssm_jobs_redis.batching import Coalescer
 from lssm_jobs_redis.blocking import BlockingPusher
 from lssm_jobs_redis.channel import RespChannel, pack_command
-from lssm_jobs_redis.connection import RedisClient, client_from_url, is_cluster, redact_url, returns_text
+from lssm_jobs_redis.connection import (
+    RedisClient,
+    client_from_url,
+    is_cluster,
+    redact_url,
+    returns_text,
+    torn_connection,
+)
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
@@ -88,6 +95,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     builtins.ConnectionError,
     builtins.TimeoutError,
 )
+
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an operation that failed with ``error`` is worth repeating once Redis is reachable again:
+    one of :data:`TRANSIENT_ERRORS`, or a connection torn down under it (a Redis Cluster node restarting,
+    see :func:`~lssm_jobs_redis.connection.torn_connection`)."""
+    return isinstance(error, TRANSIENT_ERRORS) or torn_connection(error)
+
 
 _STATUS = {
     b"scheduled": JobStatus.SCHEDULED,
@@ -518,7 +534,9 @@ class RedisBackend(PullBackend, WorkerRegistry):
             else:
                 await self.client.rpush(self._handoff, "")
                 await self.client.pexpire(self._handoff, 60_000)
-        except (RedisError, builtins.ConnectionError, builtins.TimeoutError) as error:
+        except (RedisError, builtins.ConnectionError, builtins.TimeoutError, AttributeError) as error:
+            if isinstance(error, AttributeError) and not torn_connection(error):
+                raise
             log.debug("could not wake the blocked consumer: %s", error)
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
@@ -563,7 +581,9 @@ class RedisBackend(PullBackend, WorkerRegistry):
         while True:
             try:
                 result = await operation()
-            except TRANSIENT_ERRORS as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 self._note_outage(what, error)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
@@ -898,7 +918,9 @@ class RedisBackend(PullBackend, WorkerRegistry):
                 next_due = int(reply[0])
                 timeout = block if next_due < 0 else min(block, next_due / 1000)
                 entry = await self._block(max(timeout, 0.01))
-            except TRANSIENT_ERRORS as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 self._note_outage("lease", error)
                 pause = min(max(remaining, 0.0), 0.5 + random.random() * 0.5)
                 if pause <= 0 or self._woken != woken or self._closed:
