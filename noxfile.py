@@ -117,6 +117,8 @@ def bench(session: nox.Session) -> None:
     if requirements.exists():
         session.install("-r", str(requirements))
     session.run("python", "bench/run.py", *session.posargs)
+    # Drain throughput of `lssm-jobs worker --processes 2` against one process, on the same redis-server.
+    session.run("python", "bench/run.py", "--processes", "1,2", "--jobs", "20000")
     # Cloud Tasks through its emulator (no peers there: no other Python job library has this backend).
     session.run("python", "bench/gcp_tasks.py", env=_tasks_emulator(session))
 
