@@ -29,6 +29,8 @@ log = logging.getLogger("lssm_jobs.worker")
 
 #: Heartbeats a worker may miss before its record ages out.
 MISSED_BEATS = 3
+#: Longest a stopping worker waits to remove its record.
+UNREGISTER_TIMEOUT = 5.0
 
 
 class _Progress(Protocol):
@@ -90,9 +92,9 @@ class WorkerPresence:
             in_flight=len(running),
         )
 
-    async def start(self) -> None:
-        """Register (a failure is logged; the heartbeat registers later) and start the heartbeat."""
-        await self._announce(registered=False)
+    def start(self) -> None:
+        """Start announcing: register, then renew every ``interval``, in a task of its own, so a backend
+        that is slow or unreachable never delays the worker (a failure is logged and tried again)."""
         self._task = asyncio.create_task(self._beat(), name="lssm-jobs worker presence")
 
     async def _announce(self, *, registered: bool) -> bool:
@@ -117,7 +119,7 @@ class WorkerPresence:
         return ok
 
     async def _beat(self) -> None:
-        registered = not self._failing
+        registered = await self._announce(registered=False)
         while True:
             await asyncio.sleep(self.interval)
             registered = await self._announce(registered=registered)
@@ -130,6 +132,7 @@ class WorkerPresence:
                 await self._task
             self._task = None
         try:
-            await self.registry.unregister_worker(self.id)
+            # Bounded: a stop must not wait for an unreachable backend (the record then ages out).
+            await asyncio.wait_for(self.registry.unregister_worker(self.id), UNREGISTER_TIMEOUT)
         except Exception as error:
             log.warning("could not remove this worker's record (%s); it ages out", brief_error(error))

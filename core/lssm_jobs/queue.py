@@ -1094,7 +1094,7 @@ class JobQueue:
                 concurrency=options.concurrency,
                 interval=self.worker_heartbeat,
             )
-            await self._presence.start()
+            self._presence.start()
         self._consumer = asyncio.create_task(
             backend.consume(dispatcher, self.consume_options, self._stopping),
             name=f"lssm-jobs consumer ({type(backend).__name__})",

@@ -718,10 +718,13 @@ def test_a_torn_connection_is_told_from_other_attribute_errors() -> None:
     torn = asyncio.run(_torn_attribute_error())
     assert "writelines" in str(torn)
     assert torn_connection(torn) and is_transient(torn)
+    writer: Any = None
     try:
-        None.writelines  # type: ignore[attr-defined]  # an AttributeError of our own code
+        writer.writelines([b"PING"])  # the same mistake, made by our own code
     except AttributeError as ours:
         assert not torn_connection(ours) and not is_transient(ours)
+    else:
+        raise AssertionError("expected an AttributeError")
     assert not torn_connection(AttributeError("no traceback"))
 
 
