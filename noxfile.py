@@ -149,6 +149,8 @@ def bench(session: nox.Session) -> None:
     _install_as_users_do(session)
     session.run("python", "bench/run.py", "--peers-python", _bench_peers(session), *session.posargs)
     if not session.posargs:
+        # Drain throughput of `lssm-jobs worker --processes 2` against one process, on the same redis-server.
+        session.run("python", "bench/run.py", "--libs", "lssm", "--processes", "1,2", "--jobs", "20000")
         # The sqlite backend beside huey's SqliteHuey, each worker started by its CLI from this virtualenv
         # (huey has no dependencies: it changes nothing lssm-jobs is measured with).
         session.install("huey>=2.5")

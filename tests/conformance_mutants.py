@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
-from lssm_jobs.backends.base import Delivery, JobRecord, OutgoingJob, PushResult, QueueBackend
+from lssm_jobs.backends.base import Delivery, JobRecord, OutgoingJob, PushResult, QueueBackend, WorkerInfo
 from lssm_jobs.backends.memory import MemoryBackend, MemoryStore, _MemoryDelivery, _StoredJob
 from lssm_jobs.backends.sqlite import SqliteBackend
 from lssm_jobs.jobs import JobStatus
@@ -788,6 +788,44 @@ class SqliteExtendManyCountsRows(SqliteBackend):
         return [extended > 0] * len(leases)
 
 
+# -- live workers --------------------------------------------------------------------------------------------
+
+
+class WorkersNeverAgeOut(MemoryBackend):
+    def _live_workers(self) -> dict[str, tuple[WorkerInfo, float]]:
+        return self.store.workers
+
+
+class HeartbeatRevivesWorkers(MemoryBackend):
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        await self.register_worker(worker, ttl_ms)
+        return True
+
+
+class HeartbeatKeepsFirstExpiry(MemoryBackend):
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        live = self._live_workers()
+        if worker.id not in live:
+            return False
+        live[worker.id] = (worker, live[worker.id][1])
+        return True
+
+
+class UnregisterLeavesWorkers(MemoryBackend):
+    async def unregister_worker(self, worker_id: str) -> None:
+        return None
+
+
+class HeartbeatKeepsOldRecord(MemoryBackend):
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        live = self._live_workers()
+        if worker.id not in live:
+            return False
+        live[worker.id] = (live[worker.id][0], self.store.clock() + ttl_ms / 1000)
+        return True
+
+
+
 # -- the catalogue ---------------------------------------------------------------------------------------------
 
 #: The statement cancelling a held job, which retry and release run first, for a job with a cancel request.
@@ -818,6 +856,9 @@ CANCEL_REMOTE = "test_cancel_reaches_a_worker_of_another_queue_object"
 CANCEL_SETTLE = "test_settling_a_job_with_a_cancel_request"
 PROGRESS = "test_progress_is_stored_rate_limited"
 CANCEL_DIED = "test_a_job_whose_worker_died_after_a_cancel_request_is_cancelled"
+WORKERS = "test_worker_registry_keeps_records_until_unregistered"
+AGE_OUT = "test_workers_that_miss_their_heartbeats_age_out"
+ANNOUNCED = "test_a_processing_queue_announces_itself_until_it_stops"
 
 MUTANTS: tuple[Mutant, ...] = (
     # lease tokens
@@ -1528,5 +1569,62 @@ MUTANTS: tuple[Mutant, ...] = (
         defect="a retry or release of a job with a cancel request makes it waiting again",
         caught_by=(CANCEL_SETTLE,),
         make=sql(Rewrite(_CANCEL_INSTEAD, " AND cancel_requested", " AND 0")),
+    ),
+    # live workers
+    Mutant(
+        name="memory-workers-never-age-out",
+        kind="live workers",
+        defect="records never expire: listed and renewed after their time to live passed",
+        caught_by=(AGE_OUT,),
+        make=memory(WorkersNeverAgeOut),
+    ),
+    Mutant(
+        name="sqlite-workers-never-age-out",
+        kind="live workers",
+        defect="list_workers lists workers whose time to live passed",
+        caught_by=(AGE_OUT,),
+        make=sql(Rewrite("SELECT id, info FROM lssm_workers", "WHERE expires_at > ?", "WHERE ? IS NOT NULL")),
+    ),
+    Mutant(
+        name="memory-heartbeat-revives-workers",
+        kind="live workers",
+        defect="a heartbeat stores the record of a worker that aged out or was unregistered",
+        caught_by=(WORKERS, AGE_OUT),
+        make=memory(HeartbeatRevivesWorkers),
+    ),
+    Mutant(
+        name="sqlite-heartbeat-revives-workers",
+        kind="live workers",
+        defect="a heartbeat renews a record whose time to live passed",
+        caught_by=(AGE_OUT,),
+        make=sql(Rewrite("UPDATE lssm_workers", "AND expires_at > ?", "AND ? IS NOT NULL")),
+    ),
+    Mutant(
+        name="memory-heartbeat-keeps-first-expiry",
+        kind="live workers",
+        defect="a heartbeat does not extend the time to live",
+        caught_by=(AGE_OUT,),
+        make=memory(HeartbeatKeepsFirstExpiry),
+    ),
+    Mutant(
+        name="memory-heartbeat-keeps-old-record",
+        kind="live workers",
+        defect="a heartbeat extends the record but keeps its old content",
+        caught_by=(WORKERS,),
+        make=memory(HeartbeatKeepsOldRecord),
+    ),
+    Mutant(
+        name="memory-unregister-leaves-workers",
+        kind="live workers",
+        defect="unregister_worker removes nothing (a stopped worker stays listed until it ages out)",
+        caught_by=(WORKERS, ANNOUNCED),
+        make=memory(UnregisterLeavesWorkers),
+    ),
+    Mutant(
+        name="sqlite-unregister-leaves-workers",
+        kind="live workers",
+        defect="unregister_worker removes nothing",
+        caught_by=(WORKERS, ANNOUNCED),
+        make=sql(Rewrite("DELETE FROM lssm_workers WHERE id = ?", "WHERE id = ?", "WHERE id = ? AND 0")),
     ),
 )

@@ -113,6 +113,7 @@ def test_every_command_json_output_parses(app_dir: Path) -> None:
         "queue": "default",
         "purged": 1,
     }
+    assert ok_json("workers", "--json", "--url", url, cwd=app_dir) == []
     view = ok_json("top", "--once", "--json", "--interval", "0.2", "--url", url, cwd=app_dir)
     assert isinstance(view, dict) and "queues" in view
     app = ["--app", "ops_cli_app:scheduler"]

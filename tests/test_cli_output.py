@@ -92,3 +92,27 @@ def test_status_escapes_queue_names(database: Path, lssm_cli: CLI) -> None:
     assert any(line.startswith("waiting\\nforged  0  0\\x1b]0;title\\x07 ") for line in lines)
     exact = json.loads(lssm_cli("status", "--json", "--url", url).stdout)
     assert set(exact) == {"q\nforged\x1b[31m", "waiting\nforged  0  0\x1b]0;title\x07"}
+
+
+def test_schedules_list_and_top_escape_stored_text(database: Path, lssm_cli: CLI) -> None:
+    url = f"sqlite:///{database}"
+    with sqlite3.connect(database) as connection:  # a schedule name written by another tool
+        connection.execute(
+            "INSERT INTO lssm_schedules (name, paused, updated_at) VALUES (?, 1, 0)",
+            ("nightly\nforged  active\x1b[2J\x1b]0;title\x07",),
+        )
+    listed = lssm_cli("schedules", "list", "--url", url)
+    assert listed.returncode == 0, listed.stderr
+    assert not any(char in listed.stdout for char in (*CONTROL, "\x07"))
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2, lines  # the header and the one schedule
+    assert lines[1].startswith("nightly\\nforged  active\\x1b[2J\\x1b]0;title\\x07  paused")
+    exact = json.loads(lssm_cli("schedules", "list", "--json", "--url", url).stdout)
+    assert exact[0]["name"] == "nightly\nforged  active\x1b[2J\x1b]0;title\x07"
+
+    top = lssm_cli("top", "--once", "--interval", "0.1", "--url", url)
+    assert top.returncode == 0, top.stderr
+    assert not any(char in top.stdout for char in (*CONTROL, "\x07"))
+    rows = [line for line in top.stdout.splitlines() if line.strip()]
+    assert len(rows) == 5, rows  # title, header, two queues, the total
+    assert any(row.startswith("waiting\\nforged  0  0\\x1b]0;title\\x07 ") for row in rows)

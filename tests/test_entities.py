@@ -87,6 +87,7 @@ def test_jobs_contribution_describes_every_table() -> None:
         "lssm_dead_letters",
         "lssm_schedules",
         "lssm_schedule_claims",
+        "lssm_workers",
         "lssm_schema_version",
     }
     assert all(entity.doc for entity in schema.entities)

@@ -23,6 +23,7 @@ from lssm_jobs.backends.base import OutgoingJob, PushResult, QueueBackend
 from lssm_jobs.backends.memory import MemoryBackend
 from lssm_jobs.backends.sqlite import SqliteBackend, parse_sqlite_url
 from lssm_jobs.backends.sqlite_schema import SchemaVersionError, schema_version
+from lssm_jobs.entities import JOBS_SCHEMA_VERSION
 from lssm_jobs.errors import QueueClosedError
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.plugins import get_plugins
@@ -531,9 +532,9 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
         assert dead is not None and dead.body == b"\xffverbatim"
     assert _layout(old) == _layout(fresh)  # the migration produces exactly what the entity specs create
     with sqlite3.connect(old) as connection:
-        assert schema_version(connection) == 3
+        assert schema_version(connection) == JOBS_SCHEMA_VERSION
         versions = connection.execute("SELECT version FROM lssm_schema_version ORDER BY version").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(version,) for version in range(1, JOBS_SCHEMA_VERSION + 1)]
         finished = connection.execute(
             "SELECT finished_at FROM lssm_jobs WHERE id = ?", (bodies[3][0],)
         ).fetchone()
@@ -558,7 +559,7 @@ async def test_a_newer_schema_is_refused(database: Path) -> None:
     async with opened(SqliteBackend(database)):
         pass
     _sql(database, "INSERT INTO lssm_schema_version VALUES (99, 0, 'from the future')")
-    with pytest.raises(SchemaVersionError, match="schema version 99, newer than the version 3"):
+    with pytest.raises(SchemaVersionError, match=f"schema version 99, newer than the version {JOBS_SCHEMA_VERSION}"):
         await SqliteBackend(database).open()
 
 

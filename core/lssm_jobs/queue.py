@@ -21,6 +21,7 @@ from lssm_jobs.backends.base import (
     ConsumeOptions,
     DeadLetter,
     QueueBackend,
+    WorkerRegistry,
 )
 from lssm_jobs.cancellation import (
     DEFAULT_CANCEL_POLL_INTERVAL,
@@ -56,6 +57,7 @@ from lssm_jobs.limits import (
 )
 from lssm_jobs.payloads import validate_payload
 from lssm_jobs.plugins import PluginRegistry, get_plugins
+from lssm_jobs.presence import WorkerPresence
 from lssm_jobs.producer import PUSHES_IN_FLIGHT, EnqueueRequest, MetaProvider, Producer
 from lssm_jobs.queue_selection import QueueSelection
 from lssm_jobs.signing import SigningKeys, SigningSerializer
@@ -94,6 +96,7 @@ QUEUE_OPTIONS = frozenset(
         "prefetch",
         "shutdown_timeout",
         "poll_interval",
+        "worker_heartbeat",
         "default_timeout_ms",
         "sinks",
         "executor",
@@ -205,6 +208,9 @@ class JobQueue:
     :param lease_ms: visibility timeout; running jobs keep extending it, so it bounds how long a dead worker's
         job waits before running elsewhere, not how long a job may run.
     :param shutdown_timeout: seconds in-flight jobs get to finish on :meth:`stop` before being released.
+    :param worker_heartbeat: while processing, the worker announces itself in backends that keep live
+        workers (``lssm-jobs workers``) and renews that record every this many seconds; it ages out after
+        three missed beats. 0 announces nothing.
     :param default_timeout_ms: timeout for job types without their own ``timeout_ms``.
     :param sinks: event sink names (plugins) or instances; by default the comma-separated names in
         ``LSSM_JOBS_SINKS``, else ``["logging"]``.
@@ -236,6 +242,7 @@ class JobQueue:
         prefetch: int = 0,
         shutdown_timeout: float = 30.0,
         poll_interval: float = 1.0,
+        worker_heartbeat: float = 5.0,
         default_timeout_ms: int | None = None,
         sinks: Sequence[str | EventSink] | None = None,
         executor: Executor | None = None,
@@ -275,6 +282,12 @@ class JobQueue:
             shutdown_timeout=shutdown_timeout,
             poll_interval=poll_interval,
         )
+        if not isinstance(worker_heartbeat, (int, float)) or isinstance(worker_heartbeat, bool):
+            raise TypeError(f"worker_heartbeat must be a number of seconds, got {worker_heartbeat!r}")
+        if not 0 <= worker_heartbeat <= 3600:
+            raise ValueError(f"worker_heartbeat must be between 0 and 3600 seconds, got {worker_heartbeat!r}")
+        self.worker_heartbeat = float(worker_heartbeat)
+        self._presence: WorkerPresence | None = None
         self.default_timeout_ms = default_timeout_ms
         # Plain-function handlers run in this pool; sized to the concurrency so sync handlers are not
         # capped by the loop's default pool (min(32, cores + 4) threads).
@@ -640,17 +653,33 @@ class JobQueue:
             raise LssmJobsError("this queue is already processing")
         backend = await self._opened()
         self._stopping = asyncio.Event()
-        self._dispatcher = self.dispatcher()
+        dispatcher = self._dispatcher = self.dispatcher()
+        if self.worker_heartbeat and backend.capabilities.worker_registry and isinstance(backend, WorkerRegistry):
+            options = self.consume_options
+            self._presence = WorkerPresence(
+                backend,
+                dispatcher,
+                queues=tuple(options.queues) if options.queues else None,
+                concurrency=options.concurrency,
+                interval=self.worker_heartbeat,
+            )
+            self._presence.start()
         self._consumer = asyncio.create_task(
-            backend.consume(self._dispatcher, self.consume_options, self._stopping),
+            backend.consume(dispatcher, self.consume_options, self._stopping),
             name=f"lssm-jobs consumer ({type(backend).__name__})",
         )
         self._consumer.add_done_callback(_report_crash)
+
+    @property
+    def worker_id(self) -> str | None:
+        """This worker's id in its backend's list of live workers, while it processes (else None)."""
+        return self._presence.id if self._presence is not None else None
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully: no new leases; in-flight jobs finish within the shutdown timeout or are released
         for another worker. Nothing is lost."""
         if self._consumer is None or self._stopping is None:
+            await self._leave()
             return
         self._stopping.set()
         self.backend.wake()
@@ -667,6 +696,13 @@ class JobQueue:
             dispatcher, self._dispatcher = self._dispatcher, None
             if dispatcher is not None:
                 await dispatcher.close()
+            await self._leave()
+
+    async def _leave(self) -> None:
+        """Remove this worker from the backend's live workers (after its jobs finished or were released)."""
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            await presence.stop()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Process until ``stopping`` is set, then stop gracefully (what ``lssm-jobs worker`` runs)."""

@@ -119,6 +119,10 @@ class Dispatcher:
                 cancel_poll_interval=cancel_poll_interval,
                 progress_interval=progress_interval,
             )
+        #: Deliveries taken to an outcome (completed, retried, dead-lettered); released ones are not counted.
+        self.jobs_done = 0
+        #: The jobs being dispatched now: ``id(delivery)`` -> job id (what a worker's heartbeat announces).
+        self.current: dict[int, str] = {}
 
     async def close(self) -> None:
         """Stop the background work of the dispatcher (the poll for cancel requests)."""
@@ -126,15 +130,20 @@ class Dispatcher:
             await self.running.close()
 
     async def __call__(self, delivery: Delivery) -> None:
+        current, key = self.current, id(delivery)
+        current[key] = delivery.id
         try:
             prepared = await self._prepare(delivery)
             if prepared is not None:
                 await self._run(delivery, prepared)
+            self.jobs_done += 1
         except asyncio.CancelledError:
             await _settle(delivery.release, delivery, "release")
             raise
         except Exception:  # a bug in a backend's settle path must not kill the consumer
             log.exception("dispatching job %s failed unexpectedly", delivery.id)
+        finally:
+            del current[key]
 
     # -- before running: decode, route, validate --------------------------------------------------------
 

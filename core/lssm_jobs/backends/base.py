@@ -16,9 +16,10 @@ All three hand each job to the same ``dispatch(delivery)`` callable and settle i
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -52,6 +53,7 @@ class BackendCapabilities:
         False  # QueueBackend.cancel / cancel_requested and Delivery.cancel (lssm_jobs.cancellation)
     )
     progress: bool = False  # QueueBackend.set_progress stores a running job's progress; get returns it
+    worker_registry: bool = False  # the backend is a WorkerRegistry: live workers announce themselves in it
 
 
 @attrs.frozen(kw_only=True)
@@ -504,3 +506,100 @@ class PullBackend(QueueBackend):
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
         await run_pull_consumer(self, dispatch, options, stopping, guard=LeaseGuard)
+
+
+# -- live workers (optional: BackendCapabilities.worker_registry) -----------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class WorkerInfo:
+    """A running worker as it announces itself in its backend (``lssm-jobs workers`` lists them).
+
+    :param id: unique per worker run (host, process id and a random part).
+    :param host: the machine's host name.
+    :param pid: the worker's process id on that host.
+    :param queues: the queues it consumes, in its order; None for every queue.
+    :param concurrency: most jobs it runs at once.
+    :param started_at: epoch seconds (the worker's clock) when it started consuming.
+    :param last_seen: epoch seconds (the worker's clock) of its latest heartbeat.
+    :param jobs_done: deliveries it took to an outcome so far (completed, retried or dead-lettered).
+    :param current_jobs: ids of the jobs it runs now (at most :data:`MAX_LISTED_JOBS` of them).
+    :param in_flight: how many jobs it runs now (also those past ``current_jobs``).
+    """
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...] | None
+    concurrency: int
+    started_at: float
+    last_seen: float
+    jobs_done: int = 0
+    current_jobs: tuple[str, ...] = ()
+    in_flight: int = 0
+
+    def to_json(self) -> str:
+        """The record as a JSON object (how backends store it)."""
+        data: dict[str, Any] = attrs.asdict(self)
+        data["queues"] = None if self.queues is None else list(self.queues)
+        data["current_jobs"] = list(self.current_jobs)
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkerInfo:
+        """A record stored by :meth:`to_json`.
+
+        :raises ValueError: the text is not such a record.
+        """
+        try:
+            data = json.loads(text)
+            queues = data["queues"]
+            return cls(
+                id=str(data["id"]),
+                host=str(data["host"]),
+                pid=int(data["pid"]),
+                queues=None if queues is None else tuple(str(name) for name in queues),
+                concurrency=int(data["concurrency"]),
+                started_at=float(data["started_at"]),
+                last_seen=float(data["last_seen"]),
+                jobs_done=int(data.get("jobs_done", 0)),
+                current_jobs=tuple(str(job_id) for job_id in data.get("current_jobs", ())),
+                in_flight=int(data.get("in_flight", 0)),
+            )
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"not a worker record: {error!r}") from None
+
+
+#: Most job ids a worker lists in :attr:`WorkerInfo.current_jobs` (its record stays small at any concurrency).
+MAX_LISTED_JOBS = 100
+
+
+class WorkerRegistry(ABC):
+    """Live workers in a backend: each worker registers on start, renews its record every heartbeat, and
+    removes it on a graceful stop; a worker that stops renewing (killed, frozen, cut off) ages out.
+
+    Optional: a backend that implements it subclasses it next to :class:`QueueBackend` and declares
+    ``BackendCapabilities(worker_registry=True)``. Expiry uses the backend's own clock (as leases do), so
+    workers with skewed clocks still age out on time; ``WorkerInfo``'s times are only shown.
+    """
+
+    @abstractmethod
+    async def register_worker(self, worker: WorkerInfo, ttl_ms: int) -> None:
+        """Store ``worker`` (replacing a record of the same id), live until ``ttl_ms`` from now."""
+
+    @abstractmethod
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        """Replace the live record of ``worker.id`` with ``worker`` and keep it live ``ttl_ms`` from now.
+
+        :returns: False when no live record has that id (it aged out or was unregistered): then nothing is
+            stored, and the worker registers again.
+        """
+
+    @abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's record at once (graceful stop); an unknown id is ignored."""
+
+    @abstractmethod
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers, oldest ``started_at`` first (then by id); records whose time to live passed
+        are never listed (and may be deleted meanwhile)."""

@@ -26,6 +26,8 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    WorkerInfo,
+    WorkerRegistry,
 )
 from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import LIVE_STATUSES, JobStatus
@@ -91,6 +93,7 @@ class MemoryStore:
         self.seq = itertools.count()
         self.tokens = itertools.count(1)
         self.waiters: set[asyncio.Event] = set()
+        self.workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (record, live until)
 
     # -- state transitions (all synchronous: the event loop makes each one atomic) --------------------------
 
@@ -243,12 +246,12 @@ class _MemoryDelivery(Delivery):
             self.store.finish_cancelled(self.job)
 
 
-class MemoryBackend(PullBackend):
+class MemoryBackend(PullBackend, WorkerRegistry):
     """In-process backend. Pass a shared :class:`MemoryStore` to let several instances see the same jobs."""
 
     name = "memory"
     capabilities = BackendCapabilities(
-        durable=False, shared=False, purge_queue=True, cancel=True, progress=True
+        durable=False, shared=False, purge_queue=True, cancel=True, progress=True, worker_registry=True
     )
 
     def __init__(self, store: MemoryStore | None = None, **store_options: Any) -> None:
@@ -463,6 +466,30 @@ class MemoryBackend(PullBackend):
             del store.jobs[job.id]  # its heap entries go stale and are skipped
         store.ready.pop(queue, None)
         return len(doomed)
+
+    # -- live workers -----------------------------------------------------------------------------------------
+
+    def _live_workers(self) -> dict[str, tuple[WorkerInfo, float]]:
+        workers, now = self.store.workers, self.store.clock()
+        for worker_id in [key for key, (_, until) in workers.items() if until <= now]:
+            del workers[worker_id]
+        return workers
+
+    async def register_worker(self, worker: WorkerInfo, ttl_ms: int) -> None:
+        self.store.workers[worker.id] = (worker, self.store.clock() + ttl_ms / 1000)
+
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        workers = self._live_workers()
+        if worker.id not in workers:
+            return False
+        workers[worker.id] = (worker, self.store.clock() + ttl_ms / 1000)
+        return True
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        self.store.workers.pop(worker_id, None)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return sorted((info for info, _ in self._live_workers().values()), key=lambda w: (w.started_at, w.id))
 
 
 def _bytes(body: object) -> bytes:

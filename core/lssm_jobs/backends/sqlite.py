@@ -45,6 +45,8 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    WorkerInfo,
+    WorkerRegistry,
     new_push_result,
 )
 from lssm_jobs.backends.sqlite_connection import (
@@ -262,7 +264,7 @@ def _queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
     return f" AND queue IN ({', '.join('?' * len(queues))})", tuple(queues)
 
 
-class SqliteBackend(PullBackend):
+class SqliteBackend(PullBackend, WorkerRegistry):
     """A queue in a sqlite file. See the module docstring for guarantees, and ``docs/sqlite.md``.
 
     :param path: the database file (created if missing; its directory must exist).
@@ -275,7 +277,7 @@ class SqliteBackend(PullBackend):
     """
 
     name = "sqlite"
-    capabilities = BackendCapabilities(purge_queue=True, cancel=True, progress=True)
+    capabilities = BackendCapabilities(purge_queue=True, cancel=True, progress=True, worker_registry=True)
 
     def __init__(
         self,
@@ -1323,6 +1325,55 @@ class SqliteBackend(PullBackend):
             deleted += batch
             if batch < PRUNE_BATCH:
                 return deleted
+
+    # -- live workers ------------------------------------------------------------------------------------
+    # Expiry on this machine's clock, as leases are: every process sharing the file shares the clock.
+
+    async def register_worker(self, worker: WorkerInfo, ttl_ms: int) -> None:
+        await self._run(self._register_worker_sync, worker, ttl_ms)
+
+    def _register_worker_sync(self, worker: WorkerInfo, ttl_ms: int) -> None:
+        now = time.time()
+        with immediate_transaction(self._db) as db:
+            db.execute("DELETE FROM lssm_workers WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT OR REPLACE INTO lssm_workers (id, info, started_at, expires_at) VALUES (?, ?, ?, ?)",
+                (worker.id, worker.to_json(), worker.started_at, now + ttl_ms / 1000),
+            )
+
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        return await self._run(self._heartbeat_worker_sync, worker, ttl_ms)
+
+    def _heartbeat_worker_sync(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        now = time.time()
+        with immediate_transaction(self._db) as db:
+            changed = db.execute(
+                "UPDATE lssm_workers SET info = ?, started_at = ?, expires_at = ? WHERE id = ? AND expires_at > ?",
+                (worker.to_json(), worker.started_at, now + ttl_ms / 1000, worker.id, now),
+            ).rowcount
+        return changed == 1
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._run(self._unregister_worker_sync, worker_id)
+
+    def _unregister_worker_sync(self, worker_id: str) -> None:
+        with immediate_transaction(self._db) as db:
+            db.execute("DELETE FROM lssm_workers WHERE id = ?", (worker_id,))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return await self._run(self._list_workers_sync)
+
+    def _list_workers_sync(self) -> list[WorkerInfo]:
+        rows = self._db.execute(
+            "SELECT id, info FROM lssm_workers WHERE expires_at > ? ORDER BY started_at, id", (time.time(),)
+        ).fetchall()
+        workers = []
+        for worker_id, info in rows:
+            try:
+                workers.append(WorkerInfo.from_json(info))
+            except ValueError as error:  # written by something else: skipped, with a warning
+                log.warning("the record of worker %r is unreadable: %s", worker_id, error)
+        return workers
 
     # -- retention ---------------------------------------------------------------------------------------
 

@@ -86,6 +86,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             'ALTER TABLE "lssm_jobs" ADD COLUMN "progress" TEXT',
         ),
     ),
+    Migration(
+        from_version=3,
+        description="lssm_workers: live workers and their heartbeats",
+        statements=(
+            """CREATE TABLE IF NOT EXISTS "lssm_workers" (
+    "id" TEXT NOT NULL,
+    "info" TEXT NOT NULL,
+    "started_at" REAL NOT NULL,
+    "expires_at" REAL NOT NULL,
+    PRIMARY KEY ("id")
+)""",
+            'CREATE INDEX IF NOT EXISTS "lssm_workers_expiry_idx" ON "lssm_workers" ("expires_at")',
+        ),
+    ),
 )
 
 assert [m.from_version for m in MIGRATIONS] == list(range(1, JOBS_SCHEMA_VERSION)), (

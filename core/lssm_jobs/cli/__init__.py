@@ -525,6 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dlq": _dlq,
             "queue": manage.queue_command,
             "schedules": manage.schedules_command,
+            "workers": manage.workers_command,
             "top": manage.top_command,
             "job": job_commands.job_command,
         }

@@ -1,5 +1,5 @@
-"""Commands that manage a running system: ``queue purge``, ``schedules list|pause|resume|trigger`` and
-``top`` (a live view of every queue)."""
+"""Commands that manage a running system: ``queue purge``, ``schedules list|pause|resume|trigger``,
+``workers`` (the live workers) and ``top`` (a live view of every queue)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lssm_jobs.cli.app import UsageError, build_queue, load_object
+from lssm_jobs.cli.escape import escape
 from lssm_jobs.errors import LssmJobsError
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.queue import JobQueue
@@ -24,7 +25,7 @@ AddBackendFlags = Callable[[argparse.ArgumentParser], None]
 
 
 def add_commands(commands: Any, add_backend_flags: AddBackendFlags) -> None:
-    """Declare ``queue``, ``schedules`` and ``top`` on the ``lssm-jobs`` subcommand parser."""
+    """Declare ``queue``, ``schedules``, ``workers`` and ``top`` on the ``lssm-jobs`` subcommand parser."""
     queue = commands.add_parser("queue", help="manage one queue's waiting jobs")
     queue_commands = queue.add_subparsers(dest="queue_command", metavar="ACTION")
     queue_commands.required = True
@@ -51,6 +52,10 @@ def add_commands(commands: Any, add_backend_flags: AddBackendFlags) -> None:
         )
         sub.add_argument("--json", action="store_true", help="print JSON")
         add_backend_flags(sub)
+
+    workers = commands.add_parser("workers", help="list the live workers (host, pid, queues, jobs done, running)")
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    add_backend_flags(workers)
 
     top = commands.add_parser("top", help="live view of throughput, in-flight, failures and depth per queue")
     top.add_argument("--interval", type=_interval, default=2.0, help="seconds between refreshes (default 2)")
@@ -101,7 +106,7 @@ async def queue_command(args: argparse.Namespace) -> int:
                 raise UsageError(f"purging queue {args.name!r} needs --yes (no terminal to confirm on)")
             answer = await asyncio.to_thread(
                 input,
-                f"Delete the {waiting} pending and scheduled jobs of queue {args.name!r}? "
+                f"Delete the {waiting} pending and scheduled jobs of queue {escape(repr(args.name))}? "
                 "Running jobs and dead letters stay. [y/N] ",
             )
             if answer.strip().lower() not in ("y", "yes"):
@@ -113,8 +118,80 @@ async def queue_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"queue": args.name, "purged": purged}))
     else:
-        print(f"purged {purged} jobs from queue {args.name}")
+        print(f"purged {purged} jobs from queue {escape(args.name)}")
     return 0
+
+
+# -- workers --------------------------------------------------------------------------------------------------
+
+
+async def workers_command(args: argparse.Namespace) -> int:
+    from lssm_jobs.backends.base import WorkerRegistry
+
+    queue = build_queue(args.backend, args.url, args.option)
+    try:
+        await queue.open()
+        backend = queue.backend
+        if not (type(backend).capabilities.worker_registry and isinstance(backend, WorkerRegistry)):
+            raise LssmJobsError(
+                f"the {type(backend).name or type(backend).__name__} backend does not keep a list of live "
+                "workers (no worker_registry capability)"
+            )
+        workers = await backend.list_workers()
+    finally:
+        await queue.close()
+    if args.json:
+        print(json.dumps([_worker_data(worker) for worker in workers]))
+        return 0
+    if not workers:
+        print("(no live workers)")
+        return 0
+    now = time.time()
+    rows = [
+        (
+            escape(worker.id),
+            escape(f"{worker.host}:{worker.pid}"),
+            escape(",".join(worker.queues) if worker.queues is not None else "(all)"),
+            f"{worker.in_flight}/{worker.concurrency}",
+            f"{worker.jobs_done:,}",
+            _ago(now - worker.started_at),
+            _ago(now - worker.last_seen),
+        )
+        for worker in workers
+    ]
+    header = ("worker", "host:pid", "queues", "running", "done", "up", "seen")
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+    print("  ".join(title.ljust(width) for title, width in zip(header, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _worker_data(worker: Any) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "queues": None if worker.queues is None else list(worker.queues),
+        "concurrency": worker.concurrency,
+        "started_at": worker.started_at,
+        "last_seen": worker.last_seen,
+        "jobs_done": worker.jobs_done,
+        "in_flight": worker.in_flight,
+        "current_jobs": list(worker.current_jobs),
+    }
+
+
+def _ago(seconds: float) -> str:
+    """``42s``, ``5m03s``, ``2h07m``, ``3d04h`` (a clock behind another shows as ``0s``)."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 # -- schedules ------------------------------------------------------------------------------------------------
@@ -150,12 +227,14 @@ async def schedules_command(args: argparse.Namespace) -> int:
         if args.schedules_command == "trigger":
             job_id = await scheduler.trigger(name)
             result: dict[str, Any] = {"schedule": name, "triggered": True, "job_id": job_id}
-            text = f"triggered {name}" + (f": enqueued job {job_id}" if job_id else ": ran its callable")
+            text = f"triggered {escape(name)}" + (
+                f": enqueued job {escape(job_id)}" if job_id else ": ran its callable"
+            )
         else:
             paused = args.schedules_command == "pause"
             await (scheduler.pause(name) if paused else scheduler.resume(name))
             result = {"schedule": name, "paused": paused}
-            text = f"{'paused' if paused else 'resumed'} {name}"
+            text = f"{'paused' if paused else 'resumed'} {escape(name)}"
         print(json.dumps(result) if args.json else text)
         return 0
     finally:
@@ -186,14 +265,17 @@ async def _list_schedules(scheduler: Any, as_json: bool) -> int:
     if not rows:
         print("(no schedules)")
         return 0
-    width = max(4, *(len(row["name"]) for row in rows))
+    # Schedule names come from the store (anyone who can write to it): escaped, so no control sequence
+    # reaches the terminal and no newline forges a row.
+    names = {row["name"]: escape(row["name"]) for row in rows}
+    width = max(4, *(len(shown) for shown in names.values()))
     print(f"{'name':<{width}}  {'state':<7}  {'last tick':<23}  {'next tick':<23}  trigger / target")
     for row in rows:
         state = "paused" if row["paused"] else "active"
-        described = " / ".join(filter(None, [row["trigger"], row["target"]])) or "-"
+        described = escape(" / ".join(filter(None, [row["trigger"], row["target"]])) or "-")
         print(
-            f"{row['name']:<{width}}  {state:<7}  {row['last_tick'] or '-':<23}  {row['next_tick'] or '-':<23}  "
-            f"{described}"
+            f"{names[row['name']]:<{width}}  {state:<7}  {row['last_tick'] or '-':<23}  "
+            f"{row['next_tick'] or '-':<23}  {described}"
         )
     return 0
 
@@ -298,7 +380,8 @@ def render_top(view: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
     queues = view["queues"]
-    width = max(5, *(len(name) for name in queues)) if queues else 5
+    shown = {name: escape(name) for name in queues}  # queue names come from whoever enqueued
+    width = max(5, *(len(name) for name in shown.values())) if queues else 5
     lines = [
         f"lssm-jobs top  {_when(view['time'])}  every {view['interval_s']:.1f}s  (rates: {view['rates']})",
         "",
@@ -308,7 +391,7 @@ def render_top(view: dict[str, Any]) -> str:
     totals = {"completed_per_s": 0.0, "in_flight": 0, "pending": 0, "scheduled": 0, "dead": 0}
     for name, row in queues.items():
         lines.append(
-            f"{name:<{width}}  {number(row['completed_per_s'], 1):>9}  {number(row['failures_per_s'], 1):>8}  "
+            f"{shown[name]:<{width}}  {number(row['completed_per_s'], 1):>9}  {number(row['failures_per_s'], 1):>8}  "
             f"{number(row['dead_lettered_per_s'], 1):>7}  {row['in_flight']:>9,}  {row['pending']:>9,}  "
             f"{row['scheduled']:>9,}  {row['dead']:>7,}"
         )

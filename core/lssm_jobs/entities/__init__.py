@@ -20,6 +20,7 @@ from lssm_jobs.entities.jobs_schema import (
     SCHEDULE_CLAIMS_TABLE,
     SCHEDULES_TABLE,
     SCHEMA_VERSION_TABLE,
+    WORKERS_TABLE,
     jobs_schema_contribution,
 )
 from lssm_jobs.entities.ledger_schema import (
@@ -54,6 +55,7 @@ __all__ = [
     "SCHEDULES_TABLE",
     "SCHEDULE_CLAIMS_TABLE",
     "SCHEMA_VERSION_TABLE",
+    "WORKERS_TABLE",
     "Dialect",
     "Entity",
     "Field",

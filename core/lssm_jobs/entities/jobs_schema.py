@@ -12,14 +12,16 @@ from __future__ import annotations
 from lssm_jobs.entities.model import Entity, Field, FieldType, Index, Relation, SchemaContribution
 
 #: The version of the entities below. Version 1 had no ``finished_at`` column, no retention index and no
-#: scheduler tables; version 2 added them; version 3 added ``cancel_requested`` and ``progress`` to jobs.
-JOBS_SCHEMA_VERSION = 3
+#: scheduler tables; version 2 added them; version 3 added ``cancel_requested`` and ``progress`` to jobs;
+#: version 4 the live workers table.
+JOBS_SCHEMA_VERSION = 4
 
 JOBS_TABLE = "lssm_jobs"
 DEAD_LETTERS_TABLE = "lssm_dead_letters"
 SCHEDULES_TABLE = "lssm_schedules"
 SCHEDULE_CLAIMS_TABLE = "lssm_schedule_claims"
 SCHEMA_VERSION_TABLE = "lssm_schema_version"
+WORKERS_TABLE = "lssm_workers"
 
 TEXT, INTEGER, FLOAT = FieldType.TEXT, FieldType.INTEGER, FieldType.FLOAT
 BOOLEAN, BYTES = FieldType.BOOLEAN, FieldType.BYTES
@@ -179,6 +181,24 @@ schedule_claim_entity = Entity(
     ),
 )
 
+worker_entity = Entity(
+    name="LssmWorker",
+    table=WORKERS_TABLE,
+    doc=(
+        "Live workers (lssm-jobs workers): one row per running worker, renewed by its heartbeat and deleted "
+        "when it stops gracefully; a row whose expires_at passed belongs to a worker that died and is ignored "
+        "(and deleted by the next registration)."
+    ),
+    fields=(
+        Field(name="id", type=TEXT, doc="the worker's id: host-pid-random"),
+        Field(name="info", type=TEXT, doc="the worker's record as JSON (host, pid, queues, jobs done, ...)"),
+        Field(name="started_at", type=FLOAT, doc="epoch seconds (the worker's clock), for listing order"),
+        Field(name="expires_at", type=FLOAT, doc="epoch seconds after which the worker counts as dead"),
+    ),
+    primary_key=("id",),
+    indexes=(Index(name="lssm_workers_expiry_idx", fields=("expires_at",), doc="find dead workers"),),
+)
+
 schema_version_entity = Entity(
     name="LssmSchemaVersion",
     table=SCHEMA_VERSION_TABLE,
@@ -195,6 +215,13 @@ schema_version_entity = Entity(
 jobs_schema_contribution = SchemaContribution(
     name="lssm_jobs",
     version=JOBS_SCHEMA_VERSION,
-    doc="lssm-jobs: job queue, dead letters, scheduler state",
-    entities=(job_entity, dead_letter_entity, schedule_entity, schedule_claim_entity, schema_version_entity),
+    doc="lssm-jobs: job queue, dead letters, scheduler state, live workers",
+    entities=(
+        job_entity,
+        dead_letter_entity,
+        schedule_entity,
+        schedule_claim_entity,
+        worker_entity,
+        schema_version_entity,
+    ),
 )

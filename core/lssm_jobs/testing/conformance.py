@@ -23,7 +23,14 @@ from typing import Any
 import attrs
 import pytest
 
-from lssm_jobs.backends.base import Delivery, OutgoingJob, PullBackend, QueueBackend
+from lssm_jobs.backends.base import (
+    Delivery,
+    OutgoingJob,
+    PullBackend,
+    QueueBackend,
+    WorkerInfo,
+    WorkerRegistry,
+)
 from lssm_jobs.cancellation import CancelResult
 from lssm_jobs.errors import DedupeConflictError, JobValidationError, PermanentJobError, RetryJob
 from lssm_jobs.events import Event
@@ -1487,6 +1494,124 @@ class BackendConformance:
             # Jobs run oldest first: had any purged job survived, it would have run before the sentinel.
             await wait_until(lambda: "sentinel" in ran, message="the job enqueued after the purge ran")
         assert ran == ["sentinel"]
+
+    # -- live workers (optional: BackendCapabilities.worker_registry) ------------------------------------------
+
+    @staticmethod
+    def _worker(name: str, **fields: Any) -> WorkerInfo:
+        now = time.time()
+        values: dict[str, Any] = {
+            "id": f"{name}-{uuid.uuid4().hex[:8]}",
+            "host": "conformance-host",
+            "pid": 4242,
+            "queues": ("mail", "reports"),
+            "concurrency": 8,
+            "started_at": now,
+            "last_seen": now,
+        }
+        values.update(fields)
+        return WorkerInfo(**values)
+
+    @staticmethod
+    async def _listed(registry: Any, *ids: str) -> dict[str, WorkerInfo]:
+        return {worker.id: worker for worker in await registry.list_workers() if worker.id in ids}
+
+    @_needs("worker_registry")
+    @_conformance_test
+    async def test_worker_registry_keeps_records_until_unregistered(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A backend declaring `worker_registry` is a `WorkerRegistry`: `register_worker` stores a worker's
+        record exactly as given, `list_workers` lists the live ones oldest `started_at` first,
+        `heartbeat_worker` replaces a live record and returns True, and `unregister_worker` removes it at once;
+        a heartbeat of an unregistered worker returns False and stores nothing."""
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            assert isinstance(backend, WorkerRegistry), "worker_registry is declared, WorkerRegistry is not"
+            first = self._worker("first", started_at=time.time() - 60)
+            second = self._worker("second", queues=None, current_jobs=("j1", "j2"), in_flight=2, jobs_done=7)
+            await backend.register_worker(second, 60_000)
+            await backend.register_worker(first, 60_000)
+            listed = await self._listed(backend, first.id, second.id)
+            assert listed == {first.id: first, second.id: second}, "records must come back exactly as stored"
+            order = [worker.id for worker in await backend.list_workers() if worker.id in listed]
+            assert order == [first.id, second.id], "workers are listed oldest started_at first"
+
+            busier = attrs.evolve(first, jobs_done=12, current_jobs=("j9",), in_flight=1, last_seen=time.time())
+            assert await backend.heartbeat_worker(busier, 60_000) is True
+            assert (await self._listed(backend, first.id))[first.id] == busier, "a heartbeat replaces the record"
+
+            await backend.unregister_worker(first.id)
+            assert set(await self._listed(backend, first.id, second.id)) == {second.id}
+            assert await backend.heartbeat_worker(busier, 60_000) is False, "an unregistered worker is gone"
+            assert await self._listed(backend, first.id) == {}, "a refused heartbeat must store nothing"
+            await backend.unregister_worker(first.id)  # unknown ids are ignored
+            await backend.unregister_worker(second.id)
+            assert await self._listed(backend, second.id) == {}
+
+    @_needs("worker_registry")
+    @_conformance_test
+    async def test_workers_that_miss_their_heartbeats_age_out(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A worker record lives `ttl_ms` after its last registration or heartbeat: a worker that keeps
+        beating stays listed past its first time to live, one that stops beating is no longer listed once its
+        time to live passed, and a heartbeat after that returns False and stores nothing."""
+        async with opened(lssm_jobs_backend_factory()) as backend:
+            assert isinstance(backend, WorkerRegistry)
+            beating, silent = self._worker("beating"), self._worker("silent")
+            ttl_ms = 1_000
+            await backend.register_worker(beating, ttl_ms)
+            await backend.register_worker(silent, ttl_ms)
+            began = time.monotonic()
+            while time.monotonic() - began < 2.5 * ttl_ms / 1000:
+                assert await backend.heartbeat_worker(beating, ttl_ms) is True, "a live worker's heartbeat"
+                await asyncio.sleep(ttl_ms / 6000)
+            listed = await self._listed(backend, beating.id, silent.id)
+            assert beating.id in listed, "a worker that keeps beating must stay listed"
+            assert silent.id not in listed, "a worker that missed its heartbeats must age out"
+            assert await backend.heartbeat_worker(silent, ttl_ms) is False, "an aged-out worker is gone"
+            assert silent.id not in await self._listed(backend, silent.id), "a refused heartbeat stored it"
+            await backend.unregister_worker(beating.id)
+
+    @_needs("worker_registry")
+    @_conformance_test
+    async def test_a_processing_queue_announces_itself_until_it_stops(
+        self, lssm_jobs_backend_factory: BackendFactory
+    ) -> None:
+        """A queue processing jobs on a backend with `worker_registry` is listed by `list_workers` while it
+        runs (its queues, concurrency, the jobs it runs now, the jobs it has done) and no longer after it
+        stopped gracefully."""
+        name = _type_name("announced")
+        release = asyncio.Event()
+
+        async def block(job: Job[Any]) -> None:
+            if job.payload.get("wait"):
+                await release.wait()
+
+        async with self._queue(
+            lssm_jobs_backend_factory, queues=["announced"], concurrency=3, worker_heartbeat=0.1
+        ) as queue:
+            queue.register(name, block)
+            done = await queue.enqueue(name, {}, queue="announced")
+            await queue.start()
+            worker_id = queue.worker_id
+            assert worker_id is not None, "a processing queue on this backend must announce itself"
+            await self._completed(queue, done.id)
+            running = await queue.enqueue(name, {"wait": True}, queue="announced")
+            registry: Any = queue.backend
+
+            async def busy() -> WorkerInfo | None:
+                worker = (await self._listed(registry, worker_id)).get(worker_id)
+                if worker is not None and worker.current_jobs == (running.id,) and worker.jobs_done >= 1:
+                    return worker
+                return None
+
+            worker = await wait_until(busy, message="the worker announcing its running job and its done job")
+            assert (worker.queues, worker.concurrency, worker.in_flight) == (("announced",), 3, 1)
+            release.set()
+            await self._completed(queue, running.id)
+            await queue.stop()
+            assert await self._listed(registry, worker_id) == {}, "a stopped worker must remove its record"
 
     # -- cancelling jobs (optional: BackendCapabilities.cancel) ------------------------------------------------
 

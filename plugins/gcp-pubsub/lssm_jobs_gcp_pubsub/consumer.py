@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
-from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, OutgoingJob
+from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, LeaseGuard, OutgoingJob
 from lssm_jobs.consumer import cancel_for_stop, keep_leases_alive
 from lssm_jobs.ledger import FIRST_GENERATION, Claim, ClaimOutcome, JobLedger
 
@@ -106,6 +106,8 @@ class StreamConsumer:
         self.streaming = True
         self.streams: list[StreamingPullFuture] = []
         self.in_flight: dict[asyncio.Future[None], PubSubDelivery] = {}
+        #: The claimed jobs running now, guarded, whose ledger leases the heartbeat extends.
+        self.leases: dict[asyncio.Future[None], LeaseGuard] = {}
         self.held: dict[str, tuple[asyncio.TimerHandle, Message, QueueNames]] = {}
         self.tasks: set[asyncio.Future[Any]] = set()
         self.slots = asyncio.Semaphore(options.concurrency)
@@ -120,7 +122,7 @@ class StreamConsumer:
 
     async def run(self) -> None:
         supervisors: list[asyncio.Task[None]] = []
-        heartbeat = asyncio.create_task(keep_leases_alive(self.in_flight, self.options.lease_ms))
+        heartbeat = asyncio.create_task(keep_leases_alive(self.leases, self.options.lease_ms))
         try:
             fixed = self.options.queues or self.backend.queues
             if fixed:
@@ -282,7 +284,17 @@ class StreamConsumer:
                 await self._quietly(self.hand_back(delivery.names.subscription, delivery.message, 10.0))
                 return
             if claimed:
-                await self.dispatch(delivery)
+                # The heartbeat extends the guard's lease, never while the job settles (LeaseGuard): an
+                # extension racing the settle would find the job no longer held and report a lost lease.
+                guard = LeaseGuard(delivery)
+                current = asyncio.current_task()
+                if current is not None:
+                    self.leases[current] = guard
+                try:
+                    await self.dispatch(guard)
+                finally:
+                    if current is not None:
+                        self.leases.pop(current, None)
 
     def retry_in_place(self, names: QueueNames, message: Message, wait: float) -> None:
         """Run a job with an ordering key again after ``wait`` seconds on the same (still leased) message."""

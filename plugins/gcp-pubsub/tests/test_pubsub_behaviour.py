@@ -265,3 +265,26 @@ def test_queue_names_map_to_valid_resource_names_and_back() -> None:
         Naming(project="proj", prefix="google-")
     with pytest.raises(ValueError, match="ledger"):
         PubSubBackend(project="proj", ledger=None)  # type: ignore[arg-type]
+
+
+@run_async(timeout=120)
+async def test_settling_jobs_never_report_a_lost_lease(
+    pubsub_backend_factory: Callable[..., PubSubBackend], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job's lease heartbeat never extends while the job settles (the core LeaseGuard): between the
+    ledger's ``complete`` and the message's ack, an extension would find the job finished and warn that its
+    lease was lost. A heartbeat every 10 ms over 60 settling jobs gives the race every chance."""
+    done: list[str] = []
+
+    async def briefly(job: Any) -> None:
+        await asyncio.sleep(0.02)
+        done.append(job.id)
+
+    caplog.set_level("WARNING", logger="lssm_jobs.worker")
+    async with _queue(pubsub_backend_factory(queues=["default"]), lease_ms=30, concurrency=20) as queue:
+        queue.register("brief", briefly)
+        await queue.enqueue_many([("brief", {"n": n}) for n in range(60)])
+        await queue.start()
+        await wait_until(lambda: len(done) >= 60, timeout=60, message="every job ran")
+    lost = [record.getMessage() for record in caplog.records if "lost the lease" in record.getMessage()]
+    assert lost == []

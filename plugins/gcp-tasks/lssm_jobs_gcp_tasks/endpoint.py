@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
-from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch
+from lssm_jobs.backends.base import ConsumeOptions, Delivery, Dispatch, LeaseGuard
 from lssm_jobs.consumer import cancel_for_stop, keep_leases_alive
 from lssm_jobs.ledger import Claim, ClaimOutcome, JobLedger
 
@@ -224,8 +224,11 @@ class TaskEndpoint:
         if claim.outcome is not ClaimOutcome.RUN:
             return self._not_run(claim)
         delivery = TaskDelivery(self.backend, claim, self.options.lease_ms)
-        task: asyncio.Future[None] = asyncio.ensure_future(self.dispatch(delivery))
-        self.in_flight[task] = delivery
+        # The dispatcher and the heartbeat get the guard: no lease extension overlaps the settle (which
+        # would find the job no longer held and report a lost lease); the reply reads the delivery's outcome.
+        guard = LeaseGuard(delivery)
+        task: asyncio.Future[None] = asyncio.ensure_future(self.dispatch(guard))
+        self.in_flight[task] = guard
         # Forgotten when the job settles, not when this request ends: a dropped connection must not hide a
         # running job from drain().
         task.add_done_callback(lambda done: self.in_flight.pop(done, None))

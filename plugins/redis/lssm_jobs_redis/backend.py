@@ -44,6 +44,8 @@ from lssm_jobs.backends.base import (
     OutgoingJob,
     PullBackend,
     PushResult,
+    WorkerInfo,
+    WorkerRegistry,
     new_push_result,
 )
 from lssm_jobs.errors import DedupeConflictError
@@ -65,18 +67,29 @@ from lssm_jobs_redis.connection import (
     client_from_url,
     redact_url,
     returns_text,
+    torn_connection,
 )
 from lssm_jobs_redis.internals import AsyncConnector, InternalsChanged, socket_timeout
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.purge_queue import PURGE_STEP, purge_step
 from lssm_jobs_redis.resp import command_prefix, delivery_arguments, push_command, settle_arguments
 from lssm_jobs_redis.scripts import LuaScript, evalsha, function_missing, load_all, scripts
+from lssm_jobs_redis.workers import workers_call
 
 log = logging.getLogger("lssm_jobs.redis")
 
 T = TypeVar("T")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an operation that failed with ``error`` is worth repeating once Redis is reachable again:
+    one of :data:`TRANSIENT_ERRORS`, or a connection torn down under it (a Redis Cluster node restarting,
+    see :func:`~lssm_jobs_redis.connection.torn_connection`)."""
+    return isinstance(error, TRANSIENT_ERRORS) or torn_connection(error)
 
 
 _STATUS = {
@@ -279,7 +292,7 @@ class RedisDelivery(Delivery):
         return await self._apply(("extend", self, int(lease_ms))) == APPLIED
 
 
-class RedisBackend(PullBackend):
+class RedisBackend(PullBackend, WorkerRegistry):
     """Jobs in Redis (6.2+, Valkey, Redis Cluster, Sentinel-managed primaries).
 
     :param url: where Redis is (see :mod:`lssm_jobs_redis.connection` for the URL forms); the backend then
@@ -313,6 +326,7 @@ class RedisBackend(PullBackend):
         purge_queue=True,
         cancel=True,
         progress=True,
+        worker_registry=True,
     )
 
     # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.
@@ -537,7 +551,9 @@ class RedisBackend(PullBackend):
             else:
                 await self.client.rpush(self._handoff, "")
                 await self.client.pexpire(self._handoff, 60_000)
-        except (RedisError, builtins.ConnectionError, builtins.TimeoutError) as error:
+        except (RedisError, builtins.ConnectionError, builtins.TimeoutError, AttributeError) as error:
+            if isinstance(error, AttributeError) and not torn_connection(error):
+                raise
             log.debug("could not wake the blocked consumer: %s", error)
 
     async def consume(self, dispatch: Dispatch, options: ConsumeOptions, stopping: asyncio.Event) -> None:
@@ -582,7 +598,9 @@ class RedisBackend(PullBackend):
         while True:
             try:
                 result = await operation()
-            except TRANSIENT_ERRORS as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 self._note_outage(what, error)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
@@ -871,7 +889,9 @@ class RedisBackend(PullBackend):
                 next_due = int(reply[0])
                 timeout = block if next_due < 0 else min(block, next_due / 1000)
                 entry = await self._block(max(timeout, 0.01))
-            except TRANSIENT_ERRORS as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 self._note_outage("lease", error)
                 pause = min(max(remaining, 0.0), 0.5 + random.random() * 0.5)
                 if pause <= 0 or self._woken != woken or self._closed:
@@ -1172,6 +1192,35 @@ class RedisBackend(PullBackend):
             deleted += removed
             if taken < PURGE_STEP:
                 return deleted
+
+
+    # -- live workers (lua/workers.lua) -------------------------------------------------------------------
+
+    async def _workers(self, what: str, operation: str, *args: Any) -> Any:
+        return await self._call(
+            what, lambda: workers_call(self.client, self.keys.queues, self.keys.base, operation, *args)
+        )
+
+    async def register_worker(self, worker: WorkerInfo, ttl_ms: int) -> None:
+        await self._workers("register worker", "register", worker.id, worker.to_json(), int(ttl_ms))
+
+    async def heartbeat_worker(self, worker: WorkerInfo, ttl_ms: int) -> bool:
+        reply = await self._workers("worker heartbeat", "heartbeat", worker.id, worker.to_json(), int(ttl_ms))
+        return int(reply) == 1
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._workers("unregister worker", "unregister", worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        workers = []
+        for record in await self._workers("list workers", "list"):
+            if record is None:  # an id without its record: keys changed by something else
+                continue
+            try:
+                workers.append(WorkerInfo.from_json(record))
+            except ValueError as error:
+                log.warning("a worker record in Redis is unreadable: %s", error)
+        return sorted(workers, key=lambda worker: (worker.started_at, worker.id))
 
 
 def _reported_status(status: bytes, run_at: bytes | None, created: bytes) -> JobStatus:

@@ -16,10 +16,12 @@ URL forms (``rediss`` instead of ``redis`` enables TLS in each):
 from __future__ import annotations
 
 import builtins
+import os
 import re
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import redis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
@@ -255,6 +257,29 @@ def client_from_url(
         f"unsupported Redis URL {redact_url(url)}: use redis://, rediss://, unix://, redis+cluster://, "
         "rediss+cluster://, redis+sentinel:// or rediss+sentinel://"
     )
+
+
+_REDIS_PACKAGE = os.path.dirname(os.path.abspath(redis.__file__)) + os.sep
+
+
+def torn_connection(error: BaseException) -> bool:
+    """Whether ``error`` is redis-py's own ``AttributeError`` for a connection torn down under a command.
+
+    While a Redis Cluster node restarts, redis-py's cluster client disconnects a node's connections as it
+    refreshes its view of the cluster; a command then connecting or writing on one of them finds its socket
+    gone (``'NoneType' object has no attribute 'writelines'``, raised inside redis-py) instead of a
+    ``ConnectionError``. It is a connection failure like any other: the command did not complete and is
+    worth repeating once the node is back. Only an ``AttributeError`` raised by redis-py's own code counts,
+    never one from ours.
+    """
+    if not isinstance(error, AttributeError):
+        return False
+    frame = error.__traceback__
+    if frame is None:
+        return False
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return os.path.abspath(frame.tb_frame.f_code.co_filename).startswith(_REDIS_PACKAGE)
 
 
 def is_cluster(client: Any) -> bool:

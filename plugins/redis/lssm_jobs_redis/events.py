@@ -28,7 +28,7 @@ from typing import Any
 from lssm_jobs.events import Event, EventSink
 from redis.exceptions import RedisError
 
-from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url
+from lssm_jobs_redis.connection import RedisClient, client_from_url, redact_url, torn_connection
 
 log = logging.getLogger("lssm_jobs.redis")
 
@@ -103,7 +103,9 @@ class RedisEventSink(EventSink):
                 for message in batch:
                     pipe.publish(self.channel, message)
                 await pipe.execute()
-            except RedisError as error:
+            except (RedisError, AttributeError) as error:
+                if isinstance(error, AttributeError) and not torn_connection(error):
+                    raise
                 newer = list(self._buffer)
                 self._buffer.clear()
                 self._buffer.extend(batch)

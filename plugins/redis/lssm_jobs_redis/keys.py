@@ -25,6 +25,8 @@ job system)::
     {jobs}:dead               zset   dead letters; score failed time
     {jobs}:deadcount          hash   queue -> number of dead letters
     {jobs}:cancelcount        hash   queue -> number of cancelled jobs kept in its done list
+    {jobs}:workers            zset   live workers; score when the record expires (server ms)
+    {jobs}:workerinfo         hash   worker id -> its record (JSON; see :mod:`lssm_jobs_redis.workers`)
     {jobs}:cron:...           scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
     {jobs}:corrupt:...        values of another type found where the keys above belong, moved aside
 """

@@ -32,7 +32,10 @@ from importlib import resources
 from typing import Any
 
 import attrs
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
+
+from lssm_jobs_redis.connection import torn_connection
 
 NAMES = (
     "push",
@@ -195,8 +198,19 @@ async def evalsha(
     """Run ``script`` with one routing ``key`` (every script touches the slot of that key's hash tag), as a
     function (``FCALL``) or a script (``EVALSHA``), loading the code once when the server lacks it.
 
-    :raises redis.exceptions.RedisError: as the client raises it (connection errors included).
+    :raises redis.exceptions.RedisError: as the client raises it (connection errors included; a connection
+        torn down under the call, see :func:`~lssm_jobs_redis.connection.torn_connection`, as a
+        ``ConnectionError``).
     """
+    try:
+        return await _evalsha(client, script, key, args, functions=functions)
+    except AttributeError as error:
+        if torn_connection(error):
+            raise RedisConnectionError(f"connection torn down during the call: {error}") from error
+        raise
+
+
+async def _evalsha(client: Any, script: LuaScript, key: str, args: list[Any], *, functions: bool) -> Any:
     if functions:
         try:
             return await client.execute_command("FCALL", script.function, 1, key, *args)

@@ -693,3 +693,66 @@ async def test_extend_racing_the_jobs_own_settle_is_not_a_lost_lease(
         await leased[3].ack()
         await leased[3].ack()  # a repeated settle (a retry after a lost reply) is quiet too
         assert "ignored" not in warnings_of(caplog)
+
+
+# -- a connection torn down under a command (Redis Cluster node restarts) ----------------------------------------
+
+
+async def _torn_attribute_error() -> AttributeError:
+    """The error redis-py raises when a command writes on a connection another task disconnected meanwhile
+    (its writer is gone): raised by redis-py's own code, as during a cluster node restart."""
+    from redis.asyncio.connection import Connection
+
+    connection = Connection()  # never connected: no writer, as after a disconnect under the command
+    try:
+        await connection._send_packed_command([b"PING"])
+    except AttributeError as error:
+        return error
+    raise AssertionError("redis-py no longer raises AttributeError here; drop the torn-connection handling?")
+
+
+def test_a_torn_connection_is_told_from_other_attribute_errors() -> None:
+    from lssm_jobs_redis.backend import is_transient
+    from lssm_jobs_redis.connection import torn_connection
+
+    torn = asyncio.run(_torn_attribute_error())
+    assert "writelines" in str(torn)
+    assert torn_connection(torn) and is_transient(torn)
+    writer: Any = None
+    try:
+        writer.writelines([b"PING"])  # the same mistake, made by our own code
+    except AttributeError as ours:
+        assert not torn_connection(ours) and not is_transient(ours)
+    else:
+        raise AssertionError("expected an AttributeError")
+    assert not torn_connection(AttributeError("no traceback"))
+
+
+@run_async()
+async def test_an_operation_is_repeated_through_a_torn_connection(
+    redis_backend_factory: Callable[..., RedisBackend],
+) -> None:
+    """What the backend does through an outage it does through a torn connection: the operation is repeated
+    (and succeeds) instead of failing with redis-py's AttributeError, and so do the script calls of the
+    ledger, the scheduler store and the live workers (through ``evalsha``)."""
+    from lssm_jobs_redis.scripts import LuaScript, evalsha
+
+    async with opened(redis_backend_factory()) as backend:
+        calls = 0
+
+        async def counts_after_a_torn_connection() -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise await _torn_attribute_error()
+            return await backend.client.ping()
+
+        assert await backend._call("counts", counts_after_a_torn_connection) is True
+        assert calls == 2
+
+        class TornClient:
+            async def evalsha(self, *args: Any) -> Any:
+                raise await _torn_attribute_error()
+
+        with pytest.raises(redis.exceptions.ConnectionError, match="torn down"):
+            await evalsha(TornClient(), LuaScript.load("workers"), "k", [])

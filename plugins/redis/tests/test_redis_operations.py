@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,42 @@ def test_queue_purge_on_redis(redis_server: object, app_dir: Path, unique_prefix
     assert json.loads(purged.stdout) == {"queue": "default", "purged": 3}
     status = json.loads(_cli("status", "--json", *flags, cwd=app_dir).stdout)
     assert status["other"]["pending"] == 1 and status["default"]["pending"] == 0
+
+
+def test_live_workers_on_redis_with_processes(redis_server: object, app_dir: Path, unique_prefix: object) -> None:
+    """Each worker process of ``--processes 2`` registers in Redis; one SIGKILLed ages out while the
+    supervisor's replacement registers; a graceful stop removes them all."""
+    prefix = unique_prefix()  # type: ignore[operator]
+    flags = ["--backend", "redis", "--url", redis_server.url, "-o", f"prefix={prefix}"]  # type: ignore[attr-defined]
+
+    def listed() -> list[dict[str, object]]:
+        result = _cli("workers", "--json", *flags, cwd=app_dir)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        workers = json.loads(result.stdout)
+        assert isinstance(workers, list)
+        return workers
+
+    def pids_become(wanted: Callable[[set[int]], bool], what: str) -> set[int]:
+        deadline = time.monotonic() + 60
+        while True:
+            pids = {int(str(entry["pid"])) for entry in listed()}
+            if wanted(pids):
+                return pids
+            assert time.monotonic() < deadline, f"{what}: live workers {pids}"
+            time.sleep(0.1)
+
+    command = ["worker", "redis_ops_app:handlers", *flags, "--processes", "2", "-o", "worker_heartbeat=0.3"]
+    with CliProcess(command, cwd=app_dir) as worker:
+        worker.wait_for(r"is consuming", count=2, timeout=60)
+        first = pids_become(lambda pids: len(pids) == 2, "two worker processes registered")
+        assert worker.process.pid not in first
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        worker.wait_for(r"is consuming", count=3, timeout=60)  # the supervisor's replacement
+        after = pids_become(
+            lambda pids: len(pids) == 2 and victim not in pids, "the killed worker aged out, its successor in"
+        )
+        assert (first - {victim}) < after
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker.tail()
+    assert listed() == []

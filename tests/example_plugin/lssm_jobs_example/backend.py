@@ -24,6 +24,7 @@ from lssm_jobs.backends.base import (
     Delivery,
     Dispatch,
     JobRecord,
+    LeaseGuard,
     OutgoingJob,
     PushResult,
     QueueBackend,
@@ -272,7 +273,8 @@ class HttpPushBackend(QueueBackend):
                 if task is None or task.token != token:
                     writer.write(b"HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\n\r\n")
                     return
-                delivery = _PushDelivery(self.service, task, token, options.lease_ms)
+                # Guarded, so the heartbeat never extends the lease while the job settles (LeaseGuard).
+                delivery = LeaseGuard(_PushDelivery(self.service, task, token, options.lease_ms))
                 current = asyncio.current_task()
                 assert current is not None
                 in_flight[current] = delivery
