@@ -531,9 +531,9 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
         assert dead is not None and dead.body == b"\xffverbatim"
     assert _layout(old) == _layout(fresh)  # the migration produces exactly what the entity specs create
     with sqlite3.connect(old) as connection:
-        assert schema_version(connection) == 2
+        assert schema_version(connection) == 3
         versions = connection.execute("SELECT version FROM lssm_schema_version ORDER BY version").fetchall()
-        assert versions == [(1,), (2,)]
+        assert versions == [(1,), (2,), (3,)]
         finished = connection.execute(
             "SELECT finished_at FROM lssm_jobs WHERE id = ?", (bodies[3][0],)
         ).fetchone()
@@ -555,7 +555,7 @@ async def test_a_newer_schema_is_refused(database: Path) -> None:
     async with opened(SqliteBackend(database)):
         pass
     _sql(database, "INSERT INTO lssm_schema_version VALUES (99, 0, 'from the future')")
-    with pytest.raises(SchemaVersionError, match="schema version 99, newer than the version 2"):
+    with pytest.raises(SchemaVersionError, match="schema version 99, newer than the version 3"):
         await SqliteBackend(database).open()
 
 

@@ -35,6 +35,7 @@ from lssm_jobs.errors import (
     LssmJobsError,
     QueueClosedError,
     SerializationError,
+    ResultStoreUnavailableError,
     UnsupportedOptionError,
 )
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
@@ -68,6 +69,9 @@ from lssm_jobs.limits import (
 )
 from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.queue_selection import QueueSelection
+from lssm_jobs.results.base import ResultStore
+from lssm_jobs.results.recording import DEFAULT_RESULT_TTL_MS, ResultRecorder
+from lssm_jobs.results.waiting import await_result
 from lssm_jobs.serialization import (
     Envelope,
     JsonSerializer,
@@ -108,6 +112,9 @@ QUEUE_OPTIONS = frozenset(
         "max_payload_bytes",
         "max_payload_depth",
         "signing_key",
+        "result_store",
+        "result_store_options",
+        "result_ttl_ms",
     }
 )
 
@@ -288,6 +295,13 @@ class JobQueue:
         with the default serializer; the whole envelope with another); 1 MiB by default.
     :param max_payload_depth: deepest nesting of lists and objects in a payload; 64 by default, at most
         200 (what every worker can decode and validate again).
+    :param result_store: where the results of job types with a ``result`` type are kept: a result store's
+        name (plugin-provided: ``"memory"``, ``"sqlite"``, ``"redis"``, ...) or instance. By default the
+        store registered for this queue's backend; a backend without one (Cloud Tasks, Pub/Sub) keeps no
+        results unless given one here.
+    :param result_store_options: options for a result store given by name (``{"url": "redis://..."}``).
+    :param result_ttl_ms: how long results stay readable, for job types without their own
+        ``result_ttl_ms``; 24 hours by default.
     :raises TypeError: an option of the wrong type.
     :raises ValueError: an option out of range.
     """
@@ -311,8 +325,12 @@ class JobQueue:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_payload_depth: int = DEFAULT_MAX_PAYLOAD_DEPTH,
         signing_key: SigningKeys | None = None,
+        result_store: str | ResultStore | None = None,
+        result_store_options: Mapping[str, Any] | None = None,
+        result_ttl_ms: int = DEFAULT_RESULT_TTL_MS,
     ) -> None:
         check_int(concurrency, "concurrency", 1, 1_000_000)
+        check_int(result_ttl_ms, "result_ttl_ms", 1, MAX_DELAY_MS)
         check_int(prefetch, "prefetch", 0, 1_000_000)
         check_int(lease_ms, "lease_ms", 1, MAX_TIMEOUT_MS)
         if default_timeout_ms is not None:
@@ -367,6 +385,11 @@ class JobQueue:
         )
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
+        self.result_store, self._owns_result_store = self._resolve_result_store(
+            result_store, result_store_options
+        )
+        self._result_store_open = False
+        self.results = ResultRecorder(self._results_opened, default_ttl_ms=result_ttl_ms)
         self._stopping: asyncio.Event | None = None
         self._consumer: asyncio.Task[None] | None = None
 
@@ -389,11 +412,51 @@ class JobQueue:
                 self._state = "open"
         return self.backend
 
+    def _resolve_result_store(
+        self, store: str | ResultStore | None, options: Mapping[str, Any] | None
+    ) -> tuple[ResultStore | None, bool]:
+        """This queue's result store (unopened) and whether the queue made it (and so closes it).
+
+        :raises PluginNotFoundError: ``store`` names no registered result store.
+        :raises TypeError: ``store`` is neither a name nor a ResultStore, or the store rejected an option.
+        """
+        if isinstance(store, ResultStore):
+            return store, False
+        backend_name = type(self.backend).name
+        if isinstance(store, str):
+            spec = self.plugins.result_store(store)
+        elif store is None:
+            found = self.plugins.result_store_for_backend(backend_name)
+            if found is None:
+                return None, False
+            spec = found
+        else:
+            raise TypeError(f"result_store must be a result store name or a ResultStore, got {store!r}")
+        shared = {"backend": self.backend} if spec.backend == backend_name else {}
+        return spec.factory(**shared, **dict(options or {})), True
+
+    async def _results_opened(self) -> ResultStore | None:
+        """The result store, opened on first use (after the backend), or None when the queue has none."""
+        store = self.result_store
+        if store is None or self._result_store_open:
+            return store
+        await self._opened()
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._result_store_open:
+                await store.open()
+                self._result_store_open = True
+        return store
+
     async def close(self) -> None:
-        """Stop the worker if running, then close the backend and the event sinks."""
+        """Stop the worker if running, then close the backend, the result store and the event sinks."""
         if self._state == "closed":
             return
         await self.stop()
+        if self._result_store_open and self.result_store is not None and self._owns_result_store:
+            self._result_store_open = False
+            await self.result_store.close()
         if self._state == "open":
             await self.backend.close()
         await self.events.close()
@@ -631,6 +694,7 @@ class JobQueue:
             None,
             options,
             meta,
+            self,
         )
         serializer = self.serializer
         if isinstance(serializer, JsonSerializer) and serializer.assembles(created_at, run_at):
@@ -847,6 +911,7 @@ class JobQueue:
                         None,
                         options,
                         _NO_META,
+                        self,
                     )
                     body = encode(data)
             except JobValidationError as error:
@@ -989,6 +1054,48 @@ class JobQueue:
             attempt=record.attempts,
             run_at=record.run_at,
             last_error=record.last_error,
+            origin=self,
+        )
+
+    @overload
+    async def result(self, job: Job[Any, R], *, timeout: float | None = None) -> R: ...
+
+    @overload
+    async def result(self, job: str, *, timeout: float | None = None) -> Any: ...
+
+    async def result(self, job: str | Job[Any, Any], *, timeout: float | None = None) -> Any:
+        """Wait for a job to finish and return what its handler returned, as its job type's ``result``
+        type (``Job[P, R]`` gives an ``R``); None for a job type without a result type. ``job.wait()`` is
+        the same call.
+
+        The wait uses the result store's notification where it has one (memory, Redis) and a backing-off
+        poll where not (sqlite); see :mod:`lssm_jobs.results.waiting`.
+
+        :param job: a job (as ``enqueue`` returned it) or a job id.
+        :param timeout: seconds to wait at most; None waits as long as it takes.
+        :raises JobFailedError: the job failed for good (dead-lettered), carrying its last error and why.
+        :raises ResultTimeoutError: it did not finish within ``timeout`` (a ``TimeoutError``); it may still.
+        :raises ResultNotFoundError: unknown job id, or its result or record outlived their retention.
+        :raises ResultStoreUnavailableError: the job's type declares a result type but this queue has no
+            result store (see ``result_store=``).
+        """
+        job_id = job if isinstance(job, str) else job.id
+        if not isinstance(job_id, str):
+            raise TypeError(f"job must be a Job or a job id (str), got {type(job).__name__}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+            raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+        backend = await self._opened()
+        store = await self._results_opened()
+        if store is None and not isinstance(job, str):
+            definition = self.catalog.get(job.type)
+            if definition is not None and definition.result is not None:
+                raise ResultStoreUnavailableError(
+                    f"job type {job.type!r} declares a result type, but this queue has no result store: "
+                    f"backend {type(backend).name!r} keeps no results; pass result_store= (e.g. 'redis' "
+                    "with result_store_options={'url': ...})"
+                )
+        return await await_result(
+            job_id, backend=backend, store=store, catalog=self.catalog, timeout=timeout
         )
 
     async def counts(self) -> dict[str, dict[JobStatus, int]]:
@@ -1063,6 +1170,7 @@ class JobQueue:
             events=self.events,
             executor=self.executor,
             default_timeout_ms=self.default_timeout_ms,
+            results=self.results,
         )
 
     async def start(self) -> None:

@@ -1,4 +1,5 @@
-"""The persistence entities of lssm-jobs: jobs, dead letters, scheduler state and the schema version.
+"""The persistence entities of lssm-jobs: jobs, dead letters, scheduler state, results and the schema
+version.
 
 This is the real schema: the sqlite backend creates its tables by rendering it, and ``lssm-jobs schema``
 renders it for Prisma or SQL so an application can keep these tables in its own migrations.
@@ -12,14 +13,15 @@ from __future__ import annotations
 from lssm_jobs.entities.model import Entity, Field, FieldType, Index, Relation, SchemaContribution
 
 #: The version of the entities below. Version 1 had no ``finished_at`` column, no retention index and no
-#: scheduler tables; version 2 added them.
-JOBS_SCHEMA_VERSION = 2
+#: scheduler tables; version 2 added them; version 3 added the results table.
+JOBS_SCHEMA_VERSION = 3
 
 JOBS_TABLE = "lssm_jobs"
 DEAD_LETTERS_TABLE = "lssm_dead_letters"
 SCHEDULES_TABLE = "lssm_schedules"
 SCHEDULE_CLAIMS_TABLE = "lssm_schedule_claims"
 SCHEMA_VERSION_TABLE = "lssm_schema_version"
+RESULTS_TABLE = "lssm_results"
 
 TEXT, INTEGER, FLOAT = FieldType.TEXT, FieldType.INTEGER, FieldType.FLOAT
 BOOLEAN, BYTES = FieldType.BOOLEAN, FieldType.BYTES
@@ -167,6 +169,29 @@ schedule_claim_entity = Entity(
     ),
 )
 
+result_entity = Entity(
+    name="LssmResult",
+    table=RESULTS_TABLE,
+    doc=(
+        "How jobs of types that declare a result type ended, kept until expires_at (their result_ttl_ms): "
+        "status 'completed' with the return value (UTF-8 JSON) or 'failed' with the last error and why the "
+        "job was dead-lettered. Read by queue.result(job_id); not tied to lssm_jobs rows, which may be "
+        "pruned first."
+    ),
+    fields=(
+        Field(name="job_id", type=TEXT, doc="the job's id"),
+        Field(name="job_type", type=TEXT, doc="job type name, which gives the result's type"),
+        Field(name="status", type=TEXT, doc="completed | failed"),
+        Field(name="value", type=BYTES, nullable=True, doc="completed: the return value as UTF-8 JSON"),
+        Field(name="error", type=TEXT, nullable=True, doc="failed: the last attempt's error"),
+        Field(name="reason", type=TEXT, nullable=True, doc="failed: why the job was dead-lettered"),
+        Field(name="finished_at", type=FLOAT, doc="epoch seconds the job ended"),
+        Field(name="expires_at", type=FLOAT, doc="epoch seconds the result stops being readable"),
+    ),
+    primary_key=("job_id",),
+    indexes=(Index(name="lssm_results_expires_at_idx", fields=("expires_at",), doc="pruning"),),
+)
+
 schema_version_entity = Entity(
     name="LssmSchemaVersion",
     table=SCHEMA_VERSION_TABLE,
@@ -183,6 +208,13 @@ schema_version_entity = Entity(
 jobs_schema_contribution = SchemaContribution(
     name="lssm_jobs",
     version=JOBS_SCHEMA_VERSION,
-    doc="lssm-jobs: job queue, dead letters, scheduler state",
-    entities=(job_entity, dead_letter_entity, schedule_entity, schedule_claim_entity, schema_version_entity),
+    doc="lssm-jobs: job queue, dead letters, scheduler state, results",
+    entities=(
+        job_entity,
+        dead_letter_entity,
+        schedule_entity,
+        schedule_claim_entity,
+        result_entity,
+        schema_version_entity,
+    ),
 )
