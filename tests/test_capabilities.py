@@ -72,11 +72,11 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
     assert main(["plugins"]) == 0
     text = capsys.readouterr().out
     assert (
-        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; not durable, "
+        "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, results; not durable, "
         "one process only" in text
     )
     assert (
-        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue; durable, "
+        "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, results; durable, "
         "shared by processes" in text
     )
     assert main(["plugins", "--json"]) == 0
@@ -92,6 +92,7 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "durable": False,
         "shared": False,
         "purge_queue": True,
+        "results": True,
     }
     assert "path" in backends["sqlite"]["options"]
 

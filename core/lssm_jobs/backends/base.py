@@ -43,6 +43,7 @@ class BackendCapabilities:
     durable: bool = True  # survives a process restart
     shared: bool = True  # several processes can produce and consume on it
     purge_queue: bool = False  # QueueBackend.purge_queue deletes a queue's pending and scheduled jobs
+    results: bool = False  # its plugin registers a result store for it (lssm_jobs_result_stores, backend=)
 
 
 @attrs.frozen(kw_only=True)

@@ -221,7 +221,7 @@ class MemoryBackend(PullBackend):
     """In-process backend. Pass a shared :class:`MemoryStore` to let several instances see the same jobs."""
 
     name = "memory"
-    capabilities = BackendCapabilities(durable=False, shared=False, purge_queue=True)
+    capabilities = BackendCapabilities(durable=False, shared=False, purge_queue=True, results=True)
 
     def __init__(self, store: MemoryStore | None = None, **store_options: Any) -> None:
         self.store = store if store is not None else MemoryStore(**store_options)

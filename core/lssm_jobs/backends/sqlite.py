@@ -209,7 +209,7 @@ class SqliteBackend(PullBackend):
     """
 
     name = "sqlite"
-    capabilities = BackendCapabilities(purge_queue=True)
+    capabilities = BackendCapabilities(purge_queue=True, results=True)
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""The in-process result store (development, tests, single-process apps). Not durable.
+"""The in-process result store (development, tests, single-process apps). Not durable. Expired
+results are deleted at most once a minute, when a result is stored.
 
 Queues on one :class:`~lssm_jobs.backends.memory.MemoryStore` share their results (the producer's queue sees
 what the worker's queue stored), as they share jobs. Waiters are woken through an asyncio event on their own
@@ -16,6 +17,10 @@ from typing import Any
 from lssm_jobs.results.base import ResultStore, StoredResult
 
 
+#: Seconds between the prunes of expired results a store runs when results are stored.
+PRUNE_INTERVAL = 60.0
+
+
 class MemoryResultData:
     """Results by job id, and the events of callers waiting for one; thread-safe."""
 
@@ -23,6 +28,7 @@ class MemoryResultData:
         self.lock = threading.Lock()
         self.results: dict[str, StoredResult] = {}
         self.waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self.last_prune = 0.0
 
 
 #: One data object per memory backend store (weakly: it goes with the store), and per explicit namespace.
@@ -40,6 +46,9 @@ class MemoryResultStore(ResultStore):
         self.data = data if data is not None else MemoryResultData()
 
     async def put(self, result: StoredResult) -> None:
+        if result.finished_at - self.data.last_prune >= PRUNE_INTERVAL:
+            self.data.last_prune = result.finished_at
+            await self.prune(now=result.finished_at)
         with self.data.lock:
             self.data.results[result.job_id] = result
             waiters = self.data.waiters.pop(result.job_id, [])
@@ -52,10 +61,7 @@ class MemoryResultStore(ResultStore):
     async def get(self, job_id: str, *, now: float) -> StoredResult | None:
         with self.data.lock:
             found = self.data.results.get(job_id)
-            if found is not None and found.expires_at <= now:
-                del self.data.results[job_id]
-                return None
-            return found
+            return None if found is None or found.expires_at <= now else found
 
     async def delete(self, job_id: str) -> bool:
         with self.data.lock:
