@@ -332,6 +332,7 @@ class RedisBackend(PullBackend):
         durable=True,
         shared=True,
         purge_queue=True,
+        results=True,
     )
 
     # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.

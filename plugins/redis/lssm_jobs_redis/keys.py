@@ -25,6 +25,8 @@ job system)::
     {jobs}:dead               zset   dead letters; score failed time
     {jobs}:deadcount          hash   queue -> number of dead letters
     {jobs}:cron:...           scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
+    {jobs}:r:<id>, rn:<id>    result store: a job's result and its notification (see
+                              :mod:`lssm_jobs_redis.result_store`)
     {jobs}:corrupt:...        values of another type found where the keys above belong, moved aside
 """
 
