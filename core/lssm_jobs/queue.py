@@ -34,8 +34,8 @@ from lssm_jobs.errors import (
     JobValidationError,
     LssmJobsError,
     QueueClosedError,
-    SerializationError,
     ResultStoreUnavailableError,
+    SerializationError,
     UnsupportedOptionError,
 )
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobEnqueued, JobReplayed
@@ -86,6 +86,8 @@ log = logging.getLogger("lssm_jobs.queue")
 
 H = TypeVar("H", bound=Handler)
 P = TypeVar("P")
+#: A job type's result type (``JobType[P, ResultT]``).
+ResultT = TypeVar("ResultT")
 R = TypeVar("R")
 
 #: Comma-separated event sink names attached to queues created without ``sinks=``.
@@ -727,7 +729,7 @@ class JobQueue:
     @overload
     async def enqueue(
         self,
-        job_type: JobType[P],
+        job_type: JobType[P, ResultT],
         payload: P,
         *,
         delay_ms: int | None = None,
@@ -738,7 +740,7 @@ class JobQueue:
         max_retries: int | None = None,
         timeout_ms: int | None = None,
         meta: Mapping[str, str] | None = None,
-    ) -> Job[P]: ...
+    ) -> Job[P, ResultT]: ...
 
     @overload
     async def enqueue(
@@ -1113,12 +1115,14 @@ class JobQueue:
     # -- consuming ------------------------------------------------------------------------------------------
 
     @overload
-    def register(self, job_type: JobType[P], handler: Callable[[Job[P]], R]) -> Callable[[Job[P]], R]: ...
+    def register(
+        self, job_type: JobType[P, ResultT], handler: Callable[[Job[P, ResultT]], R]
+    ) -> Callable[[Job[P, ResultT]], R]: ...
 
     @overload
     def register(
-        self, job_type: JobType[P], handler: None = None
-    ) -> Callable[[Callable[[Job[P]], R]], Callable[[Job[P]], R]]: ...
+        self, job_type: JobType[P, ResultT], handler: None = None
+    ) -> Callable[[Callable[[Job[P, ResultT]], R]], Callable[[Job[P, ResultT]], R]]: ...
 
     @overload
     def register(self, job_type: str, handler: H) -> H: ...

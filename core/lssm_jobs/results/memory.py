@@ -9,13 +9,13 @@ event loop, so a waiter on another thread's loop (the blocking facade) wakes too
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
 from typing import Any
 
 from lssm_jobs.results.base import ResultStore, StoredResult
-
 
 #: Seconds between the prunes of expired results a store runs when results are stored.
 PRUNE_INTERVAL = 60.0
@@ -53,10 +53,9 @@ class MemoryResultStore(ResultStore):
             self.data.results[result.job_id] = result
             waiters = self.data.waiters.pop(result.job_id, [])
         for loop, event in waiters:
-            try:
+            # A waiter whose loop is closed (RuntimeError) waits no more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that waiter's loop is closed: nobody is waiting there any more
-                pass
 
     async def get(self, job_id: str, *, now: float) -> StoredResult | None:
         with self.data.lock:
@@ -110,9 +109,8 @@ def memory_result_store_factory(
         if namespace is not None:
             data = _by_namespace.setdefault(namespace, MemoryResultData())
         elif backend is not None and getattr(backend, "store", None) is not None:
-            data = _by_store.get(backend.store)
-            if data is None:
-                data = _by_store[backend.store] = MemoryResultData()
+            known = _by_store.get(backend.store)
+            data = known if known is not None else _by_store.setdefault(backend.store, MemoryResultData())
         else:
             data = MemoryResultData()
     return MemoryResultStore(data)

@@ -57,6 +57,8 @@ def lssm_jobs_job_ledgers() -> list[Any]:
 
 @hookimpl
 def lssm_jobs_result_stores() -> list[Any]:
-    from lssm_jobs_redis.result_store import result_store_specs  # the result store (lssm_jobs_redis.result_store)
+    from lssm_jobs_redis.result_store import (
+        result_store_specs,  # the result store (lssm_jobs_redis.result_store)
+    )
 
     return result_store_specs()

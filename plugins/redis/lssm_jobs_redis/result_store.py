@@ -143,7 +143,7 @@ class RedisResultStore(ResultStore):
 
     async def get(self, job_id: str, *, now: float) -> StoredResult | None:
         try:
-            row = await self.client.hgetall(self._result_key(job_id))
+            row: dict[Any, Any] = await self.client.hgetall(self._result_key(job_id))
         except TRANSIENT_ERRORS as error:
             raise builtins.ConnectionError(f"Redis unreachable ({type(error).__name__}: {error})") from error
         if not row:
@@ -156,7 +156,7 @@ class RedisResultStore(ResultStore):
             job_id=job_id,
             job_type=_text(row[b"t"]),
             status="failed" if status == "failed" else "completed",
-            value=bytes(row[b"v"]) if row.get(b"hv") == b"1" else None,
+            value=row[b"v"] if row.get(b"hv") == b"1" else None,
             error=_optional(row.get(b"e")),
             reason=_optional(row.get(b"r")),
             finished_at=float(_text(row[b"f"])),
@@ -186,7 +186,10 @@ class RedisResultStore(ResultStore):
             block = min(left, LONGEST_BLOCK)
             try:
                 # Rotating the list onto itself leaves its element for every other waiter.
-                await self.client.blmove(notify, notify, max(block, 0.01), src="RIGHT", dest="LEFT")
+                # (Redis 6 and later take fractional seconds; redis-py's annotation says int.)
+                await self.client.blmove(
+                    notify, notify, max(block, 0.01), src="RIGHT", dest="LEFT"  # type: ignore[arg-type]
+                )
             except TRANSIENT_ERRORS as error:
                 raise builtins.ConnectionError(
                     f"Redis unreachable ({type(error).__name__}: {error})"
