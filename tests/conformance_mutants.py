@@ -722,6 +722,12 @@ class SqliteExtendManyCountsRows(SqliteBackend):
 #: The statement picking the jobs a lease takes.
 PICK = "SELECT id FROM lssm_jobs WHERE status = 'pending'"
 
+class ResultsWithoutStore(MemoryBackend):
+    """Declares ``results`` under a name no result store is registered for."""
+
+    name = "memory-without-result-store"
+
+
 SETTLING = "test_settling_a_lost_lease_changes_nothing"
 EXTEND = "test_extend_keeps_the_lease_until_the_job_is_settled"
 BATCH = "test_batch_extend_and_ack_settle_each_delivery"
@@ -738,6 +744,7 @@ REPLAY_CONFLICT = "test_replay_refuses_while_a_live_job_holds_the_dedupe_key"
 DEAD_GET = "test_dead_lettered_job_is_reported_by_get"
 LEASES = "test_concurrent_leases_never_hand_out_one_job_twice"
 PUSH_RACE = "test_concurrent_pushes_of_one_dedupe_key_create_one_job"
+RESULTS = "test_results_round_trip_typed"
 
 MUTANTS: tuple[Mutant, ...] = (
     # lease tokens
@@ -1355,5 +1362,13 @@ MUTANTS: tuple[Mutant, ...] = (
         defect="extend_many answers from the number of rows it changed, the same for every lease",
         caught_by=(BATCH,),
         make=sqlite(SqliteExtendManyCountsRows),
+    ),
+    # results
+    Mutant(
+        name="memory-results-without-a-store",
+        kind="results",
+        defect="declares the results capability, but no result store is registered for its name",
+        caught_by=(RESULTS,),
+        make=memory(ResultsWithoutStore),
     ),
 )
