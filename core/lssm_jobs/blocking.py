@@ -184,9 +184,8 @@ class BlockingQueue:
     def result(self, job: str, *, timeout: float | None = None) -> Any: ...
 
     def result(self, job: str | Job[Any, Any], *, timeout: float | None = None) -> Any:
-        """Wait for a job to finish and return its result: :meth:`JobQueue.result
-        <lssm_jobs.queue.JobQueue.result>` (the same raises). ``timeout`` (seconds) replaces this queue's call
-        timeout for the wait; None waits as long as it takes.
+        """Wait for a job to finish and return its result, as :meth:`lssm_jobs.queue.JobQueue.result` does.
+        ``timeout`` (seconds) replaces this queue's call timeout for the wait; None waits as long as it takes.
 
         :raises JobFailedError: the job failed for good (dead-lettered).
         :raises ResultTimeoutError: it did not finish within ``timeout``.
