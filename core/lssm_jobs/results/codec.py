@@ -5,7 +5,7 @@ then encoded as compact UTF-8 JSON (never pickle). Reading one back structures i
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_origin
 
 from typing_extensions import is_typeddict
 
@@ -24,7 +24,10 @@ def encode_result(job_type: str, result_type: Any, value: Any) -> bytes:
         encoded as JSON.
     """
     try:
-        if isinstance(result_type, type) and not is_typeddict(result_type) and isinstance(value, result_type):
+        # A plain class only: ``isinstance`` refuses generic aliases (``dict[str, int]``), which Python 3.10
+        # still reports as types.
+        plain_class = isinstance(result_type, type) and get_origin(result_type) is None
+        if plain_class and not is_typeddict(result_type) and isinstance(value, result_type):
             data = payload_converter.unstructure(value)
         else:
             data = value
