@@ -47,7 +47,7 @@ def test_the_suite_fails_a_store_that_returns_expired_results() -> None:
     data = MemoryResultData()
     suite = ResultStoreConformance()
     with pytest.raises(AssertionError):
-        suite.test_an_expired_result_is_never_returned(lambda: _ForgetfulStore(data))  # type: ignore[call-arg]
+        suite.test_an_expired_result_is_never_returned(lambda: _ForgetfulStore(data))
 
 
 class _DeafStore(MemoryResultStore):
@@ -62,7 +62,7 @@ def test_the_suite_fails_a_store_whose_waiters_sleep_through_a_put() -> None:
     data = MemoryResultData()
     suite = ResultStoreConformance()
     with pytest.raises((AssertionError, TimeoutError, asyncio.TimeoutError)):  # (two types on Python 3.10)
-        suite.test_every_waiter_wakes_when_the_result_is_stored(lambda: _DeafStore(data))  # type: ignore[call-arg]
+        suite.test_every_waiter_wakes_when_the_result_is_stored(lambda: _DeafStore(data))
 
 
 def test_builtin_result_stores_are_registered_for_their_backends(tmp_path: Path) -> None:
@@ -135,3 +135,53 @@ async def test_results_survive_reopening_a_sqlite_file(tmp_path: Path) -> None:
     async with JobQueue(SqliteBackend(path), catalog=catalog, sinks=[]) as reader:
         assert await reader.result(job.id, timeout=1) == {"answer": 42}
         assert await reader.result_store.get(uuid.uuid4().hex, now=time.time()) is None  # type: ignore[union-attr]
+
+
+RESULTS_APP = """
+import attrs
+
+from lssm_jobs import define_job_type
+from lssm_jobs.handlers import Handlers
+
+
+@attrs.frozen
+class Total:
+    sum: int
+    count: int
+
+
+SumJob = define_job_type(type="procs.sum", result=Total)
+handlers = Handlers()
+
+
+@handlers.register(SumJob)
+def add(job):
+    return Total(sum=sum(job.payload["numbers"]), count=len(job.payload["numbers"]))
+"""
+
+
+@run_async(timeout=120)
+async def test_a_result_comes_back_from_a_worker_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `lssm-jobs worker` process runs the job; this process waits for the typed result on the same file."""
+    import importlib
+    import sys
+
+    from lssm_jobs.testing.processes import CliProcess
+
+    (tmp_path / "results_procs_app.py").write_text(RESULTS_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = importlib.import_module("results_procs_app")
+    database = tmp_path / "jobs.db"
+    catalog = JobCatalog()
+    catalog.add(app.SumJob)
+    url = f"sqlite:///{database}"
+    with CliProcess(
+        ["worker", "results_procs_app:handlers", "--url", url, "-o", "poll_interval=0.05"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+    ) as worker:
+        worker.wait_for(r"lssm-jobs worker:")
+        async with JobQueue(SqliteBackend(database), catalog=catalog, sinks=[]) as queue:
+            job = await queue.enqueue(app.SumJob, {"numbers": [1, 2, 3, 4]})
+            assert await job.wait(timeout=60) == app.Total(sum=10, count=4)
+    sys.modules.pop("results_procs_app", None)
