@@ -834,6 +834,12 @@ _CANCEL_INSTEAD = "status = 'cancelled', finished_at = ?, updated_at = ?, cancel
 #: The statement picking the jobs a lease takes.
 PICK = "SELECT rowid FROM lssm_jobs WHERE status = 'pending'"
 
+class ResultsWithoutStore(MemoryBackend):
+    """Declares ``results`` under a name no result store is registered for."""
+
+    name = "memory-without-result-store"
+
+
 SETTLING = "test_settling_a_lost_lease_changes_nothing"
 EXTEND = "test_extend_keeps_the_lease_until_the_job_is_settled"
 BATCH = "test_batch_extend_and_ack_settle_each_delivery"
@@ -859,6 +865,7 @@ CANCEL_DIED = "test_a_job_whose_worker_died_after_a_cancel_request_is_cancelled"
 WORKERS = "test_worker_registry_keeps_records_until_unregistered"
 AGE_OUT = "test_workers_that_miss_their_heartbeats_age_out"
 ANNOUNCED = "test_a_processing_queue_announces_itself_until_it_stops"
+RESULTS = "test_results_round_trip_typed"
 
 MUTANTS: tuple[Mutant, ...] = (
     # lease tokens
@@ -1626,5 +1633,13 @@ MUTANTS: tuple[Mutant, ...] = (
         defect="unregister_worker removes nothing",
         caught_by=(WORKERS, ANNOUNCED),
         make=sql(Rewrite("DELETE FROM lssm_workers WHERE id = ?", "WHERE id = ?", "WHERE id = ? AND 0")),
+    ),
+    # results
+    Mutant(
+        name="memory-results-without-a-store",
+        kind="results",
+        defect="declares the results capability, but no result store is registered for its name",
+        caught_by=(RESULTS,),
+        make=memory(ResultsWithoutStore),
     ),
 )

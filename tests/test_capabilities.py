@@ -75,11 +75,11 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
     text = capsys.readouterr().out
     assert (
         "memory supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, cancel, "
-        "progress, worker_registry; not durable, one process only" in text
+        "progress, worker_registry, results; not durable, one process only" in text
     )
     assert (
         "sqlite supports: pull delivery; delay, priority, fifo, dedupe, leases, purge_queue, cancel, "
-        "progress, worker_registry; durable, shared by processes" in text
+        "progress, worker_registry, results; durable, shared by processes" in text
     )
     assert main(["plugins", "--json"]) == 0
     backends = json.loads(capsys.readouterr().out)["backends"]
@@ -97,6 +97,7 @@ def test_plugins_shows_what_each_backend_supports(capsys: pytest.CaptureFixture[
         "cancel": True,
         "progress": True,
         "worker_registry": True,
+        "results": True,
     }
     assert "path" in backends["sqlite"]["options"]
 

@@ -88,10 +88,11 @@ def test_jobs_contribution_describes_every_table() -> None:
         "lssm_schedules",
         "lssm_schedule_claims",
         "lssm_workers",
+        "lssm_results",
         "lssm_schema_version",
     }
     assert all(entity.doc for entity in schema.entities)
-    assert jobs_schema_contribution.version == JOBS_SCHEMA_VERSION == 4
+    assert jobs_schema_contribution.version == JOBS_SCHEMA_VERSION == 5
 
     jobs = tables["lssm_jobs"]
     assert jobs.primary_key == ("id",)
@@ -224,6 +225,17 @@ def test_postgresql_ddl_uses_postgres_types() -> None:
     # referenced tables come first
     assert script.index('CREATE TABLE IF NOT EXISTS "lssm_jobs"') < script.index('"billing_invoices" (')
     assert script.index('"lssm_schedules" (') < script.index('"lssm_schedule_claims" (')
+
+
+def test_the_results_table_renders_for_sql_and_prisma() -> None:
+    postgres = render_sql(jobs_schema(), "postgresql")
+    assert 'CREATE TABLE IF NOT EXISTS "lssm_results"' in postgres
+    assert '"value" BYTEA' in postgres and '"expires_at" DOUBLE PRECISION NOT NULL' in postgres
+    assert 'CREATE INDEX IF NOT EXISTS "lssm_results_expires_at_idx" ON "lssm_results" ("expires_at")' in postgres
+    prisma = render_prisma(jobs_schema(), provider="postgresql")
+    assert "model LssmResult {" in prisma and '@@map("lssm_results")' in prisma
+    assert re.search(r'\n  jobId +String +@id +@map\("job_id"\)\n', prisma)
+    assert re.search(r'\n  value +Bytes\? +@map\("value"\)\n', prisma) or re.search(r"\n  value +Bytes\?", prisma)
 
 
 def test_unknown_dialect_is_rejected() -> None:

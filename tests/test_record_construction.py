@@ -35,6 +35,7 @@ def _distinct_values(cls: type[Any]) -> dict[str, Any]:
         "meta": MappingProxyType({"trace": "t-1"}),
         "body": b'{"id":"id-1"}',
         "created": True,
+        "origin": object(),
     }
     return {field.name: samples[field.name] for field in attrs.fields(cls) if field.name not in _DEFAULTED}
 

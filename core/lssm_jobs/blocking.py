@@ -31,6 +31,9 @@ from lssm_jobs.queue import JobQueue, open_queue
 
 T = TypeVar("T")
 P = TypeVar("P")
+#: A job type's result type (``JobType[P, ResultT]``).
+ResultT = TypeVar("ResultT")
+R = TypeVar("R")
 
 
 class BlockingQueue:
@@ -52,12 +55,16 @@ class BlockingQueue:
         self._closed = False
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._within(coroutine, self.timeout)
+
+    def _within(self, coroutine: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        """Run ``coroutine`` on the private loop, waiting ``timeout`` seconds at most (None: no bound)."""
         if self._closed:
             coroutine.close()
             raise QueueClosedError("this blocking queue was closed")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
-            return future.result(self.timeout)
+            return future.result(timeout)
         except concurrent.futures.TimeoutError:
             # Cancelled, not left running: callers that keep timing out (a stalled backend) must not pile
             # up work on the private loop, so at most one call per calling thread is ever in flight.
@@ -67,7 +74,7 @@ class BlockingQueue:
     @overload
     def enqueue(
         self,
-        job_type: JobType[P],
+        job_type: JobType[P, ResultT],
         payload: P,
         *,
         delay_ms: int | None = None,
@@ -78,7 +85,7 @@ class BlockingQueue:
         max_retries: int | None = None,
         timeout_ms: int | None = None,
         meta: Mapping[str, str] | None = None,
-    ) -> Job[P]: ...
+    ) -> Job[P, ResultT]: ...
 
     @overload
     def enqueue(
@@ -172,6 +179,25 @@ class BlockingQueue:
 
     def get(self, job_id: str) -> Job[Any] | None:
         return self._call(self.queue.get(job_id))
+
+    @overload
+    def result(self, job: Job[Any, R], *, timeout: float | None = None) -> R: ...
+
+    @overload
+    def result(self, job: str, *, timeout: float | None = None) -> Any: ...
+
+    def result(self, job: str | Job[Any, Any], *, timeout: float | None = None) -> Any:
+        """Wait for a job to finish and return its result, as :meth:`lssm_jobs.queue.JobQueue.result` does.
+        ``timeout`` (seconds) replaces this queue's call timeout for the wait; None waits as long as it takes.
+
+        :raises JobFailedError: the job failed for good (dead-lettered).
+        :raises ResultTimeoutError: it did not finish within ``timeout``.
+        :raises ResultNotFoundError: unknown job id, or its result outlived its retention.
+        """
+        # The call's own bound leaves the wait its full timeout, plus this queue's timeout for the backend.
+        return self._within(
+            self.queue.result(job, timeout=timeout), None if timeout is None else timeout + self.timeout
+        )
 
     def counts(self) -> dict[str, dict[JobStatus, int]]:
         return self._call(self.queue.counts())

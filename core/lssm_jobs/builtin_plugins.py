@@ -1,7 +1,8 @@
 """Every built-in registration, in one place: the memory and sqlite backends, the json serializer, the
-logging sink, the cron/interval/date triggers and the memory/sqlite scheduler stores.
+logging sink, the cron/interval/date triggers, the memory/sqlite scheduler stores, job ledgers and result
+stores.
 
-They register through the same hooks as third-party plugins, as six plugins (:data:`BUILTIN_PLUGINS`,
+They register through the same hooks as third-party plugins, as seven plugins (:data:`BUILTIN_PLUGINS`,
 loaded by :mod:`lssm_jobs.plugins` before any entry point) so each can be blocked by name with
 ``LSSM_JOBS_DISABLE_PLUGINS`` and replaced by a plugin of one's own. A hook imports what it registers when
 it is called, so a blocked built-in is never imported.
@@ -16,6 +17,7 @@ from lssm_jobs.registrations import (
     EventSinkSpec,
     JobLedgerSpec,
     QueueBackendSpec,
+    ResultStoreSpec,
     SchedulerStoreSpec,
     SerializerSpec,
     TriggerSpec,
@@ -216,6 +218,44 @@ class LedgersPlugin:
         ]
 
 
+def _memory_result_store(**options: Any) -> Any:
+    from lssm_jobs.results.memory import memory_result_store_factory
+
+    return memory_result_store_factory(**options)
+
+
+def _sqlite_result_store(**options: Any) -> Any:
+    from lssm_jobs.results.sqlite import sqlite_result_store_factory
+
+    return sqlite_result_store_factory(**options)
+
+
+class ResultsPlugin:
+    """Plugin ``results``: the result stores of the memory and sqlite backends."""
+
+    @hookimpl
+    def lssm_jobs_result_stores(self) -> list[ResultStoreSpec]:
+        return [
+            ResultStoreSpec(
+                name="memory",
+                factory=_memory_result_store,
+                backend="memory",
+                description="results in this process's memory, shared by queues on one memory store",
+                options_help={"namespace": "name of a process-wide store to share between queues"},
+            ),
+            ResultStoreSpec(
+                name="sqlite",
+                factory=_sqlite_result_store,
+                backend="sqlite",
+                description="table lssm_results in the sqlite queue's file (or the file given as path=)",
+                options_help={
+                    "path": "database file (default: the sqlite queue's own file)",
+                    "url": "sqlite:///relative.db or sqlite:////absolute.db, instead of path",
+                },
+            ),
+        ]
+
+
 #: The built-in plugins by name, registered in this order before any entry point.
 BUILTIN_PLUGINS: tuple[tuple[str, object], ...] = (
     ("memory", MemoryPlugin()),
@@ -224,4 +264,5 @@ BUILTIN_PLUGINS: tuple[tuple[str, object], ...] = (
     ("scheduler", SchedulerPlugin()),
     ("observability", ObservabilityPlugin()),
     ("ledgers", LedgersPlugin()),
+    ("results", ResultsPlugin()),
 )

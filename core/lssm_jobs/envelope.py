@@ -136,6 +136,7 @@ def job_from_envelope(
     version: int | None = None,
     run_at: float | None = None,
     last_error: str | None = None,
+    origin: Any = None,
 ) -> Job[Any]:
     """The user-facing :class:`~lssm_jobs.jobs.Job` for an envelope, with its (typed) payload and what the
     backend knows now: status, attempt, current ``run_at`` (a retry moves it) and last error. ``version``
@@ -156,6 +157,7 @@ def job_from_envelope(
         last_error,
         envelope.options,
         envelope.meta,
+        origin,
     )
 
 

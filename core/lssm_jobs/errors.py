@@ -125,3 +125,41 @@ class JobCancelledError(LssmJobsError):
     """Raised inside a handler to stop on a cancel request (``job.raise_if_cancelled()`` raises it once a
     request arrived): the job is settled ``cancelled``, neither retried nor dead-lettered. Raised without a
     request, it is an ordinary failure."""
+
+
+class InvalidResultError(PermanentJobError):
+    """A handler returned a value that does not fit its job type's declared ``result`` type (or cannot be
+    serialized). It is that job's failure, without retries: running the handler again would return the same
+    wrong value."""
+
+
+class JobFailedError(LssmJobsError):
+    """The job whose result was asked for failed for good (retries exhausted, a permanent failure, or it
+    could not run at all) and is in the dead letter queue.
+
+    :param job_id: the job.
+    :param error: the last attempt's error (``"ValueError: ..."``), when the job ran.
+    :param reason: why it was dead-lettered (``"failed after 4 attempts"``, ``"invalid payload: ..."``).
+    """
+
+    def __init__(self, job_id: str, *, error: str | None, reason: str | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        self.reason = reason
+        detail = "; ".join(part for part in (reason, error) if part) or "no error recorded"
+        super().__init__(f"job {job_id} failed: {detail}")
+
+
+class ResultTimeoutError(LssmJobsError, TimeoutError):
+    """The job did not finish within the time ``queue.result(..., timeout=)`` waited for it. The job is not
+    affected: it may still finish later (ask again)."""
+
+
+class ResultNotFoundError(LssmJobsError, LookupError):
+    """No result can come for this job id: the job is unknown, or it finished and its result (or its record)
+    outlived its retention (``result_ttl_ms``)."""
+
+
+class ResultStoreUnavailableError(LssmJobsError, RuntimeError):
+    """The queue has no result store: its backend stores no results (its capabilities declare
+    ``results=False``) and no ``result_store=`` was given."""

@@ -20,6 +20,8 @@ from lssm_jobs.worker import Handler
 
 H = TypeVar("H", bound=Handler)
 P = TypeVar("P")
+#: A job type's result type (``JobType[P, ResultT]``).
+ResultT = TypeVar("ResultT")
 R = TypeVar("R")
 
 
@@ -31,12 +33,14 @@ class Handlers:
         self._handlers: dict[str, tuple[str | JobType[Any], Handler]] = {}
 
     @overload
-    def register(self, job_type: JobType[P], handler: Callable[[Job[P]], R]) -> Callable[[Job[P]], R]: ...
+    def register(
+        self, job_type: JobType[P, ResultT], handler: Callable[[Job[P, ResultT]], R]
+    ) -> Callable[[Job[P, ResultT]], R]: ...
 
     @overload
     def register(
-        self, job_type: JobType[P], handler: None = None
-    ) -> Callable[[Callable[[Job[P]], R]], Callable[[Job[P]], R]]: ...
+        self, job_type: JobType[P, ResultT], handler: None = None
+    ) -> Callable[[Callable[[Job[P, ResultT]], R]], Callable[[Job[P, ResultT]], R]]: ...
 
     @overload
     def register(self, job_type: str, handler: H) -> H: ...

@@ -18,6 +18,7 @@ from lssm_jobs.registrations import (
     EventSinkSpec,
     JobLedgerSpec,
     QueueBackendSpec,
+    ResultStoreSpec,
     SchedulerStoreSpec,
     SerializerSpec,
     TriggerSpec,
@@ -126,6 +127,24 @@ class LssmJobsSpec:
             @hookimpl
             def lssm_jobs_job_ledgers():
                 return [JobLedgerSpec(name="redis", factory=RedisLedger.from_options)]
+        """
+        raise NotImplementedError
+
+    @hookspec
+    def lssm_jobs_result_stores(self) -> list[ResultStoreSpec]:
+        """Register result stores: where what handlers return is kept for ``queue.result(job_id)``.
+
+        :returns: one :class:`~lssm_jobs.registrations.ResultStoreSpec` per store. A store tied to a queue
+            backend names it in ``backend`` and is used by default for queues on that backend; any store is
+            selected by name with the queue option ``result_store=``. A store subclasses
+            :class:`lssm_jobs.results.base.ResultStore` and passes
+            :class:`lssm_jobs.testing.ResultStoreConformance`.
+
+        Example::
+
+            @hookimpl
+            def lssm_jobs_result_stores():
+                return [ResultStoreSpec(name="redis", backend="redis", factory=RedisResultStore.create)]
         """
         raise NotImplementedError
 

@@ -8,12 +8,13 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import Any, Generic, Literal, Protocol, overload
 
 import attrs
+from typing_extensions import TypeVar
 
 from lssm_jobs._slots import slot_setters
-from lssm_jobs.errors import JobTypeConflictError
+from lssm_jobs.errors import JobTypeConflictError, LssmJobsError
 from lssm_jobs.limits import (
     MAX_DELAY_MS,
     MAX_RETRIES,
@@ -25,6 +26,8 @@ from lssm_jobs.limits import (
 )
 
 P = TypeVar("P")
+#: What a job type's handler returns (``result=``); ``Any`` where a type does not say.
+R = TypeVar("R", default=Any)
 
 BackoffKind = Literal["exponential", "fixed", "linear"]
 
@@ -137,9 +140,23 @@ def _upgraders(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
             raise TypeError(f"upgraders[{version}] must be a function, got {builtins.type(upgrade).__name__}")
 
 
+def _result_type(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # A class (attrs, dataclass, TypedDict, int, str, ...) or a typing form cattrs structures
+    # (``list[int]``, ``dict[str, float]``); a value such as ``result=3`` is a mistake.
+    if value is not None and not isinstance(value, builtins.type) and not hasattr(value, "__origin__"):
+        raise TypeError(
+            f"result must be a type (an attrs class, dataclass, TypedDict or builtin), got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True, eq=False)
-class JobType(Generic[P]):
-    """A named, versioned kind of job with a typed payload. Create with :func:`define_job_type`."""
+class JobType(Generic[P, R]):
+    """A named, versioned kind of job with a typed payload and, optionally, a typed result. Create with
+    :func:`define_job_type`.
+
+    ``result`` is the type of what the handler returns (None: the job returns nothing anyone waits for);
+    ``result_ttl_ms`` how long a stored result stays readable (None: the queue's ``result_ttl_ms``).
+    """
 
     type: str = attrs.field(validator=_type_name)
     version: int = attrs.field(validator=_int_in(1, MAX_VERSION))
@@ -147,6 +164,8 @@ class JobType(Generic[P]):
     options: JobOptions = attrs.field(default=DEFAULT_OPTIONS, validator=_options)
     upgraders: Mapping[int, PayloadUpgrader] = attrs.field(factory=dict, validator=_upgraders)
     description: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    result: Any = attrs.field(default=None, validator=_result_type)
+    result_ttl_ms: int | None = attrs.field(default=None, validator=_optional_int_in(1, MAX_DELAY_MS))
 
     def __repr__(self) -> str:
         payload = self.payload.__qualname__ if self.payload is not None else "Any"
@@ -208,7 +227,24 @@ def define_job_type(
     upgraders: Mapping[int, PayloadUpgrader] | None = None,
     description: str = "",
     catalog: JobCatalog | None = None,
-) -> JobType[P]: ...
+    result: builtins.type[R],
+    result_ttl_ms: int | None = None,
+) -> JobType[P, R]: ...
+
+
+@overload
+def define_job_type(
+    *,
+    type: str,
+    version: int = 1,
+    payload: builtins.type[P],
+    options: JobOptions = DEFAULT_OPTIONS,
+    upgraders: Mapping[int, PayloadUpgrader] | None = None,
+    description: str = "",
+    catalog: JobCatalog | None = None,
+    result: None = None,
+    result_ttl_ms: int | None = None,
+) -> JobType[P, None]: ...
 
 
 @overload
@@ -221,7 +257,24 @@ def define_job_type(
     upgraders: Mapping[int, PayloadUpgrader] | None = None,
     description: str = "",
     catalog: JobCatalog | None = None,
-) -> JobType[Any]: ...
+    result: builtins.type[R],
+    result_ttl_ms: int | None = None,
+) -> JobType[Any, R]: ...
+
+
+@overload
+def define_job_type(
+    *,
+    type: str,
+    version: int = 1,
+    payload: None = None,
+    options: JobOptions = DEFAULT_OPTIONS,
+    upgraders: Mapping[int, PayloadUpgrader] | None = None,
+    description: str = "",
+    catalog: JobCatalog | None = None,
+    result: None = None,
+    result_ttl_ms: int | None = None,
+) -> JobType[Any, Any]: ...
 
 
 def define_job_type(
@@ -233,7 +286,9 @@ def define_job_type(
     upgraders: Mapping[int, PayloadUpgrader] | None = None,
     description: str = "",
     catalog: JobCatalog | None = None,
-) -> JobType[P]:
+    result: Any = None,
+    result_ttl_ms: int | None = None,
+) -> JobType[Any, Any]:
     """Define a job type and record it in the catalog, so its name resolves to it.
 
     ``define_job_type(type=..., payload=SendEmail)`` is a ``JobType[SendEmail]``: ``queue.enqueue`` then
@@ -246,6 +301,10 @@ def define_job_type(
     :param options: defaults for retries, backoff, timeout, queue and priority.
     :param upgraders: ``{old_version: fn}``; ``fn`` turns a version ``old_version`` payload (plain data) into
         a version ``old_version + 1`` payload, so jobs enqueued before a deploy still run after it.
+    :param result: the type the handler returns (attrs class, dataclass, TypedDict or builtin); the return
+        value is validated and stored, and ``queue.result(job)`` / ``job.wait()`` return it typed
+        (``JobType[P, R]``). Without it nothing is stored when the job completes.
+    :param result_ttl_ms: how long a stored result stays readable (default: the queue's ``result_ttl_ms``).
     :raises TypeError: an argument of the wrong type (a name that is not a string, options that are not a
         :class:`JobOptions`, a version that is not an integer).
     :raises ValueError: the name is empty, longer than 255 characters or holds a control character, or the
@@ -254,13 +313,15 @@ def define_job_type(
     """
     if isinstance(type, str) and not type:
         raise ValueError("a job type needs a non-empty string name")
-    job_type: JobType[P] = JobType(
+    job_type: JobType[Any, Any] = JobType(
         type=type,
         version=version,
         payload=payload,
         options=options,
         upgraders=dict(upgraders) if isinstance(upgraders, Mapping) else upgraders or {},
         description=description,
+        result=result,
+        result_ttl_ms=result_ttl_ms,
     )
     (catalog if catalog is not None else default_catalog).add(job_type)
     return job_type
@@ -307,7 +368,7 @@ class JobDetails:
 
 
 @attrs.frozen(kw_only=True)
-class Job(Generic[P]):
+class Job(Generic[P, R]):
     """A job as users see it: what ``enqueue`` and ``get`` return and what handlers receive.
 
     ``payload`` is an instance of the job type's payload class when the type is known, else plain data.
@@ -334,6 +395,23 @@ class Job(Generic[P]):
     # running job's link to its worker (progress, cancel requests) on the Job a handler gets, or what
     # ``queue.get`` read beside the envelope (:class:`JobDetails`).
     _extra: JobControl | JobDetails | None = attrs.field(default=None, eq=False, repr=False)
+    #: The queue that returned this job (``enqueue``, ``get``), which :meth:`wait` asks; None in handlers.
+    origin: Any = attrs.field(default=None, eq=False, repr=False)
+
+    async def wait(self, *, timeout: float | None = None) -> R:
+        """Wait for this job to finish and return its result: ``queue.result(job, timeout=timeout)``.
+
+        :raises JobFailedError: the job failed for good (dead-lettered).
+        :raises ResultTimeoutError: it did not finish within ``timeout`` seconds.
+        :raises ResultNotFoundError: its result or record is gone (retention), or the job is unknown.
+        :raises LssmJobsError: this job did not come from a queue (a handler's job).
+        """
+        if self.origin is None:
+            raise LssmJobsError(
+                "this Job was not returned by a queue (enqueue, get): call queue.result(job_id) instead"
+            )
+        result: R = await self.origin.result(self, timeout=timeout)
+        return result
 
     @property
     def run_at_datetime(self) -> datetime:
@@ -437,6 +515,7 @@ _new = object.__new__
     _set_options,
     _set_meta,
     set_extra,
+    _set_origin,
 ) = slot_setters(Job)
 
 
@@ -456,6 +535,7 @@ def new_job(
     last_error: str | None,
     options: JobOptions,
     meta: Mapping[str, str],
+    origin: Any = None,
 ) -> Job[Any]:
     """``Job(...)`` with every field given, in order, at about half the cost (see :mod:`lssm_jobs._slots`)."""
     job: Job[Any] = _new(Job)
@@ -475,4 +555,5 @@ def new_job(
     _set_options(job, options)
     _set_meta(job, meta)
     set_extra(job, None)
+    _set_origin(job, origin)
     return job

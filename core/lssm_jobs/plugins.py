@@ -32,6 +32,7 @@ from lssm_jobs.registrations import (
     EventSinkSpec,
     JobLedgerSpec,
     QueueBackendSpec,
+    ResultStoreSpec,
     SchedulerStoreSpec,
     SerializerSpec,
     TriggerSpec,
@@ -50,6 +51,7 @@ _KINDS: dict[str, tuple[type[Any], str]] = {
     "lssm_jobs_scheduler_stores": (SchedulerStoreSpec, "scheduler stores"),
     "lssm_jobs_event_sinks": (EventSinkSpec, "event sinks"),
     "lssm_jobs_job_ledgers": (JobLedgerSpec, "ledgers"),
+    "lssm_jobs_result_stores": (ResultStoreSpec, "result stores"),
 }
 assert set(_KINDS) == set(HOOK_NAMES), "every hook spec needs a registry kind"
 
@@ -195,6 +197,9 @@ class PluginRegistry:
     def job_ledgers(self) -> dict[str, JobLedgerSpec]:
         return dict(self._records["lssm_jobs_job_ledgers"])
 
+    def result_stores(self) -> dict[str, ResultStoreSpec]:
+        return dict(self._records["lssm_jobs_result_stores"])
+
     def _lookup(self, hook: str, name: str) -> Any:
         kind = _KINDS[hook][1][:-1]
         not_found = BackendNotFoundError if hook == "lssm_jobs_queue_backends" else PluginNotFoundError
@@ -240,6 +245,18 @@ class PluginRegistry:
         """:raises PluginNotFoundError: unknown, blocked, or its plugin failed to load."""
         record: JobLedgerSpec = self._lookup("lssm_jobs_job_ledgers", name)
         return record
+
+    def result_store(self, name: str) -> ResultStoreSpec:
+        """:raises PluginNotFoundError: unknown, blocked, or its plugin failed to load."""
+        record: ResultStoreSpec = self._lookup("lssm_jobs_result_stores", name)
+        return record
+
+    def result_store_for_backend(self, backend: str) -> ResultStoreSpec | None:
+        """The result store registered for queue backend ``backend`` (its own storage), if any."""
+        for spec in self._records["lssm_jobs_result_stores"].values():
+            if spec.backend == backend:
+                return spec  # type: ignore[no-any-return]
+        return None
 
 
 def _loaded(plugin: object) -> Callable[[], object]:

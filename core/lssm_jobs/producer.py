@@ -126,6 +126,7 @@ class Producer:
     :param backend: the queue's backend; ``opened()`` returns it opened.
     :param read: the queue's ``get``, to read back the live duplicate of a deduplicated job.
     :param events: the queue's event bus (``job.enqueued`` is emitted after storing).
+    :param origin: what the jobs it returns name as their queue (``job.wait()`` asks it for the result).
     """
 
     def __init__(
@@ -138,8 +139,10 @@ class Producer:
         catalog: JobCatalog,
         events: EventBus,
         limits: PayloadLimits,
+        origin: Any = None,
     ) -> None:
         self.backend = backend
+        self.origin = origin
         self.serializer = serializer
         self.catalog = catalog
         self.events = events
@@ -325,6 +328,7 @@ class Producer:
                         None,
                         options,
                         _NO_META,
+                        self.origin,
                     )
                     if encode_payload is not None:
                         encoded = encode_payload(data, limits)
@@ -423,6 +427,7 @@ class Producer:
             None,
             options,
             meta,
+            self.origin,
         )
         return job, self.serializer.encode_job(job, data, self.limits)
 

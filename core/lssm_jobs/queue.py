@@ -35,6 +35,7 @@ from lssm_jobs.errors import (
     JobValidationError,
     LssmJobsError,
     QueueClosedError,
+    ResultStoreUnavailableError,
     UnsupportedOptionError,
 )
 from lssm_jobs.events import EventBus, EventCallback, EventSink, JobCancelled, JobReplayed
@@ -60,6 +61,9 @@ from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.presence import WorkerPresence
 from lssm_jobs.producer import PUSHES_IN_FLIGHT, EnqueueRequest, MetaProvider, Producer
 from lssm_jobs.queue_selection import QueueSelection
+from lssm_jobs.results.base import ResultStore
+from lssm_jobs.results.recording import DEFAULT_RESULT_TTL_MS, ResultRecorder
+from lssm_jobs.results.waiting import await_result
 from lssm_jobs.signing import SigningKeys, SigningSerializer
 from lssm_jobs.worker import Dispatcher, Handler
 
@@ -80,6 +84,8 @@ log = logging.getLogger("lssm_jobs.queue")
 
 H = TypeVar("H", bound=Handler)
 P = TypeVar("P")
+#: A job type's result type (``JobType[P, ResultT]``).
+ResultT = TypeVar("ResultT")
 R = TypeVar("R")
 
 #: Comma-separated event sink names attached to queues created without ``sinks=``.
@@ -106,6 +112,9 @@ QUEUE_OPTIONS = frozenset(
         "signing_key",
         "cancel_poll_interval",
         "progress_interval",
+        "result_store",
+        "result_store_options",
+        "result_ttl_ms",
     }
 )
 
@@ -226,6 +235,13 @@ class JobQueue:
         processes, while it runs jobs (1 s by default; see :meth:`cancel`).
     :param progress_interval: shortest time between two stored progress reports of one job (0.5 s by
         default; see :meth:`~lssm_jobs.jobs.Job.progress`).
+    :param result_store: where the results of job types with a ``result`` type are kept: a result store's
+        name (plugin-provided: ``"memory"``, ``"sqlite"``, ``"redis"``, ...) or instance. By default the
+        store registered for this queue's backend; a backend without one (Cloud Tasks, Pub/Sub) keeps no
+        results unless given one here.
+    :param result_store_options: options for a result store given by name (``{"url": "redis://..."}``).
+    :param result_ttl_ms: how long results stay readable, for job types without their own
+        ``result_ttl_ms``; 24 hours by default.
     :raises TypeError: an option of the wrong type.
     :raises ValueError: an option out of range.
     """
@@ -252,8 +268,12 @@ class JobQueue:
         signing_key: SigningKeys | None = None,
         cancel_poll_interval: float = DEFAULT_CANCEL_POLL_INTERVAL,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        result_store: str | ResultStore | None = None,
+        result_store_options: Mapping[str, Any] | None = None,
+        result_ttl_ms: int = DEFAULT_RESULT_TTL_MS,
     ) -> None:
         check_int(concurrency, "concurrency", 1, 1_000_000)
+        check_int(result_ttl_ms, "result_ttl_ms", 1, MAX_DELAY_MS)
         for option, value, low in (
             ("cancel_poll_interval", cancel_poll_interval, 0.001),
             ("progress_interval", progress_interval, 0.0),
@@ -314,10 +334,16 @@ class JobQueue:
             catalog=catalog if catalog is not None else default_catalog,
             events=self.events,
             limits=limits,
+            origin=self,
         )
         self.dead_letters = DeadLetters(self)
         self._open_lock: asyncio.Lock | None = None
         self._state = "new"  # new -> open -> closed
+        self.result_store, self._owns_result_store = self._resolve_result_store(
+            result_store, result_store_options
+        )
+        self._result_store_open = False
+        self.results = ResultRecorder(self._results_opened, default_ttl_ms=result_ttl_ms)
         self._stopping: asyncio.Event | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._dispatcher: Dispatcher | None = None  # the running worker's
@@ -375,11 +401,51 @@ class JobQueue:
                 self._state = "open"
         return self.backend
 
+    def _resolve_result_store(
+        self, store: str | ResultStore | None, options: Mapping[str, Any] | None
+    ) -> tuple[ResultStore | None, bool]:
+        """This queue's result store (unopened) and whether the queue made it (and so closes it).
+
+        :raises PluginNotFoundError: ``store`` names no registered result store.
+        :raises TypeError: ``store`` is neither a name nor a ResultStore, or the store rejected an option.
+        """
+        if isinstance(store, ResultStore):
+            return store, False
+        backend_name = type(self.backend).name
+        if isinstance(store, str):
+            spec = self.plugins.result_store(store)
+        elif store is None:
+            found = self.plugins.result_store_for_backend(backend_name)
+            if found is None:
+                return None, False
+            spec = found
+        else:
+            raise TypeError(f"result_store must be a result store name or a ResultStore, got {store!r}")
+        shared = {"backend": self.backend} if spec.backend == backend_name else {}
+        return spec.factory(**shared, **dict(options or {})), True
+
+    async def _results_opened(self) -> ResultStore | None:
+        """The result store, opened on first use (after the backend), or None when the queue has none."""
+        store = self.result_store
+        if store is None or self._result_store_open:
+            return store
+        await self._opened()
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._result_store_open:
+                await store.open()
+                self._result_store_open = True
+        return store
+
     async def close(self) -> None:
-        """Stop the worker if running, then close the backend and the event sinks."""
+        """Stop the worker if running, then close the backend, the result store and the event sinks."""
         if self._state == "closed":
             return
         await self.stop()
+        if self._result_store_open and self.result_store is not None and self._owns_result_store:
+            self._result_store_open = False
+            await self.result_store.close()
         if self._state == "open":
             await self.backend.close()
         await self.events.close()
@@ -402,7 +468,7 @@ class JobQueue:
     @overload
     async def enqueue(
         self,
-        job_type: JobType[P],
+        job_type: JobType[P, ResultT],
         payload: P,
         *,
         delay_ms: int | None = None,
@@ -413,7 +479,7 @@ class JobQueue:
         max_retries: int | None = None,
         timeout_ms: int | None = None,
         meta: Mapping[str, str] | None = None,
-    ) -> Job[P]: ...
+    ) -> Job[P, ResultT]: ...
 
     @overload
     async def enqueue(
@@ -523,6 +589,7 @@ class JobQueue:
             attempt=record.attempts,
             run_at=record.run_at,
             last_error=record.last_error,
+            origin=self,
         )
         if record.progress is not None or record.cancel_requested:
             details = JobDetails(
@@ -530,6 +597,47 @@ class JobQueue:
             )
             set_extra(job, details)
         return job
+
+    @overload
+    async def result(self, job: Job[Any, R], *, timeout: float | None = None) -> R: ...
+
+    @overload
+    async def result(self, job: str, *, timeout: float | None = None) -> Any: ...
+
+    async def result(self, job: str | Job[Any, Any], *, timeout: float | None = None) -> Any:
+        """Wait for a job to finish and return what its handler returned, as its job type's ``result``
+        type (``Job[P, R]`` gives an ``R``); None for a job type without a result type. ``job.wait()`` is
+        the same call.
+
+        The wait uses the result store's notification where it has one (memory, Redis) and a backing-off
+        poll where not (sqlite); see :mod:`lssm_jobs.results.waiting`.
+
+        :param job: a job (as ``enqueue`` returned it) or a job id.
+        :param timeout: seconds to wait at most; None waits as long as it takes.
+        :raises JobFailedError: the job failed for good (dead-lettered), carrying its last error and why.
+        :raises ResultTimeoutError: it did not finish within ``timeout`` (a ``TimeoutError``); it may still.
+        :raises ResultNotFoundError: unknown job id, or its result or record outlived their retention.
+        :raises ResultStoreUnavailableError: the job's type declares a result type but this queue has no
+            result store (see ``result_store=``).
+        """
+        job_id = job if isinstance(job, str) else job.id
+        if not isinstance(job_id, str):
+            raise TypeError(f"job must be a Job or a job id (str), got {type(job).__name__}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+            raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+        backend = await self._opened()
+        store = await self._results_opened()
+        if store is None and not isinstance(job, str):
+            definition = self.catalog.get(job.type)
+            if definition is not None and definition.result is not None:
+                raise ResultStoreUnavailableError(
+                    f"job type {job.type!r} declares a result type, but this queue has no result store: "
+                    f"backend {type(backend).name!r} keeps no results; pass result_store= (e.g. 'redis' "
+                    "with result_store_options={'url': ...})"
+                )
+        return await await_result(
+            job_id, backend=backend, store=store, catalog=self.catalog, timeout=timeout
+        )
 
     async def cancel(self, job_id: str) -> CancelResult:
         """Cancel a job. A scheduled or pending job is cancelled at once and never runs (``REMOVED``); a
@@ -585,12 +693,14 @@ class JobQueue:
     # -- consuming ------------------------------------------------------------------------------------------
 
     @overload
-    def register(self, job_type: JobType[P], handler: Callable[[Job[P]], R]) -> Callable[[Job[P]], R]: ...
+    def register(
+        self, job_type: JobType[P, ResultT], handler: Callable[[Job[P, ResultT]], R]
+    ) -> Callable[[Job[P, ResultT]], R]: ...
 
     @overload
     def register(
-        self, job_type: JobType[P], handler: None = None
-    ) -> Callable[[Callable[[Job[P]], R]], Callable[[Job[P]], R]]: ...
+        self, job_type: JobType[P, ResultT], handler: None = None
+    ) -> Callable[[Callable[[Job[P, ResultT]], R]], Callable[[Job[P, ResultT]], R]]: ...
 
     @overload
     def register(self, job_type: str, handler: H) -> H: ...
@@ -645,6 +755,7 @@ class JobQueue:
             backend=self.backend,
             cancel_poll_interval=self.cancel_poll_interval,
             progress_interval=self.progress_interval,
+            results=self.results,
         )
 
     async def start(self) -> None:

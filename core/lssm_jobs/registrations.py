@@ -13,6 +13,7 @@ from lssm_jobs.backends.base import BackendCapabilities, QueueBackend
 if TYPE_CHECKING:
     from lssm_jobs.events import EventSink
     from lssm_jobs.ledger.base import JobLedger
+    from lssm_jobs.results.base import ResultStore
     from lssm_jobs.serialization import Serializer
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -116,5 +117,24 @@ class JobLedgerSpec:
 
     name: str = attrs.field(validator=_lowercase_name)
     factory: Callable[..., JobLedger]
+    description: str = ""
+    options_help: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ResultStoreSpec:
+    """A result store: where the values handlers return (and final failures) are kept for
+    ``queue.result(job_id)``. ``factory(backend=None, **options)`` returns an unopened
+    :class:`~lssm_jobs.results.base.ResultStore`.
+
+    :param name: what the queue option ``result_store=`` names.
+    :param backend: name of the queue backend whose storage this store can share; a queue on that backend
+        uses it by default (``factory`` then receives the backend as ``backend=``).
+    :param options_help: option name -> one line of help, shown by ``lssm-jobs plugins``.
+    """
+
+    name: str = attrs.field(validator=_lowercase_name)
+    factory: Callable[..., ResultStore]
+    backend: str | None = None
     description: str = ""
     options_help: dict[str, str] = attrs.field(factory=dict)

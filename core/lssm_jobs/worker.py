@@ -33,7 +33,13 @@ from lssm_jobs.cancellation import (
 from lssm_jobs.consumer import cancelled_for_stop
 from lssm_jobs.consumer import keep_leases_alive as keep_leases_alive  # where push/stream backends found it
 from lssm_jobs.consumer import settle as _settle
-from lssm_jobs.errors import JobTimeoutError, JobValidationError, PermanentJobError, RetryJob
+from lssm_jobs.errors import (
+    InvalidResultError,
+    JobTimeoutError,
+    JobValidationError,
+    PermanentJobError,
+    RetryJob,
+)
 from lssm_jobs.events import (
     EventBus,
     JobCancelIgnored,
@@ -48,6 +54,7 @@ from lssm_jobs.events import (
 )
 from lssm_jobs.jobs import Job, JobCatalog, JobStatus, JobType
 from lssm_jobs.limits import MAX_DELAY_MS
+from lssm_jobs.results.recording import ResultRecorder
 from lssm_jobs.retry import backoff_delay_ms
 from lssm_jobs.serialization import Envelope, Serializer, job_from_envelope, structure_payload
 
@@ -81,6 +88,7 @@ class _Prepared:
     job: Job[Any]
     handler: Handler
     is_async: bool
+    job_type: JobType[Any, Any] | None
 
 
 class Dispatcher:
@@ -100,6 +108,7 @@ class Dispatcher:
         backend: QueueBackend | None = None,
         cancel_poll_interval: float = DEFAULT_CANCEL_POLL_INTERVAL,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        results: ResultRecorder | None = None,
     ) -> None:
         self.handlers = handlers
         self.catalog = catalog
@@ -108,6 +117,8 @@ class Dispatcher:
         self.executor = executor
         self.default_timeout_ms = default_timeout_ms
         self.clock = clock
+        #: Stores the results of job types that declare one (see :mod:`lssm_jobs.results.recording`).
+        self.results = results
         self._is_async: dict[Handler, bool] = {}
         #: The running jobs' controls (cancel requests, progress), with ``backend`` when it can cancel or
         #: store progress; None otherwise (nothing is tracked, ``job.progress`` says it is unsupported).
@@ -184,7 +195,7 @@ class Dispatcher:
         is_async = self._is_async.get(handler)
         if is_async is None:
             is_async = self._is_async[handler] = _is_async_callable(handler)
-        return _Prepared(envelope=envelope, job=job, handler=handler, is_async=is_async)
+        return _Prepared(envelope=envelope, job=job, handler=handler, is_async=is_async, job_type=job_type)
 
     def _typed_payload(self, job_type: JobType[Any], envelope: Envelope) -> Any:
         data = envelope.payload
@@ -241,9 +252,11 @@ class Dispatcher:
             else:
                 outcome = self._run_in_thread(prepared.handler, job)
             if timeout_ms:
-                await _with_timeout(outcome, timeout_ms / 1000)
+                value = await _with_timeout(outcome, timeout_ms / 1000)
             elif inspect.isawaitable(outcome):
-                await outcome
+                value = await outcome
+            else:
+                value = outcome
         except asyncio.TimeoutError:
             duration_ms = (time.perf_counter() - started) * 1000
             if await self._stopped_on_request(delivery, job, control, duration_ms):
@@ -274,6 +287,19 @@ class Dispatcher:
         duration_ms = (time.perf_counter() - started) * 1000
         if control is not None and not control.finish_quietly():
             await self._finish_control(job, control, "completed")
+        job_type = prepared.job_type
+        if job_type is not None and job_type.result is not None and self.results is not None:
+            # Stored before the ack: once the job shows as completed, its result is readable.
+            try:
+                encoded = self.results.encode(job_type, value)
+            except InvalidResultError as error:
+                await self._failed(delivery, job, error, duration_ms)
+                return
+            await _settle(
+                functools.partial(self.results.completed, job.id, job_type, encoded),
+                delivery,
+                "store the result of",
+            )
         await _settle(delivery.ack, delivery, "ack")
         await self._emit(JobCompleted, job, duration_ms=duration_ms)
 
@@ -364,8 +390,19 @@ class Dispatcher:
             delivery,
             "dead-letter",
         )
+        await self._record_failure(delivery, job.type, error=description, reason=reason)
         await self._emit(JobFailed, job, error=description, traceback=trace, duration_ms=duration_ms)
         await self._emit(JobDeadLettered, job, reason=reason, error=description)
+
+    async def _record_failure(self, delivery: Delivery, job_type: str, *, error: str | None, reason: str) -> None:
+        """Store a dead-lettered job's failure for those waiting for its result (types with a result type)."""
+        definition = self.catalog.get(job_type) if self.results is not None else None
+        if definition is not None and definition.result is not None and self.results is not None:
+            await _settle(
+                functools.partial(self.results.failed, delivery.id, definition, error=error, reason=reason),
+                delivery,
+                "store the failure of",
+            )
 
     async def _dead_letter(self, delivery: Delivery, job_type: str, reason: str) -> None:
         log.warning("job %s dead-lettered before running: %s", delivery.id, reason)
@@ -374,6 +411,7 @@ class Dispatcher:
             delivery,
             "dead-letter",
         )
+        await self._record_failure(delivery, job_type, error=None, reason=reason)
         await self.events.emit(
             JobDeadLettered(
                 timestamp=self.clock(),
@@ -417,11 +455,11 @@ async def _guarded(awaitable: Awaitable[Any]) -> Any:
 
 if sys.version_info >= (3, 11):
 
-    async def _with_timeout(outcome: Any, seconds: float) -> None:
+    async def _with_timeout(outcome: Any, seconds: float) -> Any:
         # asyncio.timeout runs the handler in the dispatcher's own task: no task of its own to start, and
         # whatever it raises arrives here.
         async with asyncio.timeout(seconds):
-            await _awaitable(outcome)
+            return await _awaitable(outcome)
 
     def _cancelled_from_outside() -> bool:
         """Whether the running task was cancelled (the worker stopping), rather than a CancelledError
@@ -436,8 +474,8 @@ if sys.version_info >= (3, 11):
 
 else:  # pragma: no cover - Python 3.10
 
-    async def _with_timeout(outcome: Any, seconds: float) -> None:
-        await asyncio.wait_for(_guarded(_awaitable(outcome)), seconds)
+    async def _with_timeout(outcome: Any, seconds: float) -> Any:
+        return await asyncio.wait_for(_guarded(_awaitable(outcome)), seconds)
 
     def _cancelled_from_outside() -> bool:
         # No Task.cancelling(): the worker's stop paths mark the tasks they cancel (consumer.cancel_for_stop).

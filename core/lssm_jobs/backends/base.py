@@ -54,6 +54,7 @@ class BackendCapabilities:
     )
     progress: bool = False  # QueueBackend.set_progress stores a running job's progress; get returns it
     worker_registry: bool = False  # the backend is a WorkerRegistry: live workers announce themselves in it
+    results: bool = False  # its plugin registers a result store for it (lssm_jobs_result_stores, backend=)
 
 
 @attrs.frozen(kw_only=True)

@@ -251,7 +251,13 @@ class MemoryBackend(PullBackend, WorkerRegistry):
 
     name = "memory"
     capabilities = BackendCapabilities(
-        durable=False, shared=False, purge_queue=True, cancel=True, progress=True, worker_registry=True
+        durable=False,
+        shared=False,
+        purge_queue=True,
+        cancel=True,
+        progress=True,
+        worker_registry=True,
+        results=True,
     )
 
     def __init__(self, store: MemoryStore | None = None, **store_options: Any) -> None:

@@ -277,7 +277,9 @@ class SqliteBackend(PullBackend, WorkerRegistry):
     """
 
     name = "sqlite"
-    capabilities = BackendCapabilities(purge_queue=True, cancel=True, progress=True, worker_registry=True)
+    capabilities = BackendCapabilities(
+        purge_queue=True, cancel=True, progress=True, worker_registry=True, results=True
+    )
 
     def __init__(
         self,

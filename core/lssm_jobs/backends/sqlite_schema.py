@@ -100,6 +100,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             'CREATE INDEX IF NOT EXISTS "lssm_workers_expiry_idx" ON "lssm_workers" ("expires_at")',
         ),
     ),
+    Migration(
+        from_version=4,
+        description="lssm_results: results and final failures of jobs with a result type",
+        statements=(
+            """CREATE TABLE IF NOT EXISTS "lssm_results" (
+    "job_id" TEXT NOT NULL,
+    "job_type" TEXT NOT NULL,
+    "status" TEXT NOT NULL,
+    "value" BLOB,
+    "error" TEXT,
+    "reason" TEXT,
+    "finished_at" REAL NOT NULL,
+    "expires_at" REAL NOT NULL,
+    PRIMARY KEY ("job_id")
+)""",
+            'CREATE INDEX IF NOT EXISTS "lssm_results_expires_at_idx" ON "lssm_results" ("expires_at")',
+        ),
+    ),
 )
 
 assert [m.from_version for m in MIGRATIONS] == list(range(1, JOBS_SCHEMA_VERSION)), (

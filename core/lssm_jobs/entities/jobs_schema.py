@@ -1,4 +1,5 @@
-"""The persistence entities of lssm-jobs: jobs, dead letters, scheduler state and the schema version.
+"""The persistence entities of lssm-jobs: jobs, dead letters, scheduler state, results and the schema
+version.
 
 This is the real schema: the sqlite backend creates its tables by rendering it, and ``lssm-jobs schema``
 renders it for Prisma or SQL so an application can keep these tables in its own migrations.
@@ -13,8 +14,8 @@ from lssm_jobs.entities.model import Entity, Field, FieldType, Index, Relation, 
 
 #: The version of the entities below. Version 1 had no ``finished_at`` column, no retention index and no
 #: scheduler tables; version 2 added them; version 3 added ``cancel_requested`` and ``progress`` to jobs;
-#: version 4 the live workers table.
-JOBS_SCHEMA_VERSION = 4
+#: version 4 the live workers table; version 5 the results table.
+JOBS_SCHEMA_VERSION = 5
 
 JOBS_TABLE = "lssm_jobs"
 DEAD_LETTERS_TABLE = "lssm_dead_letters"
@@ -22,6 +23,7 @@ SCHEDULES_TABLE = "lssm_schedules"
 SCHEDULE_CLAIMS_TABLE = "lssm_schedule_claims"
 SCHEMA_VERSION_TABLE = "lssm_schema_version"
 WORKERS_TABLE = "lssm_workers"
+RESULTS_TABLE = "lssm_results"
 
 TEXT, INTEGER, FLOAT = FieldType.TEXT, FieldType.INTEGER, FieldType.FLOAT
 BOOLEAN, BYTES = FieldType.BOOLEAN, FieldType.BYTES
@@ -199,6 +201,29 @@ worker_entity = Entity(
     indexes=(Index(name="lssm_workers_expiry_idx", fields=("expires_at",), doc="find dead workers"),),
 )
 
+result_entity = Entity(
+    name="LssmResult",
+    table=RESULTS_TABLE,
+    doc=(
+        "How jobs of types that declare a result type ended, kept until expires_at (their result_ttl_ms): "
+        "status 'completed' with the return value (UTF-8 JSON) or 'failed' with the last error and why the "
+        "job was dead-lettered. Read by queue.result(job_id); not tied to lssm_jobs rows, which may be "
+        "pruned first."
+    ),
+    fields=(
+        Field(name="job_id", type=TEXT, doc="the job's id"),
+        Field(name="job_type", type=TEXT, doc="job type name, which gives the result's type"),
+        Field(name="status", type=TEXT, doc="completed | failed"),
+        Field(name="value", type=BYTES, nullable=True, doc="completed: the return value as UTF-8 JSON"),
+        Field(name="error", type=TEXT, nullable=True, doc="failed: the last attempt's error"),
+        Field(name="reason", type=TEXT, nullable=True, doc="failed: why the job was dead-lettered"),
+        Field(name="finished_at", type=FLOAT, doc="epoch seconds the job ended"),
+        Field(name="expires_at", type=FLOAT, doc="epoch seconds the result stops being readable"),
+    ),
+    primary_key=("job_id",),
+    indexes=(Index(name="lssm_results_expires_at_idx", fields=("expires_at",), doc="pruning"),),
+)
+
 schema_version_entity = Entity(
     name="LssmSchemaVersion",
     table=SCHEMA_VERSION_TABLE,
@@ -215,13 +240,14 @@ schema_version_entity = Entity(
 jobs_schema_contribution = SchemaContribution(
     name="lssm_jobs",
     version=JOBS_SCHEMA_VERSION,
-    doc="lssm-jobs: job queue, dead letters, scheduler state, live workers",
+    doc="lssm-jobs: job queue, dead letters, scheduler state, live workers, results",
     entities=(
         job_entity,
         dead_letter_entity,
         schedule_entity,
         schedule_claim_entity,
         worker_entity,
+        result_entity,
         schema_version_entity,
     ),
 )

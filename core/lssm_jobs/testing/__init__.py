@@ -18,7 +18,9 @@ Enable it in a backend's test suite::
         pass
 
 A scheduler store proves itself the same way with :class:`SchedulerStoreContract` and a fixture
-``lssm_jobs_scheduler_store_factory`` (see :mod:`lssm_jobs.testing.scheduler_stores`).
+``lssm_jobs_scheduler_store_factory`` (see :mod:`lssm_jobs.testing.scheduler_stores`), a result store with
+:class:`ResultStoreConformance` and ``lssm_jobs_result_store_factory`` (see
+:mod:`lssm_jobs.testing.result_stores`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from __future__ import annotations
 from lssm_jobs.testing.conformance import BackendConformance
 from lssm_jobs.testing.helpers import opened, run_async, wait_until
 from lssm_jobs.testing.ledger import LedgerConformance
+from lssm_jobs.testing.result_stores import ResultStoreConformance
 from lssm_jobs.testing.scheduler_stores import SchedulerStoreContract
 
 __all__ = [
     "BackendConformance",
     "LedgerConformance",
+    "ResultStoreConformance",
     "SchedulerStoreContract",
     "opened",
     "run_async",

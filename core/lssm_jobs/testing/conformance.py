@@ -32,7 +32,15 @@ from lssm_jobs.backends.base import (
     WorkerRegistry,
 )
 from lssm_jobs.cancellation import CancelResult
-from lssm_jobs.errors import DedupeConflictError, JobValidationError, PermanentJobError, RetryJob
+from lssm_jobs.errors import (
+    DedupeConflictError,
+    JobFailedError,
+    JobValidationError,
+    PermanentJobError,
+    ResultNotFoundError,
+    ResultTimeoutError,
+    RetryJob,
+)
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type
 from lssm_jobs.queue import JobQueue
@@ -57,6 +65,14 @@ def _type_name(prefix: str) -> str:
 class Greeting:
     name: str
     times: int = 1
+
+
+@attrs.frozen
+class Receipt:
+    """The result type of the results tests."""
+
+    greeted: str
+    letters: list[int]
 
 
 class _Recorder:
@@ -1494,6 +1510,100 @@ class BackendConformance:
             # Jobs run oldest first: had any purged job survived, it would have run before the sentinel.
             await wait_until(lambda: "sentinel" in ran, message="the job enqueued after the purge ran")
         assert ran == ["sentinel"]
+
+    # -- results (optional: BackendCapabilities.results) --------------------------------------------------------
+
+    @_needs("results")
+    @_conformance_test
+    async def test_results_round_trip_typed(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A handler's return value comes back from `job.wait()` as the job type's result type, whether the
+        handler returned an instance or plain data, and from `result(job_id)` on another queue over another
+        backend instance; a job type without a result type waits to `None` (where completed jobs are kept;
+        else to `ResultNotFoundError` once its record is gone)."""
+        catalog = JobCatalog()
+        greet = define_job_type(type=_type_name("result"), payload=Greeting, result=Receipt, catalog=catalog)
+        plain = define_job_type(type=_type_name("plain-result"), result=Receipt, catalog=catalog)
+        silent = define_job_type(type=_type_name("no-result"), catalog=catalog)
+        async with (
+            self._queue(lssm_jobs_backend_factory, catalog) as worker,
+            self._queue(lssm_jobs_backend_factory, catalog) as producer,
+        ):
+            assert worker.result_store is not None, "declares results, but no result store is registered for it"
+            worker.register(
+                greet,
+                lambda job: Receipt(greeted=job.payload.name, letters=[len(job.payload.name)] * job.payload.times),
+            )
+            worker.register(plain, lambda job: {"greeted": "plain", "letters": [1, 2]})
+            worker.register(silent, lambda job: "dropped")
+            await worker.start()
+            job = await producer.enqueue(greet, Greeting(name="Ada", times=2))
+            assert await job.wait(timeout=10) == Receipt(greeted="Ada", letters=[3, 3])
+            assert await producer.result(job.id, timeout=10) == Receipt(greeted="Ada", letters=[3, 3])
+            from_data = await producer.result((await producer.enqueue(plain, {})).id, timeout=10)
+            assert from_data == Receipt(greeted="plain", letters=[1, 2])
+            quiet = await producer.enqueue(silent, {})
+            if self.completed_retained:
+                assert await quiet.wait(timeout=10) is None
+            else:
+                await self._completed(producer, quiet.id)
+                with pytest.raises(ResultNotFoundError):
+                    await quiet.wait(timeout=10)
+
+    @_needs("results")
+    @_conformance_test
+    async def test_results_surface_failures_and_timeouts(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """Waiting for a job that was dead-lettered raises `JobFailedError` with its last error (a handler's
+        error, or the invalid return value); a job that does not finish in time raises `ResultTimeoutError`
+        after about the timeout; an unknown job id raises `ResultNotFoundError`."""
+        catalog = JobCatalog()
+        failing = define_job_type(type=_type_name("result-fails"), result=int, catalog=catalog)
+        wrong = define_job_type(type=_type_name("result-wrong"), result=Receipt, catalog=catalog)
+        idle = define_job_type(type=_type_name("result-idle"), result=int, catalog=catalog)
+
+        async def fail(job: Job[Any]) -> int:
+            raise PermanentJobError("the printer is on fire")
+
+        async with self._queue(lssm_jobs_backend_factory, catalog, queues=["default"]) as queue:
+            queue.register(failing, fail)
+            queue.register(wrong, lambda job: {"greeted": 5})
+            await queue.start()
+            with pytest.raises(JobFailedError, match="the printer is on fire") as failed:
+                await queue.result(await queue.enqueue(failing, {}), timeout=10)
+            assert failed.value.error is not None and "PermanentJobError" in failed.value.error
+            with pytest.raises(JobFailedError, match="InvalidResultError") as invalid:
+                await queue.result(await queue.enqueue(wrong, {}), timeout=10)
+            assert "$.greeted" in str(invalid.value)
+            pending = await queue.enqueue(idle, {}, queue="parked")  # a queue no worker consumes
+            started = time.monotonic()
+            with pytest.raises(ResultTimeoutError):
+                await queue.result(pending.id, timeout=0.3)
+            assert 0.25 <= time.monotonic() - started < 5
+            with pytest.raises(ResultNotFoundError):
+                await queue.result(uuid.uuid4().hex, timeout=1)
+
+    @_needs("results")
+    @_conformance_test
+    async def test_results_expire_after_their_retention(self, lssm_jobs_backend_factory: BackendFactory) -> None:
+        """A result is readable until its `result_ttl_ms` ends, then `result()` raises
+        `ResultNotFoundError`."""
+        catalog = JobCatalog()
+        brief = define_job_type(
+            type=_type_name("result-brief"), result=str, result_ttl_ms=300, catalog=catalog
+        )
+        async with self._queue(lssm_jobs_backend_factory, catalog) as queue:
+            queue.register(brief, lambda job: "soon gone")
+            await queue.start()
+            job = await queue.enqueue(brief, {})
+            assert await job.wait(timeout=10) == "soon gone"
+
+            async def expired() -> bool:
+                try:
+                    await queue.result(job.id, timeout=0)
+                except ResultNotFoundError:
+                    return True
+                return False
+
+            await wait_until(expired, timeout=10, message="the result expired")
 
     # -- live workers (optional: BackendCapabilities.worker_registry) ------------------------------------------
 

@@ -11,6 +11,7 @@ from lssm_jobs_redis.connection import client_from_url, redact_url
 from lssm_jobs_redis.events import RedisEventSink
 from lssm_jobs_redis.keys import KeyLayout, hash_tagged
 from lssm_jobs_redis.queue import RedisJobQueue
+from lssm_jobs_redis.result_store import RedisResultStore
 from lssm_jobs_redis.scheduler_store import RedisSchedulerStore
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "RedisEventSink",
     "RedisJobQueue",
     "RedisOptions",
+    "RedisResultStore",
     "RedisSchedulerStore",
     "__version__",
     "client_from_url",

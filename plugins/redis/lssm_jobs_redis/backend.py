@@ -327,6 +327,7 @@ class RedisBackend(PullBackend, WorkerRegistry):
         cancel=True,
         progress=True,
         worker_registry=True,
+        results=True,
     )
 
     # Seconds past a BLPOP's own timeout after which its silent connection counts as broken.

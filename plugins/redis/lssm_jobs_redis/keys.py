@@ -28,6 +28,8 @@ job system)::
     {jobs}:workers            zset   live workers; score when the record expires (server ms)
     {jobs}:workerinfo         hash   worker id -> its record (JSON; see :mod:`lssm_jobs_redis.workers`)
     {jobs}:cron:...           scheduler store (see :mod:`lssm_jobs_redis.scheduler_store`)
+    {jobs}:r:<id>, rn:<id>    result store: a job's result and its notification (see
+                              :mod:`lssm_jobs_redis.result_store`)
     {jobs}:corrupt:...        values of another type found where the keys above belong, moved aside
 """
 

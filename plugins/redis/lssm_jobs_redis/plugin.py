@@ -53,3 +53,12 @@ def lssm_jobs_job_ledgers() -> list[Any]:
     from lssm_jobs_redis.ledger import ledger_specs  # the job ledger (see lssm_jobs_redis.ledger)
 
     return ledger_specs()
+
+
+@hookimpl
+def lssm_jobs_result_stores() -> list[Any]:
+    from lssm_jobs_redis.result_store import (
+        result_store_specs,  # the result store (lssm_jobs_redis.result_store)
+    )
+
+    return result_store_specs()

@@ -33,19 +33,19 @@ class Resize:
 
 
 SendEmailJob = define_job_type(type="email.send", payload=SendEmail)
-reveal_type(SendEmailJob)  # revealed: JobType[SendEmail]
+reveal_type(SendEmailJob)  # revealed: JobType[SendEmail, None]
 Ping = define_job_type(type="ping")
-reveal_type(Ping)  # revealed: JobType[Any]
+reveal_type(Ping)  # revealed: JobType[Any, Any]
 
 
 async def enqueue(queue: JobQueue) -> None:
     job = await queue.enqueue(SendEmailJob, SendEmail(to="a@example.com", subject="Hi"), delay_ms=1000)
-    reveal_type(job)  # revealed: Job[SendEmail]
+    reveal_type(job)  # revealed: Job[SendEmail, None]
     reveal_type(job.payload.to)  # revealed: str
     await queue.enqueue(SendEmailJob, Resize(width=3))  # error
     await queue.enqueue(SendEmailJob, {"to": "a@example.com", "subject": "Hi"})  # error
     by_name = await queue.enqueue("email.send", {"to": "a@example.com", "subject": "Hi"})
-    reveal_type(by_name)  # revealed: Job[Any]
+    reveal_type(by_name)  # revealed: Job[Any, Any]
     await queue.enqueue(Ping, {"any": "data"})
     await queue.enqueue(SendEmailJob, SendEmail(to="a@example.com", subject="Hi"), delay_ms="soon")  # error
 
@@ -79,7 +79,7 @@ def register(queue: JobQueue, handlers: Handlers, email: Job[SendEmail]) -> None
 def blocking() -> None:
     jobs = open_blocking_queue("memory")
     job = jobs.enqueue(SendEmailJob, SendEmail(to="a@example.com", subject="Hi"))
-    reveal_type(job)  # revealed: Job[SendEmail]
+    reveal_type(job)  # revealed: Job[SendEmail, None]
     jobs.enqueue(SendEmailJob, Resize(width=1))  # error
 
 
