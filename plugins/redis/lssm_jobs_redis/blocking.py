@@ -150,11 +150,15 @@ class BlockingPusher:
         return pusher
 
     def connect(self) -> None:
-        """Open the calling thread's connection now rather than on its first push.
+        """Open the calling thread's connection now rather than on its first push. A Redis unreachable at
+        this moment is not an error here: the first push connects again, within its retry budget.
 
         :raises InternalsChanged: redis-py keeps its socket elsewhere (see :mod:`.internals`).
         """
-        self._connection()
+        try:
+            self._connection()
+        except _TRANSIENT:
+            self._drop()
 
     def __call__(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         """Store ``jobs`` in one push call (retried through outages for ``reconnect_timeout``; a repeated push

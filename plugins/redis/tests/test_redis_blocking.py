@@ -129,3 +129,20 @@ def test_pushes_survive_a_restart_and_lost_functions(own_redis_server: Any, uniq
         for job in (before, after_restart, after_flush):
             stored = jobs.get(job.id)
             assert stored is not None and stored.payload == job.payload
+
+
+def test_the_first_blocking_push_waits_for_a_redis_that_is_down(own_redis_server: Any, unique_prefix: Any) -> None:
+    # The pusher is made (and its first connection tried) on the first blocking enqueue: Redis being down
+    # then is an outage like any other, ridden out within reconnect_timeout, not an error.
+    with blocking_queue(own_redis_server.url, unique_prefix(), reconnect_timeout=30.0) as jobs:
+        jobs.counts()  # the queue is open (its event loop client connected)
+        own_redis_server.stop(kill=True)
+        restarter = threading.Timer(0.5, own_redis_server.start)
+        restarter.start()
+        try:
+            job = jobs.enqueue("report.build", {"n": 1})
+        finally:
+            restarter.join()
+        assert isinstance(jobs.queue.backend.blocking_pusher(), BlockingPusher)
+        stored = jobs.get(job.id)
+        assert stored is not None and stored.payload == {"n": 1}
