@@ -20,9 +20,16 @@ CLI = [sys.executable, "-m", "lssm_jobs.cli"]
 APP = """
 import asyncio
 
+from lssm_jobs import define_job_type
 from lssm_jobs.handlers import Handlers
 
 handlers = Handlers()
+summed = define_job_type(type="jobs.sum", result=int)
+
+
+@handlers.register(summed)
+async def add(job):
+    return sum(job.payload["numbers"])
 
 
 @handlers.register("jobs.crunch")
@@ -115,6 +122,28 @@ def test_show_and_cancel_a_running_job_from_another_process(app_dir: Path) -> No
     }
     counts = ok_json("status", "--url", url, cwd=app_dir)
     assert counts == {"default": {"cancelled": 1}}
+
+
+def test_show_prints_what_a_job_with_a_result_type_returned(app_dir: Path) -> None:
+    url = f"sqlite:///{app_dir / 'jobs.db'}"
+    job = ok_json("enqueue", "jobs.sum", "-p", '{"numbers": [1, 2, 3]}', "--url", url, cwd=app_dir)
+    assert ok_json("job", "show", job["id"], "--url", url, cwd=app_dir)["result"] is None
+    with CliProcess(
+        ["worker", "jobs_cli_app:handlers", "--url", url, "--no-progress", "-o", "poll_interval=0.1"],
+        cwd=app_dir,
+    ):
+        shown = wait_for(
+            lambda: (
+                (data := ok_json("job", "show", job["id"], "--url", url, cwd=app_dir))["status"] == "completed"
+                and data
+            ),
+            "the job to complete",
+        )
+    assert shown["result"]["status"] == "completed" and shown["result"]["value"] == 6
+    text = run("job", "show", job["id"], "--url", url, cwd=app_dir)
+    assert text.returncode == 0 and any(
+        line.startswith("result:") and line.split()[-1] == "6" for line in text.stdout.splitlines()
+    ), text.stdout
 
 
 def test_cancel_a_waiting_job(app_dir: Path) -> None:

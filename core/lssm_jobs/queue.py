@@ -61,7 +61,7 @@ from lssm_jobs.plugins import PluginRegistry, get_plugins
 from lssm_jobs.presence import WorkerPresence
 from lssm_jobs.producer import PUSHES_IN_FLIGHT, EnqueueRequest, MetaProvider, Producer
 from lssm_jobs.queue_selection import QueueSelection
-from lssm_jobs.results.base import ResultStore
+from lssm_jobs.results.base import ResultStore, StoredResult
 from lssm_jobs.results.recording import DEFAULT_RESULT_TTL_MS, ResultRecorder
 from lssm_jobs.results.waiting import await_result
 from lssm_jobs.signing import SigningKeys, SigningSerializer
@@ -437,6 +437,17 @@ class JobQueue:
                 await store.open()
                 self._result_store_open = True
         return store
+
+    async def stored_result(self, job_id: str) -> StoredResult | None:
+        """How the job ended, as this queue's result store keeps it (its encoded return value, or its
+        failure), without waiting: None when the queue has no result store, the job's type declares no
+        result type, the job has not finished, or its result expired. ``lssm-jobs job show`` prints it; to
+        wait for a typed result use :meth:`result`.
+
+        :raises ConnectionError: the result store cannot be reached.
+        """
+        store = await self._results_opened()
+        return None if store is None else await store.get(job_id, now=time.time())
 
     async def close(self) -> None:
         """Stop the worker if running, then close the backend, the result store and the event sinks."""

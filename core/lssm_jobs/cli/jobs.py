@@ -1,5 +1,5 @@
-"""Commands about one job: ``job show ID`` (state, attempts, timings, progress, error, payload) and
-``job cancel ID``."""
+"""Commands about one job: ``job show ID`` (state, attempts, timings, progress, result or error, payload)
+and ``job cancel ID``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lssm_jobs.cancellation import CancelResult
 from lssm_jobs.cli.app import build_queue
 from lssm_jobs.cli.escape import escape
 from lssm_jobs.jobs import Job, JobProgress, JobStatus
+from lssm_jobs.results.base import StoredResult
 
 AddBackendFlags = Callable[[argparse.ArgumentParser], None]
 
@@ -64,8 +65,31 @@ def _progress_data(progress: JobProgress | None) -> dict[str, Any] | None:
     }
 
 
-def job_data(job: Job[Any], record: JobRecord | None, dead_reason: str | None) -> dict[str, Any]:
-    """Everything ``job show --json`` prints about a job."""
+def _result_data(stored: StoredResult | None) -> dict[str, Any] | None:
+    """A stored result as JSON data: the return value decoded (it is stored as UTF-8 JSON), or the failure."""
+    if stored is None:
+        return None
+    value: Any = None
+    if stored.value is not None:
+        try:
+            value = json.loads(stored.value)
+        except ValueError:  # written by something else: shown as it is
+            value = stored.value.decode(errors="replace")
+    return {
+        "status": stored.status,
+        "value": value,
+        "error": stored.error,
+        "reason": stored.reason,
+        "finished_at": stored.finished_at,
+        "expires_at": stored.expires_at,
+    }
+
+
+def job_data(
+    job: Job[Any], record: JobRecord | None, dead_reason: str | None, stored: StoredResult | None = None
+) -> dict[str, Any]:
+    """Everything ``job show --json`` prints about a job (``result``: what the queue's result store keeps
+    of it, for job types with a result type; None otherwise)."""
     return {
         "id": job.id,
         "type": job.type,
@@ -82,6 +106,7 @@ def job_data(job: Job[Any], record: JobRecord | None, dead_reason: str | None) -
         "last_error": job.last_error,
         "dead_letter_reason": dead_reason,
         "progress": _progress_data(job.last_progress),
+        "result": _result_data(stored),
         "payload": _plain(job.payload),
         "meta": dict(job.meta),
     }
@@ -119,6 +144,12 @@ def job_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
         lines.insert(6, ("dedupe key", escape(data["dedupe_key"])))
     if data["dead_letter_reason"]:
         lines.append(("dead because", escape(data["dead_letter_reason"])))
+    result = data.get("result")
+    if result is not None and result["status"] == "completed":
+        lines.append(("result", escape(json.dumps(result["value"], default=repr))))
+    elif result is not None:
+        failure = "; ".join(part for part in (result["reason"], result["error"]) if part) or "-"
+        lines.append(("result", f"failed: {escape(failure)}"))
     lines.append(("payload", escape(json.dumps(data["payload"], default=repr))))
     return lines
 
@@ -143,7 +174,7 @@ async def job_command(args: argparse.Namespace) -> int:
             if job.status is JobStatus.DEAD:
                 letter = await queue.dead_letters.get(args.job_id)
                 dead_reason = letter.reason if letter is not None else None
-            data = job_data(job, record, dead_reason)
+            data = job_data(job, record, dead_reason, await queue.stored_result(args.job_id))
     finally:
         await queue.close()
     if args.job_command == "cancel":
