@@ -71,8 +71,9 @@ def test_the_directory_is_beside_the_file_or_named_by_its_hash(tmp_path: Path) -
     assert doorbell_directory(deep) == directory and doorbell_directory(tmp_path / "other.db") != directory
 
 
-def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted(tmp_path: Path) -> None:
-    directory = str(tmp_path / "jobs.db-wake")
+def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted() -> None:
+    short = tempfile.mkdtemp(prefix="w")  # socket addresses are short: not under pytest's long tmp_path
+    directory = os.path.join(short, "jobs.db-wake")
     rings: list[float] = []
     listener = DoorbellListener(directory, lambda: rings.append(time.monotonic()), mode=0o640)
     assert listener.start() and listener.listening
@@ -93,6 +94,7 @@ def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted(tmp_path: Path) 
         listener.stop()
         doorbell.close()
     assert not os.path.exists(directory)  # stop unbinds, and the last one removes the directory
+    os.rmdir(short)
 
 
 def wait_until_sync(condition: object, *, message: str, timeout: float = 10.0) -> None:
