@@ -211,7 +211,9 @@ class _Cluster:
             for _, pid, attempt in (path.name.split(".") for path in self.runs.glob(f"{label}.*"))
         ]
 
-    def wait_ran(self, *labels: str, timeout: float = 20.0) -> None:
+    def wait_ran(self, *labels: str, timeout: float = 40.0) -> None:
+        """Wait for the jobs to run: far sooner than the workers' poll_interval of 60 s, so only a ring
+        can have woken them (the margin absorbs a loaded machine)."""
         try:
             wait_until_sync(
                 lambda: all(self.ran(label) for label in labels),
@@ -223,7 +225,9 @@ class _Cluster:
 
     def wait_sockets(self, count: int) -> list[str]:
         try:
-            wait_until_sync(lambda: len(_sockets(self.database)) == count, message=f"{count} sockets")
+            wait_until_sync(  # a worker process starting on a loaded machine takes seconds
+                lambda: len(_sockets(self.database)) == count, message=f"{count} sockets", timeout=60
+            )
         except TimeoutError:
             raise AssertionError(f"sockets {_sockets(self.database)}; {self.logs()}") from None
         return _sockets(self.database)
