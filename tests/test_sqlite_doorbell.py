@@ -97,6 +97,27 @@ def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted() -> None:
     os.rmdir(short)
 
 
+def test_a_listener_sweeps_dead_sockets_when_it_starts_and_stops() -> None:
+    short = tempfile.mkdtemp(prefix="w")
+    directory = os.path.join(short, "jobs.db-wake")
+    os.mkdir(directory)
+    for name in ("999999998-01234567.sock", "999999999-01234567.sock"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as gone:
+            gone.bind(os.path.join(directory, name))  # left behind by killed processes
+    other = DoorbellListener(directory, lambda: None)
+    assert other.start()
+    os.rename(other.path or "", os.path.join(directory, "1-feedface.sock"))  # as another process's
+    other.path = os.path.join(directory, "1-feedface.sock")
+    assert sorted(os.listdir(directory)) == ["1-feedface.sock"]  # the dead ones are gone, it is not
+    mine = DoorbellListener(directory, lambda: None)
+    assert mine.start()
+    mine.stop()
+    assert os.listdir(directory) == ["1-feedface.sock"]  # a live listener is never swept
+    other.stop()
+    assert not os.path.exists(directory)
+    os.rmdir(short)
+
+
 def wait_until_sync(condition: object, *, message: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
