@@ -181,3 +181,17 @@ def test_the_batch_insert_and_the_settles_use_the_primary_keys(database: Path) -
             assert "USING INDEX sqlite_autoindex_lssm_jobs_1 (id=?)" in plan(settle), plan(settle)
     finally:
         connection.close()
+
+
+@run_async()
+async def test_close_commits_the_settles_still_waiting(database: Path) -> None:
+    backend = SqliteBackend(database)
+    await backend.open()
+    await backend.push([_job() for _ in range(6)])
+    deliveries = await backend.lease(queues=None, limit=6, lease_ms=30_000, wait=0)
+    acks = [asyncio.ensure_future(delivery.ack()) for delivery in deliveries]
+    await asyncio.sleep(0)  # the first ack is committing, five wait for the next group commit
+    await backend.close()
+    await asyncio.gather(*acks)
+    async with opened(SqliteBackend(database)) as reopened:
+        assert (await reopened.counts())["default"] == {JobStatus.COMPLETED: 6}

@@ -71,10 +71,9 @@ def test_the_directory_is_beside_the_file_or_named_by_its_hash(tmp_path: Path) -
     assert doorbell_directory(deep) == directory and doorbell_directory(tmp_path / "other.db") != directory
 
 
-def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted(tmp_path: Path) -> None:
-    # Where the backend puts it: beside the file, or in the temporary directory when that path is too long
-    # for a socket address (pytest-xdist's tmp_path can be).
-    directory = doorbell_directory(tmp_path / "jobs.db")
+def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted() -> None:
+    short = tempfile.mkdtemp(prefix="w")  # socket addresses are short: not under pytest's long tmp_path
+    directory = os.path.join(short, "jobs.db-wake")
     rings: list[float] = []
     listener = DoorbellListener(directory, lambda: rings.append(time.monotonic()), mode=0o640)
     assert listener.start() and listener.listening
@@ -95,6 +94,28 @@ def test_a_ring_wakes_the_listener_and_a_dead_socket_is_deleted(tmp_path: Path) 
         listener.stop()
         doorbell.close()
     assert not os.path.exists(directory)  # stop unbinds, and the last one removes the directory
+    os.rmdir(short)
+
+
+def test_a_listener_sweeps_dead_sockets_when_it_starts_and_stops() -> None:
+    short = tempfile.mkdtemp(prefix="w")
+    directory = os.path.join(short, "jobs.db-wake")
+    os.mkdir(directory)
+    for name in ("999999998-01234567.sock", "999999999-01234567.sock"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as gone:
+            gone.bind(os.path.join(directory, name))  # left behind by killed processes
+    other = DoorbellListener(directory, lambda: None)
+    assert other.start()
+    os.rename(other.path or "", os.path.join(directory, "1-feedface.sock"))  # as another process's
+    other.path = os.path.join(directory, "1-feedface.sock")
+    assert sorted(os.listdir(directory)) == ["1-feedface.sock"]  # the dead ones are gone, it is not
+    mine = DoorbellListener(directory, lambda: None)
+    assert mine.start()
+    mine.stop()
+    assert os.listdir(directory) == ["1-feedface.sock"]  # a live listener is never swept
+    other.stop()
+    assert not os.path.exists(directory)
+    os.rmdir(short)
 
 
 def wait_until_sync(condition: object, *, message: str, timeout: float = 10.0) -> None:
@@ -211,7 +232,9 @@ class _Cluster:
             for _, pid, attempt in (path.name.split(".") for path in self.runs.glob(f"{label}.*"))
         ]
 
-    def wait_ran(self, *labels: str, timeout: float = 20.0) -> None:
+    def wait_ran(self, *labels: str, timeout: float = 40.0) -> None:
+        """Wait for the jobs to run: far sooner than the workers' poll_interval of 60 s, so only a ring
+        can have woken them (the margin absorbs a loaded machine)."""
         try:
             wait_until_sync(
                 lambda: all(self.ran(label) for label in labels),
@@ -223,7 +246,9 @@ class _Cluster:
 
     def wait_sockets(self, count: int) -> list[str]:
         try:
-            wait_until_sync(lambda: len(_sockets(self.database)) == count, message=f"{count} sockets")
+            wait_until_sync(  # a worker process starting on a loaded machine takes seconds
+                lambda: len(_sockets(self.database)) == count, message=f"{count} sockets", timeout=60
+            )
         except TimeoutError:
             raise AssertionError(f"sockets {_sockets(self.database)}; {self.logs()}") from None
         return _sockets(self.database)

@@ -405,6 +405,11 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         if executor is None or self._closed:
             return
         self.wake()
+        flusher = self._flusher
+        if flusher is not None and flusher.get_loop() is asyncio.get_running_loop():
+            # Settles still waiting for the group commit are committed, not dropped.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(flusher)
         try:
             await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
         finally:

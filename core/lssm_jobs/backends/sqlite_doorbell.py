@@ -8,8 +8,9 @@ replay) rings every socket there but its own: one non-blocking ``sendto`` each, 
 * A full socket buffer (``EAGAIN``) means rings are already waiting to be read: the ring is dropped, the
   worker wakes anyway.
 * A socket nobody is bound to any more (its process was SIGKILLed) refuses the datagram
-  (``ECONNREFUSED``): the ringer deletes it. The random part of the name means a recycled pid never makes a
-  ringer delete a live socket.
+  (``ECONNREFUSED``): the ringer deletes it. A listener starting or stopping deletes such sockets too
+  (:func:`sweep`), so the last one to stop leaves no directory behind. The random part of the name
+  means a recycled pid never makes a ringer delete a live socket.
 * The directory is beside the database because every process of the queue can write there already (WAL
   needs it for ``-wal`` and ``-shm``). When that path is too long for a socket address (about 80 bytes for the
   database path),
@@ -59,6 +60,31 @@ def doorbell_directory(database: str | os.PathLike[str]) -> str:
 
 def _own_prefix() -> str:
     return f"{os.getpid()}-"
+
+
+def sweep(directory: str) -> int:
+    """Delete the sockets in ``directory`` nobody is bound to any more (their processes died), without
+    ringing the live ones: a datagram socket's ``connect`` to a dead one is refused. :returns: how many."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    deleted = 0
+    own = _own_prefix()
+    for name in names:
+        if not name.endswith(_SOCKET_SUFFIX) or name.startswith(own):
+            continue
+        path = os.path.join(directory, name)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect(path)
+            except ConnectionRefusedError:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    deleted += 1
+            except OSError:
+                pass
+    return deleted
 
 
 class Doorbell:
@@ -166,6 +192,7 @@ class DoorbellListener:
             )
             return False
         self.path, self._socket = path, listener
+        sweep(self.directory)  # what killed processes left behind
         self._thread = threading.Thread(target=self._listen, name="lssm-jobs-doorbell", daemon=True)
         self._thread.start()
         return True
@@ -207,6 +234,7 @@ class DoorbellListener:
                 thread.join(5)
             with contextlib.suppress(OSError):
                 os.unlink(path)
+            sweep(self.directory)
             with contextlib.suppress(OSError):  # not empty: other processes still listen
                 os.rmdir(self.directory)
         listener.close()
