@@ -192,7 +192,9 @@ def redis_versions(session: nox.Session, redis_py: str) -> None:
     lowest, highest = _redis_py_bounds()
     session.install(lowest if redis_py == "lowest" else highest)
     session.run("python", "-c", "import redis; print('redis-py', redis.__version__)")
-    session.run("pytest", "plugins/redis/tests", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "pytest", "-n", "auto", "--dist", "worksteal", "plugins/redis/tests", "-p", "no:cacheprovider", *session.posargs
+    )
 
 
 @nox.session
