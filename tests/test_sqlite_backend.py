@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from lssm_jobs.backends.base import OutgoingJob, PushResult, QueueBackend
 from lssm_jobs.backends.memory import MemoryBackend
-from lssm_jobs.backends.sqlite import SqliteBackend, parse_sqlite_url
+from lssm_jobs.backends.sqlite import SqliteBackend
+from lssm_jobs.backends.sqlite_connection import parse_sqlite_url
 from lssm_jobs.backends.sqlite_schema import SchemaVersionError, schema_version
 from lssm_jobs.entities import JOBS_SCHEMA_VERSION
 from lssm_jobs.errors import QueueClosedError

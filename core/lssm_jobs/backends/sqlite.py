@@ -53,6 +53,7 @@ from lssm_jobs.backends.sqlite_connection import (
     HAS_RETURNING,
     Synchronous,
     connect,
+    database_file,
     immediate_transaction,
     read_transaction,
 )
@@ -134,20 +135,6 @@ _ID_CHUNK = 500
 #: sqlite whether another connection committed (``PRAGMA data_version``, no table read).
 FALLBACK_POLL = 0.25
 
-
-def parse_sqlite_url(url: str) -> str:
-    """``sqlite:///relative/jobs.db`` -> ``relative/jobs.db``; ``sqlite:////var/lib/jobs.db`` ->
-    ``/var/lib/jobs.db`` (SQLAlchemy's convention).
-
-    :raises ValueError: not a ``sqlite:///`` URL, or it carries a query string.
-    """
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"expected a URL like sqlite:///jobs.db or sqlite:////abs/path/jobs.db, got {url!r}")
-    path = url[len(prefix) :]
-    if "?" in path or "#" in path:
-        raise ValueError(f"sqlite URLs take no query string; pass options as keywords: {url!r}")
-    return path
 
 
 class _WakeupHub:
@@ -291,14 +278,12 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         prune_interval: float = 60.0,
         synchronous: Synchronous = "normal",
     ) -> None:
-        if (path is None) == (url is None):
-            raise ValueError("the sqlite backend needs exactly one of path= or url=")
-        target = os.fspath(path) if path is not None else parse_sqlite_url(url or "")
-        if target == ":memory:" or target.startswith("file::memory:") or not target:
-            raise ValueError(
-                "the sqlite backend needs a database file (workers and producers share it); for an in-memory "
-                "queue use the 'memory' backend"
-            )
+        target = database_file(
+            path,
+            url,
+            owner="the sqlite backend",
+            instead="workers and producers share it; for an in-memory queue use the 'memory' backend",
+        )
         for option, value in (("busy_timeout", busy_timeout), ("completed_retention", completed_retention)):
             if value < 0:
                 raise ValueError(f"{option} must be >= 0, got {value!r}")

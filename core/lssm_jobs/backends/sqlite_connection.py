@@ -24,6 +24,38 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 MIN_SQLITE_VERSION = (3, 24, 0)
 
 
+def parse_sqlite_url(url: str) -> str:
+    """``sqlite:///relative/jobs.db`` -> ``relative/jobs.db``; ``sqlite:////var/lib/jobs.db`` ->
+    ``/var/lib/jobs.db`` (SQLAlchemy's convention).
+
+    :raises ValueError: not a ``sqlite:///`` URL, or it carries a query string.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"expected a URL like sqlite:///jobs.db or sqlite:////abs/path/jobs.db, got {url!r}")
+    path = url[len(prefix) :]
+    if "?" in path or "#" in path:
+        raise ValueError(f"sqlite URLs take no query string; pass options as keywords: {url!r}")
+    return path
+
+
+def database_file(
+    path: str | os.PathLike[str] | None, url: str | None, *, owner: str, instead: str
+) -> str:
+    """The database file a component is given as ``path`` or as a ``sqlite:///`` ``url`` (exactly one).
+
+    :param owner: the component, for messages (``"the sqlite backend"``).
+    :param instead: what to say about an in-memory database (why a file is needed, what to use instead).
+    :raises ValueError: neither or both given, a bad URL, or an in-memory database.
+    """
+    if (path is None) == (url is None):
+        raise ValueError(f"{owner} needs exactly one of path= or url=")
+    target = os.fspath(path) if path is not None else parse_sqlite_url(url or "")
+    if target == ":memory:" or target.startswith("file::memory:") or not target:
+        raise ValueError(f"{owner} needs a database file ({instead})")
+    return target
+
+
 def connect(
     path: str | os.PathLike[str],
     *,

@@ -24,6 +24,7 @@ from lssm_jobs.backends.base import DeadLetter, JobRecord, OutgoingJob, PushResu
 from lssm_jobs.backends.sqlite_connection import (
     Synchronous,
     connect,
+    database_file,
     immediate_transaction,
     read_transaction,
 )
@@ -110,13 +111,7 @@ class SqliteLedger(JobLedger):
         prune_interval: float = 60.0,
         synchronous: Synchronous = "normal",
     ) -> None:
-        from lssm_jobs.backends.sqlite import parse_sqlite_url
-
-        if (path is None) == (url is None):
-            raise ValueError("the sqlite ledger needs exactly one of path= or url=")
-        target = os.fspath(path) if path is not None else parse_sqlite_url(url or "")
-        if target == ":memory:" or target.startswith("file::memory:") or not target:
-            raise ValueError("the sqlite ledger needs a database file; for an in-process one use 'memory'")
+        target = database_file(path, url, owner="the sqlite ledger", instead="for an in-process one use 'memory'")
         if completed_retention < 0 or busy_timeout < 0 or prune_interval <= 0:
             raise ValueError("completed_retention and busy_timeout must be >= 0, prune_interval > 0")
         self.path = target

@@ -200,7 +200,7 @@ def sqlite_result_store_factory(
     if path is not None and url is not None:
         raise ValueError("the sqlite result store takes path= or url=, not both")
     if url is not None:
-        from lssm_jobs.backends.sqlite import parse_sqlite_url
+        from lssm_jobs.backends.sqlite_connection import parse_sqlite_url
 
         path = parse_sqlite_url(url)
     if path is None:
