@@ -1223,11 +1223,13 @@ class BackendConformance:
 
         async def handler(job: Job[Any]) -> None:
             attempts.append(job.attempt)
-            await asyncio.sleep(1.0)  # several lease periods: heartbeats must keep it
+            await asyncio.sleep(2.0)  # several lease periods: heartbeats must keep it
 
+        # 600 ms: a lease three heartbeats long (one every lease / 3) outlives an event loop held up for a
+        # few hundred milliseconds on a loaded machine, and the job still runs past three lease periods.
         async with (
-            self._queue(lssm_jobs_backend_factory, lease_ms=300) as first,
-            self._queue(lssm_jobs_backend_factory, lease_ms=300) as second,
+            self._queue(lssm_jobs_backend_factory, lease_ms=600) as first,
+            self._queue(lssm_jobs_backend_factory, lease_ms=600) as second,
         ):
             first.register(name, handler)
             second.register(name, handler)
