@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from lssm_jobs.jobs import JobStatus
 from lssm_jobs.plugins import get_plugins
 from lssm_jobs.queue import JobQueue, open_queue
 from lssm_jobs.testing import BackendConformance, opened, run_async, wait_until
+from lssm_jobs.testing.helpers import raw_job
 
 PROCS = Path(__file__).parent / "sqlite_procs.py"
 
@@ -73,16 +73,8 @@ def _job(
     body: bytes = b"{}",
     job_id: str | None = None,
 ) -> OutgoingJob:
-    now = time.time()
-    return OutgoingJob(
-        id=job_id or uuid.uuid4().hex,
-        type="t",
-        queue=queue,
-        priority=priority,
-        run_at=now if run_at is None else run_at,
-        created_at=now,
-        dedupe_key=dedupe_key,
-        body=body,
+    return raw_job(
+        type="t", queue=queue, priority=priority, run_at=run_at, dedupe_key=dedupe_key, body=body, job_id=job_id
     )
 
 

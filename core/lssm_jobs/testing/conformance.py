@@ -44,7 +44,7 @@ from lssm_jobs.errors import (
 from lssm_jobs.events import Event
 from lssm_jobs.jobs import Job, JobCatalog, JobOptions, JobStatus, JobType, define_job_type
 from lssm_jobs.queue import JobQueue
-from lssm_jobs.testing.helpers import opened, run_async, wait_until
+from lssm_jobs.testing.helpers import opened, raw_job, run_async, wait_until
 
 BackendFactory = Callable[[], QueueBackend]
 
@@ -111,16 +111,8 @@ def _outgoing(
     job_id: str | None = None,
 ) -> OutgoingJob:
     """A job pushed straight into a backend (its body is never decoded by these tests)."""
-    now = time.time()
-    return OutgoingJob(
-        id=job_id or uuid.uuid4().hex,
-        type="conformance.raw",
-        queue=queue,
-        priority=priority,
-        run_at=now if run_at is None else run_at,
-        created_at=now,
-        dedupe_key=dedupe_key,
-        body=body,
+    return raw_job(
+        queue=queue, priority=priority, run_at=run_at, dedupe_key=dedupe_key, body=body, job_id=job_id
     )
 
 

@@ -6,11 +6,12 @@ import asyncio
 import functools
 import inspect
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from lssm_jobs.backends.base import QueueBackend
+from lssm_jobs.backends.base import OutgoingJob, QueueBackend
 
 T = TypeVar("T")
 B = TypeVar("B", bound=QueueBackend)
@@ -69,3 +70,28 @@ async def opened(backend: B) -> AsyncIterator[B]:
         yield backend
     finally:
         await backend.close()
+
+
+def raw_job(
+    *,
+    type: str = "conformance.raw",
+    queue: str = "default",
+    priority: int = 0,
+    run_at: float | None = None,
+    dedupe_key: str | None = None,
+    body: bytes = b"{}",
+    job_id: str | None = None,
+) -> OutgoingJob:
+    """A job to push straight into a backend or ledger (its body is never decoded): due now unless
+    ``run_at`` says otherwise, with a new random id unless ``job_id`` is given."""
+    now = time.time()
+    return OutgoingJob(
+        id=job_id or uuid.uuid4().hex,
+        type=type,
+        queue=queue,
+        priority=priority,
+        run_at=now if run_at is None else run_at,
+        created_at=now,
+        dedupe_key=dedupe_key,
+        body=body,
+    )

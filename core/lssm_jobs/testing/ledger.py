@@ -26,7 +26,7 @@ from lssm_jobs.backends.base import OutgoingJob
 from lssm_jobs.errors import DedupeConflictError
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.ledger.base import FIRST_GENERATION, Claim, ClaimOutcome, JobLedger
-from lssm_jobs.testing.helpers import run_async
+from lssm_jobs.testing.helpers import raw_job, run_async
 
 LedgerFactory = Callable[[], JobLedger]
 
@@ -43,16 +43,14 @@ def outgoing(
     job_id: str | None = None,
 ) -> OutgoingJob:
     """A job as a backend hands it to :meth:`JobLedger.record`."""
-    now = time.time()
-    return OutgoingJob(
-        id=job_id or uuid.uuid4().hex,
+    return raw_job(
         type="ledger.test",
         queue=queue,
         priority=priority,
-        run_at=now + delay,
-        created_at=now,
+        run_at=time.time() + delay,
         dedupe_key=dedupe_key,
         body=body if body is not None else b'{"v": 1}',
+        job_id=job_id,
     )
 
 
