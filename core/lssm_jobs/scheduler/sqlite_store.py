@@ -13,18 +13,12 @@ themselves; the index on ``(completed_at, claimed_at)`` serves the unfinished-cl
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import sqlite3
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
-from lssm_jobs.backends.sqlite_connection import Synchronous, connect, immediate_transaction
-from lssm_jobs.backends.sqlite_schema import ensure_schema
+from lssm_jobs.backends.sqlite_connection import Synchronous, immediate_transaction
+from lssm_jobs.backends.sqlite_thread import ThreadedSqliteStore
 from lssm_jobs.entities import SCHEDULE_CLAIMS_TABLE, SCHEDULES_TABLE
 from lssm_jobs.scheduler.stores import SchedulerStore, ScheduleState, TickClaim
 
@@ -55,7 +49,7 @@ def _claim(row: tuple[Any, ...]) -> TickClaim:
     )
 
 
-class SqliteSchedulerStore(SchedulerStore):
+class SqliteSchedulerStore(ThreadedSqliteStore, SchedulerStore):
     """A :class:`SchedulerStore` in a sqlite file (WAL mode), safe across processes on one machine.
 
     :param path: the database file; the sqlite queue's own file is the natural choice.
@@ -68,74 +62,7 @@ class SqliteSchedulerStore(SchedulerStore):
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, synchronous: Synchronous = "normal"
     ) -> None:
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        self.synchronous: Synchronous = synchronous
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
-        self._open_lock = threading.Lock()
-
-    # -- plumbing: one connection, used from one thread ------------------------------------------------------
-
-    async def _call(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            await self.open()
-        assert self._executor is not None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(self._run, function))
-
-    def _run(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        if self._connection is None:
-            raise ConnectionError(f"scheduler store {self.path} is closed")
-        try:
-            return function(self._connection)
-        except sqlite3.OperationalError as error:
-            if self._connection.in_transaction:
-                self._connection.rollback()
-            raise ConnectionError(f"scheduler store {self.path}: {error}") from error
-        except BaseException:
-            if self._connection.in_transaction:
-                self._connection.rollback()
-            raise
-
-    def _connect(self) -> None:
-        connection = connect(self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous)
-        try:
-            ensure_schema(connection)
-        except sqlite3.OperationalError as error:
-            connection.close()
-            raise ConnectionError(f"cannot prepare scheduler store {self.path}: {error}") from error
-        except BaseException:
-            connection.close()
-            raise
-        self._connection = connection
-
-    async def open(self) -> None:
-        with self._open_lock:
-            if self._executor is not None:
-                return
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lssm-scheduler-sqlite")
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._connect)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-
-        def disconnect() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, disconnect)
-        executor.shutdown(wait=True)
+        super().__init__(path, busy_timeout=busy_timeout, synchronous=synchronous, what="scheduler store")
 
     # -- the contract -----------------------------------------------------------------------------------------
 

@@ -421,6 +421,11 @@ class RedisBackend(PullBackend, WorkerRegistry):
         return self._url
 
     @property
+    def cluster(self) -> bool:
+        """Whether this backend connects to its URL as a Redis Cluster (``cluster=True``)."""
+        return bool(self._client_settings.get("cluster"))
+
+    @property
     def location(self) -> str:
         """Where this backend's Redis is, without credentials (for logs and status output)."""
         if self._url is not None:

@@ -21,17 +21,14 @@ from typing import Any
 
 from lssm_jobs.registrations import ResultStoreSpec
 from lssm_jobs.results.base import ResultStore, StoredResult
-from redis.exceptions import RedisError
 
 from lssm_jobs_redis.backend import RedisBackend
 from lssm_jobs_redis.connection import (
     TRANSIENT_ERRORS,
     RedisClient,
-    client_from_url,
-    redact_url,
-    returns_text,
 )
 from lssm_jobs_redis.keys import KeyLayout
+from lssm_jobs_redis.script_store import ScriptStore
 
 #: Longest single blocking pop of a waiter (seconds), kept under the client's socket timeout (10 s).
 LONGEST_BLOCK = 5.0
@@ -45,7 +42,7 @@ def _optional(value: Any) -> str | None:
     return None if value is None or value == b"" else _text(value)
 
 
-class RedisResultStore(ResultStore):
+class RedisResultStore(ScriptStore, ResultStore):
     """Results in Redis.
 
     :param url: Redis URL (the store creates and closes its own client); any form the backend takes.
@@ -69,19 +66,13 @@ class RedisResultStore(ResultStore):
     ) -> None:
         if sum(option is not None for option in (url, redis, backend)) > 1:
             raise ValueError("pass one of url=, redis= or backend=")
-        self._url = url
-        self._cluster = cluster
-        self._client: RedisClient | None = redis
-        self._owns_client = redis is None
+        connection: dict[str, Any] = {"url": url, "redis": redis, "cluster": cluster}
         if backend is not None:
-            self._url = backend._url
-            self._cluster = bool(backend._client_settings.get("cluster"))
-            if backend._url is None:  # the backend runs on a caller-owned client: share it
-                self._client = backend.client
-                self._owns_client = False
+            connection = ScriptStore.shared_with(backend)
             prefix = prefix if prefix is not None else backend.prefix
-        if self._url is None and self._client is None:
-            self._url = "redis://127.0.0.1:6379/0"
+        elif url is None and redis is None:
+            connection["url"] = "redis://127.0.0.1:6379/0"
+        ScriptStore.__init__(self, **connection, what="the Redis result store", client_name="lssm-jobs-results")
         self.keys = KeyLayout.for_prefix(prefix if prefix is not None else "jobs:")
 
     @classmethod
@@ -96,23 +87,6 @@ class RedisResultStore(ResultStore):
 
     def _notify_key(self, job_id: str) -> str:
         return f"{self.keys.base}rn:{job_id}"
-
-    async def open(self) -> None:
-        if self._client is None:
-            assert self._url is not None
-            self._client = client_from_url(self._url, cluster=self._cluster, client_name="lssm-jobs-results")
-        if returns_text(self._client):
-            raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
-        try:
-            await self._client.ping()
-        except RedisError as error:
-            where = redact_url(self._url) if self._url else "the given client"
-            raise builtins.ConnectionError(f"cannot reach Redis at {where}: {error}") from error
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            await client.aclose()
 
     @property
     def client(self) -> RedisClient:

@@ -81,15 +81,14 @@ class RedisSchedulerStore(ScriptStore, SchedulerStore):
     ) -> None:
         if sum(option is not None for option in (url, redis, backend)) > 1:
             raise ValueError("pass one of url=, redis= or backend=")
+        connection: dict[str, Any] = {"url": url, "redis": redis}
         if backend is not None:
-            url = backend.url
-            if url is None:  # the backend runs on a caller-owned client: share it (never closed here)
-                redis = backend.client
+            connection = ScriptStore.shared_with(backend)
             prefix = prefix if prefix is not None else backend.prefix
-        if url is None and redis is None:
-            url = "redis://127.0.0.1:6379/0"
+        elif url is None and redis is None:
+            connection["url"] = "redis://127.0.0.1:6379/0"
         ScriptStore.__init__(
-            self, url=url, redis=redis, what="the Redis scheduler store", client_name="lssm-jobs-scheduler"
+            self, **connection, what="the Redis scheduler store", client_name="lssm-jobs-scheduler"
         )
         self.keys = KeyLayout.for_prefix(prefix if prefix is not None else "jobs:")
         self._script = scripts().scheduler

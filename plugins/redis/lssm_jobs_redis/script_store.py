@@ -1,10 +1,11 @@
-"""The base of the plugin's small Redis stores (job ledger, scheduler store): one client, its own or the
-caller's, checked when opened, and one Lua script whose transient failures read as ``ConnectionError``."""
+"""The base of the plugin's small Redis stores (job ledger, scheduler store, result store): one client, its
+own or the caller's (or a queue backend's), checked when opened, and scripts whose transient failures read
+as ``ConnectionError``."""
 
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -17,6 +18,9 @@ from lssm_jobs_redis.connection import (
 )
 from lssm_jobs_redis.scripts import LuaScript, evalsha
 
+if TYPE_CHECKING:
+    from lssm_jobs_redis.backend import RedisBackend
+
 
 class ScriptStore:
     """A Redis client for a store: made from ``url`` (and closed by the store) or given (``redis``, never
@@ -24,14 +28,26 @@ class ScriptStore:
 
     :param what: the store's name in messages, e.g. ``"the Redis ledger"``.
     :param client_name: the name the store's own connections give Redis (``CLIENT LIST`` shows it).
+    :param cluster: with ``url``, connect to a Redis Cluster.
     """
 
-    def __init__(self, *, url: str | None, redis: RedisClient | None, what: str, client_name: str) -> None:
+    def __init__(
+        self, *, url: str | None, redis: RedisClient | None, what: str, client_name: str, cluster: bool = False
+    ) -> None:
         self._url = url
         self._client = redis
         self._owns_client = redis is None
         self._what = what
         self._client_name = client_name
+        self._cluster = cluster
+
+    @staticmethod
+    def shared_with(backend: RedisBackend) -> dict[str, Any]:
+        """The ``url``, ``redis`` and ``cluster`` of a store that shares ``backend``'s Redis: its URL (a
+        client of the store's own), or the caller-owned client it runs on (never closed by the store)."""
+        if backend.url is None:
+            return {"url": None, "redis": backend.client, "cluster": False}
+        return {"url": backend.url, "redis": None, "cluster": backend.cluster}
 
     async def open(self) -> None:
         """Connect (own client) and check Redis answers.
@@ -41,7 +57,7 @@ class ScriptStore:
         """
         if self._client is None:
             assert self._url is not None
-            self._client = client_from_url(self._url, client_name=self._client_name)
+            self._client = client_from_url(self._url, cluster=self._cluster, client_name=self._client_name)
         if returns_text(self._client):
             raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
         try:
