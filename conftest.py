@@ -25,8 +25,21 @@ EXPECTED_SKIPS = ("backend does not declare", "only pull backends")
 # parity tests skips.
 EXPECTED_SKIPS += ("Java Pub/Sub emulator not installed",)
 
-INTEGRATION_PATHS = ("plugins/", "tests/chaos/")
-INTEGRATION_MODULES = frozenset({"tests/test_cli.py", "tests/test_scheduler_processes.py"})
+INTEGRATION_PATHS = ("plugins/", "tests/chaos/", "tests/fuzz/")
+#: Modules whose tests run the CLI or workers as processes of their own (seconds each, mostly start-up).
+INTEGRATION_MODULES = frozenset(
+    {
+        "tests/test_cli.py",
+        "tests/test_cli_jobs.py",
+        "tests/test_cli_operations.py",
+        "tests/test_cli_output.py",
+        "tests/test_cli_workers.py",
+        "tests/test_conformance_no_retention.py",  # the suite again with other settings: left out of the fast loop
+        "tests/test_scheduler_processes.py",
+        "tests/test_sqlite_doorbell.py",
+        "tests/test_supervisor.py",
+    }
+)
 #: Tests that run a program each (the docs' runnable examples, in a Python process of their own), and
 #: in-process tests that take seconds of CPU (a brute-force walk over DST transitions).
 INTEGRATION_TESTS = frozenset(
@@ -34,6 +47,9 @@ INTEGRATION_TESTS = frozenset(
         "tests/test_docs.py::test_runnable_example",
         "tests/test_scheduler_docs.py::test_example_runs",
         "tests/test_scheduler_triggers.py::test_next_and_latest_agree_with_brute_force_around_transitions",
+        "tests/test_signing.py::test_a_cli_worker_dead_letters_an_unsigned_job",
+        "tests/test_observability.py::test_health_probes_of_a_worker",
+        "tests/test_observability.py::test_supervisor_health_needs_a_consuming_worker_process",
     }
 )
 #: Fixtures that start or need something outside the test process.

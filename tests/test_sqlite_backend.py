@@ -48,6 +48,8 @@ class TestSqliteConformance(BackendConformance):
         return lambda: SqliteBackend(path=database)
 
 
+# The whole suite again on the pre-3.35 code path: part of `nox -s tests`, left out of the fast loop.
+@pytest.mark.integration
 class TestSqliteConformanceWithoutReturning(BackendConformance):
     """The lease path for sqlite older than 3.35 (no ``UPDATE ... RETURNING``), forced on."""
 

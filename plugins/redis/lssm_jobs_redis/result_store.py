@@ -26,6 +26,7 @@ from lssm_jobs_redis.backend import RedisBackend
 from lssm_jobs_redis.connection import (
     TRANSIENT_ERRORS,
     RedisClient,
+    is_cluster,
 )
 from lssm_jobs_redis.keys import KeyLayout
 from lssm_jobs_redis.script_store import ScriptStore
@@ -98,7 +99,11 @@ class RedisResultStore(ScriptStore, ResultStore):
         key, notify = self._result_key(result.job_id), self._notify_key(result.job_id)
         expires_ms = int(result.expires_at * 1000)
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
+            # One MULTI on a single server. A cluster client gets a plain pipeline (redis-py before 6 refuses
+            # transactions in cluster mode): the same commands in this order on the slot's connection, so a
+            # waiter woken by the notification finds the result written before it; only a crash between
+            # them can leave the hash without its expiry (its expires_at field still hides it when due).
+            async with self.client.pipeline(transaction=not is_cluster(self.client)) as pipe:
                 pipe.delete(key, notify)
                 if result.expires_at > time.time():
                     pipe.hset(
