@@ -165,3 +165,14 @@ def test_both_reply_parsers_carry_jobs(
             assert queue.backend.transport == "pipelined" and queue.backend.channel_calls > 0
 
     asyncio.run(flow())
+
+
+@pytest.mark.parametrize(
+    ("job_id", "token", "queue"),
+    [("0123abcd", b"7", "default"), ("id-\udcff-\u00e9", b"", ""), ("x" * 64, b"123456789012", "q:\u00e9t\u00e9")],
+)
+def test_delivery_arguments_are_the_bulk_strings_of_id_token_and_queue(job_id: str, token: bytes, queue: str) -> None:
+    """The settle path's one-expression encoder writes what the general encoders write, byte for byte
+    (names read from Redis that are not UTF-8 come back as the same bytes)."""
+    expected = resp.bulk_text(job_id) + resp.bulk(token) + resp.bulk_text(queue)
+    assert resp.delivery_arguments(job_id, token, queue) == expected
