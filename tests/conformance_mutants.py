@@ -692,6 +692,7 @@ class _RewritingConnection:
 
 class _RewritingSqlite(SqliteBackend):
     rewrites: ClassVar[tuple[Rewrite, ...]] = ()
+    push_on_loop = False  # every statement goes through the rewritten database-thread connection
     no_transactions = False
     round_trip_after = ""
 

@@ -1,11 +1,12 @@
 """The sqlite backend: a durable queue in one file, shared by every process on the machine that opens it.
 
 * Storage: the tables of :mod:`lssm_jobs.entities` (created or upgraded on open), WAL journal.
-* Concurrency: each backend instance does all its sqlite work on one dedicated thread with its own
-  connection, never on the event loop. Every write is a short ``BEGIN IMMEDIATE`` transaction, so producers
-  and workers in several processes serialize on sqlite's write lock: a job is leased by one worker at a
-  time, and a settle carrying a stale lease token (the lease expired and someone else took the job) changes
-  nothing.
+* Concurrency: each backend instance does its sqlite work on one dedicated thread with its own
+  connection, not on the event loop; the exception is a push of a few jobs, written on the loop's thread
+  when the write lock is free (:mod:`lssm_jobs.backends.sqlite_loop_push`). Every write is a short
+  ``BEGIN IMMEDIATE`` transaction, so producers and workers in several processes serialize on sqlite's
+  write lock: a job is leased by one worker at a time, and a settle carrying a stale lease token (the
+  lease expired and someone else took the job) changes nothing.
 * Waiting: ``lease(wait=...)`` sleeps until a push in this process (through any backend instance on the
   file) or another process's ring of the file's doorbell (:mod:`lssm_jobs.backends.sqlite_doorbell`)
   wakes it, the next scheduled job or lease expiry is due, or ``wait`` ends (the worker's
@@ -31,7 +32,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal, TypeVar, cast
 
 import attrs
@@ -58,6 +59,7 @@ from lssm_jobs.backends.sqlite_connection import (
     read_transaction,
 )
 from lssm_jobs.backends.sqlite_doorbell import Doorbell, DoorbellListener, doorbell_directory
+from lssm_jobs.backends.sqlite_loop_push import LoopPusher
 from lssm_jobs.backends.sqlite_records import (
     Kind,
     blob_id_matches,
@@ -134,7 +136,6 @@ _ID_CHUNK = 500
 #: Without a doorbell (see :mod:`lssm_jobs.backends.sqlite_doorbell`), how often a waiting lease asks
 #: sqlite whether another connection committed (``PRAGMA data_version``, no table read).
 FALLBACK_POLL = 0.25
-
 
 
 class _WakeupHub:
@@ -231,6 +232,12 @@ def _hub_for(path: str) -> _WakeupHub:
         return hub
 
 
+def _log_checkpoint_failure(future: Future[None]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.warning("passive WAL checkpoint failed: %s", error)
+
+
 def _any_dead(db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> bool:
     """Whether the id of any of ``jobs`` is a dead letter's (the job was pushed before, and died)."""
     for start in range(0, len(jobs), _ID_CHUNK):
@@ -267,6 +274,10 @@ class SqliteBackend(PullBackend, WorkerRegistry):
     capabilities = BackendCapabilities(
         purge_queue=True, cancel=True, progress=True, worker_registry=True, results=True
     )
+    #: Whether a push of a few jobs may be written on the event loop's thread when the write lock is free
+    #: (:mod:`lssm_jobs.backends.sqlite_loop_push`; only at ``synchronous="normal"``). False: every push
+    #: goes to the database thread.
+    push_on_loop = True
 
     def __init__(
         self,
@@ -313,6 +324,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         self._thread_connections = threading.local()
         self._opened_connections: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
+        self._loop_pusher: LoopPusher | None = None  # set while open, when push_on_loop applies
         # The group commit of settles (see _settle): those waiting, the task committing them, its loop.
         self._settles: list[tuple[_Settle, asyncio.Future[bool | Exception]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -372,6 +384,30 @@ class SqliteBackend(PullBackend, WorkerRegistry):
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        if self.push_on_loop and self.synchronous == "normal":
+            self._loop_pusher = LoopPusher(
+                self.path,
+                store=self._store_jobs,
+                register=self._keep_connection,
+                checkpoint=self._checkpoint_soon,
+            )
+
+    def _keep_connection(self, connection: sqlite3.Connection) -> None:
+        """Close ``connection`` (opened by another thread for this backend) when the backend closes."""
+        with self._opened_lock:
+            self._opened_connections.append(connection)
+
+    def _checkpoint_soon(self) -> None:
+        """A passive checkpoint on the database thread, not waited for (see sqlite_loop_push)."""
+        executor = self._executor
+        if executor is None or self._closed:
+            return
+        future = executor.submit(self._checkpoint_sync)
+        future.add_done_callback(_log_checkpoint_failure)
+
+    def _checkpoint_sync(self) -> None:
+        if self._connection is not None:
+            self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _open_sync(self) -> None:
         connection = connect(self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous)
@@ -389,6 +425,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         executor = self._executor
         if executor is None or self._closed:
             return
+        self._loop_pusher = None
         self.wake()
         flusher = self._flusher
         if flusher is not None and flusher.get_loop() is asyncio.get_running_loop():
@@ -420,6 +457,15 @@ class SqliteBackend(PullBackend, WorkerRegistry):
     async def push(self, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
         if not jobs:
             return []
+        # A few jobs are written on this thread when the write lock is free (sqlite_loop_push); otherwise,
+        # and for batches, on the database thread.
+        pusher = self._loop_pusher
+        if pusher is not None and not self._closed:
+            results = pusher.push(jobs)
+            if results is not None:
+                if any(result.created for result in results):
+                    self._hub.ready()
+                return results
         results = await self._run(self._push_sync, list(jobs))
         if any(result.created for result in results):
             self._hub.notify()
@@ -432,36 +478,41 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         return results
 
     def _push_with(self, db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
-        """Store ``jobs`` in one write transaction on ``db``: a batch without dedupe keys and without ids of
-        dead letters through one ``executemany`` (every job new: the common case), anything else job by job."""
-        now = time.time()
+        """Store ``jobs`` in one write transaction on ``db``."""
         with immediate_transaction(db):
-            if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs) and not _any_dead(db, jobs):
-                db.execute("SAVEPOINT lssm_push")
-                stored = db.executemany(
-                    _INSERT_BATCHED,
-                    [
-                        (
-                            job.id,
-                            job.type,
-                            job.queue,
-                            _waiting_status(job.run_at, now),
-                            job.priority,
-                            job.run_at,
-                            job.created_at,
-                            now,
-                            job.body,
-                        )
-                        for job in jobs
-                    ],
-                ).rowcount
-                if stored == len(jobs):
-                    db.execute("RELEASE lssm_push")
-                    return [new_push_result(job.id, True) for job in jobs]
-                # Some id was stored before (a retried push): find out which, one by one.
-                db.execute("ROLLBACK TO lssm_push")
+            return self._store_jobs(db, jobs)
+
+    def _store_jobs(self, db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> list[PushResult]:
+        """Store ``jobs`` inside the caller's write transaction on ``db``: a batch without dedupe keys and
+        without ids of dead letters through one ``executemany`` (every job new: the common case), anything
+        else job by job."""
+        now = time.time()
+        if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs) and not _any_dead(db, jobs):
+            db.execute("SAVEPOINT lssm_push")
+            stored = db.executemany(
+                _INSERT_BATCHED,
+                [
+                    (
+                        job.id,
+                        job.type,
+                        job.queue,
+                        _waiting_status(job.run_at, now),
+                        job.priority,
+                        job.run_at,
+                        job.created_at,
+                        now,
+                        job.body,
+                    )
+                    for job in jobs
+                ],
+            ).rowcount
+            if stored == len(jobs):
                 db.execute("RELEASE lssm_push")
-            return [self._push_one(db, job, now) for job in jobs]
+                return [new_push_result(job.id, True) for job in jobs]
+            # Some id was stored before (a retried push): find out which, one by one.
+            db.execute("ROLLBACK TO lssm_push")
+            db.execute("RELEASE lssm_push")
+        return [self._push_one(db, job, now) for job in jobs]
 
     @staticmethod
     def _push_one(db: sqlite3.Connection, job: OutgoingJob, now: float) -> PushResult:
@@ -513,8 +564,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
                 check_same_thread=False,
             )
             self._thread_connections.connection = connection
-            with self._opened_lock:
-                self._opened_connections.append(connection)
+            self._keep_connection(connection)
         results = self._push_with(connection, jobs)
         if any(result.created for result in results):
             self._hub.ready()
