@@ -464,6 +464,7 @@ class Job(Generic[P, R]):
         :param data: extra JSON-encodable values (at most 4 KiB encoded).
         :raises ValueError: ``fraction`` out of range, a message too long, data too large.
         :raises TypeError: ``fraction`` not a number, ``message`` not a string, data not JSON-encodable.
+        :raises UnsupportedOptionError: the queue's backend cannot store progress (``progress=False``).
         :raises LssmJobsError: called on a job that is not running in this handler (``queue.get``'s).
         """
         await self._running_control().report(fraction, message, data)

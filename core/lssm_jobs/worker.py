@@ -120,10 +120,10 @@ class Dispatcher:
         #: Stores the results of job types that declare one (see :mod:`lssm_jobs.results.recording`).
         self.results = results
         self._is_async: dict[Handler, bool] = {}
-        #: The running jobs' controls (cancel requests, progress), with ``backend`` when it can cancel or
-        #: store progress; None otherwise (nothing is tracked, ``job.progress`` says it is unsupported).
+        #: The running jobs' controls (cancel requests, progress) when there is a ``backend``: on one that
+        #: cannot cancel or store progress, ``job.progress`` raises UnsupportedOptionError naming it.
         self.running: RunningJobs | None = None
-        if backend is not None and (backend.capabilities.cancel or backend.capabilities.progress):
+        if backend is not None:
             self.running = RunningJobs(
                 backend,
                 events,
