@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from lssm_jobs.backends.base import Delivery, OutgoingJob
-from lssm_jobs.backends.sqlite import _INSERT_BATCHED, SqliteBackend
+from lssm_jobs.backends.sqlite import _INSERT_JOB, SqliteBackend
 from lssm_jobs.backends.sqlite_connection import connect
 from lssm_jobs.backends.sqlite_schema import ensure_schema
 from lssm_jobs.blocking import open_blocking_queue
@@ -170,7 +170,7 @@ def test_the_batch_insert_and_the_settles_use_the_primary_keys(database: Path) -
         assert "SEARCH lssm_dead_letters USING COVERING INDEX sqlite_autoindex_lssm_dead_letters_1" in dead, (
             dead
         )
-        insert = plan(_INSERT_BATCHED, ("a", "t", "q", "pending", 0, 1.0, 1.0, 1.0, b""))
+        insert = plan(_INSERT_JOB, ("a", "t", "q", "pending", 0, 1.0, 1.0, 1.0, None, b""))
         assert "SCAN lssm_" not in insert, insert
         held = "id = 'x' AND lease_token = 't' AND status = 'active'"
         for settle in (

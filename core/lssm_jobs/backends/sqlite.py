@@ -125,10 +125,11 @@ _UNEXPIRING_COMPLETED = (
 _UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
 PRUNE_BATCH = 2_000
-#: A job of a batch without dedupe keys, once no id of the batch is a dead letter. (``INSERT ... SELECT ...
-#: WHERE NOT EXISTS (dead letter)`` per row did the same at about half the speed.)
-_INSERT_BATCHED = (
-    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, NULL, NULL, ?) "
+#: One job (see :func:`_insert_row`), alone or in a batch's ``executemany`` once no id of the batch is a
+#: dead letter. (``INSERT ... SELECT ... WHERE NOT EXISTS (dead letter)`` per row did the same at about half
+#: the speed.)
+_INSERT_JOB = (
+    f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
 #: Most ids bound in one statement (sqlite's historical limit is 999 variables).
@@ -246,6 +247,22 @@ def _any_dead(db: sqlite3.Connection, jobs: Sequence[OutgoingJob]) -> bool:
         if db.execute(f"SELECT 1 FROM lssm_dead_letters WHERE id IN ({marks}) LIMIT 1", ids).fetchone():
             return True
     return False
+
+
+def _insert_row(job: OutgoingJob, now: float) -> tuple[Any, ...]:
+    """The parameters of :data:`_INSERT_JOB` for ``job``, stored at ``now``."""
+    return (
+        job.id,
+        job.type,
+        job.queue,
+        "scheduled" if job.run_at > now else "pending",
+        job.priority,
+        job.run_at,
+        job.created_at,
+        now,
+        job.dedupe_key,
+        job.body,
+    )
 
 
 def _waiting_status(run_at: float, now: float) -> str:
@@ -489,23 +506,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         now = time.time()
         if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs) and not _any_dead(db, jobs):
             db.execute("SAVEPOINT lssm_push")
-            stored = db.executemany(
-                _INSERT_BATCHED,
-                [
-                    (
-                        job.id,
-                        job.type,
-                        job.queue,
-                        _waiting_status(job.run_at, now),
-                        job.priority,
-                        job.run_at,
-                        job.created_at,
-                        now,
-                        job.body,
-                    )
-                    for job in jobs
-                ],
-            ).rowcount
+            stored = db.executemany(_INSERT_JOB, [_insert_row(job, now) for job in jobs]).rowcount
             if stored == len(jobs):
                 db.execute("RELEASE lssm_push")
                 return [new_push_result(job.id, True) for job in jobs]
@@ -525,22 +526,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
                 return PushResult(id=id_of(live[0]), created=False)
         if db.execute("SELECT 1 FROM lssm_dead_letters WHERE id = ?", (job.id,)).fetchone():
             return PushResult(id=job.id, created=False)  # already pushed, and died
-        inserted = db.execute(
-            f"INSERT INTO lssm_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?) "
-            "ON CONFLICT (id) DO NOTHING",
-            (
-                job.id,
-                job.type,
-                job.queue,
-                _waiting_status(job.run_at, now),
-                job.priority,
-                job.run_at,
-                job.created_at,
-                now,
-                job.dedupe_key,
-                job.body,
-            ),
-        )
+        inserted = db.execute(_INSERT_JOB, _insert_row(job, now))
         return new_push_result(job.id, inserted.rowcount == 1)
 
     def blocking_pusher(self) -> Callable[[Sequence[OutgoingJob]], list[PushResult]] | None:
