@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
+from processes import BENCH, WorkerProcess, environment
+
 LIBS = ("lssm", "rq", "huey", "dramatiq", "arq", "taskiq", "saq")
 #: Variants run only when asked for (``--signing`` adds ``lssm_signed`` after ``lssm``).
 VARIANTS = ("lssm_signed",)
@@ -109,11 +110,7 @@ class Server:
 
 
 def _environment(url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["BENCH_REDIS_URL"] = url
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+    return environment(BENCH_REDIS_URL=url, **extra)
 
 
 def _commands(client: Any) -> dict[str, int]:
@@ -122,54 +119,15 @@ def _commands(client: Any) -> dict[str, int]:
     return {name: count for name, count in calls.items() if name not in HARNESS_COMMANDS}
 
 
-class Worker:
-    """A worker subprocess recording ``count`` jobs (see adapters/common.py)."""
+class Worker(WorkerProcess):
+    """A worker subprocess of this script (``--role worker``) for one library, on the server at ``url``."""
+
+    poll_interval = 0.02
+    stop_timeout = 10.0
 
     def __init__(self, lib: str, url: str, mode: str, count: int, directory: Path) -> None:
-        self.result = directory / f"{lib}-{mode}.json"
-        self.ready = directory / f"{lib}-{mode}.ready"
-        self.log = directory / f"{lib}-{mode}.log"
-        for path in (self.result, self.ready):
-            path.unlink(missing_ok=True)
-        env = _environment(
-            url,
-            BENCH_MODE=mode,
-            BENCH_COUNT=str(count),
-            BENCH_RESULT=str(self.result),
-            BENCH_READY=str(self.ready),
-        )
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--role", "worker", "--libs", lib],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_result(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while not self.result.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"worker did not finish within {timeout}s: {self.tail()}")
-            time.sleep(0.02)
-        data: dict[str, Any] = json.loads(self.result.read_text())
-        return data
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        command = [sys.executable, str(Path(__file__).resolve()), "--role", "worker", "--libs", lib]
+        super().__init__(command, _environment(url), lib, mode, count, directory)
 
 
 def measure(lib: str, url: str, options: argparse.Namespace, directory: Path) -> dict[str, Any]:

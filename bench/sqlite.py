@@ -32,15 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import importlib.metadata
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +45,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
+from processes import BENCH, WorkerProcess, environment
+
 BIN = Path(sys.executable).parent
 LIBS = ("lssm", "huey")
 #: Variants run only when asked for: the same library at another durability (``synchronous``) level.
@@ -63,23 +61,13 @@ CONCURRENCY = 64
 HUEY_WORKERS = 8
 
 
-class Worker:
+class Worker(WorkerProcess):
     """A worker process started by its library's CLI, recording ``count`` jobs (see adapters/common.py)."""
 
     def __init__(self, lib: str, database: Path, mode: str, count: int, directory: Path) -> None:
-        self.result = directory / f"{lib}-{mode}.json"
-        self.ready = directory / f"{lib}-{mode}.ready"
-        self.log = directory / f"{lib}-{mode}.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")])),
-            "BENCH_SQLITE_PATH": str(database),
-            "BENCH_MODE": mode,
-            "BENCH_COUNT": str(count),
-            "BENCH_RESULT": str(self.result),
-            "BENCH_READY": str(self.ready),
-            "BENCH_HUEY_FSYNC": "0" if lib == "huey_nofsync" else "",
-        }
+        env = environment(
+            BENCH_SQLITE_PATH=str(database), BENCH_HUEY_FSYNC="0" if lib == "huey_nofsync" else ""
+        )
         if lib.startswith("lssm"):
             command = [
                 str(BIN / "lssm-jobs"),
@@ -106,41 +94,7 @@ class Worker:
                 "0.01",
                 "-n",
             ]
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_for(self, path: Path, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"worker did not get there within {timeout}s: {self.tail()}")
-            time.sleep(0.01)
-
-    def wait_result(self, timeout: float) -> dict[str, Any]:
-        self.wait_for(self.result, timeout)
-        data: dict[str, Any] = json.loads(self.result.read_text())
-        return data
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        super().__init__(command, env, lib, mode, count, directory)
 
 
 # -- producers ---------------------------------------------------------------------------------------------
