@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from lssm_jobs.backends.memory import MemoryBackend
+from lssm_jobs.blocking import BlockingQueue
 from lssm_jobs.jobs import JobCatalog, JobStatus, define_job_type
 from lssm_jobs.queue import JobQueue, open_queue
 
@@ -111,7 +112,9 @@ async def _drain(make: QueueMaker, count: int, batch: int) -> float:
         started = time.process_time()
         await queue.start()
         await asyncio.wait_for(done.wait(), 600)
-        while True:  # the last jobs' acknowledgements (the completed count can be capped: not that)
+        # Until the last acknowledgement: no job left to run. (Not "all counted completed": the memory
+        # backend keeps at most 10,000 completed jobs, and none with --retention 0.)
+        while True:
             per_status = (await queue.counts()).get("default", {})
             if not any(per_status.get(status, 0) for status in LIVE):
                 break
@@ -122,8 +125,6 @@ async def _drain(make: QueueMaker, count: int, batch: int) -> float:
 
 
 def _single_sync(make: QueueMaker, count: int) -> float:
-    from lssm_jobs.blocking import BlockingQueue
-
     with BlockingQueue(make("y:")) as blocking:
         blocking.enqueue(NOOP, {"t": 0.0})
         started = time.process_time()
@@ -172,10 +173,9 @@ def _child_round(url: str | None, prefix: str, env: dict[str, str]) -> dict[str,
 
 def _checkout_environment(checkout: Path) -> dict[str, str]:
     env = dict(os.environ)
-    sources = [checkout / "core", checkout / "plugins" / "redis"]
-    paths = [str(path) for path in sources if path.is_dir()]
-    if not paths:
-        raise SystemExit(f"--baseline {checkout}: no core/ there, not a checkout of lssm-jobs")
+    if not (checkout / "core" / "lssm_jobs").is_dir():
+        raise SystemExit(f"--baseline {checkout}: no core/lssm_jobs there, not a checkout of lssm-jobs")
+    paths = [str(path) for path in (checkout / "core", checkout / "plugins" / "redis") if path.is_dir()]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
     return env
 
