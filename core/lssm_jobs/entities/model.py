@@ -9,6 +9,7 @@ names) from them, so one spec gives the same tables whichever way it is rendered
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -91,10 +92,8 @@ def _names(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -
         raise SchemaError(f"{attribute.name} {value!r} names a field twice")
 
 
-def _default_matches_type(field: Field) -> None:
-    value = field.default
-    if value is None:
-        return
+def _literal_fits(field_type: FieldType, value: DefaultValue) -> bool:
+    """Whether the literal ``value`` can be stored in a column of ``field_type``."""
     expected: tuple[type[Any], ...] = {
         FieldType.TEXT: (str,),
         FieldType.INTEGER: (int,),
@@ -102,9 +101,16 @@ def _default_matches_type(field: Field) -> None:
         FieldType.FLOAT: (int, float),
         FieldType.BOOLEAN: (bool,),
         FieldType.BYTES: (),
-    }[field.type]
-    wrong_bool = isinstance(value, bool) and field.type is not FieldType.BOOLEAN
-    if wrong_bool or not isinstance(value, expected):
+    }[field_type]
+    wrong_bool = isinstance(value, bool) and field_type is not FieldType.BOOLEAN
+    return not wrong_bool and isinstance(value, expected)
+
+
+def _default_matches_type(field: Field) -> None:
+    value = field.default
+    if value is None:
+        return
+    if not _literal_fits(field.type, value):
         raise SchemaError(
             f"field {field.name!r} of type {field.type.value} cannot default to {value!r}"
             + (" (bytes columns take no default)" if field.type is FieldType.BYTES else "")
@@ -132,6 +138,57 @@ class Field:
         _default_matches_type(self)
 
 
+def _value_tuple(value: DefaultValue | Iterable[DefaultValue]) -> tuple[DefaultValue, ...]:
+    if isinstance(value, (str, int, float)):  # bool is an int; a lone value is a one-element tuple
+        return (value,)
+    return tuple(value)
+
+
+def _values(_: object, attribute: attrs.Attribute[Any], value: tuple[DefaultValue, ...]) -> None:
+    if not value:
+        raise SchemaError(f"{attribute.name} needs at least one value")
+    for item in value:
+        if not isinstance(item, (str, int, float)):
+            raise SchemaError(f"{attribute.name} holds {item!r}; only str, int, float and bool literals")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise SchemaError(f"{attribute.name} holds {item!r}; only finite numbers have a SQL literal")
+    if len(set(value)) != len(value):
+        raise SchemaError(f"{attribute.name} {value!r} lists a value twice")
+
+
+@attrs.frozen(kw_only=True)
+class FieldIn:
+    """A partial index predicate: rows whose ``field`` equals one of ``values``.
+
+    Rendered ``"status" = 'active'`` for one value and ``"status" IN ('completed', 'cancelled')`` for
+    several, in the order given. sqlite uses the index only for queries whose WHERE contains this same term
+    (same values, same order), so write the queries' condition exactly as the predicate renders.
+
+    :param field: a field of the entity (not a ``BYTES`` field).
+    :param values: literals of the field's type (a lone value is a one-element tuple).
+    """
+
+    field: str = attrs.field(validator=_sql_name)
+    values: tuple[DefaultValue, ...] = attrs.field(converter=_value_tuple, validator=_values)
+
+
+@attrs.frozen(kw_only=True)
+class FieldNotNull:
+    """A partial index predicate: rows whose ``field`` is not NULL (``"dedupe_key" IS NOT NULL``), for a
+    nullable field that is NULL in most rows. Any query comparing the field with ``=``, ``<``, ``IN`` ...
+    implies it, so sqlite uses the index for those.
+
+    :param field: a nullable field of the entity.
+    """
+
+    field: str = attrs.field(validator=_sql_name)
+
+
+#: What :attr:`Index.where` takes: a small typed condition on one field, never free SQL, so it renders
+#: portably and is checked against the entity's fields.
+IndexPredicate = FieldIn | FieldNotNull
+
+
 @attrs.frozen(kw_only=True)
 class Index:
     """A secondary index (or unique constraint) over one or more fields, in order.
@@ -142,12 +199,16 @@ class Index:
     :param descending: the fields sorted descending in the index (e.g. ``priority`` for "highest first"), so
         an ``ORDER BY priority DESC, run_at`` reads the index in order instead of sorting.
     :param unique: a unique index (``@@unique`` in Prisma).
+    :param where: make it a partial index over the rows matching this predicate only (``CREATE INDEX ...
+        WHERE``), so writes to other rows skip it. Prisma renders a full index with a comment (see
+        ``docs/entities.md``).
     """
 
     name: str = attrs.field(validator=_sql_name)
     fields: tuple[str, ...] = attrs.field(converter=_name_tuple, validator=_names)
     descending: frozenset[str] = attrs.field(converter=_name_set, factory=frozenset)
     unique: bool = False
+    where: IndexPredicate | None = None
     doc: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -155,6 +216,10 @@ class Index:
         if stray:
             raise SchemaError(
                 f"index {self.name!r}: descending names fields not in the index: {sorted(stray)}"
+            )
+        if self.where is not None and not isinstance(self.where, (FieldIn, FieldNotNull)):
+            raise SchemaError(
+                f"index {self.name!r}: where must be FieldIn or FieldNotNull, not {self.where!r}"
             )
 
 
@@ -225,6 +290,8 @@ class Entity:
                 raise SchemaError(f"entity {self.name!r}: primary key field {key!r} cannot be nullable")
         for index in self.indexes:
             check(f"index {index.name!r}", index.fields)
+            if index.where is not None:
+                self._check_predicate(index)
         index_names = [index.name for index in self.indexes]
         if len(set(index_names)) != len(index_names):
             raise SchemaError(f"entity {self.name!r} defines an index name twice: {index_names}")
@@ -240,6 +307,27 @@ class Entity:
                     "so they must be nullable"
                 )
 
+    def _check_predicate(self, index: Index) -> None:
+        where = index.where
+        owner = f"entity {self.name!r}: index {index.name!r}"
+        if where is None:
+            return
+        if where.field not in {field.name for field in self.fields}:
+            raise SchemaError(f"{owner} is partial on the unknown field {where.field!r}")
+        field = self.field(where.field)
+        if isinstance(where, FieldNotNull):
+            if not field.nullable:
+                raise SchemaError(
+                    f"{owner} is partial on {field.name!r} IS NOT NULL, but that field is never NULL"
+                )
+            return
+        wrong = [value for value in where.values if not _literal_fits(field.type, value)]
+        if wrong:
+            raise SchemaError(
+                f"{owner} is partial on {field.name!r} ({field.type.value}) equal to values of another "
+                f"type: {wrong}"
+            )
+
     def field(self, name: str) -> Field:
         """The field named ``name``. :raises KeyError: there is none."""
         for field in self.fields:
@@ -248,8 +336,12 @@ class Entity:
         raise KeyError(f"entity {self.name!r} has no field {name!r}")
 
     def unique_keys(self) -> list[tuple[str, ...]]:
-        """The field tuples known to be unique: the primary key and every unique index."""
-        return [self.primary_key, *(index.fields for index in self.indexes if index.unique)]
+        """The field tuples known to be unique: the primary key and every unique index over all rows (a
+        partial unique index cannot be the target of a foreign key)."""
+        return [
+            self.primary_key,
+            *(index.fields for index in self.indexes if index.unique and index.where is None),
+        ]
 
 
 @attrs.frozen(kw_only=True)

@@ -2,7 +2,9 @@
 
 Models keep Prisma's conventions (PascalCase models, camelCase fields) and map to the same tables, columns,
 index and constraint names as the SQL renderer, via ``@map``, ``@@map`` and ``map:`` arguments, so a
-database migrated by Prisma and one created by :func:`lssm_jobs.entities.render_sql` are the same.
+database migrated by Prisma and one created by :func:`lssm_jobs.entities.render_sql` are the same. The one
+thing Prisma schemas cannot say portably is a partial index (``CREATE INDEX ... WHERE``): those render as full
+indexes with a comment saying how to make them partial in the migration.
 
 By default the datasource has no ``url`` (Prisma 7 reads it from ``prisma.config.ts``); pass ``url_env`` to
 render ``url = env("...")`` for Prisma 6 and older.
@@ -13,7 +15,17 @@ from __future__ import annotations
 import textwrap
 from typing import Literal
 
-from lssm_jobs.entities.model import DefaultValue, Entity, Field, FieldType, Relation, Schema, SchemaError
+from lssm_jobs.entities.model import (
+    DefaultValue,
+    Entity,
+    Field,
+    FieldType,
+    Index,
+    Relation,
+    Schema,
+    SchemaError,
+)
+from lssm_jobs.entities.sql import predicate
 
 PrismaProvider = Literal["postgresql", "sqlite"]
 PRISMA_PROVIDERS: tuple[str, ...] = ("postgresql", "sqlite")
@@ -91,6 +103,18 @@ def _list(names: tuple[str, ...], mapping: dict[str, str], descending: frozenset
     )
 
 
+def _partial_comment(index: Index, provider: PrismaProvider) -> list[str]:
+    """Comment lines above a partial index, which the Prisma schema renders as a full index."""
+    if index.where is None:
+        return []
+    text = (
+        f"Partial in SQL: WHERE {predicate(index.where, provider)}. Prisma renders it as a full index; to "
+        "make it partial, create the migration with `prisma migrate dev --create-only` and add the WHERE to "
+        'its CREATE INDEX (lssm-jobs docs/entities.md, "Partial indexes").'
+    )
+    return [f"  // {line}" for line in textwrap.wrap(text, 96, break_on_hyphens=False)]
+
+
 def _model(entity: Entity, schema: Schema, provider: PrismaProvider) -> list[str]:
     names = _field_names(entity)
     rows: list[tuple[list[str], tuple[str, str, str]]] = []
@@ -127,6 +151,7 @@ def _model(entity: Entity, schema: Schema, provider: PrismaProvider) -> list[str
         block.append(f"  @@id({_list(entity.primary_key, names)})")
     for index in entity.indexes:
         kind = "@@unique" if index.unique else "@@index"
+        block += _partial_comment(index, provider)
         block.append(f"  {kind}({_list(index.fields, names, index.descending)}, map: {_string(index.name)})")
     block.append(f"  @@map({_string(entity.table)})")
     lines.append("")

@@ -15,8 +15,10 @@ from lssm_jobs.entities.model import (
     DefaultValue,
     Entity,
     Field,
+    FieldNotNull,
     FieldType,
     Index,
+    IndexPredicate,
     Relation,
     Schema,
     SchemaError,
@@ -110,12 +112,26 @@ def create_table(entity: Entity, schema: Schema, dialect: Dialect) -> str:
     return f"CREATE TABLE IF NOT EXISTS {quote(entity.table)} (\n{body}\n)"
 
 
+def predicate(where: IndexPredicate, dialect: Dialect) -> str:
+    """The SQL condition of a partial index predicate: ``"status" = 'active'``, ``"status" IN
+    ('completed', 'cancelled')`` or ``"dedupe_key" IS NOT NULL``."""
+    dialect = _checked(dialect)
+    if isinstance(where, FieldNotNull):
+        return f"{quote(where.field)} IS NOT NULL"
+    values = [_literal(value, dialect) for value in where.values]
+    if len(values) == 1:
+        return f"{quote(where.field)} = {values[0]}"
+    return f"{quote(where.field)} IN ({', '.join(values)})"
+
+
 def create_index(entity: Entity, index: Index, dialect: Dialect) -> str:
-    """The ``CREATE [UNIQUE] INDEX IF NOT EXISTS`` statement of ``index`` (no trailing semicolon)."""
-    _checked(dialect)
+    """The ``CREATE [UNIQUE] INDEX IF NOT EXISTS`` statement of ``index``, with ``WHERE`` and its predicate
+    for a partial index (no trailing semicolon)."""
+    dialect = _checked(dialect)
     columns = ", ".join(quote(name) + (" DESC" if name in index.descending else "") for name in index.fields)
     unique = "UNIQUE " if index.unique else ""
-    return f"CREATE {unique}INDEX IF NOT EXISTS {quote(index.name)} ON {quote(entity.table)} ({columns})"
+    where = f" WHERE {predicate(index.where, dialect)}" if index.where is not None else ""
+    return f"CREATE {unique}INDEX IF NOT EXISTS {quote(index.name)} ON {quote(entity.table)} ({columns}){where}"
 
 
 def render_sql_statements(schema: Schema, dialect: Dialect = "sqlite") -> list[str]:
