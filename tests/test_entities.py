@@ -17,6 +17,8 @@ from lssm_jobs.entities import (
     JOBS_SCHEMA_VERSION,
     Entity,
     Field,
+    FieldIn,
+    FieldNotNull,
     FieldType,
     Index,
     Relation,
@@ -92,15 +94,22 @@ def test_jobs_contribution_describes_every_table() -> None:
         "lssm_schema_version",
     }
     assert all(entity.doc for entity in schema.entities)
-    assert jobs_schema_contribution.version == JOBS_SCHEMA_VERSION == 5
+    assert jobs_schema_contribution.version == JOBS_SCHEMA_VERSION == 6
 
     jobs = tables["lssm_jobs"]
     assert jobs.primary_key == ("id",)
     assert jobs.field("body").type is FieldType.BYTES
     assert jobs.field("run_at").type is FieldType.FLOAT
     assert jobs.field("dedupe_key").nullable and not jobs.field("queue").nullable
-    lease = {index.name: index for index in jobs.indexes}["lssm_jobs_lease_idx"]
+    indexes = {index.name: index for index in jobs.indexes}
+    lease = indexes["lssm_jobs_lease_idx"]
     assert lease.fields[:4] == ("queue", "status", "priority", "run_at") and lease.descending == {"priority"}
+    assert lease.where is None and indexes["lssm_jobs_lease_any_queue_idx"].where is None
+    # a new pending job updates none of these
+    assert indexes["lssm_jobs_due_idx"].where == FieldIn(field="status", values=("scheduled",))
+    assert indexes["lssm_jobs_lease_expiry_idx"].where == FieldIn(field="status", values=("active",))
+    assert indexes["lssm_jobs_retention_idx"].where == FieldIn(field="status", values=("completed", "cancelled"))
+    assert indexes["lssm_jobs_dedupe_idx"].where == FieldNotNull(field="dedupe_key")
 
     claims = tables["lssm_schedule_claims"]
     assert claims.primary_key == ("schedule", "tick")  # one claim per (schedule, tick)
@@ -200,14 +209,29 @@ def test_lease_query_reads_the_lease_index_in_order(tmp_path: Path) -> None:
     assert "TEMP B-TREE" not in two_queues, two_queues
     any_queue = plan(pick.format(""))
     assert "lssm_jobs_lease_any_queue_idx" in any_queue and "TEMP B-TREE" not in any_queue, any_queue
+    # The partial indexes serve the queries that repeat their predicate (as the backend's do), covering them.
     due = plan("SELECT id FROM lssm_jobs WHERE status = 'scheduled' AND run_at <= 1")
-    assert "lssm_jobs_due_idx" in due, due
+    assert "INDEX lssm_jobs_due_idx (status=? AND run_at<?)" in due, due
+    next_due = plan(
+        "SELECT (SELECT min(run_at) FROM lssm_jobs WHERE status = 'scheduled'), "
+        "(SELECT min(lease_until) FROM lssm_jobs WHERE status = 'active')"
+    )
+    assert "COVERING INDEX lssm_jobs_due_idx" in next_due, next_due
+    assert "COVERING INDEX lssm_jobs_lease_expiry_idx" in next_due, next_due
     expired = plan("SELECT id FROM lssm_jobs WHERE status = 'active' AND lease_until <= 1")
-    assert "lssm_jobs_lease_expiry_idx" in expired, expired
-    prune = plan("SELECT rowid FROM lssm_jobs WHERE status = 'completed' AND finished_at <= 1")
-    assert "lssm_jobs_retention_idx" in prune, prune
-    dedupe = plan("SELECT id FROM lssm_jobs WHERE dedupe_key = 'k' AND status IN ('pending', 'active')")
-    assert "lssm_jobs_dedupe_idx" in dedupe, dedupe
+    assert "INDEX lssm_jobs_lease_expiry_idx (status=? AND lease_until<?)" in expired, expired
+    prune = plan(
+        "SELECT rowid FROM lssm_jobs WHERE status IN ('completed', 'cancelled') AND finished_at <= 1 LIMIT 9"
+    )
+    assert "COVERING INDEX lssm_jobs_retention_idx (status=? AND finished_at<?)" in prune, prune
+    dedupe = plan(
+        "SELECT id FROM lssm_jobs WHERE dedupe_key = 'k' AND status IN ('scheduled', 'pending', 'active') LIMIT 1"
+    )
+    assert "INDEX lssm_jobs_dedupe_idx (dedupe_key=?)" in dedupe, dedupe  # `=` implies IS NOT NULL
+    # A query that does not imply the predicate cannot use a partial index: the status must be written as
+    # the predicate is (one status of an IN predicate is not enough for sqlite).
+    completed_only = plan("SELECT rowid FROM lssm_jobs WHERE status = 'completed' AND finished_at <= 1")
+    assert "lssm_jobs_retention_idx" not in completed_only, completed_only
 
 
 def test_postgresql_ddl_uses_postgres_types() -> None:
@@ -241,6 +265,98 @@ def test_the_results_table_renders_for_sql_and_prisma() -> None:
 def test_unknown_dialect_is_rejected() -> None:
     with pytest.raises(SchemaError, match="unknown SQL dialect 'mysql'"):
         render_sql(jobs_schema(), "mysql")  # type: ignore[arg-type]
+
+
+# An entity with a partial index of each kind: one value, several values (booleans too), IS NOT NULL.
+partial_entity = Entity(
+    name="Parcel",
+    table="parcels",
+    doc="A parcel, with partial indexes.",
+    fields=(
+        Field(name="id", type=FieldType.TEXT),
+        Field(name="state", type=FieldType.TEXT),
+        Field(name="fragile", type=FieldType.BOOLEAN, default=False),
+        Field(name="due_at", type=FieldType.FLOAT),
+        Field(name="tracking", type=FieldType.TEXT, nullable=True),
+    ),
+    primary_key=("id",),
+    indexes=(
+        Index(name="parcels_due_idx", fields=("state", "due_at"), where=FieldIn(field="state", values="sent")),
+        Index(
+            name="parcels_done_idx",
+            fields=("due_at",),
+            where=FieldIn(field="state", values=("delivered", "lost")),
+        ),
+        Index(name="parcels_fragile_idx", fields=("due_at",), where=FieldIn(field="fragile", values=True)),
+        Index(
+            name="parcels_tracking_key",
+            fields=("tracking",),
+            unique=True,
+            where=FieldNotNull(field="tracking"),
+        ),
+    ),
+)
+partial_contribution = SchemaContribution(name="parcels", entities=(partial_entity,))
+
+
+def partial_schema() -> Schema:
+    return compose_schema({"modules": [partial_contribution]})
+
+
+def test_partial_indexes_render_their_predicate_per_dialect() -> None:
+    sqlite_script = render_sql(partial_schema(), "sqlite")
+    assert (
+        'CREATE INDEX IF NOT EXISTS "parcels_due_idx" ON "parcels" ("state", "due_at") WHERE "state" = \'sent\';'
+        in sqlite_script
+    )
+    assert '("due_at") WHERE "state" IN (\'delivered\', \'lost\');' in sqlite_script
+    assert '"parcels_fragile_idx" ON "parcels" ("due_at") WHERE "fragile" = 1;' in sqlite_script
+    assert (
+        'CREATE UNIQUE INDEX IF NOT EXISTS "parcels_tracking_key" ON "parcels" ("tracking") '
+        'WHERE "tracking" IS NOT NULL;'
+    ) in sqlite_script
+    postgres = render_sql(partial_schema(), "postgresql")
+    assert '"parcels_fragile_idx" ON "parcels" ("due_at") WHERE "fragile" = TRUE;' in postgres
+    assert '("due_at") WHERE "state" IN (\'delivered\', \'lost\');' in postgres
+    jobs = render_sql(jobs_schema(), "postgresql")
+    assert (
+        'CREATE INDEX IF NOT EXISTS "lssm_jobs_lease_expiry_idx" ON "lssm_jobs" ("status", "lease_until") '
+        'WHERE "status" = \'active\';'
+    ) in jobs
+    assert '("status", "finished_at") WHERE "status" IN (\'completed\', \'cancelled\');' in jobs
+    assert '("dedupe_key") WHERE "dedupe_key" IS NOT NULL;' in jobs
+    # a full index renders as before, without WHERE
+    assert '"lssm_jobs_lease_idx" ON "lssm_jobs" ("queue", "status", "priority" DESC, "run_at", "created_at");' in jobs
+
+
+def test_partial_indexes_apply_to_sqlite_and_serve_only_queries_implying_them(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / "schema.db", isolation_level=None)
+    connection.executescript(render_sql(partial_schema(), "sqlite"))
+    partial = {row[1]: row[4] for row in connection.execute('PRAGMA index_list("parcels")')}
+    assert partial == {
+        "sqlite_autoindex_parcels_1": 0,  # the primary key
+        "parcels_due_idx": 1,
+        "parcels_done_idx": 1,
+        "parcels_fragile_idx": 1,
+        "parcels_tracking_key": 1,
+    }
+    insert = "INSERT INTO parcels (id, state, fragile, due_at, tracking) VALUES (?, ?, ?, 1.0, ?)"
+    for row in [("a", "sent", 1, None), ("b", "packed", 0, None), ("c", "lost", 0, "T1"), ("d", "delivered", 0, None)]:
+        connection.execute(insert, row)
+
+    def count(index: str, where: str) -> object:  # INDEXED BY fails when the index cannot serve the query
+        return connection.execute(f"SELECT count(*) FROM parcels INDEXED BY {index} WHERE {where}").fetchone()[0]
+
+    assert count("parcels_due_idx", "state = 'sent' AND due_at <= 2") == 1
+    assert count("parcels_done_idx", "state IN ('delivered', 'lost') AND due_at <= 2") == 2
+    assert count("parcels_fragile_idx", "fragile = 1 AND due_at <= 2") == 1
+    assert count("parcels_tracking_key", "tracking = 'T1'") == 1  # `=` implies IS NOT NULL
+    with pytest.raises(sqlite3.OperationalError, match="no query solution"):
+        count("parcels_done_idx", "state = 'lost' AND due_at <= 2")  # one value of the IN is not enough
+    # the partial unique index allows any number of NULLs, and one row per non-NULL value
+    connection.execute(insert, ("e", "packed", 0, None))
+    with pytest.raises(sqlite3.IntegrityError):
+        connection.execute(insert, ("f", "packed", 0, "T1"))
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------
@@ -301,6 +417,15 @@ def test_postgresql_ddl_applies_to_a_real_server(pg_schema: str) -> None:
         f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{pg_schema}' AND indexname = 'lssm_jobs_lease_idx'"
     )
     assert "priority DESC" in lease_index
+    expiry_index = _psql(
+        f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{pg_schema}' "
+        "AND indexname = 'lssm_jobs_lease_expiry_idx'"
+    )
+    assert "(status, lease_until) WHERE (status = 'active'::text)" in expiry_index, expiry_index
+    retention_index = _psql(
+        f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{pg_schema}' AND indexname = 'lssm_jobs_retention_idx'"
+    )
+    assert "WHERE (status = ANY (ARRAY['completed'::text, 'cancelled'::text]))" in retention_index, retention_index
     # keys and relations behave as specified
     outcome = _psql(
         prelude
@@ -338,6 +463,18 @@ def test_prisma_schema_maps_to_the_same_tables() -> None:
     assert '@default("it\'s \\"quoted\\"")' in text
     assert 'onDelete: SetNull, onUpdate: NoAction, map: "billing_invoices_render_job_fkey")' in text
     assert "invoices LssmJob" not in text and "BillingInvoice[]" in text
+    # Prisma cannot say WHERE: a partial index is a full @@index there, with a comment saying how to fix it
+    due = text.index('@@index([status, runAt], map: "lssm_jobs_due_idx")')
+    comment = text[text.rindex("@@index", 0, due) : due]
+    assert '// Partial in SQL: WHERE "status" = \'scheduled\'.' in comment
+    assert "`prisma migrate dev --create-only`" in comment
+    assert '@@index([dedupeKey], map: "lssm_jobs_dedupe_idx")' in text
+    assert '// Partial in SQL: WHERE "dedupe_key" IS NOT NULL.' in text
+    assert text.count("// Partial in SQL:") == 4
+    parcels = render_prisma(partial_schema(), provider="sqlite")
+    assert '// Partial in SQL: WHERE "fragile" = 1.' in parcels
+    assert '@@unique([tracking], map: "parcels_tracking_key")' in parcels
+    assert '// Partial in SQL: WHERE "fragile" = TRUE.' in render_prisma(partial_schema())
     with_url = render_prisma(jobs_schema(), provider="sqlite", url_env="DATABASE_URL", generator=None)
     assert 'url      = env("DATABASE_URL")' in with_url and "generator" not in with_url
 
@@ -373,9 +510,9 @@ def _prisma_validate(directory: Path, schema: str, major: int = 7) -> subprocess
 
 
 @pytest.mark.parametrize("provider", ["postgresql", "sqlite"])
-@pytest.mark.parametrize("modules", ["jobs", "jobs+billing"])
+@pytest.mark.parametrize("modules", ["jobs", "jobs+billing", "parcels"])
 def test_prisma_accepts_the_rendered_schema(prisma_validator: Path, provider: str, modules: str) -> None:
-    schema = jobs_schema() if modules == "jobs" else composed_schema()
+    schema = {"jobs": jobs_schema, "jobs+billing": composed_schema, "parcels": partial_schema}[modules]()
     text = render_prisma(schema, provider=provider)  # type: ignore[arg-type]
     result = _prisma_validate(prisma_validator, text)
     assert result.returncode == 0, f"Prisma 7 rejected the schema:\n{result.stderr}\n{text}"
@@ -500,3 +637,54 @@ def test_bad_entities_are_rejected() -> None:
     )
     with pytest.raises(SchemaError, match="are both 'aB' in Prisma"):
         render_prisma(compose_schema({"modules": [SchemaContribution(name="x", entities=(clash,))]}))
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (FieldIn(field="missing", values="x"), "is partial on the unknown field 'missing'"),
+        (FieldIn(field="size", values=("big",)), r"'size' \(integer\) equal to values of another type: \['big'\]"),
+        (FieldIn(field="size", values=True), r"values of another type: \[True\]"),
+        (FieldNotNull(field="size"), "is partial on 'size' IS NOT NULL, but that field is never NULL"),
+        ("size > 3", "where must be FieldIn or FieldNotNull"),
+    ],
+)
+def test_bad_partial_indexes_are_rejected(where: object, message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        _entity(indexes=(Index(name="things_idx", fields=("id",), where=where),))  # type: ignore[arg-type]
+
+
+def test_bad_index_predicates_are_rejected() -> None:
+    with pytest.raises(SchemaError, match="values needs at least one value"):
+        FieldIn(field="size", values=())
+    with pytest.raises(SchemaError, match="lists a value twice"):
+        FieldIn(field="size", values=(1, 1))
+    with pytest.raises(SchemaError, match="only finite numbers"):
+        FieldIn(field="size", values=float("inf"))
+    with pytest.raises(SchemaError, match="only str, int, float and bool literals"):
+        FieldIn(field="size", values=(None,))  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="must be lowercase snake case"):
+        FieldNotNull(field="Size")
+    assert FieldIn(field="size", values=3).values == (3,)  # a lone value is a one-element tuple
+
+
+def test_a_partial_unique_index_is_not_a_relation_target() -> None:
+    """Foreign keys need a key unique over every row; a partial unique index is not one."""
+    parcel_job = _entity(
+        name="ParcelLabel",
+        table="parcel_labels",
+        fields=(Field(name="id", type=FieldType.TEXT), Field(name="tracking", type=FieldType.TEXT)),
+        relations=(
+            Relation(
+                name="parcel",
+                fields=("tracking",),
+                target="Parcel",
+                target_fields=("tracking",),
+                back_name="labels",
+                constraint="parcel_labels_parcel_fkey",
+            ),
+        ),
+    )
+    module = SchemaContribution(name="labels", entities=(parcel_job,))
+    with pytest.raises(SchemaError, match="are not the primary key or a unique index of 'Parcel'"):
+        compose_schema({"modules": [partial_contribution, module]})

@@ -461,9 +461,19 @@ INSERT INTO "lssm_schema_version" VALUES (1, 0, 'created');
 """
 
 
+def _index_predicate(connection: sqlite3.Connection, index: str) -> str | None:
+    """The WHERE of a partial index as sqlite keeps it (its CREATE statement), whitespace collapsed."""
+    row = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)).fetchone()
+    if row is None or row[0] is None:  # an automatic index (primary key)
+        return None
+    sql = " ".join(row[0].split())
+    return sql.split(" WHERE ", 1)[1] if " WHERE " in sql else None
+
+
 def _layout(path: Path) -> dict[str, Any]:
-    """Columns (type, not null, default, pk), indexes (key columns with direction, unique) and foreign keys
-    of every table; column order is ignored (ALTER TABLE appends)."""
+    """Columns (type, not null, default, pk), indexes (key columns with direction, unique, partial and the
+    WHERE of a partial index) and foreign keys of every table; column order is ignored (ALTER TABLE
+    appends)."""
     layout: dict[str, Any] = {}
     with sqlite3.connect(path) as connection:
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -473,6 +483,8 @@ def _layout(path: Path) -> dict[str, Any]:
                 row[1]: (
                     [tuple(c[2:4]) for c in connection.execute(f'PRAGMA index_xinfo("{row[1]}")') if c[5]],
                     row[2],
+                    row[4],
+                    _index_predicate(connection, row[1]),
                 )
                 for row in connection.execute(f'PRAGMA index_list("{table}")')
             }
@@ -526,6 +538,8 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
         dead = await backend.get_dead("dead-1")
         assert dead is not None and dead.body == b"\xffverbatim"
     assert _layout(old) == _layout(fresh)  # the migration produces exactly what the entity specs create
+    expiry = _layout(fresh)["lssm_jobs"][1]["lssm_jobs_lease_expiry_idx"]
+    assert expiry == ([("status", 0), ("lease_until", 0)], 0, 1, "\"status\" = 'active'")  # sees the WHERE
     with sqlite3.connect(old) as connection:
         assert schema_version(connection) == JOBS_SCHEMA_VERSION
         versions = connection.execute("SELECT version FROM lssm_schema_version ORDER BY version").fetchall()

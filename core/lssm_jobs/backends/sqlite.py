@@ -118,9 +118,12 @@ _UNEXPIRING_LEASES = (
     "SELECT rowid FROM lssm_jobs WHERE status = 'active' AND lease_until IS NULL "
     "UNION SELECT rowid FROM lssm_jobs WHERE status = 'active' AND lease_until >= 9e999"
 )
+#: Finished jobs, as pruning selects them: ``status IN ('completed', 'cancelled')`` written exactly as the
+#: predicate of the partial index lssm_jobs_retention_idx, which sqlite uses only for a query repeating it.
+_FINISHED = "status IN ('completed', 'cancelled')"
 _UNEXPIRING_COMPLETED = (
-    "SELECT rowid FROM lssm_jobs WHERE status = 'completed' AND finished_at IS NULL "
-    "UNION SELECT rowid FROM lssm_jobs WHERE status = 'completed' AND finished_at >= 9e999"
+    f"SELECT rowid FROM lssm_jobs WHERE {_FINISHED} AND finished_at IS NULL "
+    f"UNION SELECT rowid FROM lssm_jobs WHERE {_FINISHED} AND finished_at >= 9e999"
 )
 _UNEXPIRING = f"{_UNEXPIRING_LEASES} UNION {_UNEXPIRING_COMPLETED}"
 #: Most rows one pruning transaction deletes, so it never holds the write lock for long.
@@ -814,8 +817,8 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         """Find the rows no lease would ever pick or finish, because a column that leasing selects on holds
         something it cannot compare (an unknown status, a TEXT ``run_at`` on a scheduled job, a BLOB queue
         name or id, an unreadable lease expiry): dead-letter them, reclaim leases that cannot expire, and
-        delete completed jobs whose finish time cannot expire. Every condition is an index range, so a
-        healthy table costs a few index probes. Runs with the completed-job pruning.
+        delete finished (completed or cancelled) jobs whose finish time cannot expire. Every condition is an
+        index range, so a healthy table costs a few index probes. Runs with the completed-job pruning.
 
         :returns: how many rows were dead-lettered, reclaimed or deleted.
         """
@@ -846,7 +849,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
                 log.warning("%d active jobs had an unreadable lease expiry; they are ready again", reclaimed)
             deleted = db.execute(f"DELETE FROM lssm_jobs WHERE rowid IN ({_UNEXPIRING_COMPLETED})").rowcount
             if deleted:
-                log.warning("%d completed jobs had an unreadable finished_at; deleted as expired", deleted)
+                log.warning("%d finished jobs had an unreadable finished_at; deleted as expired", deleted)
         return changed + reclaimed + deleted
 
     @staticmethod
@@ -1169,7 +1172,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
 
     def _expired_completed(self, now: float) -> tuple[str, float]:
         """A condition hiding completed jobs past their retention that were not pruned yet."""
-        return "status IN ('completed', 'cancelled') AND finished_at <= ?", now - self.completed_retention
+        return f"{_FINISHED} AND finished_at <= ?", now - self.completed_retention
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._get_sync, job_id)

@@ -7,7 +7,7 @@ failed upgrade leaves the file as it was.
 
 Migration steps are frozen SQL, never rendered from the current specs: a step must keep producing what it
 produced when it was written, whatever later versions change. A test checks that upgrading a version-1
-file yields exactly the tables, columns and indexes of a fresh file.
+file yields exactly the tables, columns and indexes (partial index predicates included) of a fresh file.
 """
 
 from __future__ import annotations
@@ -116,6 +116,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     PRIMARY KEY ("job_id")
 )""",
             'CREATE INDEX IF NOT EXISTS "lssm_results_expires_at_idx" ON "lssm_results" ("expires_at")',
+        ),
+    ),
+    Migration(
+        from_version=5,
+        description="partial due, lease expiry, dedupe and retention indexes on lssm_jobs (faster writes)",
+        statements=(
+            'DROP INDEX IF EXISTS "lssm_jobs_due_idx"',
+            'DROP INDEX IF EXISTS "lssm_jobs_lease_expiry_idx"',
+            'DROP INDEX IF EXISTS "lssm_jobs_dedupe_idx"',
+            'DROP INDEX IF EXISTS "lssm_jobs_retention_idx"',
+            'CREATE INDEX IF NOT EXISTS "lssm_jobs_due_idx" ON "lssm_jobs" ("status", "run_at") '
+            'WHERE "status" = \'scheduled\'',
+            'CREATE INDEX IF NOT EXISTS "lssm_jobs_lease_expiry_idx" ON "lssm_jobs" ("status", "lease_until") '
+            'WHERE "status" = \'active\'',
+            'CREATE INDEX IF NOT EXISTS "lssm_jobs_dedupe_idx" ON "lssm_jobs" ("dedupe_key") '
+            'WHERE "dedupe_key" IS NOT NULL',
+            'CREATE INDEX IF NOT EXISTS "lssm_jobs_retention_idx" ON "lssm_jobs" ("status", "finished_at") '
+            'WHERE "status" IN (\'completed\', \'cancelled\')',
         ),
     ),
 )
