@@ -110,7 +110,7 @@ def _partial_comment(index: Index, provider: PrismaProvider) -> list[str]:
     text = (
         f"Partial in SQL: WHERE {predicate(index.where, provider)}. Prisma renders it as a full index; to "
         "make it partial, create the migration with `prisma migrate dev --create-only` and add the WHERE to "
-        'its CREATE INDEX (lssm-jobs docs/entities.md, "Partial indexes").'
+        'its CREATE INDEX (lssm-jobs docs/entities.md, "Partial indexes in Prisma").'
     )
     return [f"  // {line}" for line in textwrap.wrap(text, 96, break_on_hyphens=False)]
 
