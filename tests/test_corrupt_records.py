@@ -228,6 +228,29 @@ async def test_rows_no_lease_would_pick_are_swept(tmp_path: Path) -> None:
     assert ran == ["stuck lease"]
 
 
+@run_async()
+async def test_the_sweep_leaves_cancelled_jobs_alone(tmp_path: Path) -> None:
+    """'cancelled' is a known status: the sweep must not take a cancelled job for a corrupt row (it once
+    moved every cancelled job to the dead letter queue as "unreadable row")."""
+    path = tmp_path / "jobs.db"
+    async with _sqlite_queue(path) as queue:
+        queue.register("work", lambda job: None)
+        job = await queue.enqueue("work", {"n": "cancelled"})
+        assert await queue.cancel(job.id) == "removed"
+        done = await queue.enqueue("work", {"n": "runs"})
+        await queue.start()  # its first lease prunes and sweeps
+        await wait_until(lambda: _status(queue, done.id, JobStatus.COMPLETED), message="the other job ran")
+        await queue.stop()
+        record = await queue.get(job.id)
+        assert record is not None and record.status is JobStatus.CANCELLED
+        assert await queue.dead_letters.list() == []
+
+
+async def _status(queue: JobQueue, job_id: str, status: JobStatus) -> bool:
+    record = await queue.get(job_id)
+    return record is not None and record.status is status
+
+
 async def _gone(queue: JobQueue, job_id: str) -> bool:
     return await queue.get(job_id) is None
 

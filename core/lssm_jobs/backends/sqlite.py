@@ -105,9 +105,10 @@ _LEASED_KINDS: tuple[tuple[str, Kind], ...] = (
 )
 # Rows no lease would ever pick, each condition an index range (in sqlite's order of values, NULL <
 # numbers < TEXT < BLOB, so ``>= 9e999`` is "infinite, TEXT or BLOB" and ``>= x''`` is "BLOB"): a status
-# other than the four known ones, a scheduled job whose run_at is not a finite number, a BLOB queue or id.
+# other than the five known ones, a scheduled job whose run_at is not a finite number, a BLOB queue or id.
 _UNREADABLE = (
-    "SELECT rowid FROM lssm_jobs WHERE status < 'active' OR (status > 'active' AND status < 'completed') "
+    "SELECT rowid FROM lssm_jobs WHERE status < 'active' OR (status > 'active' AND status < 'cancelled') "
+    "OR (status > 'cancelled' AND status < 'completed') "
     "OR (status > 'completed' AND status < 'pending') OR (status > 'pending' AND status < 'scheduled') "
     "OR status > 'scheduled' "
     "UNION SELECT rowid FROM lssm_jobs WHERE status = 'scheduled' AND run_at >= 9e999 "  # inf, TEXT, BLOB
