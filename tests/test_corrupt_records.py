@@ -197,6 +197,7 @@ async def test_rows_no_lease_would_pick_are_swept(tmp_path: Path) -> None:
         blob_queue = await queue.enqueue("work", {"n": "blob queue"}, queue="reports")
         stuck = await queue.enqueue("work", {"n": "stuck lease"})
         done = await queue.enqueue("work", {"n": "done"})
+        cancelled = await queue.enqueue("work", {"n": "cancelled"})
         with sqlite3.connect(path) as connection:
             connection.execute("UPDATE lssm_jobs SET run_at = 'tomorrow' WHERE id = ?", (scheduled.id,))
             connection.execute("UPDATE lssm_jobs SET status = 'paused' WHERE id = ?", (unknown.id,))
@@ -211,13 +212,17 @@ async def test_rows_no_lease_would_pick_are_swept(tmp_path: Path) -> None:
             connection.execute(
                 "UPDATE lssm_jobs SET status = 'completed', finished_at = 'never' WHERE id = ?", (done.id,)
             )
+            connection.execute(  # a cancelled job without a finish time, likewise
+                "UPDATE lssm_jobs SET status = 'cancelled', finished_at = NULL WHERE id = ?", (cancelled.id,)
+            )
         counts = await queue.counts()  # an unknown status is logged and left out, never an error
-        assert _total(counts, *JobStatus) == 4
+        assert _total(counts, *JobStatus) == 4  # nor is a finished job without a finish time
         await queue.start()
         for job in (scheduled, unknown, blob_queue):
             await wait_until(lambda job=job: queue.dead_letters.get(job.id), message=f"{job.payload} swept")
         await wait_until(lambda: "stuck lease" in ran, message="the stuck lease reclaimed and run")
         await wait_until(lambda: _gone(queue, done.id), message="the unexpiring completed job deleted")
+        await wait_until(lambda: _gone(queue, cancelled.id), message="the unexpiring cancelled job deleted")
         await queue.stop()
         reasons = {letter.id: letter.reason for letter in await queue.dead_letters.list()}
     assert reasons[scheduled.id] == (

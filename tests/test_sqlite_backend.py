@@ -564,6 +564,52 @@ async def test_a_version_1_database_is_upgraded_in_place_and_its_jobs_run(tmp_pa
 
 
 @run_async()
+async def test_the_backends_queries_stay_on_indexes_and_read_the_partial_ones(database: Path) -> None:
+    """Every statement on lssm_jobs the backend runs to push (with a dedupe key, and in a batch), lease (with
+    its promotion, reclaim, prune and sweep), ack and prune is an index search, never a scan; and the partial
+    indexes serve the queries they exist for (sqlite uses one only when the query implies its predicate)."""
+    statements: list[str] = []
+    backend = SqliteBackend(database, prune_interval=3600)
+    backend.push_on_loop = False  # every statement on the database thread's connection, which is traced
+    async with opened(backend):
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(statements.append))
+        await backend.push([_job(dedupe_key="k")])
+        await backend.push([_job(run_at=time.time() + 3600), _job(), _job()])
+        deliveries = await backend.lease(queues=None, limit=5, lease_ms=30_000, wait=0)  # prunes, sweeps
+        assert len(deliveries) == 3
+        await asyncio.gather(*(delivery.ack() for delivery in deliveries))
+        assert await backend.lease(queues=["default"], limit=5, lease_ms=30_000, wait=0) == []  # next due
+        await backend.prune()
+        await backend.run_in_connection(lambda connection: connection.set_trace_callback(None))
+
+        def plans(connection: sqlite3.Connection) -> dict[str, str]:
+            found = {}
+            for sql in statements:
+                if "lssm_jobs" in sql and sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+                    rows = connection.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+                    found[sql] = " | ".join(row[3] for row in rows)
+            return found
+
+        found = await backend.run_in_connection(plans)
+    assert len(found) >= 10, found
+    # each condition a partial index exists for is answered by that index
+    served_by = {
+        "status = 'scheduled' AND run_at": "lssm_jobs_due_idx",
+        "status = 'active' AND lease_until": "lssm_jobs_lease_expiry_idx",
+        "dedupe_key = ": "lssm_jobs_dedupe_idx",
+        "('completed', 'cancelled') AND finished_at": "lssm_jobs_retention_idx",  # prune and sweep
+        "AND finished_at IS NULL": "lssm_jobs_retention_idx",  # the sweep
+    }
+    for sql, plan in found.items():
+        assert "SCAN lssm_jobs" not in plan, f"{sql}\n  -> {plan}"
+        for condition, index in served_by.items():
+            if condition in sql:
+                assert f"INDEX {index} " in plan, f"{sql}\n  -> {plan}"
+    every_statement = " ".join(found)
+    assert all(condition in every_statement for condition in served_by), every_statement
+
+
+@run_async()
 async def test_a_newer_schema_is_refused(database: Path) -> None:
     async with opened(SqliteBackend(database)):
         pass
