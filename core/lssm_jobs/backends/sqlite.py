@@ -510,7 +510,7 @@ class SqliteBackend(PullBackend, WorkerRegistry):
         now = time.time()
         if len(jobs) > 1 and all(job.dedupe_key is None for job in jobs) and not _any_dead(db, jobs):
             db.execute("SAVEPOINT lssm_push")
-            stored = db.executemany(_INSERT_JOB, [_insert_row(job, now) for job in jobs]).rowcount
+            stored = db.executemany(_INSERT_JOB, (_insert_row(job, now) for job in jobs)).rowcount
             if stored == len(jobs):
                 db.execute("RELEASE lssm_push")
                 return [new_push_result(job.id, True) for job in jobs]
