@@ -259,7 +259,7 @@ def _insert_row(job: OutgoingJob, now: float) -> tuple[Any, ...]:
         job.id,
         job.type,
         job.queue,
-        "scheduled" if job.run_at > now else "pending",
+        _waiting_status(job.run_at, now),
         job.priority,
         job.run_at,
         job.created_at,
@@ -480,8 +480,8 @@ class SqliteBackend(PullBackend, WorkerRegistry):
             return []
         # A few jobs are written on this thread when the write lock is free (sqlite_loop_push); otherwise,
         # and for batches, on the database thread.
-        pusher = self._loop_pusher
-        if pusher is not None and not self._closed:
+        pusher = self._loop_pusher  # None while closed
+        if pusher is not None:
             results = pusher.push(jobs)
             if results is not None:
                 if any(result.created for result in results):
