@@ -6,15 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-CLI = [sys.executable, "-m", "lssm_jobs.cli"]
+from lssm_jobs.testing.processes import CLI, run_cli
 
 APP = """
 from lssm_jobs.handlers import Handlers
@@ -36,14 +34,7 @@ async def greet(job):
 
 
 def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(cwd)},
-    )
+    return run_cli(*args, cwd=cwd, timeout=timeout)
 
 
 def status(cwd: Path, url: str) -> dict[str, dict[str, int]]:

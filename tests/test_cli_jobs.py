@@ -4,18 +4,14 @@ in another process: a cancel made by the CLI reaches the running job through the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lssm_jobs.testing.processes import CliProcess
-
-CLI = [sys.executable, "-m", "lssm_jobs.cli"]
+from lssm_jobs.testing.helpers import wait_until_sync
+from lssm_jobs.testing.processes import CliProcess, run_cli
 
 APP = """
 import asyncio
@@ -46,14 +42,7 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(cwd)},
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def ok_json(*args: str, cwd: Path) -> Any:
@@ -63,13 +52,7 @@ def ok_json(*args: str, cwd: Path) -> Any:
 
 
 def wait_for(check: Any, message: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {message}")
+    return wait_until_sync(check, timeout=timeout, interval=0.1, message=message)
 
 
 def test_show_and_cancel_a_running_job_from_another_process(app_dir: Path) -> None:

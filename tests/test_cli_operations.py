@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from lssm_jobs.cli import build_parser
-from lssm_jobs.testing.processes import CliProcess
-
-CLI = [sys.executable, "-m", "lssm_jobs.cli"]
+from lssm_jobs.testing.processes import CliProcess, run_cli
 
 APP = """
 import os
@@ -48,15 +44,7 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=stdin,
-        env={**os.environ, "PYTHONPATH": str(cwd), "OPS_DB": str(cwd / "jobs.db")},
-    )
+    return run_cli(*args, cwd=cwd, stdin=stdin, env={"OPS_DB": str(cwd / "jobs.db")})
 
 
 def ok_json(*args: str, cwd: Path) -> object:

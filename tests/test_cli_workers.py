@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -22,9 +20,7 @@ from lssm_jobs.backends.base import WorkerInfo
 from lssm_jobs.backends.sqlite import SqliteBackend
 from lssm_jobs.queue import JobQueue
 from lssm_jobs.testing import opened
-from lssm_jobs.testing.processes import CliProcess
-
-CLI = [sys.executable, "-m", "lssm_jobs.cli"]
+from lssm_jobs.testing.processes import CliProcess, run_cli
 
 APP = """
 import asyncio
@@ -54,14 +50,7 @@ def _url(cwd: Path) -> str:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(cwd)},
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def listed(cwd: Path, url: str | None = None) -> list[dict[str, Any]]:

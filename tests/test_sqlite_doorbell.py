@@ -24,6 +24,7 @@ from lssm_jobs.backends.base import OutgoingJob
 from lssm_jobs.backends.sqlite import SqliteBackend
 from lssm_jobs.backends.sqlite_doorbell import Doorbell, DoorbellListener, doorbell_directory
 from lssm_jobs.testing import opened, run_async, wait_until
+from lssm_jobs.testing.helpers import wait_until_sync
 
 TESTS = Path(__file__).parent
 APP = TESTS / "sqlite_wake_app.py"
@@ -116,14 +117,6 @@ def test_a_listener_sweeps_dead_sockets_when_it_starts_and_stops() -> None:
     other.stop()
     assert not os.path.exists(directory)
     os.rmdir(short)
-
-
-def wait_until_sync(condition: object, *, message: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        time.sleep(0.01)
 
 
 @pytest.fixture

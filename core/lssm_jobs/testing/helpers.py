@@ -62,6 +62,28 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+def wait_until_sync(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    message: str = "condition",
+) -> Any:
+    """:func:`wait_until` for code without an event loop (tests driving subprocesses): poll ``predicate``
+    until it returns something truthy, sleeping ``interval`` between tries; return that value.
+
+    :raises TimeoutError: not true within ``timeout`` seconds (the message says what was awaited).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{message} not reached within {timeout}s")
+        time.sleep(interval)
+
+
 @asynccontextmanager
 async def opened(backend: B) -> AsyncIterator[B]:
     """Open ``backend`` and always close it: ``async with opened(SqliteBackend(path)) as backend: ...``."""

@@ -33,6 +33,26 @@ if TYPE_CHECKING:
 CLI = [sys.executable, "-m", "lssm_jobs.cli"]
 
 
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m lssm_jobs.cli *args`` to completion in ``cwd`` (importable, for APP modules, with
+    ``env`` added to the environment) and return what it printed, as text."""
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        env={**os.environ, "PYTHONPATH": str(cwd), **(env or {})},
+    )
+
+
 class CliProcess:
     """``python -m lssm_jobs.cli *args`` in ``cwd`` (importable, for APP modules), stdout and stderr read
     line by line on threads. Use as a context manager, or call :meth:`kill` at the end."""

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lssm_jobs.testing.helpers import wait_until_sync
 
 APP = textwrap.dedent(
     """
@@ -36,13 +36,7 @@ APP = textwrap.dedent(
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(what)
+    return wait_until_sync(predicate, timeout=timeout, interval=0.05, message=what)
 
 
 def test_killed_worker_job_comes_back(gcp_tasks_factory: Callable[..., Any], tmp_path: Path) -> None:
