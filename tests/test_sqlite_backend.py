@@ -742,3 +742,40 @@ async def test_two_producers_and_two_workers_on_one_file_run_every_job_exactly_o
     assert set(by_worker) <= {"w1", "w2"}
     async with opened(SqliteBackend(database)) as backend:
         assert await backend.counts() == {"default": {JobStatus.COMPLETED: total}}
+
+
+_OPEN_AT = """
+import sys, time
+from lssm_jobs.backends.sqlite_connection import connect
+from lssm_jobs.backends.sqlite_schema import ensure_schema
+start = float(sys.argv[2])
+while time.time() < start:  # every process opens at the same instant
+    pass
+ensure_schema(connect(sys.argv[1]))
+"""
+
+
+@pytest.mark.integration
+def test_processes_opening_a_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """A worker and a web app started together on a file that does not exist yet: every process opens it
+    (sqlite refuses the switch to WAL at once while another connection holds a lock, without waiting on the
+    busy timeout; connect retries it)."""
+    for round_ in range(10):
+        database = tmp_path / f"jobs-{round_}.db"
+        start = time.time() + 0.5
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT, str(database), str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        for process in processes:
+            _, stderr = process.communicate(timeout=60)
+            assert process.returncode == 0, stderr
+        reader = sqlite3.connect(database)
+        try:
+            assert schema_version(reader) == JOBS_SCHEMA_VERSION
+        finally:
+            reader.close()

@@ -12,8 +12,8 @@ import pytest
 from lssm_jobs.backends import sqlite_loop_push
 from lssm_jobs.backends.base import PushResult
 from lssm_jobs.backends.sqlite import SqliteBackend
-from lssm_jobs.backends.sqlite_connection import connect
-from lssm_jobs.backends.sqlite_loop_push import MAX_JOBS, is_busy
+from lssm_jobs.backends.sqlite_connection import connect, is_busy
+from lssm_jobs.backends.sqlite_loop_push import MAX_JOBS
 from lssm_jobs.jobs import JobStatus
 from lssm_jobs.testing import opened, run_async
 from lssm_jobs.testing.helpers import raw_job

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -93,7 +94,7 @@ def connect(
         raise ConnectionError(f"cannot open sqlite database {target!r}: {error}") from error
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(connection, busy_timeout)
         if str(mode).lower() != "wal":
             raise ConnectionError(
                 f"sqlite database {target!r} could not switch to WAL mode (it is in {mode!r})"
@@ -115,6 +116,34 @@ def connect(
         connection.close()
         raise
     return connection
+
+
+#: sqlite's primary result code for "another connection holds the lock".
+_SQLITE_BUSY = 5
+
+
+def is_busy(error: sqlite3.OperationalError) -> bool:
+    """Whether ``error`` says the database is locked by another connection (``SQLITE_BUSY``)."""
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return int(code) & 0xFF == _SQLITE_BUSY
+    return "database is locked" in str(error)
+
+
+def _switch_to_wal(connection: sqlite3.Connection, busy_timeout: float) -> object:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds a lock, up to ``busy_timeout``.
+
+    When several processes open a new file at the same moment, sqlite answers this switch with
+    ``SQLITE_BUSY`` at once instead of calling the busy handler (waiting could deadlock two connections
+    that each hold a shared lock), so the busy timeout alone does not cover it."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if not is_busy(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
 
 
 def _decode_text(raw: bytes) -> str:

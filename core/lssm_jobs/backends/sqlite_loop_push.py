@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from lssm_jobs.backends.base import OutgoingJob, PushResult
-from lssm_jobs.backends.sqlite_connection import connect
+from lssm_jobs.backends.sqlite_connection import connect, is_busy
 
 #: Pushes of more jobs than this go to the database thread (a long transaction would hold up the loop).
 MAX_JOBS = 16
@@ -37,19 +37,9 @@ MAX_JOBS = 16
 #: one-job commit writes about five pages to the WAL, so this is about the ``wal_autocheckpoint`` the
 #: other connections use.
 CHECKPOINT_EVERY = 2_000
-#: sqlite's primary result code for "another connection holds the lock".
-_SQLITE_BUSY = 5
 
 #: Stores ``jobs`` on a connection already inside a write transaction: the backend's insert logic.
 StoreJobs = Callable[[sqlite3.Connection, Sequence[OutgoingJob]], list[PushResult]]
-
-
-def is_busy(error: sqlite3.OperationalError) -> bool:
-    """Whether ``error`` says the database is locked by another connection (``SQLITE_BUSY``)."""
-    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return int(code) & 0xFF == _SQLITE_BUSY
-    return "database is locked" in str(error)
 
 
 class LoopPusher:
