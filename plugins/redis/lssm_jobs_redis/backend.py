@@ -512,6 +512,8 @@ class RedisBackend(PullBackend, WorkerRegistry):
         """
         if self._closed:
             return
+        with contextlib.suppress(RuntimeError):  # no running event loop: nothing waits in it then
+            self.wake()  # the last wake-up: once closed, wake() no longer starts any
         self._closed = True
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("finish settling", self._settler.close),
@@ -524,8 +526,8 @@ class RedisBackend(PullBackend, WorkerRegistry):
                 steps.append(("close a connection", channel.close))
         if self._owns_client:
             steps.append(("close the client", self._close_client))
-        with contextlib.suppress(RuntimeError):  # no running event loop: nothing waits in it then
-            self.wake()
+        # Wake-ups under way must be done before the connections they use are closed.
+        steps.insert(0, ("wake the blocked consumer", self._finish_background))
         for what, step in steps:
             try:
                 await step()
@@ -533,6 +535,14 @@ class RedisBackend(PullBackend, WorkerRegistry):
                 log.warning("closing the Redis backend: could not %s: %s", what, error)
             if what == "finish pushing" and self._blocking_pusher is not None:
                 self._blocking_pusher.close()
+
+    async def _finish_background(self) -> None:
+        if not self._background:
+            return
+        _, pending = await asyncio.wait(set(self._background), timeout=2.0)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
@@ -542,7 +552,7 @@ class RedisBackend(PullBackend, WorkerRegistry):
     def wake(self) -> None:
         """Interrupt a blocked wait: an empty entry in this consumer's hand-off list ends its BLPOP."""
         self._woken += 1
-        if self._consumed and self._client is not None:
+        if self._consumed and self._client is not None and not self._closed:
             task = asyncio.get_running_loop().create_task(self._poke())
             self._background.add(task)
             task.add_done_callback(self._background.discard)

@@ -608,6 +608,31 @@ async def test_both_client_paths_run_jobs(
         assert_transport(queue.backend, pipelined)
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined-channel", "redis-py-only"])
+@run_async()
+async def test_wake_ups_while_closing_never_find_the_client_closed(
+    pipelined: bool, redis_backend_factory: BackendFactory
+) -> None:
+    """The wake-up that ends a blocked wait runs in the background. Asked for while the backend closes (a
+    job enqueued as the worker stops), it must neither fail on the closed client (it did, logged as "Task
+    exception was never retrieved") nor outlive close()."""
+    backend = redis_backend_factory(pipelined=pipelined)
+    queue = JobQueue(backend, sinks=[], catalog=JobCatalog(), poll_interval=0.2)
+    wake_ups: set[asyncio.Task[None]] = set()
+    async with queue:
+        await queue.start()
+        await wait_until(lambda: backend._consumed, message="the worker consuming")
+        closing = asyncio.ensure_future(backend.close())
+        while not closing.done():
+            backend.wake()
+            wake_ups.update(backend._background)
+            await asyncio.sleep(0)
+        await closing
+    results = await asyncio.gather(*wake_ups, return_exceptions=True)
+    assert [result for result in results if isinstance(result, BaseException)] == []
+    assert all(task.done() for task in wake_ups) and not backend._background
+
+
 def assert_transport(backend: Any, pipelined: bool) -> None:
     """The calls went over the transport the ``pipelined`` switch chose, and only over it: the channel
     carried every push, lease and settle, or not a single command."""
