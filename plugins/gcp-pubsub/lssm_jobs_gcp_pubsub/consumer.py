@@ -211,7 +211,10 @@ class StreamConsumer:
             names.subscription,
             self._threadsafe(self._on_ready, names),
             flow_control=pubsub_v1.types.FlowControl(
-                max_messages=self.options.concurrency, max_lease_duration=options.max_lease_s
+                max_messages=self.options.concurrency,
+                max_lease_duration=options.max_lease_s,
+                # Also the stream's ack deadline: how long a delivery to a worker that died stays away.
+                max_duration_per_lease_extension=options.lease_extension_s,
             ),
         )
         streams.append(ready)

@@ -21,6 +21,10 @@ class PubSubOptions:
     :param ack_deadline_s: ack deadline of the subscriptions the backend creates (10 to 600).
     :param max_lease_s: how long the client keeps extending a running job's lease; set it above your
         longest job timeout.
+    :param lease_extension_s: the longest ack deadline each extension of a running job asks for (10 to
+        600; 0: the client's choice, 10 s rising to the 99th percentile of its ack latencies, up to 600 s).
+        It bounds how long the job of a worker that died (SIGKILL, lost machine) waits before another
+        worker is given it; smaller means more deadline extensions while jobs run.
     :param dead_letter_policy: give the ready-jobs subscription Pub/Sub's native dead-letter policy (to the
         ``.dead`` topic); workers then record what it forwards as dead letters.
     :param max_delivery_attempts: the native policy's limit (5 to 100).
@@ -41,6 +45,7 @@ class PubSubOptions:
     create: bool = True
     ack_deadline_s: int = 60
     max_lease_s: float = 3600.0
+    lease_extension_s: int = 0
     dead_letter_policy: bool = False
     max_delivery_attempts: int = 10
     ordering: bool = False
@@ -56,6 +61,8 @@ class PubSubOptions:
     def __attrs_post_init__(self) -> None:
         if not 10 <= self.ack_deadline_s <= MAX_ACK_DEADLINE_S:
             raise ValueError("ack_deadline_s must be 10 to 600")
+        if self.lease_extension_s != 0 and not 10 <= self.lease_extension_s <= MAX_ACK_DEADLINE_S:
+            raise ValueError("lease_extension_s must be 0 (the client's choice) or 10 to 600")
         if not 5 <= self.max_delivery_attempts <= 100:
             raise ValueError("max_delivery_attempts must be 5 to 100")
         if self.hold_horizon_s < 1 or self.hold_max < 1 or self.batch_max_messages < 1:
@@ -73,6 +80,8 @@ OPTIONS_HELP = {
     "create": "create missing topics and subscriptions (default true)",
     "ack_deadline_s": "ack deadline of created subscriptions, 10 to 600 (default 60)",
     "max_lease_s": "longest the client extends a running job's lease (default 3600)",
+    "lease_extension_s": "longest ack-deadline extension, 10 to 600: how soon a dead worker's job comes back "
+    "(default 0: the client's choice, 10 to 600)",
     "dead_letter_policy": "native dead-letter policy on the jobs subscription (default false)",
     "max_delivery_attempts": "the native policy's limit, 5 to 100 (default 10)",
     "ordering": "ordering keys (envelope meta 'ordering_key') and ordered subscriptions (default false)",
@@ -94,7 +103,7 @@ CAPABILITIES = BackendCapabilities(
     durable=True,
     shared=True,
     # No job records of its own to mark or poll (only the ledger's dedupe and lease entries): queue.cancel
-    # raises UnsupportedOptionError, and job.progress in a handler raises LssmJobsError.
+    # raises UnsupportedOptionError, and so does job.progress in a handler.
     cancel=False,
     progress=False,
 )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -23,9 +24,14 @@ async def main(address: str, prefix: str, ledger: str, markers: Path) -> None:
         sinks=[],
         catalog=JobCatalog(),
         lease_ms=2_000,
+        # A killed worker's job comes back after about this long, so the test waits less (on the Java
+        # emulator one to three times this: it can deliver the job again into the dead worker's stream).
+        lease_extension_s=10,
     )
     await run_crash_test_worker(queue, markers)
 
 
 if __name__ == "__main__":
+    # Its log goes to a file the test shows when the job does not come back (what the worker saw, claimed).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4])))

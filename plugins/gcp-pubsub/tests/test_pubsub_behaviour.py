@@ -35,8 +35,14 @@ def _queue(backend: PubSubBackend, **options: Any) -> JobQueue:
 
 @run_async(timeout=120)
 async def test_a_job_whose_worker_is_killed_completes_in_another_worker(
-    pubsub_server: LocalPubSub, tmp_path: Path
+    own_pubsub_server: LocalPubSub, tmp_path: Path
 ) -> None:
+    """On the project's own server, not the Java emulator: the emulator may never learn that a SIGKILLed
+    subscriber's stream ended (its bundled gRPC fails closing streams with a ``NoSuchMethodError``, seen in
+    its log) and keep delivering the job into that dead stream; seen in about one run in six under load,
+    the job then never came back. The service, like our server, delivers it again once its ack deadline
+    has passed."""
+    pubsub_server = own_pubsub_server
     prefix = unique_prefix()
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
     queue = open_queue(
@@ -48,12 +54,21 @@ async def test_a_job_whose_worker_is_killed_completes_in_another_worker(
         sinks=[],
     )
 
+    logs: list[Path] = []
+
     def worker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), pubsub_server.address, prefix, ledger, str(tmp_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # Output to files, not pipes: a worker that logs much would block on a full pipe nobody reads.
+        log = tmp_path / f"worker-{len(logs) + 1}.log"
+        logs.append(log)
+        with log.open("wb") as output:
+            return subprocess.Popen(
+                [sys.executable, str(WORKER), pubsub_server.address, prefix, ledger, str(tmp_path)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output() -> str:
+        return "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-4000:]}" for log in logs)
 
     async with queue:
         job = await queue.enqueue("crash.test", {})
@@ -65,19 +80,25 @@ async def test_a_job_whose_worker_is_killed_completes_in_another_worker(
                 timeout=30,
                 message="the job started in the first worker",
             )
-            assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+            assert first.poll() is None, output()
             first.send_signal(signal.SIGKILL)  # no graceful stop: the ack deadline and the lease must expire
             first.wait(10)
             running = await queue.get(job.id)
             assert running is not None and running.status is JobStatus.ACTIVE
             second = worker()
-            await wait_until(
-                lambda: (tmp_path / f"done-{job.id}").exists(), timeout=90, message="the job done by worker 2"
-            )
+            try:
+                await wait_until(
+                    lambda: (tmp_path / f"done-{job.id}").exists() or second.poll() is not None,
+                    timeout=90,
+                    message="the job done by worker 2",
+                )
+            except TimeoutError as timeout:
+                raise AssertionError(f"{timeout}; the job: {await queue.get(job.id)}\n{output()}") from None
+            assert (tmp_path / f"done-{job.id}").exists(), output()
             done = await wait_until(
                 lambda: _status(queue, job.id, JobStatus.COMPLETED), timeout=10, message="completed"
             )
-            assert done.attempt == 2
+            assert done.attempt == 2, output()
         finally:
             for process in (first, second):
                 if process is not None and process.poll() is None:
@@ -288,3 +309,13 @@ async def test_settling_jobs_never_report_a_lost_lease(
         await wait_until(lambda: len(done) >= 60, timeout=60, message="every job ran")
     lost = [record.getMessage() for record in caplog.records if "lost the lease" in record.getMessage()]
     assert lost == []
+
+
+def test_lease_extension_is_the_clients_choice_or_10_to_600_seconds() -> None:
+    from lssm_jobs_gcp_pubsub.options import PubSubOptions
+
+    assert PubSubOptions().lease_extension_s == 0
+    assert PubSubOptions(lease_extension_s=10).lease_extension_s == 10
+    for wrong in (5, 601, -1):
+        with pytest.raises(ValueError, match="lease_extension_s"):
+            PubSubOptions(lease_extension_s=wrong)

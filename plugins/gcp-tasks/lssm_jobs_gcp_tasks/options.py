@@ -17,7 +17,7 @@ CAPABILITIES = BackendCapabilities(
     durable=True,
     shared=True,
     # No job records of its own to mark or poll (only the ledger's dedupe and lease entries): queue.cancel
-    # raises UnsupportedOptionError, and job.progress in a handler raises LssmJobsError.
+    # raises UnsupportedOptionError, and so does job.progress in a handler.
     cancel=False,
     progress=False,
 )
