@@ -183,5 +183,12 @@ async def test_a_result_comes_back_from_a_worker_process(tmp_path: Path, monkeyp
         worker.wait_for(r"lssm-jobs worker:")
         async with JobQueue(SqliteBackend(database), catalog=catalog, sinks=[]) as queue:
             job = await queue.enqueue(app.SumJob, {"numbers": [1, 2, 3, 4]})
-            assert await job.wait(timeout=60) == app.Total(sum=10, count=4)
+            try:
+                result = await job.wait(timeout=60)
+            except TimeoutError:  # say why: the job's state, and what the worker printed (or its exit)
+                raise AssertionError(
+                    f"no result within 60 s; job {await queue.get(job.id)}; worker exit code "
+                    f"{worker.process.poll()}; its output:\n{worker.output[-4000:]}"
+                ) from None
+            assert result == app.Total(sum=10, count=4)
     sys.modules.pop("results_procs_app", None)
