@@ -229,6 +229,25 @@ def test_health_probes_of_a_worker(app_dir: Path) -> None:
         assert worker.wait(60) == 0, worker.tail()
 
 
+def test_a_worker_drains_before_it_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """Whoever reads the "draining" line finds the worker draining: a readiness probe sent on seeing it
+    answered "running" in a CI run, the line having been printed before the state changed."""
+    from lssm_jobs.cli.worker import Shutdown
+
+    printed_when_draining: list[str] = []
+
+    async def first_signal() -> Shutdown:
+        shutdown = Shutdown(asyncio.Event())
+        shutdown.on_drain.append(lambda: printed_when_draining.append(capsys.readouterr().err))
+        shutdown.signal(signal.SIGTERM)
+        return shutdown
+
+    shutdown = asyncio.run(first_signal())
+    assert shutdown.stopping.is_set()
+    assert printed_when_draining == [""]
+    assert "SIGTERM received, draining" in capsys.readouterr().err
+
+
 def test_supervisor_health_needs_a_consuming_worker_process(app_dir: Path) -> None:
     database = app_dir / "jobs.db"
     command = ["worker", "obs_app:handlers", "--url", f"sqlite:///{database}", "--processes", "2"]

@@ -235,11 +235,11 @@ def _stop_on_signals(stopping: asyncio.Event) -> None:
         nonlocal received
         received += 1
         if received == 1:
+            stopping.set()  # before saying so
             print(
                 f"\nlssm-jobs: {signal.Signals(signum).name} received, draining (again to exit at once)",
                 file=sys.stderr,
             )
-            stopping.set()
         else:
             print(
                 "lssm-jobs: exiting now; unfinished jobs run again after their lease expires", file=sys.stderr

@@ -178,9 +178,10 @@ class Shutdown:
         self.signals += 1
         name = signal.Signals(signum).name
         if self.signals == 1:
+            # Drain first, then say so: whoever reads the line finds the worker draining (its readiness too).
+            self.drain()
             if not self.quiet:
                 notice(f"\nlssm-jobs: {name} received, draining (again to stop at once)")
-            self.drain()
         elif self.signals == 2:
             self.hurry()
         else:

@@ -279,10 +279,10 @@ class Supervisor:
         name = signal.Signals(signum).name
         alive = [worker for worker in self.workers if worker.alive]
         if self._signals == 1:
+            self._begin_drain()  # before saying so: whoever reads the line finds the supervisor draining
             notice(
                 f"\nlssm-jobs: {name} received, draining {len(alive)} worker processes (again to stop at once)"
             )
-            self._begin_drain()
         elif self._signals == 2:
             notice("lssm-jobs: stopping now: running jobs are released back to their queues")
             self._hurry()
