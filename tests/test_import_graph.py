@@ -170,6 +170,21 @@ def test_no_runtime_module_imports_pytest() -> None:
     assert not offenders, "runtime modules import test support:\n" + "\n".join(offenders)
 
 
+def test_the_testing_helpers_and_process_tools_work_without_pytest() -> None:
+    """The benchmarks run where lssm-jobs is installed as users install it (no pytest) and start workers
+    through lssm_jobs.testing.processes; only the conformance suites need pytest."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"  # any import of pytest now fails
+        "import lssm_jobs.testing.processes, lssm_jobs.testing.helpers\n"
+        "from lssm_jobs.testing import run_async, wait_until\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
 @pytest.mark.parametrize(
     ("source", "expected"),
     [

@@ -25,11 +25,25 @@ A scheduler store proves itself the same way with :class:`SchedulerStoreContract
 
 from __future__ import annotations
 
-from lssm_jobs.testing.conformance import BackendConformance
+from typing import TYPE_CHECKING
+
+from lssm_jobs._lazy import lazy_exports
 from lssm_jobs.testing.helpers import opened, run_async, wait_until
-from lssm_jobs.testing.ledger import LedgerConformance
-from lssm_jobs.testing.result_stores import ResultStoreConformance
-from lssm_jobs.testing.scheduler_stores import SchedulerStoreContract
+
+if TYPE_CHECKING:
+    from lssm_jobs.testing.conformance import BackendConformance
+    from lssm_jobs.testing.ledger import LedgerConformance
+    from lssm_jobs.testing.result_stores import ResultStoreConformance
+    from lssm_jobs.testing.scheduler_stores import SchedulerStoreContract
+
+# The suites need pytest; imported on first use, so the helpers and the process tools
+# (lssm_jobs.testing.processes, used by the benchmarks) work where pytest is not installed.
+_LAZY = {
+    "BackendConformance": "lssm_jobs.testing.conformance",
+    "LedgerConformance": "lssm_jobs.testing.ledger",
+    "ResultStoreConformance": "lssm_jobs.testing.result_stores",
+    "SchedulerStoreContract": "lssm_jobs.testing.scheduler_stores",
+}
 
 __all__ = [
     "BackendConformance",
@@ -40,3 +54,5 @@ __all__ = [
     "run_async",
     "wait_until",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
