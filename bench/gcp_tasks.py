@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins" / "gcp-tasks"))
 
-from tests.conftest import (  # noqa: E402 - after the path set-up above
+from tests.emulator_support import (  # noqa: E402 - after the path set-up above
     LOCATION,
     PROJECT,
     SERVICE_ACCOUNT,

@@ -30,7 +30,7 @@ from lssm_jobs_gcp_tasks import (
     task_id,
 )
 
-SERVICE_ACCOUNT = "tasks-invoker@lssm-test.iam.gserviceaccount.com"  # the conftest's
+SERVICE_ACCOUNT = "tasks-invoker@lssm-test.iam.gserviceaccount.com"  # as in emulator_support
 OidcKeys = Any
 TasksEmulator = Any
 
