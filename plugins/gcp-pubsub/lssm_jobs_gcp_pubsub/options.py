@@ -81,7 +81,7 @@ OPTIONS_HELP = {
     "ack_deadline_s": "ack deadline of created subscriptions, 10 to 600 (default 60)",
     "max_lease_s": "longest the client extends a running job's lease (default 3600)",
     "lease_extension_s": "longest ack-deadline extension, 10 to 600: how soon a dead worker's job comes back "
-    "(default 0: the client's choice, 10 to 600)",
+    "(default 0: the client's choice)",
     "dead_letter_policy": "native dead-letter policy on the jobs subscription (default false)",
     "max_delivery_attempts": "the native policy's limit, 5 to 100 (default 10)",
     "ordering": "ordering keys (envelope meta 'ordering_key') and ordered subscriptions (default false)",

@@ -24,8 +24,7 @@ async def main(address: str, prefix: str, ledger: str, markers: Path) -> None:
         sinks=[],
         catalog=JobCatalog(),
         lease_ms=2_000,
-        # A killed worker's job comes back after about this long, so the test waits less (on the Java
-        # emulator one to three times this: it can deliver the job again into the dead worker's stream).
+        # A killed worker's job comes back after about this long (the stream's ack deadline), not 60 s.
         lease_extension_s=10,
     )
     await run_crash_test_worker(queue, markers)

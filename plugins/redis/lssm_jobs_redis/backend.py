@@ -516,6 +516,8 @@ class RedisBackend(PullBackend, WorkerRegistry):
             self.wake()  # the last wake-up: once closed, wake() no longer starts any
         self._closed = True
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            # Wake-ups under way must be done before the connections they use are closed.
+            ("finish waking the blocked consumer", self._finish_wake_ups),
             ("finish settling", self._settler.close),
             ("finish pushing", self._pusher.close),
         ]
@@ -526,8 +528,6 @@ class RedisBackend(PullBackend, WorkerRegistry):
                 steps.append(("close a connection", channel.close))
         if self._owns_client:
             steps.append(("close the client", self._close_client))
-        # Wake-ups under way must be done before the connections they use are closed.
-        steps.insert(0, ("wake the blocked consumer", self._finish_background))
         for what, step in steps:
             try:
                 await step()
@@ -536,7 +536,7 @@ class RedisBackend(PullBackend, WorkerRegistry):
             if what == "finish pushing" and self._blocking_pusher is not None:
                 self._blocking_pusher.close()
 
-    async def _finish_background(self) -> None:
+    async def _finish_wake_ups(self) -> None:
         if not self._background:
             return
         _, pending = await asyncio.wait(set(self._background), timeout=2.0)
